@@ -1,0 +1,47 @@
+// Lint for the whole workspace. Module boundaries are enforced by tags in each
+// project.json: libs/proto depends on nothing of ours, the server never imports
+// libs/bpf, and nothing imports from apps/.
+import js from '@eslint/js';
+import tseslint from 'typescript-eslint';
+import nx from '@nx/eslint-plugin';
+
+export default tseslint.config(
+  {
+    ignores: ['**/dist/**', '**/node_modules/**', '.nx/**', '.cgfence/**', '**/*.bpf.o'],
+  },
+  js.configs.recommended,
+  ...tseslint.configs.recommended,
+  {
+    files: ['**/*.ts'],
+    plugins: { '@nx': nx },
+    rules: {
+      '@typescript-eslint/no-explicit-any': 'error',
+      '@typescript-eslint/no-unused-vars': ['error', { argsIgnorePattern: '^_', varsIgnorePattern: '^_' }],
+      '@nx/enforce-module-boundaries': [
+        'error',
+        {
+          enforceBuildableLibDependency: false,
+          allow: [],
+          depConstraints: [
+            // Axis 1: where code runs.
+            { sourceTag: 'scope:shared', onlyDependOnLibsWithTags: [] },
+            { sourceTag: 'scope:dev', onlyDependOnLibsWithTags: ['scope:shared', 'scope:server'] },
+            { sourceTag: 'scope:server', onlyDependOnLibsWithTags: ['scope:shared', 'scope:server', 'scope:dev'] },
+            { sourceTag: 'scope:host', onlyDependOnLibsWithTags: ['scope:shared', 'scope:host', 'scope:dev'] },
+            { sourceTag: 'scope:cli', onlyDependOnLibsWithTags: ['scope:shared', 'scope:dev'] },
+            // Axis 2: what kind of project. Nothing depends on an app.
+            { sourceTag: 'type:proto', onlyDependOnLibsWithTags: [] },
+            { sourceTag: 'type:migrations', onlyDependOnLibsWithTags: [] },
+            { sourceTag: 'type:lib', onlyDependOnLibsWithTags: ['type:proto', 'type:lib'] },
+            { sourceTag: 'type:devkit', onlyDependOnLibsWithTags: ['type:proto', 'type:migrations'] },
+            { sourceTag: 'type:app', onlyDependOnLibsWithTags: ['type:proto', 'type:lib', 'type:migrations', 'type:devkit'] },
+          ],
+        },
+      ],
+    },
+  },
+  {
+    files: ['**/*.mjs', '**/*.cjs', '**/*.js'],
+    languageOptions: { globals: { process: 'readonly', console: 'readonly', setTimeout: 'readonly', clearTimeout: 'readonly', URL: 'readonly' } },
+  },
+);

@@ -1,0 +1,6 @@
+export { freePort, waitFor } from './ports';
+export { ManagedProcess } from './process';
+export { PostgresServer, postgresBinDir } from './postgres';
+export type { PostgresOptions } from './postgres';
+export { NatsServer, natsServerBin } from './nats';
+export type { NatsOptions } from './nats';
