@@ -1,0 +1,14 @@
+import { Module } from '@nestjs/common';
+import { APP_GUARD } from '@nestjs/core';
+import { EventStoreModule } from '../event-store/event-store.module';
+import { AuthGuard } from './auth.guard';
+import { TokensController } from './tokens.controller';
+import { TokensService } from './tokens.service';
+
+@Module({
+  imports: [EventStoreModule],
+  controllers: [TokensController],
+  providers: [TokensService, { provide: APP_GUARD, useClass: AuthGuard }],
+  exports: [TokensService],
+})
+export class AuthModule {}

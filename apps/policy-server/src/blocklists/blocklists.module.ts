@@ -1,0 +1,13 @@
+import { Module } from '@nestjs/common';
+import { EventStoreModule } from '../event-store/event-store.module';
+import { BlocklistsController } from './blocklists.controller';
+import { BlocklistsService } from './blocklists.service';
+import { ContentsRepository } from './contents.repository';
+
+@Module({
+  imports: [EventStoreModule],
+  controllers: [BlocklistsController],
+  providers: [BlocklistsService, ContentsRepository],
+  exports: [BlocklistsService],
+})
+export class BlocklistsModule {}

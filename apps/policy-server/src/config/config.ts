@@ -1,0 +1,50 @@
+import { z } from 'zod';
+
+/**
+ * Everything the server reads from its environment, validated once at boot.
+ * A bad value stops the process with a message naming the variable.
+ */
+const Schema = z.object({
+  CGFENCE_DATABASE_URL: z.string().regex(/^postgres(ql)?:\/\//, 'must be a postgres:// URL'),
+  CGFENCE_HTTP_HOST: z.string().default('127.0.0.1'),
+  CGFENCE_HTTP_PORT: z.coerce.number().int().min(0).max(65535).default(28080),
+  CGFENCE_STATE_DIR: z.string().min(1).default('/var/lib/cgfence-server'),
+  CGFENCE_LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+  /** Create a bootstrap admin token (written to STATE_DIR/admin-token) when no token exists yet. */
+  CGFENCE_BOOTSTRAP_ADMIN: z.enum(['true', 'false']).default('true').transform((v) => v === 'true'),
+  /** Largest request body accepted (commit of a 1,000,000-entry list as JSON is about 30 MB). */
+  CGFENCE_MAX_BODY: z.string().regex(/^\d+(kb|mb)$/, 'like 64mb').default('256mb'),
+});
+
+export type ServerConfig = Readonly<{
+  databaseUrl: string;
+  httpHost: string;
+  httpPort: number;
+  stateDir: string;
+  logLevel: z.infer<typeof Schema>['CGFENCE_LOG_LEVEL'];
+  bootstrapAdmin: boolean;
+  maxBody: string;
+}>;
+
+export class ConfigError extends Error {}
+
+export function loadConfig(env: NodeJS.ProcessEnv = process.env): ServerConfig {
+  const parsed = Schema.safeParse(env);
+  if (!parsed.success) {
+    const lines = parsed.error.issues.map((i) => `  ${i.path.join('.')}: ${i.message}`);
+    throw new ConfigError(`invalid configuration:\n${lines.join('\n')}`);
+  }
+  const e = parsed.data;
+  return {
+    databaseUrl: e.CGFENCE_DATABASE_URL,
+    httpHost: e.CGFENCE_HTTP_HOST,
+    httpPort: e.CGFENCE_HTTP_PORT,
+    stateDir: e.CGFENCE_STATE_DIR,
+    logLevel: e.CGFENCE_LOG_LEVEL,
+    bootstrapAdmin: e.CGFENCE_BOOTSTRAP_ADMIN,
+    maxBody: e.CGFENCE_MAX_BODY,
+  };
+}
+
+/** Injection token for the validated configuration. */
+export const SERVER_CONFIG = Symbol('SERVER_CONFIG');

@@ -1,0 +1,14 @@
+import { Module } from '@nestjs/common';
+import { Clock } from '../common/clock';
+import { BlocklistsReadModel } from '../read-models/blocklists/blocklists.read-model';
+import { ReadModels } from '../read-models/read-models.service';
+import { TokensReadModel } from '../read-models/tokens/tokens.read-model';
+import { CommandHandler } from './command-handler.service';
+import { EventStore } from './event-store.service';
+
+/** The event store, the command handler on top of it, and the read models it feeds. */
+@Module({
+  providers: [Clock, EventStore, CommandHandler, ReadModels, BlocklistsReadModel, TokensReadModel],
+  exports: [Clock, EventStore, CommandHandler, ReadModels, BlocklistsReadModel, TokensReadModel],
+})
+export class EventStoreModule {}

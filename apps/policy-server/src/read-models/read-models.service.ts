@@ -1,0 +1,54 @@
+import { Injectable } from '@nestjs/common';
+import { DataSource, EntityManager } from 'typeorm';
+import type { StoredEvent } from '../event-store/event-store';
+import { EventStore } from '../event-store/event-store.service';
+import { BlocklistsReadModel } from './blocklists/blocklists.read-model';
+import { ReadModel } from './read-model';
+import { TokensReadModel } from './tokens/tokens.read-model';
+
+const REBUILD_PAGE = 1000;
+
+/** Keeps every read model up to date and can rebuild them all from the events. */
+@Injectable()
+export class ReadModels {
+  private readonly all: readonly ReadModel[];
+
+  constructor(
+    private readonly db: DataSource,
+    private readonly store: EventStore,
+    blocklists: BlocklistsReadModel,
+    tokens: TokensReadModel,
+  ) {
+    this.all = [blocklists, tokens];
+  }
+
+  get tables(): string[] {
+    return this.all.flatMap((r) => r.tables);
+  }
+
+  async apply(events: readonly StoredEvent[], m: EntityManager): Promise<void> {
+    for (const e of events) for (const r of this.all) await r.apply(e, m);
+  }
+
+  /**
+   * Drops every read model's rows and replays the whole event log, in one
+   * transaction. Writers wait (SHARE lock on events) so nothing lands between
+   * the replay and the commit.
+   */
+  async rebuild(): Promise<{ events: number; tables: string[] }> {
+    return this.db.transaction(async (m) => {
+      await m.query('lock table events in share mode');
+      await m.query(`truncate ${this.tables.join(', ')}`);
+      let after = 0n;
+      let count = 0;
+      for (;;) {
+        const events = await this.store.readAll(after, REBUILD_PAGE, m);
+        if (events.length === 0) break;
+        await this.apply(events, m);
+        count += events.length;
+        after = events[events.length - 1]!.position;
+      }
+      return { events: count, tables: this.tables };
+    });
+  }
+}

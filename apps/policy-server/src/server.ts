@@ -1,0 +1,55 @@
+import 'reflect-metadata';
+import { INestApplication } from '@nestjs/common';
+import { NestFactory } from '@nestjs/core';
+import { NestExpressApplication } from '@nestjs/platform-express';
+import { DocumentBuilder, SwaggerModule } from '@nestjs/swagger';
+import { json, text } from 'express';
+import type { Logger } from 'pino';
+import { AppModule } from './app.module';
+import { TokensService } from './auth/tokens.service';
+import { createLogger, PinoNestLogger } from './common/logger';
+import { ServerConfig } from './config/config';
+
+export interface StartedServer {
+  app: INestApplication;
+  url: string;
+  logger: Logger;
+  /** The bootstrap admin secret, when this start created it. */
+  bootstrapSecret?: string;
+  close(): Promise<void>;
+}
+
+/**
+ * Builds the NestJS application: migrations run as the database connects,
+ * then the API, its OpenAPI document (/openapi.json) and interactive docs
+ * (/docs) are served.
+ */
+export async function createServer(config: ServerConfig, opts: { listen?: boolean } = {}): Promise<StartedServer> {
+  const logger = createLogger(config.logLevel);
+  const app = await NestFactory.create<NestExpressApplication>(AppModule.forRoot(config, logger), {
+    logger: new PinoNestLogger(logger),
+    bodyParser: false,
+  });
+  app.use(json({ limit: config.maxBody }));
+  app.use(text({ type: 'text/plain', limit: config.maxBody }));
+  app.enableShutdownHooks();
+
+  const doc = new DocumentBuilder()
+    .setTitle('cgfence policy server')
+    .setDescription('Versioned blocklists for deploy cgroups, rolled out to host cohorts.')
+    .setVersion('0.1.0')
+    .addBearerAuth()
+    .build();
+  SwaggerModule.setup('docs', app, () => SwaggerModule.createDocument(app, doc), { jsonDocumentUrl: 'openapi.json' });
+
+  await app.init();
+  const bootstrapSecret = config.bootstrapAdmin ? await app.get(TokensService).bootstrapAdmin(config.stateDir) : undefined;
+  let url = '';
+  if (opts.listen !== false) {
+    await app.listen(config.httpPort, config.httpHost);
+    const addr = app.getHttpServer().address();
+    const port = typeof addr === 'object' && addr ? addr.port : config.httpPort;
+    url = `http://${config.httpHost.includes(':') ? `[${config.httpHost}]` : config.httpHost}:${port}`;
+  }
+  return { app, url, logger, bootstrapSecret, close: () => app.close() };
+}
