@@ -1,1 +1,2 @@
-export {};
+export { run } from './main';
+export { buildProgram } from './program';

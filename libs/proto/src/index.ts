@@ -1,1 +1,3 @@
 export {};
+export * from './api';
+export * from './blocklist';

@@ -1,0 +1,159 @@
+import { after, before, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { ChildProcess, spawn, spawnSync } from 'node:child_process';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { freePort, waitFor } from '@cgfence/devservices';
+
+const BIN = join(__dirname, '..', '..', 'bin', 'cgfence');
+
+interface Ran {
+  code: number | null;
+  out: string;
+  err: string;
+}
+
+/** The local fleet and the CLI, run as a user runs them: as processes. */
+describe('cgfence CLI against the local fleet', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'cgfence-cli-e2e-'));
+  const stateDir = join(dir, 'state');
+  let fleet: ChildProcess | undefined;
+  let fleetOut = '';
+  let ports: { pg: number; nats: number; api: number };
+  let env: NodeJS.ProcessEnv;
+
+  const cgfence = (args: string[], input?: string): Ran => {
+    const r = spawnSync(process.execPath, [BIN, ...args], { env, input, encoding: 'utf8', timeout: 60_000 });
+    return { code: r.status, out: r.stdout, err: r.stderr };
+  };
+
+  async function up(): Promise<void> {
+    fleetOut = '';
+    fleet = spawn(
+      process.execPath,
+      [BIN, 'local', 'up', '--state-dir', stateDir, '--pg-port', String(ports.pg), '--nats-port', String(ports.nats), '--api-port', String(ports.api)],
+      { stdio: ['ignore', 'pipe', 'pipe'] },
+    );
+    fleet.stdout?.on('data', (d: Buffer) => (fleetOut += d.toString()));
+    fleet.stderr?.on('data', (d: Buffer) => (fleetOut += d.toString()));
+    await waitFor('the local fleet to come up', async () => {
+      if (fleet?.exitCode !== null) throw new Error(`local up exited early:\n${fleetOut}`);
+      return fleetOut.includes('Ctrl-C stops everything');
+    }, 90_000);
+  }
+
+  async function down(): Promise<number | null> {
+    const f = fleet;
+    if (!f || f.exitCode !== null) return f?.exitCode ?? null;
+    const exited = new Promise<number | null>((resolve) => f.once('exit', (code) => resolve(code)));
+    f.kill('SIGINT');
+    return exited;
+  }
+
+  before(async () => {
+    ports = { pg: await freePort(), nats: await freePort(), api: await freePort() };
+    await up();
+    const tokenFile = join(stateDir, 'server', 'admin-token');
+    env = { ...process.env, CGFENCE_SERVER: `http://127.0.0.1:${ports.api}`, CGFENCE_TOKEN: readFileSync(tokenFile, 'utf8').trim() };
+  });
+
+  after(async () => {
+    await down();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('prints where the API and its docs are, and the try-this lines', async () => {
+    assert.match(fleetOut, new RegExp(`API: +http://127\\.0\\.0\\.1:${ports.api}`));
+    assert.match(fleetOut, /API docs: .*\/docs/);
+    assert.match(fleetOut, /cgfence blocklist create deploy-safety/);
+    const docs = await fetch(`http://127.0.0.1:${ports.api}/docs/`);
+    assert.equal(docs.status, 200);
+  });
+
+  it('runs the printed try-this lines, exactly as printed, in a shell', () => {
+    const printed = fleetOut.split('\n');
+    const at = printed.findIndex((l) => l.startsWith('Try this'));
+    const script = printed.slice(at + 1, at + 4).map((l) => l.trim());
+    assert.equal(script.length, 3);
+    assert.match(script[0] ?? '', /^export CGFENCE_SERVER=/);
+    // `cgfence` on PATH, as the setup installs it.
+    const binDir = join(dir, 'bin');
+    mkdirSync(binDir, { recursive: true });
+    if (!existsSync(join(binDir, 'cgfence'))) symlinkSync(BIN, join(binDir, 'cgfence'));
+    const sh = spawnSync('sh', ['-e', '-c', script.join('\n')], {
+      env: { PATH: `${binDir}:${dirname(process.execPath)}:/usr/bin:/bin` },
+      encoding: 'utf8',
+    });
+    assert.equal(sh.status, 0, `${script.join('\n')}\n${sh.stdout}${sh.stderr}`);
+    assert.match(sh.stdout, /created blocklist deploy-safety/);
+    assert.match(sh.stdout, /committed deploy-safety v1: 2 entries/);
+    assert.equal(cgfence(['blocklist', 'show', 'deploy-safety', '--entries']).out, 'github.com\n*.githubusercontent.com\n');
+  });
+
+  it('creates, commits from a file and from changes, lists versions, diffs and shows entries', () => {
+    assert.equal(cgfence(['blocklist', 'create', 'ci', '-d', 'for CI']).code, 0);
+    const file = join(dir, 'list.txt');
+    writeFileSync(file, '# deploy must not need these\nGitHub.com\n*.npmjs.org   # registry\n10.9.9.9/16\n');
+    const c1 = cgfence(['blocklist', 'commit', 'ci', '--file', file, '-m', 'first']);
+    assert.equal(c1.code, 0, c1.err);
+    assert.match(c1.out, /committed ci v1: 3 entries/);
+    const c2 = cgfence(['blocklist', 'commit', 'ci', '--add', 'registry.example', '--remove', '10.9.0.0/16']);
+    assert.match(c2.out, /committed ci v2: 3 entries \(\+1 -1\)/);
+    const same = cgfence(['blocklist', 'commit', 'ci', '--file', file]);
+    assert.equal(same.code, 0);
+    assert.match(same.out, /committed ci v3/);
+    const again = cgfence(['blocklist', 'commit', 'ci', '--file', file]);
+    assert.match(again.out, /unchanged: the content equals ci v3/);
+
+    const versions = JSON.parse(cgfence(['--json', 'blocklist', 'versions', 'ci']).out) as { version: number }[];
+    assert.deepEqual(versions.map((v) => v.version), [1, 2, 3]);
+    const diff = cgfence(['blocklist', 'diff', 'ci', '1', '2']);
+    assert.match(diff.out, /^\+ registry\.example$/m);
+    assert.match(diff.out, /^- 10\.9\.0\.0\/16$/m);
+    const shown = cgfence(['blocklist', 'show', 'ci', '1']);
+    assert.match(shown.out, /wildcard +\*\.npmjs\.org +registry/);
+  });
+
+  it('reports every bad entry with its line and exits 1', () => {
+    cgfence(['blocklist', 'create', 'bad']);
+    const r = cgfence(['blocklist', 'commit', 'bad', '--file', '-'], 'fine.example\n-nope.example\n300.1.2.3\n');
+    assert.equal(r.code, 1);
+    assert.match(r.err, /2 invalid entries; nothing was committed/);
+    assert.match(r.err, /line 2: -nope\.example: /);
+    assert.match(r.err, /line 3: 300\.1\.2\.3: /);
+  });
+
+  it('exits 2 on usage errors and 1 when the server refuses', () => {
+    assert.equal(cgfence(['blocklist', 'commit', 'ci']).code, 2);
+    assert.equal(cgfence(['blocklist', 'frobnicate']).code, 2);
+    assert.equal(cgfence(['blocklist', 'show', 'ci', 'x']).code, 2);
+    const missing = cgfence(['blocklist', 'show', 'nope']);
+    assert.equal(missing.code, 1);
+    assert.match(missing.err, /blocklist nope does not exist \[blocklist\.not_found\]/);
+    const noToken = spawnSync(process.execPath, [BIN, 'blocklist', 'list'], { env: { ...env, CGFENCE_TOKEN: '' }, encoding: 'utf8' });
+    assert.equal(noToken.status, 1);
+    assert.match(noToken.stderr, /CGFENCE_TOKEN/);
+  });
+
+  it('issues a viewer token that can read but not write, and the audit log names who did what', () => {
+    const issued = JSON.parse(cgfence(['--json', 'token', 'create', 'reader', '--role', 'viewer']).out) as { secret: string };
+    const asViewer = (args: string[]) => spawnSync(process.execPath, [BIN, ...args], { env: { ...env, CGFENCE_TOKEN: issued.secret }, encoding: 'utf8' });
+    assert.equal(asViewer(['blocklist', 'list']).status, 0);
+    const refused = asViewer(['blocklist', 'create', 'x']);
+    assert.equal(refused.status, 1);
+    assert.match(refused.stderr, /operator role/);
+    const audit = JSON.parse(cgfence(['--json', 'audit', '--limit', '5']).out) as { records: { actor: string; type: string }[] };
+    assert.ok(audit.records.some((r) => r.actor === 'bootstrap-admin' && r.type === 'TokenIssued'));
+  });
+
+  it('stops everything on Ctrl-C, and a second start reuses the data', async () => {
+    const code = await down();
+    assert.equal(code, 0, fleetOut);
+    const gone = await fetch(`http://127.0.0.1:${ports.api}/health`).then(() => false, () => true);
+    assert.ok(gone, 'the API must be down after Ctrl-C');
+    await up();
+    const list = JSON.parse(cgfence(['--json', 'blocklist', 'list']).out) as { name: string }[];
+    assert.deepEqual(list.map((b) => b.name).sort(), ['bad', 'ci', 'deploy-safety']);
+  });
+});

@@ -1,0 +1,53 @@
+import { Command, InvalidArgumentError } from 'commander';
+import { resolve } from 'node:path';
+import { startLocalFleet } from '../local/local-fleet';
+import { printLines } from '../output';
+
+const port = (v: string): number => {
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < 1 || n > 65535) throw new InvalidArgumentError('must be a port number');
+  return n;
+};
+
+/** Where the repository keeps its local state: <repo>/.cgfence. */
+export function defaultLocalStateDir(): string {
+  return resolve(__dirname, '..', '..', '..', '..', '..', '.cgfence');
+}
+
+export function localCommand(): Command {
+  const cmd = new Command('local').description('the local fleet for development and trying cgfence out');
+  cmd
+    .command('up')
+    .description('start PostgreSQL, NATS and the policy server on this machine; Ctrl-C stops them all')
+    .option('--state-dir <dir>', 'where all their data lives', defaultLocalStateDir())
+    .option('--pg-port <port>', 'PostgreSQL port', port, 25432)
+    .option('--nats-port <port>', 'NATS port', port, 24222)
+    .option('--api-port <port>', 'policy server API port', port, 28080)
+    .action(async (o: { stateDir: string; pgPort: number; natsPort: number; apiPort: number }) => {
+      const fleet = await startLocalFleet(o, (l) => printLines([`· ${l}`]));
+      printLines([
+        '',
+        `cgfence local fleet is up (state in ${o.stateDir})`,
+        `  API:      ${fleet.apiUrl}`,
+        `  API docs: ${fleet.apiUrl}/docs   (OpenAPI: ${fleet.apiUrl}/openapi.json)`,
+        `  metrics:  ${fleet.apiUrl}/metrics`,
+        `  admin token: ${fleet.tokenFile}`,
+        '',
+        'Try this in another shell:',
+        `  export CGFENCE_SERVER=${fleet.apiUrl} CGFENCE_TOKEN=$(cat ${fleet.tokenFile})`,
+        '  cgfence blocklist create deploy-safety --description "what deploys must not depend on"',
+        "  printf 'github.com\\n*.githubusercontent.com\\n' | cgfence blocklist commit deploy-safety --file - -m 'first list'",
+        '',
+        'Ctrl-C stops everything.',
+      ]);
+      await new Promise<void>((done) => {
+        const stop = () => {
+          printLines(['', 'stopping the local fleet…']);
+          void fleet.stop().then(done);
+        };
+        process.once('SIGINT', stop);
+        process.once('SIGTERM', stop);
+      });
+    });
+  return cmd;
+}

@@ -1,0 +1,30 @@
+import { Command, Option } from 'commander';
+import { auditCommand } from './commands/audit';
+import { blocklistCommand } from './commands/blocklist';
+import { localCommand } from './commands/local';
+import { tokenCommand } from './commands/token';
+import { DEFAULT_SERVER } from './context';
+
+/** The `cgfence` command tree. Every subcommand has --help. */
+export function buildProgram(): Command {
+  const program = new Command('cgfence')
+    .description('keep deploy scripts from depending on the service they deploy')
+    .version('0.1.0')
+    .addOption(new Option('-s, --server <url>', 'policy server URL').env('CGFENCE_SERVER').default(DEFAULT_SERVER))
+    .addOption(new Option('-t, --token <secret>', 'API token').env('CGFENCE_TOKEN'))
+    .addOption(new Option('--token-file <path>', 'read the API token from a file').env('CGFENCE_TOKEN_FILE'))
+    .option('--json', 'machine-readable JSON output', false)
+    .showHelpAfterError('(add --help for usage)')
+    .enablePositionalOptions(false);
+  program.addCommand(blocklistCommand());
+  program.addCommand(tokenCommand());
+  program.addCommand(auditCommand());
+  program.addCommand(localCommand());
+  // Usage errors exit 2 everywhere, not commander's default 1.
+  const exitOverride = (cmd: Command): void => {
+    cmd.exitOverride();
+    cmd.commands.forEach(exitOverride);
+  };
+  exitOverride(program);
+  return program;
+}
