@@ -27,20 +27,18 @@ function find(dir, acc = []) {
 }
 
 const all = ['apps', 'libs', 'migrations'].flatMap((d) => find(join(root, d)));
-let failed = false;
-for (const tier of tiers) {
-  const files = all.filter((f) => tierOf(f) === tier && (!only || f.includes(only))).sort();
-  if (files.length === 0) {
-    console.error(`no ${tier} tests found (did the build run?)`);
-    failed = true;
-    continue;
-  }
-  console.log(`\n== ${tier} tests: ${files.length} files`);
-  // Integration and e2e files start real servers and touch the kernel: run them
-  // one file at a time so they never fight over cgroups or CPU.
-  const concurrency = tier === 'unit' ? '2' : '1';
-  const res = spawnSync(process.execPath, ['--enable-source-maps', '--test', `--test-concurrency=${concurrency}`,
-    '--test-reporter=spec', ...files.map((f) => relative(root, f))], { cwd: root, stdio: 'inherit' });
-  if (res.status !== 0) failed = true;
+// One runner invocation, files in tier order (unit, then int, then e2e), so the
+// run ends with one summary. Integration and e2e files start real servers and
+// touch the kernel: files run one at a time so they never fight over cgroups.
+const order = { unit: 0, int: 1, e2e: 2 };
+const files = all
+  .filter((f) => tiers.includes(tierOf(f)) && (!only || f.includes(only)))
+  .sort((a, b) => order[tierOf(a)] - order[tierOf(b)] || a.localeCompare(b));
+if (files.length === 0) {
+  console.error(`no ${tiers.join('/')} tests found${only ? ` matching ${only}` : ''} (did the build run?)`);
+  process.exit(1);
 }
-process.exit(failed ? 1 : 0);
+for (const tier of tiers) console.log(`${tier}: ${files.filter((f) => tierOf(f) === tier).length} files`);
+const res = spawnSync(process.execPath, ['--enable-source-maps', '--test', '--test-concurrency=1', '--test-reporter=spec',
+  ...files.map((f) => relative(root, f))], { cwd: root, stdio: 'inherit' });
+process.exit(res.status ?? 1);
