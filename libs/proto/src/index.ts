@@ -1,3 +1,4 @@
 export {};
 export * from './api';
 export * from './blocklist';
+export * from './agent';

@@ -1,0 +1,127 @@
+/* SPDX-License-Identifier: UNLICENSED */
+/*
+ * cgfence.h — everything the eBPF programs (cgfence.bpf.c) and the TypeScript
+ * loader (libs/bpf/src) both read. Fixed-width types, explicit padding fields,
+ * no bool, no implicit holes; each constant is defined here once.
+ *
+ * The loader's copy of these layouts (src/layout.ts) is checked against this
+ * file by src/layout.int.spec.ts, which compiles a probe program that prints
+ * every offsetof/sizeof/constant the loader uses.
+ */
+#ifndef CGFENCE_H
+#define CGFENCE_H
+
+#include <linux/types.h>
+
+/* config.mode */
+#define CGF_MODE_ENFORCE 0
+#define CGF_MODE_AUDIT 1
+
+/* config.fail_mode: what happens to DNS when the proxy heartbeat is stale */
+#define CGF_FAIL_OPEN 0   /* stop redirecting: queries go to their original resolver */
+#define CGF_FAIL_CLOSED 1 /* keep redirecting: DNS fails while the proxy is dead */
+
+/* Address families as stored in events and socket state (not AF_* values). */
+#define CGF_FAMILY_V4 4
+#define CGF_FAMILY_V6 6
+
+/* The well-known DNS port that gets redirected to the proxy. */
+#define CGF_DNS_PORT 53
+
+#define CGF_COMM_LEN 16
+
+/* Index of each per-CPU counter in the cgf_counters map. */
+enum cgf_counter {
+	CGF_CNT_DNS_REDIRECT = 0,     /* port-53 connect/sendmsg rewritten to the proxy */
+	CGF_CNT_IP_BLOCK = 1,         /* connect/sendmsg refused (EPERM), enforce mode */
+	CGF_CNT_IP_AUDIT = 2,         /* connect/sendmsg to a blocked address allowed, audit mode */
+	CGF_CNT_SKB_DROP = 3,         /* egress packet to a blocked address dropped */
+	CGF_CNT_SKB_AUDIT = 4,        /* egress packet to a blocked address passed, audit mode */
+	CGF_CNT_RINGBUF_LOST = 5,     /* event not emitted: ring buffer full */
+	CGF_CNT_FAILOPEN_BYPASS = 6,  /* DNS not redirected: heartbeat stale, fail open */
+	CGF_CNT_FAILCLOSED_REDIRECT = 7, /* DNS redirected although heartbeat stale, fail closed */
+	CGF_CNT_DNS_ATTRIBUTED = 8,   /* (client port, DNS id) -> process recorded */
+	CGF_CNT_RECV_RESTORED = 9,    /* reply source rewritten back to the original resolver */
+	CGF_CNT_MAX = 10,
+};
+
+/* cgf_event.kind */
+enum cgf_event_kind {
+	CGF_EV_IP_BLOCK = 1,   /* blocked destination refused / dropped */
+	CGF_EV_IP_AUDIT = 2,   /* blocked destination allowed because mode is audit */
+	CGF_EV_PROXY_DOWN = 3, /* first DNS query that bypassed a stale proxy (fail open) */
+};
+
+/* cgf_event.hook: which program saw it */
+enum cgf_hook {
+	CGF_HOOK_CONNECT = 1,
+	CGF_HOOK_SENDMSG = 2,
+	CGF_HOOK_SKB = 3,
+};
+
+/* Value of the single entry of cgf_config. Written by userspace only. */
+struct cgf_config {
+	__u16 proxy_port;           /* host byte order; 0 = redirect nothing */
+	__u8 mode;                  /* CGF_MODE_* */
+	__u8 fail_mode;             /* CGF_FAIL_* */
+	__u32 _pad0;
+	__u64 heartbeat_ns;         /* CLOCK_MONOTONIC ns (bpf_ktime_get_ns) of the last proxy heartbeat */
+	__u64 heartbeat_timeout_ns; /* 0 = never consider the proxy dead */
+};
+
+/* Who did it: the task (and its cgroup) behind a socket operation. */
+struct cgf_proc {
+	__u32 pid;  /* kernel pid = thread id */
+	__u32 tgid; /* process id (what ps shows) */
+	__u32 uid;
+	__u32 _pad0;
+	__u64 cgroup_id;
+	char comm[CGF_COMM_LEN];
+};
+
+/* One ring buffer record. */
+struct cgf_event {
+	__u64 time_ns; /* bpf_ktime_get_ns() */
+	struct cgf_proc proc;
+	__u8 kind;     /* enum cgf_event_kind */
+	__u8 family;   /* CGF_FAMILY_V4 / CGF_FAMILY_V6 */
+	__u8 protocol; /* IPPROTO_* */
+	__u8 hook;     /* enum cgf_hook */
+	__u16 dport;   /* host byte order */
+	__u16 _pad0;
+	__u8 daddr[16]; /* network order; v4 uses the first 4 bytes */
+};
+
+/* Key of cgf_dns_attr: a DNS query as the proxy sees it. */
+struct cgf_dns_key {
+	__u16 client_port; /* host byte order: the query's UDP/TCP source port */
+	__u16 dns_id;      /* host byte order: DNS header transaction id */
+};
+
+/* LPM trie keys (prefixlen first, as the kernel requires). */
+struct cgf_lpm4_key {
+	__u32 prefixlen;
+	__u8 addr[4];
+};
+
+struct cgf_lpm6_key {
+	__u32 prefixlen;
+	__u8 addr[16];
+};
+
+/* Key of cgf_learned: one address, IPv4 stored as ::ffff:a.b.c.d. Value: __u64 expiry ns. */
+struct cgf_addr_key {
+	__u8 addr[16];
+};
+
+/* Per-socket state (socket local storage), written when a DNS destination is redirected. */
+struct cgf_sock_state {
+	struct cgf_proc owner;  /* task that connected/sent to port 53 */
+	__u8 orig_addr[16];     /* original destination; IPv4 as ::ffff:a.b.c.d */
+	__u16 orig_port;        /* network byte order */
+	__u16 proxy_port;       /* host byte order: the port it was redirected to */
+	__u8 orig_family;       /* CGF_FAMILY_*: family of the hook that redirected */
+	__u8 _pad0[3];
+};
+
+#endif /* CGFENCE_H */

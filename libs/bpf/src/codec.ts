@@ -1,0 +1,184 @@
+// Encoding and decoding of the structs in c/cgfence.h (offsets from layout.ts).
+// Pure functions over Buffers: no kernel, no FFI. Host byte order is little
+// endian (x86-64, arm64); ports and DNS ids in these structs are host order.
+import { AddressError, Cidr, Family, formatIp, parseCidr, parseIp, toMapped16 } from './addr';
+import { ADDR_KEY, CONFIG, CONSTANTS, COUNTERS, DNS_KEY, EVENT, LPM4_KEY, LPM6_KEY, PROC } from './layout';
+
+export type Mode = 'enforce' | 'audit';
+export type FailMode = 'open' | 'closed';
+
+export interface DataPlaneConfig {
+  /** UDP and TCP port of the DNS proxy on 127.0.0.1 and ::1. */
+  proxyPort: number;
+  mode: Mode;
+  failMode: FailMode;
+  /** Heartbeat age after which the proxy counts as dead; 0 = never. */
+  heartbeatTimeoutMs: number;
+}
+
+export interface ProcessInfo {
+  /** Kernel pid, i.e. the thread id. */
+  pid: number;
+  /** Process id (what ps shows); use this for /proc/<tgid>. */
+  tgid: number;
+  uid: number;
+  comm: string;
+  cgroupId: bigint;
+}
+
+export interface KernelEvent extends ProcessInfo {
+  kind: 'ip_block' | 'ip_audit' | 'proxy_down';
+  family: 4 | 6;
+  protocol: 'tcp' | 'udp' | 'other';
+  daddr: string;
+  dport: number;
+  /** CLOCK_MONOTONIC ns (bpf_ktime_get_ns) when the kernel saw it. */
+  timeNs: bigint;
+}
+
+export interface DataPlaneCounters {
+  [name: string]: bigint;
+}
+
+/** Throws unless `c` is a usable configuration; names the bad field. */
+export function validateConfig(c: DataPlaneConfig): void {
+  if (!Number.isInteger(c.proxyPort) || c.proxyPort < 1 || c.proxyPort > 65535) {
+    throw new RangeError(`config.proxyPort must be an integer 1..65535, got ${c.proxyPort}`);
+  }
+  if (c.proxyPort === CONSTANTS.CGF_DNS_PORT) {
+    throw new RangeError('config.proxyPort must not be 53: port 53 is what gets redirected');
+  }
+  if (c.mode !== 'enforce' && c.mode !== 'audit') throw new RangeError(`config.mode must be enforce|audit, got ${String(c.mode)}`);
+  if (c.failMode !== 'open' && c.failMode !== 'closed') {
+    throw new RangeError(`config.failMode must be open|closed, got ${String(c.failMode)}`);
+  }
+  if (!Number.isInteger(c.heartbeatTimeoutMs) || c.heartbeatTimeoutMs < 0) {
+    throw new RangeError(`config.heartbeatTimeoutMs must be an integer >= 0, got ${c.heartbeatTimeoutMs}`);
+  }
+}
+
+export function encodeConfig(c: DataPlaneConfig, heartbeatNs: bigint): Buffer {
+  const b = Buffer.alloc(CONFIG.size);
+  const fl = CONFIG.fields;
+  b.writeUInt16LE(c.proxyPort, fl.proxy_port.offset);
+  b.writeUInt8(c.mode === 'audit' ? CONSTANTS.CGF_MODE_AUDIT : CONSTANTS.CGF_MODE_ENFORCE, fl.mode.offset);
+  b.writeUInt8(c.failMode === 'closed' ? CONSTANTS.CGF_FAIL_CLOSED : CONSTANTS.CGF_FAIL_OPEN, fl.fail_mode.offset);
+  b.writeBigUInt64LE(heartbeatNs, fl.heartbeat_ns.offset);
+  b.writeBigUInt64LE(BigInt(c.heartbeatTimeoutMs) * 1_000_000n, fl.heartbeat_timeout_ns.offset);
+  return b;
+}
+
+export function decodeConfig(b: Buffer): DataPlaneConfig & { heartbeatNs: bigint } {
+  const fl = CONFIG.fields;
+  return {
+    proxyPort: b.readUInt16LE(fl.proxy_port.offset),
+    mode: b.readUInt8(fl.mode.offset) === CONSTANTS.CGF_MODE_AUDIT ? 'audit' : 'enforce',
+    failMode: b.readUInt8(fl.fail_mode.offset) === CONSTANTS.CGF_FAIL_CLOSED ? 'closed' : 'open',
+    heartbeatTimeoutMs: Number(b.readBigUInt64LE(fl.heartbeat_timeout_ns.offset) / 1_000_000n),
+    heartbeatNs: b.readBigUInt64LE(fl.heartbeat_ns.offset),
+  };
+}
+
+function cString(b: Buffer, offset: number, size: number): string {
+  const raw = b.subarray(offset, offset + size);
+  const nul = raw.indexOf(0);
+  return raw.subarray(0, nul < 0 ? size : nul).toString('utf8');
+}
+
+export function decodeProc(b: Buffer, base = 0): ProcessInfo {
+  const fl = PROC.fields;
+  return {
+    pid: b.readUInt32LE(base + fl.pid.offset),
+    tgid: b.readUInt32LE(base + fl.tgid.offset),
+    uid: b.readUInt32LE(base + fl.uid.offset),
+    comm: cString(b, base + fl.comm.offset, fl.comm.size),
+    cgroupId: b.readBigUInt64LE(base + fl.cgroup_id.offset),
+  };
+}
+
+const EVENT_KINDS: Record<number, KernelEvent['kind']> = {
+  [CONSTANTS.CGF_EV_IP_BLOCK]: 'ip_block',
+  [CONSTANTS.CGF_EV_IP_AUDIT]: 'ip_audit',
+  [CONSTANTS.CGF_EV_PROXY_DOWN]: 'proxy_down',
+};
+
+const IPPROTO_TCP = 6;
+const IPPROTO_UDP = 17;
+
+/** Decodes one ring buffer record; undefined for a record this loader does not know. */
+export function decodeEvent(b: Buffer): KernelEvent | undefined {
+  if (b.length < EVENT.size) return undefined;
+  const fl = EVENT.fields;
+  const kind = EVENT_KINDS[b.readUInt8(fl.kind.offset)];
+  const famRaw = b.readUInt8(fl.family.offset);
+  if (!kind || (famRaw !== CONSTANTS.CGF_FAMILY_V4 && famRaw !== CONSTANTS.CGF_FAMILY_V6)) return undefined;
+  const family: Family = famRaw === CONSTANTS.CGF_FAMILY_V4 ? 4 : 6;
+  const proto = b.readUInt8(fl.protocol.offset);
+  return {
+    ...decodeProc(b, fl.proc.offset),
+    kind,
+    family,
+    protocol: proto === IPPROTO_TCP ? 'tcp' : proto === IPPROTO_UDP ? 'udp' : 'other',
+    daddr: formatIp(family, b.subarray(fl.daddr.offset, fl.daddr.offset + fl.daddr.size)),
+    dport: b.readUInt16LE(fl.dport.offset),
+    timeNs: b.readBigUInt64LE(fl.time_ns.offset),
+  };
+}
+
+export function encodeDnsKey(clientPort: number, dnsId: number): Buffer {
+  if (!Number.isInteger(clientPort) || clientPort < 0 || clientPort > 0xffff) throw new RangeError(`clientPort out of range: ${clientPort}`);
+  if (!Number.isInteger(dnsId) || dnsId < 0 || dnsId > 0xffff) throw new RangeError(`dnsId out of range: ${dnsId}`);
+  const b = Buffer.alloc(DNS_KEY.size);
+  b.writeUInt16LE(clientPort, DNS_KEY.fields.client_port.offset);
+  b.writeUInt16LE(dnsId, DNS_KEY.fields.dns_id.offset);
+  return b;
+}
+
+/** Writes the LPM trie key for `cidr` into `out` (sized LPM4_KEY/LPM6_KEY). */
+export function encodeLpmKey(cidr: Cidr, out: Buffer): Buffer {
+  const layout = cidr.family === 4 ? LPM4_KEY : LPM6_KEY;
+  out.fill(0, 0, layout.size);
+  out.writeUInt32LE(cidr.prefixLength, layout.fields.prefixlen.offset);
+  out.set(cidr.bytes, layout.fields.addr.offset);
+  return out;
+}
+
+export function encodeAddrKey(family: Family, bytes: Uint8Array): Buffer {
+  const b = Buffer.alloc(ADDR_KEY.size);
+  b.set(toMapped16(family, bytes), ADDR_KEY.fields.addr.offset);
+  return b;
+}
+
+/**
+ * Parses a policy's CIDR list for one family, dropping duplicates (after host
+ * bits are cleared). Throws an AddressError naming the first bad entry.
+ */
+export function parsePolicyList(family: Family, list: readonly string[]): Cidr[] {
+  const seen = new Set<string>();
+  const out: Cidr[] = [];
+  for (const text of list) {
+    const cidr = parseCidr(text.trim());
+    if (cidr.family !== family) throw new AddressError(text, `listed under v${family} but is an IPv${cidr.family} CIDR`);
+    const key = `${Buffer.from(cidr.bytes).toString('hex')}/${cidr.prefixLength}`;
+    if (seen.has(key)) continue;
+    seen.add(key);
+    out.push(cidr);
+  }
+  return out;
+}
+
+/** Parses learned addresses (single IPs, either family). */
+export function parseAddresses(list: readonly string[]): { family: Family; bytes: Uint8Array }[] {
+  return list.map((a) => parseIp(a.trim()));
+}
+
+/** Sums one per-CPU __u64 value buffer. */
+export function sumPerCpu(b: Buffer, cpus: number): bigint {
+  let total = 0n;
+  for (let i = 0; i < cpus; i++) total += b.readBigUInt64LE(i * 8);
+  return total;
+}
+
+export function counterNames(): string[] {
+  return COUNTERS.map(([, name]) => name);
+}

@@ -1,0 +1,540 @@
+// The loader: opens cgfence.bpf.o with libbpf (through koffi), loads it,
+// attaches its programs to a cgroup with bpf links, pins links and maps so
+// enforcement outlives this process, and exposes the maps to the agent.
+import koffi from 'koffi';
+import type * as Koffi from 'koffi';
+import { constants } from 'node:os';
+import { closeSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, rmdirSync, statSync, unlinkSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import {
+  counterNames,
+  DataPlaneConfig,
+  DataPlaneCounters,
+  decodeEvent,
+  decodeProc,
+  encodeAddrKey,
+  encodeConfig,
+  encodeDnsKey,
+  encodeLpmKey,
+  KernelEvent,
+  parseAddresses,
+  parsePolicyList,
+  ProcessInfo,
+  sumPerCpu,
+  validateConfig,
+} from './codec';
+import { Cidr, Family } from './addr';
+import { COUNTERS, LEARNED_VALUE_SIZE, LPM4_KEY, LPM6_KEY, MapName, PINNED_MAPS, PROC, PROGRAMS, ProgramName, TRIE_VALUE_SIZE } from './layout';
+import { describeErrno, KERNEL_ABI, lastErrno, libbpf, libc, Ptr, ringBufferSampleFnType } from './libbpf';
+import { findCgroup2Root, parseMounts } from './mounts';
+
+/** The compiled object, next to the compiled loader: dist/src/*.js -> dist/bpf/. */
+export const BPF_OBJECT_PATH = join(__dirname, '..', 'bpf', 'cgfence.bpf.o');
+
+/** Thrown by DataPlane; `step` names what was being done ('open', 'load', 'attach cgf_connect4', ...). */
+export class DataPlaneError extends Error {
+  constructor(
+    readonly step: string,
+    message: string,
+    readonly errno?: number,
+  ) {
+    super(`cgfence bpf: ${step}: ${message}`);
+    this.name = 'DataPlaneError';
+  }
+}
+
+function fail(step: string, what: string, errnum: number): never {
+  throw new DataPlaneError(step, `${what} failed: ${describeErrno(errnum)}`, Math.abs(errnum));
+}
+
+/** Runs a libbpf call returning a pointer (NULL + errno on error). */
+function ptrStep(step: string, what: string, call: () => Ptr | null): Ptr {
+  const p = call();
+  if (!p) fail(step, what, lastErrno());
+  return p;
+}
+
+/** Runs a libbpf call returning an int (negative errno on error). */
+function intStep(step: string, what: string, call: () => number): number {
+  const rc = call();
+  if (rc < 0) fail(step, what, rc);
+  return rc;
+}
+
+function monotonicNowNs(): bigint {
+  const ts = Buffer.alloc(16);
+  if (libc().clock_gettime(KERNEL_ABI.CLOCK_MONOTONIC, ts) !== 0) fail('clock', 'clock_gettime(CLOCK_MONOTONIC)', lastErrno());
+  return ts.readBigInt64LE(0) * 1_000_000_000n + ts.readBigInt64LE(8);
+}
+
+interface PinLayout {
+  maps: string;
+  links: string;
+}
+
+function pinLayout(pinDir: string): PinLayout {
+  return { maps: join(pinDir, 'maps'), links: join(pinDir, 'links') };
+}
+
+function listDir(dir: string): string[] {
+  try {
+    return readdirSync(dir);
+  } catch {
+    return [];
+  }
+}
+
+/** Reads the (type, prog id, cgroup id) of a bpf link fd. */
+function linkInfo(fd: number): { type: number; progId: number; cgroupId: bigint } {
+  const info = Buffer.alloc(64);
+  const len = Buffer.alloc(4);
+  len.writeUInt32LE(info.length);
+  intStep('link info', 'bpf_obj_get_info_by_fd', () => libbpf().bpf_obj_get_info_by_fd(fd, info, len));
+  return {
+    type: info.readUInt32LE(0),
+    progId: info.readUInt32LE(KERNEL_ABI.LINK_INFO_PROG_ID_OFFSET),
+    cgroupId: info.readBigUInt64LE(KERNEL_ABI.LINK_INFO_CGROUP_ID_OFFSET),
+  };
+}
+
+function assertOnBpffs(pinDir: string): void {
+  const mounts = parseMounts(readFileSync('/proc/mounts', 'utf8')).filter((m) => m.fsType === 'bpf');
+  if (!mounts.some((m) => pinDir === m.mountPoint || pinDir.startsWith(`${m.mountPoint.replace(/\/$/, '')}/`))) {
+    throw new DataPlaneError('check pin dir', `${pinDir} is not on a bpf filesystem (call ensureBpffs() first)`);
+  }
+}
+
+function assertCgroup2Dir(cgroupPath: string): void {
+  const root = findCgroup2Root();
+  if (cgroupPath !== root && !cgroupPath.startsWith(`${root}/`)) {
+    throw new DataPlaneError('check cgroup', `${cgroupPath} is not inside the cgroup2 hierarchy at ${root}`);
+  }
+  if (!existsSync(join(cgroupPath, 'cgroup.procs'))) {
+    throw new DataPlaneError('check cgroup', `${cgroupPath} is not a cgroup directory (no cgroup.procs)`);
+  }
+}
+
+export interface AttachOptions {
+  cgroupPath: string;
+  pinDir: string;
+  config: DataPlaneConfig;
+}
+
+export class DataPlane {
+  private closed = false;
+  private config: DataPlaneConfig;
+  private heartbeatNs: bigint;
+  private listeners: ((e: KernelEvent) => void)[] = [];
+  private ring?: { rb: Ptr; cb: bigint; poll: Koffi.node.PollHandle; pending: KernelEvent[] };
+  private readonly cpus: number;
+
+  private constructor(
+    private readonly obj: Ptr,
+    private readonly mapFds: Record<MapName, number>,
+    private readonly links: Map<ProgramName, Ptr>,
+    readonly adopted: boolean,
+    readonly cgroupPath: string,
+    readonly pinDir: string,
+    config: DataPlaneConfig,
+    heartbeatNs: bigint,
+  ) {
+    this.config = { ...config };
+    this.heartbeatNs = heartbeatNs;
+    this.cpus = libbpf().libbpf_num_possible_cpus();
+  }
+
+  /**
+   * Attaches the data plane to `cgroupPath`, or adopts the links and maps
+   * already pinned in `pinDir` (a restarted agent): open -> pin paths -> load
+   * (reusing pinned maps) -> set config -> attach or adopt each link -> pin.
+   * Adopted links are switched atomically to the freshly loaded programs, so
+   * the cgroup never runs without them and never runs them twice.
+   */
+  static attach(opts: AttachOptions): DataPlane {
+    validateConfig(opts.config);
+    const cgroupPath = resolve(opts.cgroupPath);
+    const pinDir = resolve(opts.pinDir);
+    assertCgroup2Dir(cgroupPath);
+    assertOnBpffs(pinDir);
+    const cgroupId = statSync(cgroupPath, { bigint: true }).ino;
+    const pins = pinLayout(pinDir);
+    const bpf = libbpf();
+
+    // Before touching anything: pins here must belong to this cgroup.
+    for (const name of listDir(pins.links)) {
+      const pin = join(pins.links, name);
+      const fd = intStep(`adopt ${name}`, `bpf_obj_get(${pin})`, () => bpf.bpf_obj_get(pin));
+      try {
+        const info = linkInfo(fd);
+        if (info.type !== KERNEL_ABI.BPF_LINK_TYPE_CGROUP || info.cgroupId !== cgroupId) {
+          throw new DataPlaneError(
+            `adopt ${name}`,
+            `pinned link ${pin} is attached to cgroup id ${info.cgroupId}, not to ${cgroupPath} (id ${cgroupId}); ` +
+              'tear that pin dir down or use another one',
+          );
+        }
+      } finally {
+        libc().close(fd);
+      }
+    }
+    const existingMapPins = new Set(listDir(pins.maps));
+    for (const dir of [pinDir, pins.maps, pins.links]) {
+      try {
+        mkdirSync(dir, { recursive: true });
+      } catch (err) {
+        throw new DataPlaneError('create pin dirs', `mkdir ${dir}: ${(err as Error).message}`);
+      }
+    }
+
+    if (!existsSync(BPF_OBJECT_PATH)) {
+      throw new DataPlaneError('open', `${BPF_OBJECT_PATH} is missing (run node scripts/build.mjs)`);
+    }
+    const obj = ptrStep('open', `bpf_object__open_file(${BPF_OBJECT_PATH})`, () => bpf.bpf_object__open_file(BPF_OBJECT_PATH, null));
+    const links = new Map<ProgramName, Ptr>();
+    const createdLinkPins: string[] = [];
+    let cgroupFd = -1;
+    let adopted = false;
+    try {
+      const maps = {} as Record<MapName, Ptr>;
+      for (const name of PINNED_MAPS) {
+        const m = bpf.bpf_object__find_map_by_name(obj, name);
+        if (!m) throw new DataPlaneError('set pin paths', `map ${name} not found in ${BPF_OBJECT_PATH}`);
+        intStep('set pin paths', `bpf_map__set_pin_path(${name})`, () => bpf.bpf_map__set_pin_path(m, join(pins.maps, name)));
+        maps[name] = m;
+      }
+
+      // Reuses every map already pinned (policy, learned addresses, config
+      // survive a restart) and pins the ones it creates.
+      intStep('load', 'bpf_object__load (verifier log above on stderr)', () => bpf.bpf_object__load(obj));
+
+      const mapFds = {} as Record<MapName, number>;
+      for (const name of PINNED_MAPS) mapFds[name] = intStep('load', `bpf_map__fd(${name})`, () => bpf.bpf_map__fd(maps[name]));
+
+      const heartbeatNs = monotonicNowNs();
+      const cfg = encodeConfig(opts.config, heartbeatNs);
+      intStep('set config', 'bpf_map_update_elem(cgf_config)', () =>
+        bpf.bpf_map_update_elem(mapFds.cgf_config, Buffer.alloc(4), cfg, KERNEL_ABI.BPF_ANY),
+      );
+
+      try {
+        cgroupFd = openSync(cgroupPath, 'r');
+      } catch (err) {
+        throw new DataPlaneError('open cgroup', `${cgroupPath}: ${(err as Error).message}`);
+      }
+
+      for (const name of PROGRAMS) {
+        const prog = bpf.bpf_object__find_program_by_name(obj, name);
+        if (!prog) throw new DataPlaneError(`attach ${name}`, `program ${name} not found in ${BPF_OBJECT_PATH}`);
+        const pin = join(pins.links, name);
+        if (existsSync(pin)) {
+          const link = ptrStep(`adopt ${name}`, `bpf_link__open(${pin})`, () => bpf.bpf_link__open(pin));
+          links.set(name, link);
+          intStep(`adopt ${name}`, 'bpf_link__update_program', () => bpf.bpf_link__update_program(link, prog));
+          adopted = true;
+        } else {
+          const link = ptrStep(`attach ${name}`, `bpf_program__attach_cgroup(${cgroupPath})`, () =>
+            bpf.bpf_program__attach_cgroup(prog, cgroupFd),
+          );
+          links.set(name, link);
+          intStep(`pin ${name}`, `bpf_link__pin(${pin})`, () => bpf.bpf_link__pin(link, pin));
+          createdLinkPins.push(pin);
+        }
+      }
+      closeSync(cgroupFd);
+      cgroupFd = -1;
+      return new DataPlane(obj, mapFds, links, adopted, cgroupPath, pinDir, opts.config, heartbeatNs);
+    } catch (err) {
+      // Undo what this call did; never touch what was pinned before it.
+      for (const pin of createdLinkPins) {
+        const fd = bpf.bpf_obj_get(pin);
+        if (fd >= 0) {
+          bpf.bpf_link_detach(fd);
+          libc().close(fd);
+        }
+        unlinkQuiet(pin);
+      }
+      for (const link of links.values()) bpf.bpf_link__destroy(link);
+      for (const name of PINNED_MAPS) if (!existingMapPins.has(name)) unlinkQuiet(join(pins.maps, name));
+      bpf.bpf_object__close(obj);
+      if (cgroupFd >= 0) closeSync(cgroupFd);
+      for (const dir of [pins.links, pins.maps, pinDir]) rmdirQuiet(dir); // only if left empty
+      throw err;
+    }
+  }
+
+  /** Detaches every pinned link in `pinDir`, removes all its pins and the directory. Idempotent. */
+  static teardown(opts: { cgroupPath: string; pinDir: string }): void {
+    const pinDir = resolve(opts.pinDir);
+    if (!existsSync(pinDir)) return;
+    const pins = pinLayout(pinDir);
+    const bpf = libbpf();
+    const errors: string[] = [];
+    for (const name of listDir(pins.links)) {
+      const pin = join(pins.links, name);
+      const fd = bpf.bpf_obj_get(pin);
+      if (fd < 0) {
+        errors.push(`open ${pin}: ${describeErrno(fd)}`);
+        continue;
+      }
+      // Detach first: the programs leave the cgroup even if some other
+      // process still holds the link open.
+      const rc = bpf.bpf_link_detach(fd);
+      libc().close(fd);
+      if (rc < 0 && Math.abs(rc) !== constants.errno.ENOLINK /* already detached */) errors.push(`detach ${pin}: ${describeErrno(rc)}`);
+      unlinkQuiet(pin);
+    }
+    for (const name of listDir(pins.maps)) unlinkQuiet(join(pins.maps, name));
+    for (const dir of [pins.links, pins.maps, pinDir]) {
+      try {
+        rmdirSync(dir);
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code !== 'ENOENT') errors.push(`rmdir ${dir}: ${(err as Error).message}`);
+      }
+    }
+    if (errors.length > 0) {
+      throw new DataPlaneError('teardown', `${opts.cgroupPath}: ${errors.join('; ')}`);
+    }
+  }
+
+  setConfig(c: DataPlaneConfig): void {
+    validateConfig(c);
+    this.writeConfig(c, this.heartbeatNs, 'setConfig');
+    this.config = { ...c };
+  }
+
+  /** Stamps "proxy alive now" (CLOCK_MONOTONIC, the clock of bpf_ktime_get_ns). */
+  heartbeat(): void {
+    const now = monotonicNowNs();
+    this.writeConfig(this.config, now, 'heartbeat');
+    this.heartbeatNs = now;
+  }
+
+  /**
+   * Replaces the blocked CIDR sets. Each family's new trie is built completely
+   * (sized to the list) before one map update swaps it in, so the kernel sees
+   * either the whole old list or the whole new one. On error the old policy
+   * stays. Returns how many distinct CIDRs each family now holds.
+   */
+  applyIpPolicy(p: { v4: string[]; v6: string[] }): { v4: number; v6: number } {
+    this.assertOpen();
+    const v4 = parsePolicyList(4, p.v4);
+    const v6 = parsePolicyList(6, p.v6);
+    const t4 = this.buildTrie(4, v4);
+    let t6: number;
+    try {
+      t6 = this.buildTrie(6, v6);
+    } catch (err) {
+      libc().close(t4);
+      throw err;
+    }
+    try {
+      this.swapTrie('cgf_block4', t4);
+      this.swapTrie('cgf_block6', t6);
+    } finally {
+      // The outer maps hold their own references; ours are no longer needed.
+      libc().close(t4);
+      libc().close(t6);
+    }
+    return { v4: v4.length, v6: v6.length };
+  }
+
+  /** Blocks single addresses (v4 or v6) until now + ttlSeconds. */
+  learnAddresses(addrs: string[], ttlSeconds: number): void {
+    this.assertOpen();
+    if (!(ttlSeconds > 0) || !Number.isFinite(ttlSeconds)) throw new RangeError(`ttlSeconds must be > 0, got ${ttlSeconds}`);
+    const parsed = parseAddresses(addrs);
+    const value = Buffer.alloc(LEARNED_VALUE_SIZE);
+    value.writeBigUInt64LE(monotonicNowNs() + BigInt(Math.round(ttlSeconds * 1e9)));
+    const bpf = libbpf();
+    let pruned = false;
+    for (const a of parsed) {
+      const key = encodeAddrKey(a.family, a.bytes);
+      let rc = bpf.bpf_map_update_elem(this.mapFds.cgf_learned, key, value, KERNEL_ABI.BPF_ANY);
+      if (rc === -constants.errno.E2BIG /* map full */ && !pruned) {
+        this.pruneLearned();
+        pruned = true;
+        rc = bpf.bpf_map_update_elem(this.mapFds.cgf_learned, key, value, KERNEL_ABI.BPF_ANY);
+      }
+      if (rc < 0) fail('learnAddresses', 'bpf_map_update_elem(cgf_learned)', rc);
+    }
+  }
+
+  /** Who sent the DNS query that reached the proxy from `clientPort` with this id. */
+  lookupDnsOrigin(clientPort: number, dnsId: number): ProcessInfo | undefined {
+    this.assertOpen();
+    const value = Buffer.alloc(PROC.size);
+    const rc = libbpf().bpf_map_lookup_elem(this.mapFds.cgf_dns_attr, encodeDnsKey(clientPort, dnsId), value);
+    if (rc === -constants.errno.ENOENT) return undefined;
+    if (rc < 0) fail('lookupDnsOrigin', 'bpf_map_lookup_elem(cgf_dns_attr)', rc);
+    return decodeProc(value);
+  }
+
+  /** Every counter, summed over CPUs. */
+  counters(): DataPlaneCounters {
+    this.assertOpen();
+    const out: DataPlaneCounters = {};
+    const value = Buffer.alloc(8 * this.cpus);
+    const key = Buffer.alloc(4);
+    counterNames().forEach((name, idx) => {
+      key.writeUInt32LE(idx);
+      intStep('counters', 'bpf_map_lookup_elem(cgf_counters)', () => libbpf().bpf_map_lookup_elem(this.mapFds.cgf_counters, key, value));
+      out[name] = sumPerCpu(value, this.cpus);
+    });
+    return out;
+  }
+
+  /**
+   * Delivers kernel events to `cb`. The ring buffer's epoll fd is watched by
+   * the Node event loop (koffi.node.poll), and ring_buffer__consume() only
+   * reads what is already there, so nothing ever blocks the loop.
+   */
+  onEvent(cb: (e: KernelEvent) => void): void {
+    this.assertOpen();
+    this.listeners.push(cb);
+    if (this.ring) return;
+    const bpf = libbpf();
+    const pending: KernelEvent[] = [];
+    const cbPtr = koffi.register((_ctx: unknown, data: bigint, size: number | bigint) => {
+      // Runs inside ring_buffer__consume(): copy out, dispatch afterwards.
+      const e = decodeEvent(Buffer.from(new Uint8Array(koffi.view(data, Number(size))).slice()));
+      if (e) pending.push(e);
+      return 0;
+    }, ringBufferSampleFnType());
+    const rb = bpf.ring_buffer__new(this.mapFds.cgf_events, cbPtr, null, null);
+    if (!rb) {
+      const errnum = lastErrno();
+      koffi.unregister(cbPtr);
+      fail('onEvent', 'ring_buffer__new(cgf_events)', errnum);
+    }
+    const epollFd = bpf.ring_buffer__epoll_fd(rb);
+    const poll = koffi.node.poll(epollFd, { readable: true }, () => this.drainEvents());
+    poll.unref();
+    this.ring = { rb, cb: cbPtr, poll, pending };
+    this.drainEvents();
+  }
+
+  /** Names of the programs whose links are attached to the cgroup right now. */
+  attachedPrograms(): string[] {
+    this.assertOpen();
+    const out: string[] = [];
+    for (const [name, link] of this.links) {
+      const info = linkInfo(libbpf().bpf_link__fd(link));
+      if (info.cgroupId !== 0n) out.push(name);
+    }
+    return out;
+  }
+
+  /** Stops consuming events and frees userspace handles. Pins (and so enforcement) stay. */
+  close(): void {
+    if (this.closed) return;
+    if (this.ring) {
+      this.drainEvents();
+      this.ring.poll.close();
+      libbpf().ring_buffer__free(this.ring.rb);
+      koffi.unregister(this.ring.cb);
+      this.ring = undefined;
+    }
+    for (const link of this.links.values()) libbpf().bpf_link__destroy(link);
+    this.links.clear();
+    libbpf().bpf_object__close(this.obj);
+    this.listeners = [];
+    this.closed = true;
+  }
+
+  private drainEvents(): void {
+    const ring = this.ring;
+    if (!ring) return;
+    const rc = libbpf().ring_buffer__consume(ring.rb);
+    const batch = ring.pending.splice(0);
+    for (const e of batch) {
+      for (const l of this.listeners) {
+        try {
+          l(e);
+        } catch {
+          // A listener's failure must not stop delivery to the others.
+        }
+      }
+    }
+    if (rc < 0 && Math.abs(rc) !== constants.errno.EINTR) {
+      // Nothing sensible to throw into the event loop; the counter
+      // ringbuf_lost and the next drain will show if events go missing.
+    }
+  }
+
+  private writeConfig(c: DataPlaneConfig, heartbeatNs: bigint, step: string): void {
+    this.assertOpen();
+    intStep(step, 'bpf_map_update_elem(cgf_config)', () =>
+      libbpf().bpf_map_update_elem(this.mapFds.cgf_config, Buffer.alloc(4), encodeConfig(c, heartbeatNs), KERNEL_ABI.BPF_ANY),
+    );
+  }
+
+  private buildTrie(family: Family, cidrs: Cidr[]): number {
+    const layout = family === 4 ? LPM4_KEY : LPM6_KEY;
+    const bpf = libbpf();
+    const opts = Buffer.alloc(KERNEL_ABI.MAP_CREATE_OPTS_SIZE);
+    opts.writeBigUInt64LE(BigInt(KERNEL_ABI.MAP_CREATE_OPTS_SIZE), 0);
+    opts.writeUInt32LE(KERNEL_ABI.BPF_F_NO_PREALLOC, KERNEL_ABI.MAP_CREATE_OPTS_FLAGS_OFFSET);
+    const step = `applyIpPolicy v${family}`;
+    const fd = intStep(step, 'bpf_map_create(LPM_TRIE)', () =>
+      bpf.bpf_map_create(KERNEL_ABI.BPF_MAP_TYPE_LPM_TRIE, `cgf_trie${family}`, layout.size, TRIE_VALUE_SIZE, Math.max(cidrs.length, 1), opts),
+    );
+    const key = Buffer.alloc(layout.size);
+    const value = Buffer.alloc(TRIE_VALUE_SIZE);
+    value.writeUInt32LE(1);
+    for (const cidr of cidrs) {
+      const rc = bpf.bpf_map_update_elem(fd, encodeLpmKey(cidr, key), value, KERNEL_ABI.BPF_ANY);
+      if (rc < 0) {
+        libc().close(fd);
+        fail(step, `bpf_map_update_elem(trie, ${Buffer.from(cidr.bytes).toString('hex')}/${cidr.prefixLength})`, rc);
+      }
+    }
+    return fd;
+  }
+
+  private swapTrie(outer: MapName, innerFd: number): void {
+    const value = Buffer.alloc(4);
+    value.writeUInt32LE(innerFd);
+    intStep(`applyIpPolicy swap ${outer}`, 'bpf_map_update_elem(outer)', () =>
+      libbpf().bpf_map_update_elem(this.mapFds[outer], Buffer.alloc(4), value, KERNEL_ABI.BPF_ANY),
+    );
+  }
+
+  private pruneLearned(): void {
+    const bpf = libbpf();
+    const fd = this.mapFds.cgf_learned;
+    const now = monotonicNowNs();
+    const expired: Buffer[] = [];
+    let key: Buffer | null = null;
+    const value = Buffer.alloc(LEARNED_VALUE_SIZE);
+    for (;;) {
+      const next = Buffer.alloc(16);
+      if (bpf.bpf_map_get_next_key(fd, key, next) < 0) break;
+      if (bpf.bpf_map_lookup_elem(fd, next, value) === 0 && value.readBigUInt64LE(0) <= now) expired.push(next);
+      key = next;
+    }
+    for (const k of expired) bpf.bpf_map_delete_elem(fd, k);
+  }
+
+  private assertOpen(): void {
+    if (this.closed) throw new DataPlaneError('use', 'this DataPlane is closed');
+  }
+}
+
+function rmdirQuiet(path: string): void {
+  try {
+    rmdirSync(path);
+  } catch {
+    // not empty (pins from before this call) or already gone
+  }
+}
+
+function unlinkQuiet(path: string): void {
+  try {
+    unlinkSync(path);
+  } catch {
+    // already gone
+  }
+}
+
+/** Counter names in kernel index order (for dashboards and tests). */
+export const COUNTER_NAMES: readonly string[] = COUNTERS.map(([, name]) => name);

@@ -1,0 +1,164 @@
+// Checks that the loader's copy of c/cgfence.h (layout.ts) and of the kernel
+// ABI (KERNEL_ABI) match the C side: a probe program generated from the
+// TypeScript descriptors is compiled with clang against the real headers and
+// prints every offsetof/sizeof/value; and the compiled .bpf.o is opened with
+// libbpf to compare its programs and maps with the lists the loader pins.
+import { after, before, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { BPF_OBJECT_PATH } from './data-plane';
+import { CONSTANTS, COUNTERS, PINNED_MAPS, PROGRAMS, STRUCTS } from './layout';
+import { KERNEL_ABI, libbpf } from './libbpf';
+
+const C_DIR = join(__dirname, '..', '..', 'c');
+const HEADER = join(C_DIR, 'cgfence.h');
+
+/** C expression for each KERNEL_ABI entry. */
+const KERNEL_ABI_C: Record<keyof typeof KERNEL_ABI, string> = {
+  BPF_MAP_TYPE_HASH: 'BPF_MAP_TYPE_HASH',
+  BPF_MAP_TYPE_LPM_TRIE: 'BPF_MAP_TYPE_LPM_TRIE',
+  BPF_ANY: 'BPF_ANY',
+  BPF_F_NO_PREALLOC: 'BPF_F_NO_PREALLOC',
+  BPF_LINK_TYPE_CGROUP: 'BPF_LINK_TYPE_CGROUP',
+  LINK_INFO_PROG_ID_OFFSET: 'offsetof(struct bpf_link_info, prog_id)',
+  LINK_INFO_CGROUP_ID_OFFSET: 'offsetof(struct bpf_link_info, cgroup.cgroup_id)',
+  MAP_CREATE_OPTS_SIZE: 'sizeof(struct bpf_map_create_opts)',
+  MAP_CREATE_OPTS_FLAGS_OFFSET: 'offsetof(struct bpf_map_create_opts, map_flags)',
+  CLOCK_MONOTONIC: 'CLOCK_MONOTONIC',
+};
+
+/** Structs in the header the loader never reads (kernel-private state). */
+const KERNEL_ONLY_STRUCTS = ['struct cgf_sock_state'];
+
+function probeSource(): string {
+  const lines: string[] = [];
+  const emit = (key: string, expr: string) => lines.push(`  printf("%s %lld\\n", "${key}", (long long)(${expr}));`);
+  for (const s of STRUCTS) {
+    emit(`size:${s.cType}`, `sizeof(${s.cType})`);
+    for (const field of Object.keys(s.fields)) {
+      emit(`offset:${s.cType}.${field}`, `offsetof(${s.cType}, ${field})`);
+      emit(`fsize:${s.cType}.${field}`, `sizeof(((${s.cType} *)0)->${field})`);
+    }
+  }
+  for (const name of Object.keys(CONSTANTS)) emit(`const:${name}`, name);
+  COUNTERS.forEach(([cName]) => emit(`const:${cName}`, cName));
+  emit('const:CGF_CNT_MAX', 'CGF_CNT_MAX');
+  for (const [key, expr] of Object.entries(KERNEL_ABI_C)) emit(`abi:${key}`, expr);
+  return [
+    '#include <stddef.h>',
+    '#include <stdio.h>',
+    '#include <time.h>',
+    '#include <linux/bpf.h>',
+    '#include <bpf/bpf.h>',
+    '#include "cgfence.h"',
+    'int main(void)',
+    '{',
+    ...lines,
+    '  return 0;',
+    '}',
+  ].join('\n');
+}
+
+describe('cgfence.h layout', () => {
+  let dir: string;
+  let values: Map<string, number>;
+
+  before(() => {
+    dir = mkdtempSync(join(tmpdir(), 'cgfence-layout-'));
+    writeFileSync(join(dir, 'probe.c'), probeSource());
+    try {
+      execFileSync('clang', ['-Wall', '-Werror', '-I', C_DIR, '-o', join(dir, 'probe'), join(dir, 'probe.c')], { stdio: 'pipe' });
+    } catch (err) {
+      const e = err as { stderr?: Buffer; message: string };
+      throw new Error(`the layout probe does not compile against cgfence.h (a name in layout.ts is missing in C?):\n${e.stderr?.toString() ?? e.message}`);
+    }
+    values = new Map(
+      execFileSync(join(dir, 'probe'), { encoding: 'utf8' })
+        .trim()
+        .split('\n')
+        .map((l) => {
+          const at = l.lastIndexOf(' ');
+          return [l.slice(0, at), Number(l.slice(at + 1))] as const;
+        }),
+    );
+  });
+
+  after(() => rmSync(dir, { recursive: true, force: true }));
+
+  for (const s of STRUCTS) {
+    it(`${s.cType}: every offset and size the loader uses matches C, padding included`, () => {
+      assert.equal(values.get(`size:${s.cType}`), s.size, `sizeof(${s.cType})`);
+      let covered = 0;
+      for (const [field, want] of Object.entries(s.fields)) {
+        assert.equal(values.get(`offset:${s.cType}.${field}`), want.offset, `offsetof(${s.cType}, ${field})`);
+        assert.equal(values.get(`fsize:${s.cType}.${field}`), want.size, `sizeof(${s.cType}.${field})`);
+        covered += want.size;
+      }
+      assert.equal(covered, s.size, `${s.cType}: the listed fields must cover every byte (no implicit holes, no unlisted field)`);
+    });
+  }
+
+  it('every constant the loader uses has the value C gives it', () => {
+    for (const [name, v] of Object.entries(CONSTANTS)) assert.equal(values.get(`const:${name}`), v, name);
+  });
+
+  it('the counter names follow enum cgf_counter index by index', () => {
+    assert.equal(values.get('const:CGF_CNT_MAX'), COUNTERS.length);
+    COUNTERS.forEach(([cName], idx) => assert.equal(values.get(`const:${cName}`), idx, cName));
+  });
+
+  it('every constant and struct the header defines is known to the loader', () => {
+    const header = readFileSync(HEADER, 'utf8');
+    const known = new Set([...Object.keys(CONSTANTS), ...COUNTERS.map(([c]) => c), 'CGF_CNT_MAX', 'CGFENCE_H']);
+    const defined = [...header.matchAll(/^#define\s+(CGF\w*)/gm), ...header.matchAll(/^\s+(CGF_\w+)\s*=/gm)].map((m) => m[1]!);
+    assert.deepEqual(defined.filter((n) => !known.has(n)), [], 'constants in cgfence.h missing from layout.ts');
+    const structs = [...header.matchAll(/^struct (cgf_\w+) \{/gm)].map((m) => `struct ${m[1]}`);
+    const knownStructs = new Set([...STRUCTS.map((s) => s.cType), ...KERNEL_ONLY_STRUCTS]);
+    assert.deepEqual(structs.filter((n) => !knownStructs.has(n)), [], 'structs in cgfence.h missing from layout.ts');
+  });
+
+  it('the kernel ABI values the loader hard-codes match <linux/bpf.h> and <bpf/bpf.h>', () => {
+    for (const [name, v] of Object.entries(KERNEL_ABI)) assert.equal(values.get(`abi:${name}`), v, name);
+  });
+
+  it('the BPF-target build (BTF of the .bpf.o) lays the shared structs out the same way', () => {
+    const btf = JSON.parse(execFileSync('bpftool', ['-j', 'btf', 'dump', 'file', BPF_OBJECT_PATH], { encoding: 'utf8' })) as {
+      types: { kind: string; name?: string; size?: number; members?: { name: string; bits_offset: number }[] }[];
+    };
+    // clang emits a struct's BTF only where the program uses it by value;
+    // these four are (the rest are checked by the probe above).
+    const mustHave = ['struct cgf_config', 'struct cgf_proc', 'struct cgf_dns_key', 'struct cgf_addr_key'];
+    for (const s of STRUCTS) {
+      const t = btf.types.find((x) => x.kind === 'STRUCT' && `struct ${x.name}` === s.cType);
+      if (!t) {
+        assert.ok(!mustHave.includes(s.cType), `${s.cType} missing from the BTF of ${BPF_OBJECT_PATH}`);
+        continue;
+      }
+      assert.equal(t.size, s.size, `BTF size of ${s.cType}`);
+      const offsets = Object.fromEntries((t.members ?? []).map((m) => [m.name, m.bits_offset / 8]));
+      const want = Object.fromEntries(Object.entries(s.fields).map(([n, fl]) => [n, fl.offset]));
+      assert.deepEqual(offsets, want, `BTF member offsets of ${s.cType}`);
+    }
+  });
+
+  it('the compiled object has exactly the programs and maps the loader attaches and pins', () => {
+    const bpf = libbpf();
+    const obj = bpf.bpf_object__open_file(BPF_OBJECT_PATH, null);
+    assert.ok(obj, `libbpf could not open ${BPF_OBJECT_PATH}`);
+    try {
+      const progs: string[] = [];
+      for (let p = bpf.bpf_object__next_program(obj, null); p; p = bpf.bpf_object__next_program(obj, p)) progs.push(bpf.bpf_program__name(p));
+      const maps: string[] = [];
+      for (let m = bpf.bpf_object__next_map(obj, null); m; m = bpf.bpf_object__next_map(obj, m)) maps.push(bpf.bpf_map__name(m));
+
+      assert.deepEqual(progs.sort(), [...PROGRAMS].sort());
+      // Internal maps (.bss) and map-in-map templates are not pinned.
+      assert.deepEqual(maps.filter((m) => !m.includes('.')).sort(), [...PINNED_MAPS].sort());
+    } finally {
+      bpf.bpf_object__close(obj);
+    }
+  });
+});
