@@ -20,6 +20,16 @@ export function buildProgram(): Command {
   program.addCommand(tokenCommand());
   program.addCommand(auditCommand());
   program.addCommand(localCommand());
+  program.addHelpText(
+    'after',
+    [
+      '',
+      'Host commands (run as root on a host; see `cgfence agent --help`, `cgfence run --help`):',
+      '  agent [options]          start the host agent on the deploy cgroup',
+      '  agent status|events|teardown',
+      '  run [--label k=v]... -- COMMAND ARGS...   run COMMAND protected by the local agent',
+    ].join('\n'),
+  );
   // Usage errors exit 2 everywhere, not commander's default 1.
   const exitOverride = (cmd: Command): void => {
     cmd.exitOverride();

@@ -1,0 +1,42 @@
+import { hostname } from 'node:os';
+import { join } from 'node:path';
+
+export type Mode = 'enforce' | 'audit';
+export type FailMode = 'open' | 'closed';
+
+/** Everything `cgfence agent` is started with, validated by the CLI. */
+export interface AgentConfig {
+  /** Blocklist file (the policy store's format); reloaded on SIGHUP and on change. */
+  readonly policyFile: string;
+  /** HOST:PORT of the resolver allowed queries are forwarded to. */
+  readonly upstream: string;
+  readonly mode: Mode;
+  readonly failMode: FailMode;
+  /** Name of the deploy cgroup under the cgroup v2 root. */
+  readonly cgroupName: string;
+  /** Where the control socket, journal, runs and pid file live. */
+  readonly stateDir: string;
+  /** DNS proxy port on 127.0.0.1 and ::1; 0 picks a free one. */
+  readonly proxyPort: number;
+  readonly host: string;
+  readonly cohort?: string;
+  /** cgroup v2 resource limits of the deploy cgroup, as the kernel files take them. */
+  readonly limits: { readonly 'cpu.max'?: string; readonly 'memory.max'?: string; readonly 'pids.max'?: string };
+  /** How stale the proxy heartbeat may get before the kernel applies the fail mode. */
+  readonly heartbeatTimeoutMs: number;
+  readonly upstreamTimeoutMs: number;
+  readonly logLevel: string;
+}
+
+export const DEFAULT_STATE_DIR = '/var/lib/cgfence';
+export const DEFAULT_CGROUP = 'cgfence-deploy';
+export const PID_FILE = 'agent.pid';
+
+/** bpffs directory holding this agent's pinned links and maps. */
+export function pinDirFor(bpffs: string, cgroupName: string): string {
+  return join(bpffs, 'cgfence', cgroupName);
+}
+
+export function defaultHost(): string {
+  return hostname();
+}

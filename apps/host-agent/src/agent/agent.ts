@@ -1,0 +1,272 @@
+import { existsSync, mkdirSync, readFileSync, rmSync, unwatchFile, watchFile, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import type { Logger } from 'pino';
+import { DataPlane, ensureBpffs, findCgroup2Root, KernelEvent } from '@cgfence/bpf';
+import { AgentStatus, CONTROL_SOCKET, contentHash, ControlRequest, parseBlocklistText, RunStarted } from '@cgfence/proto';
+import { DnsProxy } from '../dns/dns-proxy';
+import { describeProcess, procfsReader } from '../dns/process-details';
+import { BlockLog } from '../journal/block-log';
+import { EventJournal } from '../journal/event-journal';
+import { alertRecord, JournalRecord, recordFromDnsEvent, recordFromIpBlock, RecordContext } from '../journal/journal-record';
+import { compilePolicy, Policy } from '../policy/policy';
+import { RunRegistry } from '../runs/run-registry';
+import { AgentConfig, PID_FILE, pinDirFor } from './agent-config';
+import { applyLimits, LimitsReport } from './cgroup-limits';
+import { ControlServer } from './control-server';
+
+const HEARTBEAT_MS = 250;
+const REAP_MS = 10_000;
+const codec = { parseBlocklistText, contentHash };
+
+/** Another agent already owns this state directory. */
+function assertSoleAgent(stateDir: string): void {
+  const pidFile = join(stateDir, PID_FILE);
+  if (!existsSync(pidFile)) return;
+  const pid = Number(readFileSync(pidFile, 'utf8').trim());
+  if (Number.isInteger(pid) && pid > 0 && pid !== process.pid && existsSync(`/proc/${pid}`)) {
+    throw new Error(`an agent (pid ${pid}) is already running with state dir ${stateDir}`);
+  }
+}
+
+/**
+ * One host's agent: the deploy cgroup, the eBPF programs on it, the DNS
+ * proxy, the event journal and the control socket, standing on a policy file.
+ */
+export class Agent {
+  private policy!: Policy;
+  private policyLoadedAt = new Date();
+  private policyError: string | undefined;
+  private dataPlane!: DataPlane;
+  private proxy!: DnsProxy;
+  private proxyPort = 0;
+  private journal!: EventJournal;
+  private runs!: RunRegistry;
+  private control!: ControlServer;
+  private limits!: LimitsReport;
+  private timers: NodeJS.Timeout[] = [];
+  private readonly blockLog: BlockLog;
+  private readonly startedAt = new Date();
+  private deployCgroup = '';
+  private pinDir = '';
+  private proxyHealthy = true;
+
+  constructor(
+    private readonly config: AgentConfig,
+    private readonly logger: Logger,
+  ) {
+    this.blockLog = new BlockLog(logger);
+  }
+
+  async start(): Promise<void> {
+    const c = this.config;
+    mkdirSync(c.stateDir, { recursive: true, mode: 0o700 });
+    assertSoleAgent(c.stateDir);
+    writeFileSync(join(c.stateDir, PID_FILE), `${process.pid}\n`);
+
+    const loaded = this.readPolicy();
+    if (!loaded.ok) throw new Error(loaded.message);
+    this.policy = loaded.policy;
+
+    const bpffs = ensureBpffs();
+    this.deployCgroup = join(findCgroup2Root(), c.cgroupName);
+    this.pinDir = pinDirFor(bpffs, c.cgroupName);
+    mkdirSync(this.deployCgroup, { recursive: true });
+    this.limits = applyLimits(this.deployCgroup, c.limits);
+    if (this.limits.note) this.logger.warn(this.limits.note);
+
+    this.journal = new EventJournal({ dir: c.stateDir });
+    this.runs = new RunRegistry({ deployCgroup: this.deployCgroup, stateDir: c.stateDir, logger: this.logger });
+
+    this.proxy = new DnsProxy({
+      upstream: c.upstream,
+      port: c.proxyPort,
+      mode: c.mode,
+      policy: this.policy,
+      upstreamTimeoutMs: c.upstreamTimeoutMs,
+      attribution: { lookup: (port, id) => this.dataPlane?.lookupDnsOrigin(port, id) },
+      addressBlocker: { learn: (addrs, ttl) => this.dataPlane?.learnAddresses([...addrs], ttl) },
+      logger: this.logger,
+    });
+    this.proxyPort = (await this.proxy.start()).port;
+
+    this.dataPlane = DataPlane.attach({
+      cgroupPath: this.deployCgroup,
+      pinDir: this.pinDir,
+      config: { proxyPort: this.proxyPort, mode: c.mode, failMode: c.failMode, heartbeatTimeoutMs: c.heartbeatTimeoutMs },
+    });
+    this.dataPlane.applyIpPolicy({ v4: [...this.policy.cidrs.v4], v6: [...this.policy.cidrs.v6] });
+    this.dataPlane.onEvent((e) => this.onKernelEvent(e));
+    this.proxy.onEvent((e) => this.record(recordFromDnsEvent(e, this.recordContext())));
+
+    this.timers.push(setInterval(() => this.dataPlane.heartbeat(), HEARTBEAT_MS));
+    this.timers.push(setInterval(() => this.reap(), REAP_MS));
+    for (const t of this.timers) t.unref();
+
+    this.control = new ControlServer(join(c.stateDir, CONTROL_SOCKET), (req) => this.onControl(req));
+    await this.control.listen();
+    watchFile(c.policyFile, { interval: 500 }, () => this.reload('file changed'));
+
+    this.logger.info(
+      {
+        cgroup: this.deployCgroup,
+        adoptedPins: this.dataPlane.adopted,
+        proxyPort: this.proxyPort,
+        policy: this.policy.version,
+        hash: this.policy.hash,
+        mode: c.mode,
+        failMode: c.failMode,
+      },
+      'cgfence agent running',
+    );
+  }
+
+  /** Re-reads the policy file; a bad file keeps the last good policy enforced. */
+  reload(why: string): boolean {
+    const loaded = this.readPolicy();
+    if (!loaded.ok) {
+      this.policyError = loaded.message;
+      this.logger.error({ why }, loaded.message);
+      this.record(
+        alertRecord(`policy file rejected, keeping ${this.policy.version} (${this.policy.hash}): ${loaded.message}`, this.recordContext(), {
+          time: new Date(),
+          policy: { version: this.policy.version, hash: this.policy.hash },
+        }),
+      );
+      return false;
+    }
+    if (loaded.policy.hash === this.policy.hash) return true;
+    // Kernel first: if it refuses the IP list, nothing changes anywhere.
+    this.dataPlane.applyIpPolicy({ v4: [...loaded.policy.cidrs.v4], v6: [...loaded.policy.cidrs.v6] });
+    this.proxy.setPolicy(loaded.policy);
+    this.policy = loaded.policy;
+    this.policyLoadedAt = new Date();
+    this.policyError = undefined;
+    this.logger.info({ why, version: this.policy.version, hash: this.policy.hash }, 'policy reloaded');
+    return true;
+  }
+
+  status(): AgentStatus {
+    const counters: Record<string, string> = {};
+    for (const [k, v] of Object.entries(this.dataPlane.counters())) counters[`kernel_${k}`] = v.toString();
+    for (const [k, v] of Object.entries(this.proxy.stats())) counters[`dns_${k}`] = String(v);
+    const kinds = { domain: 0, wildcard: 0, cidr4: 0, cidr6: 0 };
+    for (const e of this.policy.entries) kinds[e.kind]++;
+    return {
+      host: this.config.host,
+      pid: process.pid,
+      startedAt: this.startedAt.toISOString(),
+      cgroup: { path: this.deployCgroup, controllers: this.limits.controllers, limits: this.limits.applied, limitsNote: this.limits.note },
+      programs: this.dataPlane.attachedPrograms(),
+      adoptedPins: this.dataPlane.adopted,
+      pinDir: this.pinDir,
+      policy: {
+        source: this.config.policyFile,
+        version: this.policy.version,
+        hash: this.policy.hash,
+        domains: kinds.domain,
+        wildcards: kinds.wildcard,
+        cidr4: kinds.cidr4,
+        cidr6: kinds.cidr6,
+        loadedAt: this.policyLoadedAt.toISOString(),
+        lastError: this.policyError,
+      },
+      mode: this.config.mode,
+      failMode: this.config.failMode,
+      proxy: { port: this.proxyPort, upstream: this.config.upstream, healthy: this.proxyHealthy },
+      counters,
+      runs: { active: this.runs.list().filter((r) => r.state === 'running').length },
+    };
+  }
+
+  async stop(): Promise<void> {
+    for (const t of this.timers) clearInterval(t);
+    unwatchFile(this.config.policyFile);
+    await this.control?.close();
+    await this.proxy?.close();
+    // Links and maps stay pinned: IP enforcement outlives the agent.
+    this.dataPlane?.close();
+    this.journal?.close();
+    rmSync(join(this.config.stateDir, PID_FILE), { force: true });
+  }
+
+  private readPolicy(): ReturnType<typeof compilePolicy> {
+    let text: string;
+    try {
+      text = readFileSync(this.config.policyFile, 'utf8');
+    } catch (err) {
+      const message = `cannot read policy file ${this.config.policyFile}: ${(err as Error).message}`;
+      return { ok: false, errors: [{ line: 0, entry: '', reason: message }], message };
+    }
+    const parsed = compilePolicy(codec, text, 'file');
+    if (!parsed.ok) return parsed;
+    // A file has no version number: name it by its hash.
+    const version = `file:${parsed.policy.hash.slice('sha256:'.length, 'sha256:'.length + 12)}`;
+    return compilePolicy(codec, text, version);
+  }
+
+  private async onControl(req: ControlRequest): Promise<unknown> {
+    switch (req.op) {
+      case 'status':
+        return this.status();
+      case 'run.start': {
+        const run = this.runs.create(req.labels);
+        this.logger.info({ runId: run.runId, labels: run.labels, command: req.command, pid: req.pid }, 'run started');
+        const started: RunStarted = { runId: run.runId, cgroupPath: run.cgroupPath };
+        return started;
+      }
+      case 'run.end': {
+        const run = this.runs.finish(req.runId, req.exitCode);
+        this.logger.info({ runId: run.runId, exitCode: req.exitCode, signal: req.signal }, 'run ended');
+        return { runId: run.runId };
+      }
+      case 'reload':
+        return { reloaded: this.reload('control socket'), version: this.policy.version, hash: this.policy.hash, error: this.policyError };
+    }
+  }
+
+  private onKernelEvent(e: KernelEvent): void {
+    const ctx = this.recordContext();
+    if (e.kind === 'proxy_down') {
+      this.proxyHealthy = false;
+      const what = this.config.failMode === 'open' ? 'DNS is not redirected (fail open)' : 'DNS fails (fail closed)';
+      this.record(
+        alertRecord(`DNS proxy heartbeat stale: ${what}; query to ${e.daddr}:${e.dport}`, ctx, {
+          time: new Date(),
+          process: describeProcess(e, procfsReader),
+          policy: { version: this.policy.version, hash: this.policy.hash },
+        }),
+      );
+      return;
+    }
+    this.record(
+      recordFromIpBlock(
+        {
+          time: new Date(),
+          audited: e.kind === 'ip_audit',
+          destination: e.family === 6 ? `[${e.daddr}]:${e.dport}` : `${e.daddr}:${e.dport}`,
+          process: describeProcess(e, procfsReader),
+          policy: { version: this.policy.version, hash: this.policy.hash },
+        },
+        ctx,
+      ),
+    );
+  }
+
+  private record(r: JournalRecord): void {
+    this.journal.append(r);
+    this.blockLog.write(r);
+  }
+
+  private recordContext(): RecordContext {
+    return { host: this.config.host, cohort: this.config.cohort, runs: this.runs };
+  }
+
+  private reap(): void {
+    try {
+      this.runs.reap({ abandonedAfterMs: 60_000 });
+    } catch (err) {
+      this.logger.warn({ err }, 'reaping run cgroups failed');
+    }
+  }
+}
+

@@ -1,0 +1,151 @@
+import type { Logger } from 'pino';
+
+/** Blocks addresses at the IP layer for a while (libs/bpf: DataPlane.learnAddresses). */
+export interface AddressBlocker {
+  learn(addrs: string[], ttlSeconds: number): void;
+}
+
+export interface ResolvedAddresses {
+  readonly addresses: string[];
+  /** Smallest TTL among the answer records; undefined when there were none. */
+  readonly ttlSeconds: number | undefined;
+}
+
+/** Resolves a name's A and AAAA records through the proxy's own upstream. */
+export interface NameResolver {
+  resolveAddresses(name: string): Promise<ResolvedAddresses>;
+}
+
+export interface AddressLearnerOptions {
+  /** Floor for the TTL handed to the blocker: short DNS TTLs would let entries lapse between refreshes. */
+  readonly minTtlSeconds?: number;
+  /** Ceiling: an address a name moved away from must not stay blocked for days. */
+  readonly maxTtlSeconds?: number;
+  /** Delay before trying a pinned name again after an error or an empty answer. */
+  readonly retrySeconds?: number;
+  readonly logger?: Logger;
+  readonly now?: () => number;
+}
+
+export type LearnOutcome =
+  | { readonly status: 'learned'; readonly addresses: string[]; readonly ttlSeconds: number }
+  | { readonly status: 'cached' }
+  | { readonly status: 'empty' }
+  | { readonly status: 'failed'; readonly error: string };
+
+const MAX_REMEMBERED = 10_000;
+
+/**
+ * Turns '!resolve' names into blocked addresses: resolves A and AAAA upstream
+ * and hands the addresses to the IP layer with the answer's smallest TTL,
+ * clamped to [minTtl, maxTtl].
+ *
+ * Names queried by a blocked process are learned on demand and not again
+ * until most of their TTL has passed. Names of the policy itself ("pinned")
+ * are learned at load and refreshed at 80% of their TTL, so the kernel entry
+ * is renewed before it lapses.
+ */
+export class AddressLearner {
+  private readonly minTtl: number;
+  private readonly maxTtl: number;
+  private readonly retryMs: number;
+  private readonly now: () => number;
+  private readonly freshUntil = new Map<string, number>();
+  private readonly running = new Map<string, Promise<LearnOutcome>>();
+  private readonly pinned = new Map<string, NodeJS.Timeout | undefined>();
+  private closed = false;
+
+  constructor(
+    private readonly resolver: NameResolver,
+    private readonly blocker: AddressBlocker,
+    private readonly options: AddressLearnerOptions = {},
+  ) {
+    this.minTtl = options.minTtlSeconds ?? 30;
+    this.maxTtl = options.maxTtlSeconds ?? 3600;
+    this.retryMs = (options.retrySeconds ?? 60) * 1000;
+    this.now = options.now ?? Date.now;
+  }
+
+  clampTtl(ttlSeconds: number | undefined): number {
+    return Math.min(this.maxTtl, Math.max(this.minTtl, ttlSeconds ?? this.minTtl));
+  }
+
+  /** Learns `name` unless it was learned recently or is being learned now. */
+  learn(name: string): Promise<LearnOutcome> {
+    const fresh = this.freshUntil.get(name);
+    if (fresh !== undefined && fresh > this.now()) return Promise.resolve({ status: 'cached' });
+    return this.resolveNow(name);
+  }
+
+  /** Replaces the set of names learned at policy load and kept fresh. */
+  setPinnedNames(names: readonly string[]): void {
+    const wanted = new Set(names);
+    for (const [name, timer] of this.pinned) {
+      if (!wanted.has(name)) {
+        clearTimeout(timer);
+        this.pinned.delete(name);
+      }
+    }
+    for (const name of wanted) {
+      if (this.pinned.has(name)) continue;
+      this.pinned.set(name, undefined);
+      this.freshUntil.delete(name); // a new policy may carry a name learned long ago: renew now
+      void this.refreshPinned(name);
+    }
+  }
+
+  close(): void {
+    this.closed = true;
+    for (const timer of this.pinned.values()) clearTimeout(timer);
+    this.pinned.clear();
+  }
+
+  private async refreshPinned(name: string): Promise<void> {
+    const outcome = await this.resolveNow(name);
+    if (this.closed || !this.pinned.has(name)) return;
+    const delay = outcome.status === 'learned' ? outcome.ttlSeconds * 800 : this.retryMs;
+    const timer = setTimeout(() => void this.refreshPinned(name), delay);
+    timer.unref();
+    this.pinned.set(name, timer);
+  }
+
+  private resolveNow(name: string): Promise<LearnOutcome> {
+    const running = this.running.get(name);
+    if (running) return running;
+    const work = this.resolveAndLearn(name).finally(() => this.running.delete(name));
+    this.running.set(name, work);
+    return work;
+  }
+
+  private async resolveAndLearn(name: string): Promise<LearnOutcome> {
+    let resolved: ResolvedAddresses;
+    try {
+      resolved = await this.resolver.resolveAddresses(name);
+    } catch (err) {
+      const error = (err as Error).message;
+      this.options.logger?.warn({ name, err: error }, 'could not resolve a !resolve name; its addresses are not blocked');
+      return { status: 'failed', error };
+    }
+    if (this.closed) return { status: 'failed', error: 'closed' };
+    if (resolved.addresses.length === 0) return { status: 'empty' };
+    const ttlSeconds = this.clampTtl(resolved.ttlSeconds);
+    try {
+      this.blocker.learn(resolved.addresses, ttlSeconds);
+    } catch (err) {
+      const error = (err as Error).message;
+      this.options.logger?.error({ name, err: error }, 'address blocker refused learned addresses');
+      return { status: 'failed', error };
+    }
+    this.remember(name, this.now() + ttlSeconds * 800);
+    return { status: 'learned', addresses: resolved.addresses, ttlSeconds };
+  }
+
+  private remember(name: string, until: number): void {
+    this.freshUntil.delete(name);
+    if (this.freshUntil.size >= MAX_REMEMBERED) {
+      const oldest = this.freshUntil.keys().next().value;
+      if (oldest !== undefined) this.freshUntil.delete(oldest);
+    }
+    this.freshUntil.set(name, until);
+  }
+}

@@ -1,0 +1,63 @@
+import type { AttributedProcess, ProcessDetails } from './process-details';
+
+export type ProxyMode = 'enforce' | 'audit';
+export type DnsTransport = 'udp' | 'tcp';
+
+export interface DnsClient {
+  readonly address: string;
+  readonly port: number;
+}
+
+/** A query the policy blocked (enforce) or would have blocked (audit). */
+export interface DnsPolicyEvent {
+  readonly kind: 'dns_block' | 'dns_audit';
+  /** Normalised query name: lower case, A-labels, no trailing dot. */
+  readonly qname: string;
+  readonly qtype: string;
+  /** The blocklist entry that matched, as written in the policy ('github.com', '*.github.com'). */
+  readonly entry: string;
+  readonly client: DnsClient;
+  readonly transport: DnsTransport;
+  /** Present when the kernel attributed the query to a process. */
+  readonly process?: ProcessDetails;
+  readonly policy: { readonly version: string; readonly hash: string };
+  readonly time: Date;
+}
+
+export type QueryDecision = 'allowed' | 'blocked' | 'audited';
+
+/** Every query the proxy resolved or refused, for the per-run "domains contacted" list. */
+export interface DnsQueryNotice {
+  readonly qname: string;
+  readonly qtype: string;
+  readonly decision: QueryDecision;
+  readonly client: DnsClient;
+  /** The kernel's attribution, without the /proc reads (cheap enough for every query). */
+  readonly process?: AttributedProcess;
+}
+
+/** Counters since the proxy started; `inFlight` is a gauge. */
+export interface DnsProxyStats {
+  /** Well-formed queries handled (malformed packets are counted apart). */
+  queries: number;
+  /** Answers relayed from the upstream to the client. */
+  forwarded: number;
+  /** Answered NXDOMAIN by policy (enforce). */
+  blocked: number;
+  /** Would have been blocked, forwarded (audit). */
+  audited: number;
+  /** SERVFAIL answers of any cause: upstream timeout, upstream error, overload. */
+  servfail: number;
+  upstreamTimeouts: number;
+  /** Unparseable packets, and responses sent to the proxy's listening port; dropped without answer. */
+  malformed: number;
+  /** Queries with a question count other than one: answered FORMERR. */
+  formerr: number;
+  /** Opcodes other than QUERY: answered NOTIMP. */
+  notimp: number;
+  /** Queries refused with SERVFAIL because `maxInFlight` was reached. */
+  overloaded: number;
+  /** Upstream datagrams that matched no query in flight (late or spoofed). */
+  upstreamStray: number;
+  inFlight: number;
+}

@@ -1,0 +1,303 @@
+import { randomFillSync } from 'node:crypto';
+import dgram from 'node:dgram';
+import net from 'node:net';
+import { HEADER_BYTES, TcpFrameReader, sameQuestion, tcpFrame, withId } from './dns-wire';
+
+export interface UpstreamAddress {
+  readonly host: string;
+  readonly port: number;
+  readonly family: 4 | 6;
+}
+
+/** Parses 'HOST:PORT' ('127.0.0.1:53', '[::1]:5353'). The host must be an IP literal. */
+export function parseUpstream(spec: string): UpstreamAddress {
+  const m = /^\[([^\]]+)\]:(\d+)$/.exec(spec) ?? /^([^:]+):(\d+)$/.exec(spec);
+  if (!m) throw new Error(`upstream ${JSON.stringify(spec)} is not HOST:PORT (IPv6 as [::1]:53)`);
+  const host = m[1];
+  const port = Number(m[2]);
+  const family = net.isIP(host);
+  if (family === 0) throw new Error(`upstream ${JSON.stringify(spec)}: host must be an IP address, not a name`);
+  if (!Number.isInteger(port) || port < 1 || port > 65535) throw new Error(`upstream ${JSON.stringify(spec)}: bad port`);
+  return { host, port, family: family as 4 | 6 };
+}
+
+export type UpstreamErrorCode = 'UPSTREAM_TIMEOUT' | 'UPSTREAM_ERROR' | 'UPSTREAM_CLOSED';
+
+export class UpstreamError extends Error {
+  constructor(
+    readonly code: UpstreamErrorCode,
+    message: string,
+  ) {
+    super(message);
+    this.name = 'UpstreamError';
+  }
+}
+
+interface PendingUdp {
+  readonly clientId: number;
+  readonly question: Buffer;
+  readonly timer: NodeJS.Timeout;
+  readonly resolve: (answer: Buffer) => void;
+  readonly reject: (err: UpstreamError) => void;
+}
+
+/** Random 16-bit ids drawn from a refilled block, cheaper than one crypto call per query. */
+class RandomIds {
+  private readonly block = new Uint16Array(4096);
+  private next = this.block.length;
+
+  take(): number {
+    if (this.next === this.block.length) {
+      randomFillSync(this.block);
+      this.next = 0;
+    }
+    return this.block[this.next++];
+  }
+}
+
+interface PoolSocket {
+  readonly socket: dgram.Socket;
+  readonly pending: Map<number, PendingUdp>;
+}
+
+export interface UdpPoolOptions {
+  /** Upstream sockets. Each holds up to `maxPerSocket` queries in flight. */
+  readonly sockets: number;
+  /** In-flight queries per socket, at most 65536 (the id space); kept well below so random ids are found fast. */
+  readonly maxPerSocket: number;
+  readonly recvBufferSize: number;
+  readonly onStray?: () => void;
+}
+
+/**
+ * UDP to the upstream through a small fixed pool of connected sockets.
+ *
+ * One socket per query would cost a file descriptor, a bind and a kernel
+ * socket per query and would run into fd limits at a few thousand in flight.
+ * Instead each pooled socket carries many queries at once and the proxy
+ * rewrites the transaction id of each one to a random id that is free on that
+ * socket; the answer's id is mapped back before it goes to the client. Ids are
+ * unique among the in-flight queries of one socket (two clients may well both
+ * send id 1234), and an answer is accepted only if its question matches what
+ * was asked. Each socket is `connect()`ed, so the kernel drops datagrams that
+ * do not come from the upstream address, and its source port is random.
+ */
+export class UdpUpstreamPool {
+  private readonly members: PoolSocket[] = [];
+  private readonly ids = new RandomIds();
+  private cursor = 0;
+  private closed = false;
+
+  constructor(
+    private readonly upstream: UpstreamAddress,
+    private readonly options: UdpPoolOptions,
+  ) {}
+
+  get capacity(): number {
+    return this.options.sockets * this.options.maxPerSocket;
+  }
+
+  get inFlight(): number {
+    let n = 0;
+    for (const m of this.members) n += m.pending.size;
+    return n;
+  }
+
+  async start(): Promise<void> {
+    for (let i = 0; i < this.options.sockets; i++) {
+      const socket = dgram.createSocket({ type: this.upstream.family === 6 ? 'udp6' : 'udp4', recvBufferSize: this.options.recvBufferSize });
+      const member: PoolSocket = { socket, pending: new Map() };
+      // Errors on a connected UDP socket (ICMP unreachable and the like) are not
+      // tied to one query; the queries concerned time out into SERVFAIL.
+      socket.on('error', () => undefined);
+      socket.on('message', (msg) => this.onAnswer(member, msg));
+      await new Promise<void>((resolve, reject) => {
+        socket.once('error', reject);
+        socket.connect(this.upstream.port, this.upstream.host, () => {
+          socket.off('error', reject);
+          resolve();
+        });
+      });
+      this.members.push(member);
+    }
+  }
+
+  /**
+   * Sends `query` (its first question ends at `questionEnd`) and resolves with
+   * the upstream's answer carrying the client's original id.
+   */
+  query(query: Buffer, questionEnd: number, timeoutMs: number): Promise<Buffer> {
+    if (this.closed) return Promise.reject(new UpstreamError('UPSTREAM_CLOSED', 'upstream pool is closed'));
+    const member = this.pickMember();
+    if (!member) return Promise.reject(new UpstreamError('UPSTREAM_ERROR', 'all upstream sockets are full'));
+    const wireId = this.freeId(member);
+    const clientId = query.readUInt16BE(0);
+    const question = Buffer.from(query.subarray(HEADER_BYTES, questionEnd));
+    return new Promise<Buffer>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        if (member.pending.get(wireId)?.timer === timer) member.pending.delete(wireId);
+        reject(new UpstreamError('UPSTREAM_TIMEOUT', `no answer from upstream within ${timeoutMs} ms`));
+      }, timeoutMs);
+      member.pending.set(wireId, { clientId, question, timer, resolve, reject });
+      member.socket.send(withId(query, wireId), (err) => {
+        if (!err) return;
+        const p = member.pending.get(wireId);
+        if (p?.timer !== timer) return;
+        member.pending.delete(wireId);
+        clearTimeout(timer);
+        reject(new UpstreamError('UPSTREAM_ERROR', `send to upstream failed: ${err.message}`));
+      });
+    });
+  }
+
+  close(): void {
+    this.closed = true;
+    for (const m of this.members) {
+      for (const p of m.pending.values()) {
+        clearTimeout(p.timer);
+        p.reject(new UpstreamError('UPSTREAM_CLOSED', 'proxy is shutting down'));
+      }
+      m.pending.clear();
+      m.socket.close();
+    }
+    this.members.length = 0;
+  }
+
+  private pickMember(): PoolSocket | undefined {
+    for (let i = 0; i < this.members.length; i++) {
+      const m = this.members[(this.cursor + i) % this.members.length];
+      if (m.pending.size < this.options.maxPerSocket) {
+        this.cursor = (this.cursor + i + 1) % this.members.length;
+        return m;
+      }
+    }
+    return undefined;
+  }
+
+  private freeId(member: PoolSocket): number {
+    for (let tries = 0; tries < 32; tries++) {
+      const id = this.ids.take();
+      if (!member.pending.has(id)) return id;
+    }
+    // The socket is nearly full of ids (cannot happen with maxPerSocket well
+    // below 65536, but stay correct): scan from a random start.
+    const start = this.ids.take();
+    for (let i = 0; i < 65536; i++) {
+      const id = (start + i) & 0xffff;
+      if (!member.pending.has(id)) return id;
+    }
+    throw new Error('no free DNS id on upstream socket');
+  }
+
+  private onAnswer(member: PoolSocket, msg: Buffer): void {
+    if (msg.length < HEADER_BYTES) return this.options.onStray?.();
+    const id = msg.readUInt16BE(0);
+    const p = member.pending.get(id);
+    const qdcount = msg.readUInt16BE(4);
+    // Some servers answer FORMERR without the question; accept those too.
+    if (!p || (qdcount > 0 && !sameQuestion(msg, p.question))) return this.options.onStray?.();
+    member.pending.delete(id);
+    clearTimeout(p.timer);
+    p.resolve(withId(msg, p.clientId));
+  }
+}
+
+export interface TcpUpstreamOptions {
+  /** Upstream TCP connections open at once; further queries wait for a slot (within their timeout). */
+  readonly maxConnections: number;
+}
+
+/**
+ * DNS over TCP to the upstream, one short connection per query.
+ *
+ * TCP is the rare path (clients retry over TCP after a truncated UDP answer,
+ * or ask for large records), so the proxy keeps it simple and robust: no
+ * pipelining assumptions about the upstream, no connection state shared
+ * between clients. A semaphore bounds open connections; queries waiting for a
+ * slot still answer SERVFAIL when their timeout passes.
+ */
+export class TcpUpstream {
+  private active = 0;
+  private readonly waiting: Array<() => void> = [];
+  private readonly sockets = new Set<net.Socket>();
+  private closed = false;
+
+  constructor(
+    private readonly upstream: UpstreamAddress,
+    private readonly options: TcpUpstreamOptions,
+  ) {}
+
+  get inFlight(): number {
+    return this.active + this.waiting.length;
+  }
+
+  query(query: Buffer, timeoutMs: number): Promise<Buffer> {
+    if (this.closed) return Promise.reject(new UpstreamError('UPSTREAM_CLOSED', 'upstream is closed'));
+    return new Promise<Buffer>((resolve, reject) => {
+      let settled = false;
+      let socket: net.Socket | undefined;
+      let started = false;
+      const finish = (err: UpstreamError | undefined, answer?: Buffer): void => {
+        if (settled) return;
+        settled = true;
+        clearTimeout(timer);
+        if (socket) {
+          this.sockets.delete(socket);
+          socket.destroy();
+        }
+        if (started) this.release();
+        else {
+          const at = this.waiting.indexOf(start);
+          if (at >= 0) this.waiting.splice(at, 1);
+        }
+        if (err) reject(err);
+        else resolve(answer as Buffer);
+      };
+      const timer = setTimeout(
+        () => finish(new UpstreamError('UPSTREAM_TIMEOUT', `no answer from upstream within ${timeoutMs} ms`)),
+        timeoutMs,
+      );
+      const start = (): void => {
+        if (settled) return this.release();
+        started = true;
+        if (this.closed) return finish(new UpstreamError('UPSTREAM_CLOSED', 'upstream is closed'));
+        const expectedId = query.readUInt16BE(0);
+        const reader = new TcpFrameReader();
+        const s = net.connect({ host: this.upstream.host, port: this.upstream.port });
+        socket = s;
+        this.sockets.add(s);
+        s.setNoDelay(true);
+        s.on('connect', () => s.write(tcpFrame(query)));
+        s.on('data', (chunk: Buffer) => {
+          for (const frame of reader.push(chunk)) {
+            if (frame.length >= HEADER_BYTES && frame.readUInt16BE(0) === expectedId) return finish(undefined, Buffer.from(frame));
+          }
+        });
+        s.on('error', (err) => finish(new UpstreamError('UPSTREAM_ERROR', `upstream TCP: ${err.message}`)));
+        s.on('close', () => finish(new UpstreamError('UPSTREAM_ERROR', 'upstream closed the TCP connection before answering')));
+      };
+      if (this.active < this.options.maxConnections) {
+        this.active++;
+        start();
+      } else {
+        this.waiting.push(start);
+      }
+    });
+  }
+
+  close(): void {
+    this.closed = true;
+    for (const s of this.sockets) s.destroy();
+    this.sockets.clear();
+    for (const start of this.waiting.splice(0)) {
+      this.active++;
+      start();
+    }
+  }
+
+  private release(): void {
+    const next = this.waiting.shift();
+    if (next) next();
+    else this.active--;
+  }
+}

@@ -1,0 +1,77 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import type { DnsPolicyEvent } from '../dns/dns-events';
+import { alertRecord, recordFromDnsEvent, recordFromIpBlock, type RunLookup } from './journal-record';
+
+const runs: RunLookup = {
+  byCgroupId: (id) => (id === 4242n ? { runId: 'run-7', labels: { app: 'web', stage: 'canary' } } : undefined),
+};
+const ctx = { host: 'web-01', cohort: 'eu', runs, newId: () => '0190c2d3-0000-7000-8000-000000000001' };
+
+const event: DnsPolicyEvent = {
+  kind: 'dns_block',
+  qname: 'github.com',
+  qtype: 'AAAA',
+  entry: 'github.com',
+  client: { address: '127.0.0.1', port: 40000 },
+  transport: 'udp',
+  process: { pid: 1001, tgid: 1000, comm: 'curl', cmdline: 'curl https://github.com', uid: 0, cgroupId: 4242n },
+  policy: { version: 'v3', hash: 'sha256:abc' },
+  time: new Date('2026-04-16T10:00:00.000Z'),
+};
+
+describe(recordFromDnsEvent.name, () => {
+  it('fills every field of a DNS block, with the run found from the cgroup id', () => {
+    assert.deepEqual(recordFromDnsEvent(event, ctx), {
+      id: '0190c2d3-0000-7000-8000-000000000001',
+      time: '2026-04-16T10:00:00.000Z',
+      host: 'web-01',
+      cohort: 'eu',
+      runId: 'run-7',
+      labels: { app: 'web', stage: 'canary' },
+      pid: 1000,
+      comm: 'curl',
+      cmdline: 'curl https://github.com',
+      uid: 0,
+      cgroupId: '4242',
+      qname: 'github.com',
+      qtype: 'AAAA',
+      entry: 'github.com',
+      action: 'blocked',
+      method: 'dns',
+      policyVersion: 'v3',
+      policyHash: 'sha256:abc',
+      destination: null,
+      message: null,
+    });
+  });
+
+  it('records an audit without a process as audited with nulls, not missing keys', () => {
+    const sut = recordFromDnsEvent({ ...event, kind: 'dns_audit', process: undefined }, { host: 'web-01' });
+    assert.equal(sut.action, 'audited');
+    assert.equal(sut.runId, null);
+    assert.deepEqual(sut.labels, {});
+    assert.equal(sut.pid, null);
+    assert.equal(sut.cohort, null);
+    assert.ok('cmdline' in sut && sut.cmdline === null);
+  });
+});
+
+describe(recordFromIpBlock.name, () => {
+  it('records an IP-layer block with its destination', () => {
+    const sut = recordFromIpBlock({ destination: '10.1.2.3:443', entry: '10.0.0.0/8', time: event.time, process: event.process, policy: event.policy }, ctx);
+    assert.equal(sut.method, 'ip');
+    assert.equal(sut.action, 'blocked');
+    assert.equal(sut.destination, '10.1.2.3:443');
+    assert.equal(sut.qname, null);
+    assert.equal(sut.runId, 'run-7');
+  });
+});
+
+describe(alertRecord.name, () => {
+  it('records an alert with its message', () => {
+    const sut = alertRecord('dns proxy down: failing open', ctx, { time: event.time });
+    assert.equal(sut.action, 'alert');
+    assert.equal(sut.message, 'dns proxy down: failing open');
+  });
+});

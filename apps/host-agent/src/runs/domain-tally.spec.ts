@@ -1,0 +1,39 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { DomainTally } from './domain-tally';
+
+describe(DomainTally.name, () => {
+  it('lists each run its names with counts, most queried first', () => {
+    const sut = new DomainTally();
+    sut.record('r1', 'github.com', 'blocked');
+    sut.record('r1', 'example.com', 'allowed');
+    sut.record('r1', 'example.com', 'allowed');
+    sut.record('r1', 'github.com', 'blocked');
+    sut.record('r1', 'api.example.com', 'audited');
+    sut.record('r2', 'other.example', 'allowed');
+    assert.deepEqual(sut.snapshot('r1'), {
+      names: [
+        { name: 'example.com', queries: 2, blocked: 0 },
+        { name: 'github.com', queries: 2, blocked: 2 },
+        { name: 'api.example.com', queries: 1, blocked: 1 },
+      ],
+      overflow: 0,
+    });
+    assert.equal(sut.snapshot('r2').names.length, 1);
+  });
+
+  it('bounds the names kept per run and counts the rest', () => {
+    const sut = new DomainTally(2);
+    for (const name of ['a.example', 'b.example', 'c.example', 'a.example', 'd.example']) sut.record('r1', name, 'allowed');
+    const snap = sut.snapshot('r1');
+    assert.deepEqual(snap.names.map((n) => n.name), ['a.example', 'b.example']);
+    assert.equal(snap.overflow, 2);
+  });
+
+  it('forgets a run', () => {
+    const sut = new DomainTally();
+    sut.record('r1', 'a.example', 'allowed');
+    sut.forget('r1');
+    assert.deepEqual(sut.snapshot('r1'), { names: [], overflow: 0 });
+  });
+});
