@@ -22,6 +22,7 @@ describe('cgfence CLI against the local fleet', () => {
   let fleetOut = '';
   let ports: { pg: number; nats: number; api: number };
   let env: NodeJS.ProcessEnv;
+  const agentCgroup = `cgf-cli-e2e-${process.pid}`;
 
   const cgfence = (args: string[], input?: string): Ran => {
     const r = spawnSync(process.execPath, [BIN, ...args], { env, input, encoding: 'utf8', timeout: 60_000 });
@@ -32,7 +33,12 @@ describe('cgfence CLI against the local fleet', () => {
     fleetOut = '';
     fleet = spawn(
       process.execPath,
-      [BIN, 'local', 'up', '--state-dir', stateDir, '--pg-port', String(ports.pg), '--nats-port', String(ports.nats), '--api-port', String(ports.api)],
+      [
+        BIN, 'local', 'up', '--state-dir', stateDir,
+        '--pg-port', String(ports.pg), '--nats-port', String(ports.nats), '--api-port', String(ports.api),
+        // Never the machine's resolver in a test: a loopback address where nothing answers.
+        '--agent-upstream', '127.0.0.1:9', '--agent-cgroup', agentCgroup,
+      ],
       { stdio: ['ignore', 'pipe', 'pipe'] },
     );
     fleet.stdout?.on('data', (d: Buffer) => (fleetOut += d.toString()));
@@ -147,11 +153,24 @@ describe('cgfence CLI against the local fleet', () => {
     assert.ok(audit.records.some((r) => r.actor === 'bootstrap-admin' && r.type === 'TokenIssued'));
   });
 
-  it('stops everything on Ctrl-C, and a second start reuses the data', async () => {
+  it('starts one host agent that protects a run', () => {
+    const agentState = join(stateDir, 'agent');
+    const status = spawnSync(process.execPath, [BIN, 'agent', 'status', '--json', '--state-dir', agentState], { encoding: 'utf8' });
+    assert.equal(status.status, 0, status.stderr);
+    assert.equal((JSON.parse(status.stdout) as { programs: string[] }).programs.length, 7);
+    const run = spawnSync(process.execPath, [BIN, 'run', '--state-dir', agentState, '--', 'sh', '-c', 'cat /proc/self/cgroup'], { encoding: 'utf8' });
+    assert.equal(run.status, 0, run.stderr);
+    assert.match(run.stdout, new RegExp(`/${agentCgroup}/run-`));
+  });
+
+  it('stops everything on Ctrl-C, leaving no cgroup or pins behind, and a second start reuses the data', async () => {
     const code = await down();
     assert.equal(code, 0, fleetOut);
     const gone = await fetch(`http://127.0.0.1:${ports.api}/health`).then(() => false, () => true);
     assert.ok(gone, 'the API must be down after Ctrl-C');
+    assert.ok(!existsSync(`/sys/fs/bpf/cgfence/${agentCgroup}`), 'pins removed');
+    const cg2 = readFileSync('/proc/mounts', 'utf8').split('\n').find((l) => l.split(' ')[2] === 'cgroup2')?.split(' ')[1] ?? '';
+    assert.ok(cg2 && !existsSync(join(cg2, agentCgroup)), 'deploy cgroup removed');
     await up();
     const list = JSON.parse(cgfence(['--json', 'blocklist', 'list']).out) as { name: string }[];
     assert.deepEqual(list.map((b) => b.name).sort(), ['bad', 'ci', 'deploy-safety']);

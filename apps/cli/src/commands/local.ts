@@ -1,5 +1,7 @@
 import { Command, InvalidArgumentError } from 'commander';
+import { existsSync, readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
+import { CliError } from '../errors';
 import { startLocalFleet } from '../local/local-fleet';
 import { printLines } from '../output';
 
@@ -8,6 +10,13 @@ const port = (v: string): number => {
   if (!Number.isInteger(n) || n < 1 || n > 65535) throw new InvalidArgumentError('must be a port number');
   return n;
 };
+
+/** The first nameserver of /etc/resolv.conf, as HOST:PORT (the local fleet's agent only). */
+function firstNameserver(): string {
+  const m = existsSync('/etc/resolv.conf') ? /^\s*nameserver\s+(\S+)/m.exec(readFileSync('/etc/resolv.conf', 'utf8')) : null;
+  if (!m?.[1]) throw new CliError('no nameserver in /etc/resolv.conf: pass --agent-upstream HOST:PORT', 2);
+  return m[1].includes(':') ? `[${m[1]}]:53` : `${m[1]}:53`;
+}
 
 /** Where the repository keeps its local state: <repo>/.cgfence. */
 export function defaultLocalStateDir(): string {
@@ -23,8 +32,11 @@ export function localCommand(): Command {
     .option('--pg-port <port>', 'PostgreSQL port', port, 25432)
     .option('--nats-port <port>', 'NATS port', port, 24222)
     .option('--api-port <port>', 'policy server API port', port, 28080)
-    .action(async (o: { stateDir: string; pgPort: number; natsPort: number; apiPort: number }) => {
-      const fleet = await startLocalFleet(o, (l) => printLines([`· ${l}`]));
+    .option('--agent-upstream <host:port>', 'resolver the local agent forwards allowed DNS to (default: first nameserver of /etc/resolv.conf)')
+    .option('--agent-cgroup <name>', 'deploy cgroup of the local agent', 'cgfence-local')
+    .action(async (o: { stateDir: string; pgPort: number; natsPort: number; apiPort: number; agentUpstream?: string; agentCgroup: string }) => {
+      const agentUpstream = o.agentUpstream ?? firstNameserver();
+      const fleet = await startLocalFleet({ ...o, agentUpstream }, (l) => printLines([`· ${l}`]));
       printLines([
         '',
         `cgfence local fleet is up (state in ${o.stateDir})`,
@@ -32,6 +44,8 @@ export function localCommand(): Command {
         `  API docs: ${fleet.apiUrl}/docs   (OpenAPI: ${fleet.apiUrl}/openapi.json)`,
         `  metrics:  ${fleet.apiUrl}/metrics`,
         `  admin token: ${fleet.tokenFile}`,
+        `  host agent: state ${fleet.agentStateDir}, policy file ${fleet.agentPolicyFile}`,
+        `              (cgfence agent status --state-dir ${fleet.agentStateDir}; cgfence run --state-dir ${fleet.agentStateDir} -- COMMAND)`,
         '',
         'Try this in another shell:',
         `  export CGFENCE_SERVER=${fleet.apiUrl} CGFENCE_TOKEN=$(cat ${fleet.tokenFile})`,

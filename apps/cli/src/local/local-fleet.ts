@@ -1,4 +1,5 @@
-import { existsSync, mkdirSync, readFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
 import { createServer } from 'node:net';
 import { join, resolve } from 'node:path';
 import { ManagedProcess, NatsServer, PostgresServer, waitFor } from '@cgfence/devservices';
@@ -9,11 +10,17 @@ export interface LocalFleetOptions {
   pgPort: number;
   natsPort: number;
   apiPort: number;
+  /** Resolver the agent forwards allowed queries to (HOST:PORT). */
+  agentUpstream: string;
+  /** Deploy cgroup of the local agent. */
+  agentCgroup: string;
 }
 
 export interface LocalFleet {
   apiUrl: string;
   tokenFile: string;
+  agentStateDir: string;
+  agentPolicyFile: string;
   stop(): Promise<void>;
 }
 
@@ -26,6 +33,18 @@ async function ensurePortFree(port: number, what: string, stateDir: string): Pro
     srv.listen(port, '127.0.0.1', () => srv.close(() => resolve()));
   });
 }
+
+const CGFENCE_BIN = resolve(__dirname, '..', '..', '..', 'bin', 'cgfence');
+
+const EXAMPLE_POLICY = [
+  '# The local agent enforces this file on its deploy cgroup; edit it and the',
+  '# agent reloads it (or send SIGHUP). One entry per line:',
+  '#   github.com                 an exact name',
+  '#   *.githubusercontent.com    any subdomain (not the apex)',
+  '#   10.20.0.0/16               a network (connect fails with EPERM)',
+  'example.invalid',
+  '',
+].join('\n');
 
 /** The policy server's entry point, beside this app in the repository (the CLI never imports it). */
 function policyServerMain(): string {
@@ -79,7 +98,29 @@ export async function startLocalFleet(opts: LocalFleetOptions, log: (line: strin
       const res = await fetch(`${apiUrl}/ready`);
       return res.ok;
     }, 60_000);
-    return { apiUrl, tokenFile: join(serverState, 'admin-token'), stop };
+
+    const agentState = join(opts.stateDir, 'agent');
+    const agentPolicy = join(agentState, 'policy.txt');
+    mkdirSync(agentState, { recursive: true, mode: 0o700 });
+    if (!existsSync(agentPolicy)) writeFileSync(agentPolicy, EXAMPLE_POLICY);
+    const agentLog = join(opts.stateDir, 'logs', 'host-agent.log');
+    log(`starting the host agent on deploy cgroup ${opts.agentCgroup} (log: ${agentLog})`);
+    const agent = ManagedProcess.start(
+      'host-agent',
+      process.execPath,
+      [CGFENCE_BIN, 'agent', '--policy-file', agentPolicy, '--upstream', opts.agentUpstream, '--cgroup', opts.agentCgroup, '--state-dir', agentState, '--host', 'local'],
+      agentLog,
+    );
+    // Stopping the fleet returns the host to its state before: detach, unpin, remove the cgroup.
+    stops.push(async () => {
+      await agent.stop();
+      spawnSync(process.execPath, [CGFENCE_BIN, 'agent', 'teardown', '--cgroup', opts.agentCgroup, '--state-dir', agentState], { stdio: 'ignore' });
+    });
+    await waitFor(`the host agent (log: ${agentLog})`, async () => {
+      if (!agent.running) throw new Error(`the host agent exited: ${readFileSync(agentLog, 'utf8').split('\n').slice(-5).join('\n')}`);
+      return existsSync(join(agentState, 'agent.sock'));
+    }, 30_000);
+    return { apiUrl, tokenFile: join(serverState, 'admin-token'), agentStateDir: agentState, agentPolicyFile: agentPolicy, stop };
   } catch (err) {
     await stop();
     throw err;
