@@ -198,3 +198,11 @@ export function parseCidr(text: string): CidrResult {
     sortKey: hex(network, 8) + hex(prefix.value, 2),
   };
 }
+
+/** Text of an address in network byte order (4 or 16 bytes); IPv6 in RFC 5952 form. */
+export function formatAddress(family: 4 | 6, bytes: Uint8Array): string {
+  if (family === 4) return Array.from(bytes.subarray(0, 4)).join('.');
+  const groups: number[] = [];
+  for (let i = 0; i < 16; i += 2) groups.push((bytes[i]! << 8) | bytes[i + 1]!);
+  return formatIPv6(groups);
+}

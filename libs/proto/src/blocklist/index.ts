@@ -1,5 +1,5 @@
 export * from './entries';
-export { parseCidr } from './address';
+export { formatAddress, parseCidr } from './address';
 export type { ParsedCidr, CidrResult } from './address';
 export { canonicalDomain, canonicalWildcard, MAX_LABEL_LENGTH, MAX_NAME_LENGTH } from './domain';
 export type { NameResult } from './domain';
