@@ -24,13 +24,23 @@ export async function callAgent<T>(stateDir: string, req: ControlRequest, timeou
           : err,
       );
     });
-    socket.once('connect', () => socket.write(`${JSON.stringify(req)}\n`));
-    createInterface({ input: socket }).once('line', (line) => {
-      clearTimeout(timer);
-      socket.end();
-      const res = JSON.parse(line) as ControlResponse<T>;
-      if (res.ok) resolve(res.result);
-      else reject(new Error(`agent: ${res.error}`));
+    // The line reader is made only once connected: made earlier, it re-emits a
+    // refused connection (a stale socket after kill -9) as an unhandled error.
+    socket.once('connect', () => {
+      const lines = createInterface({ input: socket });
+      lines.on('error', () => undefined);
+      lines.once('line', (line) => {
+        clearTimeout(timer);
+        socket.end();
+        try {
+          const res = JSON.parse(line) as ControlResponse<T>;
+          if (res.ok) resolve(res.result);
+          else reject(new Error(`agent: ${res.error}`));
+        } catch {
+          reject(new Error(`the agent at ${path} answered something that is not JSON`));
+        }
+      });
+      socket.write(`${JSON.stringify(req)}\n`);
     });
   });
 }

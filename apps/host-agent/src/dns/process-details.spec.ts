@@ -16,7 +16,7 @@ describe(describeProcess.name, () => {
     assert.deepEqual(sut, { pid: 101, tgid: 100, comm: 'curl', cmdline: 'curl https://github.com', uid: 1000, cgroupId: 9n });
   });
 
-  it('takes uid and comm from /proc only when the kernel did not record them', () => {
+  it('takes uid from /proc when the kernel did not record it, and comm from the process', () => {
     const sut = describeProcess({ pid: 100, tgid: 100, uid: -1, comm: '', cgroupId: 9n }, reader({ 100: { cmdline: 'x', uid: 33, comm: 'wget' } }));
     assert.equal(sut.uid, 33);
     assert.equal(sut.comm, 'wget');
@@ -25,5 +25,11 @@ describe(describeProcess.name, () => {
   it('keeps what the kernel said when the process is already gone', () => {
     const sut = describeProcess({ pid: 100, tgid: 100, comm: 'curl', cgroupId: 9n }, reader({}));
     assert.deepEqual(sut, { pid: 100, tgid: 100, comm: 'curl', cmdline: null, uid: null, cgroupId: 9n });
+  });
+  it('names the process, not the thread that sent the query, and keeps the thread name once the process is gone', () => {
+    const live = describeProcess({ pid: 201, tgid: 200, uid: 0, comm: 'isc-net-0000', cgroupId: 9n }, reader({ 200: { cmdline: 'dig github.com', comm: 'dig' } }));
+    assert.equal(live.comm, 'dig');
+    const gone = describeProcess({ pid: 201, tgid: 200, uid: 0, comm: 'isc-net-0000', cgroupId: 9n }, reader({}));
+    assert.equal(gone.comm, 'isc-net-0000');
   });
 });

@@ -68,8 +68,11 @@ export const procfsReader: ProcessReader = {
 
 /**
  * Completes the kernel's view of a process from /proc: cmdline always, uid
- * when the kernel did not record it, comm when it is empty. Reads the thread
- * group leader (the process), which is what ps shows as the PID.
+ * when the kernel did not record it. The kernel's comm is the name of the
+ * sending thread (dig sends from "isc-net-0000"); events name the process, so
+ * the process's own comm wins and the thread's is the fallback for a process
+ * that is already gone. Reads the thread group leader, which is what ps shows
+ * as the PID.
  */
 export function describeProcess(info: AttributedProcess, reader: ProcessReader): ProcessDetails {
   const procPid = info.tgid > 0 ? info.tgid : info.pid;
@@ -77,7 +80,7 @@ export function describeProcess(info: AttributedProcess, reader: ProcessReader):
   return {
     pid: info.pid,
     tgid: info.tgid,
-    comm: info.comm !== '' ? info.comm : (reader.comm(procPid) ?? ''),
+    comm: reader.comm(procPid) ?? info.comm,
     cmdline: reader.cmdline(procPid),
     uid: kernelUid ?? reader.uid(procPid),
     cgroupId: info.cgroupId,

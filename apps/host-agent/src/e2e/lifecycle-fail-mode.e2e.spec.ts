@@ -1,0 +1,137 @@
+import { after, before, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import dgram from 'node:dgram';
+import { randomInt } from 'node:crypto';
+import { statSync } from 'node:fs';
+import dnsPacket from 'dns-packet';
+import { AgentUnderTest, exec, Ran } from './agent-harness';
+
+const HEARTBEAT_TIMEOUT_MS = 500;
+/** What the proxy's upstream answers for the probe name. */
+const VIA_PROXY = '192.0.2.1';
+/** What the "original resolver" (a test server, not the proxy) answers for any name. */
+const VIA_ORIGINAL = '192.0.2.77';
+
+/**
+ * The resolver a deploy's process asks directly: a UDP DNS server on port 53
+ * of a random loopback address (so a parallel test picking one too does not
+ * collide), answering every A query with VIA_ORIGINAL and counting queries.
+ */
+class OriginalResolver {
+  queries: string[] = [];
+  private constructor(
+    private readonly sock: dgram.Socket,
+    readonly host: string,
+  ) {}
+
+  static async start(): Promise<OriginalResolver> {
+    const host = `127.77.${randomInt(1, 255)}.${randomInt(1, 255)}`;
+    const sock = dgram.createSocket('udp4');
+    const r = new OriginalResolver(sock, host);
+    sock.on('message', (msg, rinfo) => {
+      const q = dnsPacket.decode(msg);
+      const question = q.questions?.[0];
+      if (!question) return;
+      r.queries.push(question.name);
+      const reply = dnsPacket.encode({
+        id: q.id,
+        type: 'response',
+        flags: dnsPacket.RECURSION_DESIRED | dnsPacket.RECURSION_AVAILABLE,
+        questions: q.questions,
+        answers: question.type === 'A' ? [{ type: 'A', name: question.name, ttl: 5, data: VIA_ORIGINAL }] : [],
+      });
+      sock.send(reply, rinfo.port, rinfo.address);
+    });
+    await new Promise<void>((resolve, reject) => {
+      sock.once('error', reject);
+      sock.bind(53, host, () => resolve());
+    });
+    return r;
+  }
+
+  close(): Promise<void> {
+    return new Promise((r) => this.sock.close(() => r()));
+  }
+}
+
+/** dig for `name` at `resolver`, from a process moved straight into the deploy cgroup (no `cgfence run`: the agent may be dead). */
+function digInDeployCgroup(sut: AgentUnderTest, resolver: string, name: string): Promise<Ran> {
+  return exec('sh', ['-c', 'cg=$1; shift; echo $$ > "$cg/cgroup.procs" || exit 99; exec "$@"', 'sh', sut.cgroupPath, 'dig', '+short', '+time=1', '+tries=1', `@${resolver}`, name], {
+    timeoutMs: 10_000,
+  });
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms));
+}
+
+async function kernelCounters(sut: AgentUnderTest): Promise<Record<string, string>> {
+  const st = await sut.cli(['agent', 'status', '--json']);
+  assert.equal(st.code, 0, st.stderr);
+  return (JSON.parse(st.stdout) as { counters: Record<string, string> }).counters;
+}
+
+for (const failMode of ['open', 'closed'] as const) {
+  describe(`fail mode '${failMode}' after the agent is killed -9`, () => {
+    let sut: AgentUnderTest;
+    let original: OriginalResolver;
+    before(async () => {
+      original = await OriginalResolver.start();
+      sut = await AgentUnderTest.start({
+        policy: 'blocked.test\n',
+        failMode,
+        records: { 'probe.test': { A: [VIA_PROXY] } },
+        extraArgs: ['--heartbeat-timeout-ms', String(HEARTBEAT_TIMEOUT_MS)],
+      });
+    });
+    after(async () => {
+      await sut?.stop();
+      await original?.close();
+    });
+
+    it('redirects a query to any resolver to the proxy while the agent lives', async () => {
+      const r = await digInDeployCgroup(sut, original.host, 'probe.test');
+      assert.equal(r.stdout.trim(), VIA_PROXY, `dig: ${r.stdout}${r.stderr}`);
+      assert.deepEqual(original.queries, [], 'the original resolver was not asked');
+    });
+
+    if (failMode === 'open') {
+      it('lets DNS reach the original resolver once the heartbeat is stale, and alerts when the agent is back', async () => {
+        await sut.kill9();
+        await sleep(HEARTBEAT_TIMEOUT_MS + 500);
+        const r = await digInDeployCgroup(sut, original.host, 'probe.test');
+        assert.equal(r.stdout.trim(), VIA_ORIGINAL, `dig: ${r.stdout}${r.stderr}`);
+        assert.deepEqual(original.queries, ['probe.test'], 'the query reached the original resolver, not redirected');
+
+        await sut.launch();
+        const back = await digInDeployCgroup(sut, original.host, 'probe.test');
+        assert.equal(back.stdout.trim(), VIA_PROXY, 'redirected to the proxy again');
+        assert.equal(original.queries.length, 1, 'the original resolver got nothing more');
+
+        const alert = await sut.waitForEvent('the stale-heartbeat alert the kernel queued while the agent was dead', (e) => e.action === 'alert');
+        assert.match(alert.message ?? '', /heartbeat stale/);
+        assert.match(alert.message ?? '', new RegExp(`${original.host.replace(/\./g, '\\.')}:53`));
+        // comm is the sending thread's name (dig sends from its 'isc-net-*' worker threads).
+        assert.match(alert.comm ?? '', /^(dig|isc-)/);
+        assert.equal(alert.cgroupId, statSync(sut.cgroupPath, { bigint: true }).ino.toString(), 'the alert names the deploy cgroup the query came from');
+        assert.ok(BigInt((await kernelCounters(sut))['kernel_failopen_bypass'] ?? '0') >= 1n, 'counted as a fail-open bypass');
+      });
+    } else {
+      it('keeps redirecting DNS to the dead proxy, so it fails and never reaches the original resolver', async () => {
+        await sut.kill9();
+        await sleep(HEARTBEAT_TIMEOUT_MS + 500);
+        const r = await digInDeployCgroup(sut, original.host, 'probe.test');
+        assert.notEqual(r.code, 0, `dig must fail: ${r.stdout}${r.stderr}`);
+        assert.doesNotMatch(r.stdout, /192\.0\.2\./, 'no answer from anybody');
+        assert.deepEqual(original.queries, [], 'the original resolver was never asked');
+
+        await sut.launch();
+        const back = await digInDeployCgroup(sut, original.host, 'probe.test');
+        assert.equal(back.stdout.trim(), VIA_PROXY, 'DNS works again through the proxy');
+        assert.deepEqual(original.queries, []);
+        assert.ok(BigInt((await kernelCounters(sut))['kernel_failclosed_redirects'] ?? '0') >= 1n, 'counted as a fail-closed redirect');
+        assert.equal(sut.events().filter((e) => e.action === 'alert' && /heartbeat stale/.test(e.message ?? '')).length, 0, 'fail-closed raises no fail-open alert');
+      });
+    }
+  });
+}
