@@ -21,7 +21,7 @@ function find(dir, acc = []) {
     if (entry.name === 'node_modules') continue;
     const p = join(dir, entry.name);
     if (entry.isDirectory()) find(p, acc);
-    else if (entry.name.endsWith('.spec.js') && p.includes(`${'/dist/'}`)) acc.push(p);
+    else if (entry.name.endsWith('.spec.js') && p.includes('/dist/')) acc.push(p);
   }
   return acc;
 }

@@ -1,7 +1,5 @@
 import { Command, InvalidArgumentError } from 'commander';
-import { existsSync, readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
-import { CliError } from '../errors';
 import { startLocalFleet } from '../local/local-fleet';
 import { printLines } from '../output';
 
@@ -10,13 +8,6 @@ const port = (v: string): number => {
   if (!Number.isInteger(n) || n < 1 || n > 65535) throw new InvalidArgumentError('must be a port number');
   return n;
 };
-
-/** The first nameserver of /etc/resolv.conf, as HOST:PORT (the local fleet's agent only). */
-function firstNameserver(): string {
-  const m = existsSync('/etc/resolv.conf') ? /^\s*nameserver\s+(\S+)/m.exec(readFileSync('/etc/resolv.conf', 'utf8')) : null;
-  if (!m?.[1]) throw new CliError('no nameserver in /etc/resolv.conf: pass --agent-upstream HOST:PORT', 2);
-  return m[1].includes(':') ? `[${m[1]}]:53` : `${m[1]}:53`;
-}
 
 /** Where the repository keeps its local state: <repo>/.cgfence. */
 export function defaultLocalStateDir(): string {
@@ -35,8 +26,7 @@ export function localCommand(): Command {
     .option('--agent-upstream <host:port>', 'resolver the local agent forwards allowed DNS to (default: first nameserver of /etc/resolv.conf)')
     .option('--agent-cgroup <name>', 'deploy cgroup of the local agent', 'cgfence-local')
     .action(async (o: { stateDir: string; pgPort: number; natsPort: number; apiPort: number; agentUpstream?: string; agentCgroup: string }) => {
-      const agentUpstream = o.agentUpstream ?? firstNameserver();
-      const fleet = await startLocalFleet({ ...o, agentUpstream }, (l) => printLines([`· ${l}`]));
+      const fleet = await startLocalFleet(o, (l) => printLines([`· ${l}`]));
       printLines([
         '',
         `cgfence local fleet is up (state in ${o.stateDir})`,

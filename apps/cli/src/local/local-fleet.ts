@@ -10,8 +10,8 @@ export interface LocalFleetOptions {
   pgPort: number;
   natsPort: number;
   apiPort: number;
-  /** Resolver the agent forwards allowed queries to (HOST:PORT). */
-  agentUpstream: string;
+  /** Resolver the agent forwards allowed queries to (HOST:PORT); the agent's own default when absent. */
+  agentUpstream?: string;
   /** Deploy cgroup of the local agent. */
   agentCgroup: string;
 }
@@ -108,7 +108,7 @@ export async function startLocalFleet(opts: LocalFleetOptions, log: (line: strin
     const agent = ManagedProcess.start(
       'host-agent',
       process.execPath,
-      [CGFENCE_BIN, 'agent', '--policy-file', agentPolicy, '--upstream', opts.agentUpstream, '--cgroup', opts.agentCgroup, '--state-dir', agentState, '--host', 'local'],
+      [CGFENCE_BIN, 'agent', '--policy-file', agentPolicy, ...(opts.agentUpstream ? ['--upstream', opts.agentUpstream] : []), '--cgroup', opts.agentCgroup, '--state-dir', agentState, '--host', 'local'],
       agentLog,
     );
     // Stopping the fleet returns the host to its state before: detach, unpin, remove the cgroup.

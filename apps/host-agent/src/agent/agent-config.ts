@@ -1,3 +1,4 @@
+import { existsSync, readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 
@@ -31,6 +32,14 @@ export interface AgentConfig {
 export const DEFAULT_STATE_DIR = '/var/lib/cgfence';
 export const DEFAULT_CGROUP = 'cgfence-deploy';
 export const PID_FILE = 'agent.pid';
+
+/** Pid of the agent that owns `stateDir`, if one is alive. */
+export function runningAgentPid(stateDir: string): number | undefined {
+  const pidFile = join(stateDir, PID_FILE);
+  if (!existsSync(pidFile)) return undefined;
+  const pid = Number(readFileSync(pidFile, 'utf8').trim());
+  return Number.isInteger(pid) && pid > 0 && existsSync(`/proc/${pid}`) ? pid : undefined;
+}
 
 /** bpffs directory holding this agent's pinned links and maps. */
 export function pinDirFor(bpffs: string, cgroupName: string): string {

@@ -1,4 +1,4 @@
-import { existsSync, mkdirSync, readFileSync, rmSync, unwatchFile, watchFile, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, rmSync, unwatchFile, watchFile, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
 import { DataPlane, ensureBpffs, findCgroup2Root, KernelEvent } from '@cgfence/bpf';
@@ -8,25 +8,15 @@ import { describeProcess, procfsReader } from '../dns/process-details';
 import { BlockLog } from '../journal/block-log';
 import { EventJournal } from '../journal/event-journal';
 import { alertRecord, JournalRecord, recordFromDnsEvent, recordFromIpBlock, RecordContext } from '../journal/journal-record';
-import { compilePolicy, Policy } from '../policy/policy';
+import { createPolicy, formatPolicyErrors, Policy, PolicyLoadResult } from '../policy/policy';
 import { RunRegistry } from '../runs/run-registry';
-import { AgentConfig, PID_FILE, pinDirFor } from './agent-config';
+import { AgentConfig, PID_FILE, pinDirFor, runningAgentPid } from './agent-config';
 import { applyLimits, LimitsReport } from './cgroup-limits';
 import { ControlServer } from './control-server';
 
 const HEARTBEAT_MS = 250;
 const REAP_MS = 10_000;
-const codec = { parseBlocklistText, contentHash };
 
-/** Another agent already owns this state directory. */
-function assertSoleAgent(stateDir: string): void {
-  const pidFile = join(stateDir, PID_FILE);
-  if (!existsSync(pidFile)) return;
-  const pid = Number(readFileSync(pidFile, 'utf8').trim());
-  if (Number.isInteger(pid) && pid > 0 && pid !== process.pid && existsSync(`/proc/${pid}`)) {
-    throw new Error(`an agent (pid ${pid}) is already running with state dir ${stateDir}`);
-  }
-}
 
 /**
  * One host's agent: the deploy cgroup, the eBPF programs on it, the DNS
@@ -60,7 +50,8 @@ export class Agent {
   async start(): Promise<void> {
     const c = this.config;
     mkdirSync(c.stateDir, { recursive: true, mode: 0o700 });
-    assertSoleAgent(c.stateDir);
+    const running = runningAgentPid(c.stateDir);
+    if (running !== undefined && running !== process.pid) throw new Error(`an agent (pid ${running}) is already running with state dir ${c.stateDir}`);
     writeFileSync(join(c.stateDir, PID_FILE), `${process.pid}\n`);
 
     const loaded = this.readPolicy();
@@ -189,7 +180,7 @@ export class Agent {
     rmSync(join(this.config.stateDir, PID_FILE), { force: true });
   }
 
-  private readPolicy(): ReturnType<typeof compilePolicy> {
+  private readPolicy(): PolicyLoadResult {
     let text: string;
     try {
       text = readFileSync(this.config.policyFile, 'utf8');
@@ -197,11 +188,12 @@ export class Agent {
       const message = `cannot read policy file ${this.config.policyFile}: ${(err as Error).message}`;
       return { ok: false, errors: [{ line: 0, entry: '', reason: message }], message };
     }
-    const parsed = compilePolicy(codec, text, 'file');
-    if (!parsed.ok) return parsed;
+    const parsed = parseBlocklistText(text);
+    if (parsed.errors.length > 0) return { ok: false, errors: parsed.errors, message: formatPolicyErrors('file', parsed.errors) };
     // A file has no version number: name it by its hash.
-    const version = `file:${parsed.policy.hash.slice('sha256:'.length, 'sha256:'.length + 12)}`;
-    return compilePolicy(codec, text, version);
+    const hash = contentHash(parsed.entries);
+    const version = `file:${hash.slice('sha256:'.length, 'sha256:'.length + 12)}`;
+    return { ok: true, policy: createPolicy(parsed.entries, { version, hash }), merged: parsed.merged };
   }
 
   private async onControl(req: ControlRequest): Promise<unknown> {

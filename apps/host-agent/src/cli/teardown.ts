@@ -1,7 +1,7 @@
-import { existsSync, readdirSync, readFileSync, rmdirSync, rmSync } from 'node:fs';
+import { existsSync, readdirSync, rmdirSync, rmSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { DataPlane, ensureBpffs, findCgroup2Root } from '@cgfence/bpf';
-import { PID_FILE, pinDirFor } from '../agent/agent-config';
+import { pinDirFor, runningAgentPid } from '../agent/agent-config';
 import { isPopulated, removeCgroupTree } from '../runs/cgroup-fs';
 
 export interface TeardownResult {
@@ -19,11 +19,8 @@ export interface TeardownResult {
  * while the agent of this state dir is running.
  */
 export function teardown(cgroupName: string, stateDir: string): TeardownResult {
-  const pidFile = join(stateDir, PID_FILE);
-  if (existsSync(pidFile)) {
-    const pid = Number(readFileSync(pidFile, 'utf8').trim());
-    if (pid > 0 && existsSync(`/proc/${pid}`)) throw new Error(`the agent (pid ${pid}) is still running with state dir ${stateDir}: stop it first`);
-  }
+  const pid = runningAgentPid(stateDir);
+  if (pid !== undefined) throw new Error(`the agent (pid ${pid}) is still running with state dir ${stateDir}: stop it first`);
   const cgroup = join(findCgroup2Root(), cgroupName);
   const pinDir = pinDirFor(ensureBpffs(), cgroupName);
   const hadPins = existsSync(pinDir);

@@ -1,5 +1,5 @@
 import { Injectable } from '@nestjs/common';
-import { chmodSync, existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Role, TokenView } from '@cgfence/proto';
 import { Clock } from '../common/clock';
@@ -31,7 +31,7 @@ export class TokensService {
       { type: 'IssueToken', tokenId, name, role, secretHash: hashSecret(secret), now: this.clock.now() },
       actor,
     );
-    const token = (await this.tokens.list()).find((t) => t.id === tokenId);
+    const token = await this.tokens.get(tokenId);
     if (!token) throw new Error(`token ${tokenId} missing from the read model after issue`);
     return { token, secret };
   }
@@ -62,7 +62,8 @@ export class TokensService {
     mkdirSync(stateDir, { recursive: true });
     const file = join(stateDir, BOOTSTRAP_TOKEN_FILE);
     writeFileSync(file, `${secret}\n`, { mode: 0o600 });
-    if (existsSync(file)) chmodSync(file, 0o600);
+    // An older file keeps its mode on overwrite: tighten it either way.
+    chmodSync(file, 0o600);
     return secret;
   }
 }

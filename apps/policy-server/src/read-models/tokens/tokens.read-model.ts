@@ -55,6 +55,11 @@ export class TokensReadModel implements ReadModel {
     return rows[0] ? view(rows[0]) : undefined;
   }
 
+  async get(id: string): Promise<TokenView | undefined> {
+    const rows: TokenRow[] = await this.db.query(`select * from rm_api_tokens where id = $1`, [id]);
+    return rows[0] ? view(rows[0]) : undefined;
+  }
+
   async list(): Promise<TokenView[]> {
     const rows: TokenRow[] = await this.db.query(`select * from rm_api_tokens order by created_at, id`);
     return rows.map(view);
