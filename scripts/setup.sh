@@ -26,6 +26,11 @@ have dig || need+=(dnsutils)
 have python3 || need+=(python3)
 have setpriv || need+=(util-linux)
 have curl || need+=(curl)
+# The benchmarks' peers (npm run bench sets CGFENCE_SETUP_BENCH=1).
+if [ "${CGFENCE_SETUP_BENCH:-0}" = 1 ]; then
+  have dnsperf || need+=(dnsperf)
+  have dnsdist || need+=(dnsdist)
+fi
 if [ ${#need[@]} -gt 0 ]; then
   say "installing Debian packages: ${need[*]}"
   apt-get update -qq

@@ -1,6 +1,6 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { AddressError, formatIp, parseCidr, parseIp, parseIPv6, toMapped16 } from './addr';
+import { AddressError, formatIp, parseCidr, parseDottedCidrCode, parseIp, parseIPv6, toMapped16 } from './addr';
 
 const hex = (b: Uint8Array) => Buffer.from(b).toString('hex');
 
@@ -77,5 +77,23 @@ describe(toMapped16.name, () => {
   it('maps IPv4 to ::ffff:a.b.c.d and keeps IPv6 as is', () => {
     assert.equal(hex(toMapped16(4, Uint8Array.from([192, 0, 2, 1]))), '00000000000000000000ffffc0000201');
     assert.equal(hex(toMapped16(6, parseIPv6('2001:db8::1'))), '20010db8000000000000000000000001');
+  });
+});
+
+describe(parseDottedCidrCode.name, () => {
+  it('agrees with the general grammar on every form it takes', () => {
+    for (const t of ['0.0.0.0/0', '10.1.2.3/8', '255.255.255.255', '192.168.1.77/31', '1.2.3.4/32', '100.64.0.0/10']) {
+      const code = parseDottedCidrCode(t);
+      const c = parseCidr(t);
+      assert.ok(code >= 0, t);
+      assert.equal(code % 64, c.prefixLength, t);
+      assert.equal(Math.floor(code / 64), Buffer.from(c.bytes).readUInt32BE(0), t);
+    }
+  });
+
+  it('leaves everything else to the general grammar', () => {
+    for (const t of ['', '1.2.3', '1.2.3.4.5', '01.2.3.4', '1.2.3.256', '1.2.3.4/', '1.2.3.4/33', '1.2.3.4/08', ' 1.2.3.4', '::1', '1.2.3.4/3a']) {
+      assert.equal(parseDottedCidrCode(t), -1, JSON.stringify(t));
+    }
   });
 });

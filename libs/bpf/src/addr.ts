@@ -25,9 +25,62 @@ export class AddressError extends Error {
  * Host bits beyond the prefix are cleared.
  */
 export function parseCidr(text: string): Cidr {
+  const fast = parseDottedCidr(text);
+  if (fast) return fast;
   const r = parseEntryCidr(text);
   if (!r.ok) throw new AddressError(text, r.reason);
   return { family: r.family, bytes: Uint8Array.from(r.address), prefixLength: r.prefix };
+}
+
+/**
+ * The common case of a policy list, 'a.b.c.d' or 'a.b.c.d/n' in plain decimal
+ * without leading zeros, parsed without the general grammar (100,000 of them
+ * per policy) and without allocating. Returns network * 64 + prefix length
+ * (host bits cleared; below 2^38, so exact in a double), or -1 for anything
+ * else, which then goes the general way (that also words the errors).
+ */
+export function parseDottedCidrCode(text: string): number {
+  let value = 0;
+  let octet = 0;
+  let octets = 0;
+  let digits = 0;
+  let i = 0;
+  for (; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (c >= 48 && c <= 57) {
+      if (digits > 0 && octet === 0) return -1; // leading zero
+      octet = octet * 10 + (c - 48);
+      if (++digits > 3 || octet > 255) return -1;
+    } else if (c === 46 /* . */ && digits > 0 && octets < 3) {
+      value = value * 256 + octet;
+      octets++;
+      digits = 0;
+      octet = 0;
+    } else break;
+  }
+  if (digits === 0 || octets !== 3) return -1;
+  value = value * 256 + octet;
+  let prefix = 32;
+  if (i < text.length) {
+    if (text.charCodeAt(i) !== 47 /* / */ || i + 1 >= text.length || text.length - i > 3) return -1;
+    prefix = 0;
+    for (let j = i + 1; j < text.length; j++) {
+      const c = text.charCodeAt(j);
+      if (c < 48 || c > 57 || (j > i + 1 && prefix === 0)) return -1;
+      prefix = prefix * 10 + (c - 48);
+    }
+    if (prefix > 32) return -1;
+  }
+  const mask = prefix === 0 ? 0 : (0xffffffff << (32 - prefix)) >>> 0;
+  return ((value & mask) >>> 0) * 64 + prefix;
+}
+
+function parseDottedCidr(text: string): Cidr | undefined {
+  const code = parseDottedCidrCode(text);
+  if (code < 0) return undefined;
+  const network = Math.floor(code / 64);
+  const bytes = new Uint8Array([network >>> 24, (network >>> 16) & 255, (network >>> 8) & 255, network & 255]);
+  return { family: 4, bytes, prefixLength: code % 64 };
 }
 
 /** Parses any single address. */

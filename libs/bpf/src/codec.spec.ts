@@ -8,7 +8,7 @@ import {
   encodeConfig,
   encodeDnsKey,
   encodeLpmKey,
-  parsePolicyList,
+  encodePolicyKeys,
   sumPerCpu,
   validateConfig,
 } from './codec';
@@ -127,15 +127,31 @@ describe(encodeAddrKey.name, () => {
   });
 });
 
-describe(parsePolicyList.name, () => {
-  it('drops duplicates, including ones that differ only in host bits', () => {
-    const out = parsePolicyList(4, ['10.0.0.0/8', '10.1.2.3/8', ' 10.0.0.0/8 ', '127.0.0.2/32']);
-    assert.equal(out.length, 2);
+describe(encodePolicyKeys.name, () => {
+  const keysOf = (family: 4 | 6, list: string[]) => {
+    const { keys, count } = encodePolicyKeys(family, list);
+    const size = family === 4 ? 8 : 20;
+    return Array.from({ length: count }, (_, i) => keys.subarray(i * size, (i + 1) * size).toString('hex'));
+  };
+
+  it('writes the same keys as encodeLpmKey, back to back, on the fast and the general path', () => {
+    const list = ['10.0.0.0/8', '192.168.255.255/20', '127.0.0.2', '0.0.0.0/0', ' 172.16.0.1/12 '];
+    const expected = list.map((t) => encodeLpmKey(parseCidr(t.trim()), Buffer.alloc(8)).toString('hex'));
+    assert.deepEqual(keysOf(4, list), expected);
+    assert.deepEqual(keysOf(6, ['2001:db8::/32', '::1']), ['2001:db8::/32', '::1'].map((t) => encodeLpmKey(parseCidr(t), Buffer.alloc(20)).toString('hex')));
   });
 
-  it('refuses a CIDR of the other family, naming it', () => {
-    assert.throws(() => parsePolicyList(4, ['2001:db8::/32']), /2001:db8::\/32.*IPv6/);
-    assert.throws(() => parsePolicyList(6, ['10.0.0.0/8']), /10\.0\.0\.0\/8.*IPv4/);
+  it('drops duplicates, including ones that differ only in host bits or spelling', () => {
+    assert.equal(keysOf(4, ['10.0.0.0/8', '10.1.2.3/8', ' 10.0.0.0/8 ', '127.0.0.2/32', '127.0.0.2']).length, 2);
+    assert.equal(keysOf(6, ['2001:db8::/32', '2001:DB8:0::1/32']).length, 1);
+  });
+
+  it('refuses bad text and a CIDR of the other family, naming the entry', () => {
+    assert.throws(() => encodePolicyKeys(4, ['10.0.0.256/32']), /10\.0\.0\.256/);
+    assert.throws(() => encodePolicyKeys(4, ['10.0.0.0/33']), /10\.0\.0\.0\/33/);
+    assert.throws(() => encodePolicyKeys(4, ['010.0.0.1']), /010\.0\.0\.1/);
+    assert.throws(() => encodePolicyKeys(4, ['2001:db8::/32']), /2001:db8::\/32.*IPv6/);
+    assert.throws(() => encodePolicyKeys(6, ['10.0.0.0/8']), /10\.0\.0\.0\/8.*IPv4/);
   });
 });
 

@@ -1,7 +1,7 @@
 // Encoding and decoding of the structs in c/cgfence.h (offsets from layout.ts).
 // Pure functions over Buffers: no kernel, no FFI. Host byte order is little
 // endian (x86-64, arm64); ports and DNS ids in these structs are host order.
-import { AddressError, Cidr, Family, formatIp, parseCidr, parseIp, toMapped16 } from './addr';
+import { AddressError, Cidr, Family, formatIp, parseCidr, parseDottedCidrCode, parseIp, toMapped16 } from './addr';
 import { ADDR_KEY, CONFIG, CONSTANTS, COUNTERS, DNS_KEY, EVENT, LPM4_KEY, LPM6_KEY, PROC } from './layout';
 
 export type Mode = 'enforce' | 'audit';
@@ -143,28 +143,50 @@ export function encodeLpmKey(cidr: Cidr, out: Buffer): Buffer {
   return out;
 }
 
+/**
+ * A policy's CIDR list for one family as LPM keys back to back, the form
+ * bpf_map_update_batch() takes, with duplicates (after host bits are cleared)
+ * dropped. Throws an AddressError naming the first bad entry. Plain dotted
+ * IPv4 takes a path that allocates nothing per entry: policies carry 100,000
+ * of them and this runs while a new policy goes into force.
+ */
+export function encodePolicyKeys(family: Family, list: readonly string[]): { keys: Buffer; count: number } {
+  const layout = family === 4 ? LPM4_KEY : LPM6_KEY;
+  const out = Buffer.alloc(layout.size * list.length);
+  const seenV4 = new Set<number>();
+  const seen = new Set<string>();
+  let count = 0;
+  for (const raw of list) {
+    const at = count * layout.size;
+    const code = family === 4 ? parseDottedCidrCode(raw) : -1;
+    if (code >= 0) {
+      if (seenV4.has(code)) continue;
+      seenV4.add(code);
+      out.writeUInt32LE(code % 64, at + layout.fields.prefixlen.offset);
+      out.writeUInt32BE(Math.floor(code / 64), at + layout.fields.addr.offset);
+    } else {
+      const cidr = parseCidr(raw.trim());
+      if (cidr.family !== family) throw new AddressError(raw, `listed under v${family} but is an IPv${cidr.family} CIDR`);
+      if (family === 4) {
+        const v4code = new DataView(cidr.bytes.buffer, cidr.bytes.byteOffset).getUint32(0) * 64 + cidr.prefixLength;
+        if (seenV4.has(v4code)) continue;
+        seenV4.add(v4code);
+      } else {
+        const key = `${cidr.bytes.join('.')}/${cidr.prefixLength}`;
+        if (seen.has(key)) continue;
+        seen.add(key);
+      }
+      encodeLpmKey(cidr, out.subarray(at, at + layout.size));
+    }
+    count++;
+  }
+  return { keys: out.subarray(0, count * layout.size), count };
+}
+
 export function encodeAddrKey(family: Family, bytes: Uint8Array): Buffer {
   const b = Buffer.alloc(ADDR_KEY.size);
   b.set(toMapped16(family, bytes), ADDR_KEY.fields.addr.offset);
   return b;
-}
-
-/**
- * Parses a policy's CIDR list for one family, dropping duplicates (after host
- * bits are cleared). Throws an AddressError naming the first bad entry.
- */
-export function parsePolicyList(family: Family, list: readonly string[]): Cidr[] {
-  const seen = new Set<string>();
-  const out: Cidr[] = [];
-  for (const text of list) {
-    const cidr = parseCidr(text.trim());
-    if (cidr.family !== family) throw new AddressError(text, `listed under v${family} but is an IPv${cidr.family} CIDR`);
-    const key = `${Buffer.from(cidr.bytes).toString('hex')}/${cidr.prefixLength}`;
-    if (seen.has(key)) continue;
-    seen.add(key);
-    out.push(cidr);
-  }
-  return out;
 }
 
 /** Parses learned addresses (single IPs, either family). */

@@ -15,15 +15,14 @@ import {
   encodeAddrKey,
   encodeConfig,
   encodeDnsKey,
-  encodeLpmKey,
+  encodePolicyKeys,
   KernelEvent,
   parseAddresses,
-  parsePolicyList,
   ProcessInfo,
   sumPerCpu,
   validateConfig,
 } from './codec';
-import { Cidr, Family } from './addr';
+import { Family } from './addr';
 import { COUNTERS, LEARNED_VALUE_SIZE, LPM4_KEY, LPM6_KEY, MapName, PINNED_MAPS, PROC, PROGRAMS, ProgramName, TRIE_VALUE_SIZE } from './layout';
 import { describeErrno, KERNEL_ABI, lastErrno, libbpf, libc, Ptr, ringBufferSampleFnType } from './libbpf';
 import { findCgroup2Root, parseMounts } from './mounts';
@@ -317,8 +316,8 @@ export class DataPlane {
    */
   applyIpPolicy(p: { v4: string[]; v6: string[] }): { v4: number; v6: number } {
     this.assertOpen();
-    const v4 = parsePolicyList(4, p.v4);
-    const v6 = parsePolicyList(6, p.v6);
+    const v4 = encodePolicyKeys(4, p.v4);
+    const v6 = encodePolicyKeys(6, p.v6);
     const t4 = this.buildTrie(4, v4);
     let t6: number;
     try {
@@ -335,7 +334,7 @@ export class DataPlane {
       libc().close(t4);
       libc().close(t6);
     }
-    return { v4: v4.length, v6: v6.length };
+    return { v4: v4.count, v6: v6.count };
   }
 
   /** Blocks single addresses (v4 or v6) until now + ttlSeconds. */
@@ -468,7 +467,7 @@ export class DataPlane {
     );
   }
 
-  private buildTrie(family: Family, cidrs: Cidr[]): number {
+  private buildTrie(family: Family, { keys, count: n }: { keys: Buffer; count: number }): number {
     const layout = family === 4 ? LPM4_KEY : LPM6_KEY;
     const bpf = libbpf();
     const opts = Buffer.alloc(KERNEL_ABI.MAP_CREATE_OPTS_SIZE);
@@ -476,17 +475,21 @@ export class DataPlane {
     opts.writeUInt32LE(KERNEL_ABI.BPF_F_NO_PREALLOC, KERNEL_ABI.MAP_CREATE_OPTS_FLAGS_OFFSET);
     const step = `applyIpPolicy v${family}`;
     const fd = intStep(step, 'bpf_map_create(LPM_TRIE)', () =>
-      bpf.bpf_map_create(KERNEL_ABI.BPF_MAP_TYPE_LPM_TRIE, `cgf_trie${family}`, layout.size, TRIE_VALUE_SIZE, Math.max(cidrs.length, 1), opts),
+      bpf.bpf_map_create(KERNEL_ABI.BPF_MAP_TYPE_LPM_TRIE, `cgf_trie${family}`, layout.size, TRIE_VALUE_SIZE, Math.max(n, 1), opts),
     );
-    const key = Buffer.alloc(layout.size);
-    const value = Buffer.alloc(TRIE_VALUE_SIZE);
-    value.writeUInt32LE(1);
-    for (const cidr of cidrs) {
-      const rc = bpf.bpf_map_update_elem(fd, encodeLpmKey(cidr, key), value, KERNEL_ABI.BPF_ANY);
-      if (rc < 0) {
-        libc().close(fd);
-        fail(step, `bpf_map_update_elem(trie, ${Buffer.from(cidr.bytes).toString('hex')}/${cidr.prefixLength})`, rc);
-      }
+    if (n === 0) return fd;
+    // One syscall for the whole list (the kernel walks it in a loop): about
+    // twice as fast as one bpf_map_update_elem per entry, and no JS per entry.
+    const values = Buffer.alloc(TRIE_VALUE_SIZE * n);
+    for (let i = 0; i < n; i++) values.writeUInt32LE(1, i * TRIE_VALUE_SIZE);
+    const batchOpts = Buffer.alloc(KERNEL_ABI.MAP_BATCH_OPTS_SIZE);
+    batchOpts.writeBigUInt64LE(BigInt(KERNEL_ABI.MAP_BATCH_OPTS_SIZE), 0);
+    const done: [number] = [n];
+    const rc = bpf.bpf_map_update_batch(fd, keys, values, done, batchOpts);
+    if (rc < 0) {
+      libc().close(fd);
+      const at = done[0] < n ? `, at key ${done[0]}: ${keys.subarray(done[0] * layout.size, (done[0] + 1) * layout.size).toString('hex')}` : '';
+      fail(step, `bpf_map_update_batch(trie${at})`, rc);
     }
     return fd;
   }

@@ -27,6 +27,7 @@ const KERNEL_ABI_C: Record<keyof typeof KERNEL_ABI, string> = {
   LINK_INFO_CGROUP_ID_OFFSET: 'offsetof(struct bpf_link_info, cgroup.cgroup_id)',
   MAP_CREATE_OPTS_SIZE: 'sizeof(struct bpf_map_create_opts)',
   MAP_CREATE_OPTS_FLAGS_OFFSET: 'offsetof(struct bpf_map_create_opts, map_flags)',
+  MAP_BATCH_OPTS_SIZE: 'sizeof(struct bpf_map_batch_opts)',
   CLOCK_MONOTONIC: 'CLOCK_MONOTONIC',
 };
 

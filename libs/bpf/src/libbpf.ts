@@ -23,6 +23,8 @@ export const KERNEL_ABI = {
   MAP_CREATE_OPTS_SIZE: 48,
   /** offsetof(struct bpf_map_create_opts, map_flags) */
   MAP_CREATE_OPTS_FLAGS_OFFSET: 28,
+  /** sizeof(struct bpf_map_batch_opts) */
+  MAP_BATCH_OPTS_SIZE: 24,
   CLOCK_MONOTONIC: 1,
 } as const;
 
@@ -53,6 +55,7 @@ export interface Libbpf {
   bpf_obj_get_info_by_fd(fd: number, info: Buffer, infoLen: Buffer): number;
   bpf_map_create(type: number, name: string, keySize: number, valueSize: number, maxEntries: number, opts: Buffer): number;
   bpf_map_update_elem(fd: number, key: Buffer, value: Buffer, flags: number): number;
+  bpf_map_update_batch(fd: number, keys: Buffer, values: Buffer, count: [number], opts: Buffer): number;
   bpf_map_lookup_elem(fd: number, key: Buffer, value: Buffer): number;
   bpf_map_delete_elem(fd: number, key: Buffer): number;
   bpf_map_get_next_key(fd: number, key: Buffer | null, next: Buffer): number;
@@ -133,6 +136,7 @@ export function libbpf(): Libbpf {
     bpf_map_create:
       'int bpf_map_create(int map_type, const char *map_name, uint32_t key_size, uint32_t value_size, uint32_t max_entries, const void *opts)',
     bpf_map_update_elem: 'int bpf_map_update_elem(int fd, const void *key, const void *value, uint64_t flags)',
+    bpf_map_update_batch: 'int bpf_map_update_batch(int fd, const void *keys, const void *values, _Inout_ uint32_t *count, const void *opts)',
     bpf_map_lookup_elem: 'int bpf_map_lookup_elem(int fd, const void *key, void *value)',
     bpf_map_delete_elem: 'int bpf_map_delete_elem(int fd, const void *key)',
     bpf_map_get_next_key: 'int bpf_map_get_next_key(int fd, const void *key, void *next_key)',

@@ -4,3 +4,5 @@ export { PostgresServer, postgresBinDir } from './postgres';
 export type { PostgresOptions } from './postgres';
 export { NatsServer, natsServerBin } from './nats';
 export type { NatsOptions } from './nats';
+export { formatNumber, median, printTable, quantile, timeMs, verdict } from './bench';
+export type { BenchTable, Cell } from './bench';
