@@ -2,6 +2,8 @@ import { EventStore1732000000001 } from './1732000000001-event-store';
 import { BlocklistContents1732000000002 } from './1732000000002-blocklist-contents';
 import { BlocklistReadModels1732000000003 } from './1732000000003-blocklist-read-models';
 import { ApiTokens1732000000004 } from './1732000000004-api-tokens';
+import { Outbox1732000000005 } from './1732000000005-outbox';
+import { FleetReadModels1732000000006 } from './1732000000006-fleet-read-models';
 
 import type { MigrationInterface } from 'typeorm';
 
@@ -11,5 +13,7 @@ export const migrations: (new () => MigrationInterface)[] = [
   BlocklistContents1732000000002,
   BlocklistReadModels1732000000003,
   ApiTokens1732000000004,
+  Outbox1732000000005,
+  FleetReadModels1732000000006,
 ];
 

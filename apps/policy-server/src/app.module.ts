@@ -12,6 +12,7 @@ import { HttpErrorFilter } from './common/http-error.filter';
 import { LOGGER } from './common/logger';
 import { SERVER_CONFIG, ServerConfig } from './config/config';
 import { EventStoreModule } from './event-store/event-store.module';
+import { FleetModule } from './fleet/fleet.module';
 import { HealthController } from './health/health.controller';
 import { MetricsModule } from './metrics/metrics.module';
 
@@ -43,6 +44,7 @@ export class AppModule implements NestModule {
         AuthModule,
         BlocklistsModule,
         AuditModule,
+        FleetModule,
       ],
       controllers: [HealthController],
       providers: [

@@ -5,7 +5,10 @@ import { NestExpressApplication } from '@nestjs/platform-express';
 import { DocumentBuilder, SwaggerModule } from '@nestjs/swagger';
 import { json, text } from 'express';
 import type { Logger } from 'pino';
+import { MicroserviceOptions, Transport } from '@nestjs/microservices';
+import { SERVER_QUEUE } from '@cgfence/proto';
 import { AppModule } from './app.module';
+import { natsAuth } from './nats/nats.service';
 import { TokensService } from './auth/tokens.service';
 import { createLogger, PinoNestLogger } from './common/logger';
 import { ServerConfig } from './config/config';
@@ -42,6 +45,25 @@ export async function createServer(config: ServerConfig, opts: { listen?: boolea
     .build();
   SwaggerModule.setup('docs', app, () => SwaggerModule.createDocument(app, doc), { jsonDocumentUrl: 'openapi.json' });
 
+  if (config.natsUrl) {
+    // The agents' requests (register, sync, bundle chunks, reports) arrive
+    // through NestJS's NATS transport, in one queue group across replicas.
+    app.connectMicroservice<MicroserviceOptions>(
+      {
+        transport: Transport.NATS,
+        options: {
+          servers: config.natsUrl,
+          queue: SERVER_QUEUE,
+          name: `cgfence-policy-server-rpc-${process.pid}`,
+          maxReconnectAttempts: -1,
+          reconnectTimeWait: 500,
+          ...natsAuth(config),
+        },
+      },
+      { inheritAppConfig: true },
+    );
+    await app.startAllMicroservices();
+  }
   await app.init();
   const bootstrapSecret = config.bootstrapAdmin ? await app.get(TokensService).bootstrapAdmin(config.stateDir) : undefined;
   let url = '';

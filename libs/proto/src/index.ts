@@ -2,3 +2,4 @@ export {};
 export * from './api';
 export * from './blocklist';
 export * from './agent';
+export * from './fleet';

@@ -23,6 +23,15 @@ export class ContentsRepository {
     return rows[0]?.canonical;
   }
 
+  /** Canonical text and entry count of stored content. */
+  async stored(hash: string): Promise<{ canonical: string; entryCount: number } | undefined> {
+    const rows: { canonical: string; entry_count: number }[] = await this.db.query(
+      `select canonical, entry_count from blocklist_contents where content_hash = $1`,
+      [hash],
+    );
+    return rows[0] ? { canonical: rows[0].canonical, entryCount: rows[0].entry_count } : undefined;
+  }
+
   /** The entries of stored content (canonical text always parses cleanly). */
   async entries(hash: string | null): Promise<BlocklistEntry[]> {
     if (hash === null) return [];

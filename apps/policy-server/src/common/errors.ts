@@ -13,6 +13,8 @@ export type ErrorCode =
   | 'version.conflict'
   | 'stream.conflict'
   | 'token.not_found'
+  | 'fleet.rollback_required'
+  | 'host.not_found'
   | 'auth.missing_token'
   | 'auth.invalid_token'
   | 'auth.forbidden';

@@ -1,3 +1,4 @@
+import { Observable, throwError } from 'rxjs';
 import { ArgumentsHost, Catch, ExceptionFilter, HttpException, Inject } from '@nestjs/common';
 import type { Response } from 'express';
 import type { Logger } from 'pino';
@@ -21,10 +22,12 @@ export function httpStatusOf(code: ErrorCode): number {
     case 'blocklist.not_found':
     case 'version.not_found':
     case 'token.not_found':
+    case 'host.not_found':
       return 404;
     case 'blocklist.already_exists':
     case 'version.conflict':
     case 'stream.conflict':
+    case 'fleet.rollback_required':
       return 409;
     default: {
       const unhandled: never = code;
@@ -38,7 +41,13 @@ export function httpStatusOf(code: ErrorCode): number {
 export class HttpErrorFilter implements ExceptionFilter {
   constructor(@Inject(LOGGER) private readonly logger: Logger) {}
 
-  catch(err: unknown, host: ArgumentsHost): void {
+  catch(err: unknown, host: ArgumentsHost): void | Observable<never> {
+    if (host.getType() !== 'http') {
+      // NATS request handlers: the agent gets the message as the reply's error.
+      const message = err instanceof Error ? err.message : String(err);
+      if (!(err instanceof DomainError)) this.logger.error({ err }, 'unhandled error in a NATS handler');
+      return throwError(() => ({ status: 'error', message, code: err instanceof DomainError ? err.code : 'internal' }));
+    }
     const http = host.switchToHttp();
     const req = http.getRequest<CgfenceRequest>();
     const res = http.getResponse<Response>();

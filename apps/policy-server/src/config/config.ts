@@ -14,6 +14,16 @@ const Schema = z.object({
   CGFENCE_BOOTSTRAP_ADMIN: z.enum(['true', 'false']).default('true').transform((v) => v === 'true'),
   /** Largest request body accepted (commit of a 1,000,000-entry list as JSON is about 30 MB). */
   CGFENCE_MAX_BODY: z.string().regex(/^\d+(kb|mb)$/, 'like 64mb').default('256mb'),
+  /** NATS the agents are reached through; without it the fleet endpoints work but nothing is published. */
+  CGFENCE_NATS_URL: z.string().regex(/^(nats|tls):\/\//, 'must be a nats:// URL').optional(),
+  /** The server's nkey seed file (cgfence nats init); without it the server connects without credentials. */
+  CGFENCE_NATS_SEED: z.string().min(1).optional(),
+  /** Ed25519 key that signs bundles; created on first start. Default STATE_DIR/signing-key.pem. */
+  CGFENCE_SIGNING_KEY_FILE: z.string().min(1).optional(),
+  /** How long a signed bundle or desired-state document stays valid. */
+  CGFENCE_BUNDLE_TTL_HOURS: z.coerce.number().positive().default(168),
+  /** A host silent for longer than this shows as stale. */
+  CGFENCE_HOST_STALE_SECONDS: z.coerce.number().int().positive().default(60),
 });
 
 export type ServerConfig = Readonly<{
@@ -24,6 +34,11 @@ export type ServerConfig = Readonly<{
   logLevel: z.infer<typeof Schema>['CGFENCE_LOG_LEVEL'];
   bootstrapAdmin: boolean;
   maxBody: string;
+  natsUrl: string | undefined;
+  natsSeedFile: string | undefined;
+  signingKeyFile: string;
+  bundleTtlMs: number;
+  hostStaleMs: number;
 }>;
 
 export class ConfigError extends Error {}
@@ -43,6 +58,11 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): ServerConfig {
     logLevel: e.CGFENCE_LOG_LEVEL,
     bootstrapAdmin: e.CGFENCE_BOOTSTRAP_ADMIN,
     maxBody: e.CGFENCE_MAX_BODY,
+    natsUrl: e.CGFENCE_NATS_URL,
+    natsSeedFile: e.CGFENCE_NATS_SEED,
+    signingKeyFile: e.CGFENCE_SIGNING_KEY_FILE ?? `${e.CGFENCE_STATE_DIR}/signing-key.pem`,
+    bundleTtlMs: e.CGFENCE_BUNDLE_TTL_HOURS * 3_600_000,
+    hostStaleMs: e.CGFENCE_HOST_STALE_SECONDS * 1000,
   };
 }
 

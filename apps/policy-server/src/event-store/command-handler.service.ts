@@ -34,6 +34,8 @@ export class CommandHandler {
     command: C,
     actor: Actor,
     beforeAppend?: (m: EntityManager) => Promise<void>,
+    /** Runs in the same transaction once the read models have the new events (the outbox writes here). */
+    afterApply?: (m: EntityManager, events: StoredEvent[]) => Promise<void>,
   ): Promise<Handled<S>> {
     return this.db.transaction(async (m) => {
       const history = await this.store.readStream(streamId, m);
@@ -43,6 +45,7 @@ export class CommandHandler {
       if (beforeAppend) await beforeAppend(m);
       const events = await this.store.append(streamId, history.length, fresh, { ...actor, time: this.clock.now().toISOString() }, m);
       await this.readModels.apply(events, m);
+      if (afterApply) await afterApply(m, events);
       const after = fresh.reduce((s, e) => decider.evolve(s, e), before);
       return { before, after, events };
     });

@@ -3,12 +3,14 @@ import { Clock } from '../common/clock';
 import { BlocklistsReadModel } from '../read-models/blocklists/blocklists.read-model';
 import { ReadModels } from '../read-models/read-models.service';
 import { TokensReadModel } from '../read-models/tokens/tokens.read-model';
+import { FleetReadModel } from '../read-models/fleet/fleet.read-model';
+import { HostsReadModel } from '../read-models/hosts/hosts.read-model';
 import { CommandHandler } from './command-handler.service';
 import { EventStore } from './event-store.service';
 
 /** The event store, the command handler on top of it, and the read models it feeds. */
 @Module({
-  providers: [Clock, EventStore, CommandHandler, ReadModels, BlocklistsReadModel, TokensReadModel],
-  exports: [Clock, EventStore, CommandHandler, ReadModels, BlocklistsReadModel, TokensReadModel],
+  providers: [Clock, EventStore, CommandHandler, ReadModels, BlocklistsReadModel, TokensReadModel, FleetReadModel, HostsReadModel],
+  exports: [Clock, EventStore, CommandHandler, ReadModels, BlocklistsReadModel, TokensReadModel, FleetReadModel, HostsReadModel],
 })
 export class EventStoreModule {}

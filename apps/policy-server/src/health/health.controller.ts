@@ -3,12 +3,18 @@ import { ApiOperation, ApiTags } from '@nestjs/swagger';
 import type { Response } from 'express';
 import { DataSource } from 'typeorm';
 import { Public } from '../auth/roles';
+import { NatsService } from '../nats/nats.service';
+import { OutboxRepository } from '../outbox/outbox.repository';
 
 @ApiTags('health')
 @Public()
 @Controller()
 export class HealthController {
-  constructor(private readonly db: DataSource) {}
+  constructor(
+    private readonly db: DataSource,
+    private readonly nats: NatsService,
+    private readonly outbox: OutboxRepository,
+  ) {}
 
   @Get('health')
   @HttpCode(200)
@@ -18,15 +24,21 @@ export class HealthController {
   }
 
   @Get('ready')
-  @ApiOperation({ summary: 'Readiness: the database answers and every migration has run' })
-  async ready(@Res({ passthrough: true }) res: Response): Promise<{ status: 'ready' | 'not ready'; reason?: string }> {
+  @ApiOperation({
+    summary: 'Readiness: the database answers and every migration has run',
+    description: 'Also says whether NATS is connected and how many outbox messages wait; a NATS outage does not make the API unready (changes wait in the outbox).',
+  })
+  async ready(
+    @Res({ passthrough: true }) res: Response,
+  ): Promise<{ status: 'ready' | 'not ready'; reason?: string; nats?: 'connected' | 'disconnected' | 'disabled'; outboxPending?: number }> {
     try {
       await this.db.query('select 1');
       if (await this.db.showMigrations()) {
         res.status(503);
         return { status: 'not ready', reason: 'migrations pending' };
       }
-      return { status: 'ready' };
+      const nats = !this.nats.enabled ? 'disabled' : this.nats.connected ? 'connected' : 'disconnected';
+      return { status: 'ready', nats, outboxPending: await this.outbox.pending() };
     } catch (err) {
       res.status(503);
       return { status: 'not ready', reason: `database: ${(err as Error).message}` };

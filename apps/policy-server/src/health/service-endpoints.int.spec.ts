@@ -17,7 +17,7 @@ describe(HealthController.name, () => {
     assert.deepEqual((await env.http.get('/health')).body, { status: 'ok' });
     const ready = await env.http.get('/ready');
     assert.equal(ready.status, 200);
-    assert.deepEqual(ready.body, { status: 'ready' });
+    assert.deepEqual(ready.body, { status: 'ready', nats: 'disabled', outboxPending: 0 });
   });
 
   it('serves Prometheus metrics that count requests by route', async () => {

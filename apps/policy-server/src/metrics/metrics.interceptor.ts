@@ -9,6 +9,8 @@ export class MetricsInterceptor implements NestInterceptor {
   constructor(private readonly metrics: Metrics) {}
 
   intercept(ctx: ExecutionContext, next: CallHandler): Observable<unknown> {
+    // NATS handlers count themselves (cgfence_agent_messages_total).
+    if (ctx.getType() !== 'http') return next.handle();
     const req = ctx.switchToHttp().getRequest<Request>();
     const res = ctx.switchToHttp().getResponse<Response>();
     const route = (req.route as { path?: string } | undefined)?.path ?? 'unknown';

@@ -19,6 +19,19 @@ export class Metrics {
     registers: [this.registry],
   });
 
+  readonly outboxPublished = new Counter({
+    name: 'cgfence_outbox_published_total',
+    help: 'Outbox messages published to NATS (duplicate: JetStream had the message id already)',
+    labelNames: ['duplicate'] as const,
+    registers: [this.registry],
+  });
+  readonly agentMessages = new Counter({
+    name: 'cgfence_agent_messages_total',
+    help: 'Messages from host agents by kind (register, sync, bundle, report) and outcome',
+    labelNames: ['kind', 'outcome'] as const,
+    registers: [this.registry],
+  });
+
   constructor() {
     collectDefaultMetrics({ register: this.registry, prefix: 'cgfence_server_' });
   }

@@ -5,6 +5,8 @@ import { EventStore } from '../event-store/event-store.service';
 import { BlocklistsReadModel } from './blocklists/blocklists.read-model';
 import { ReadModel } from './read-model';
 import { TokensReadModel } from './tokens/tokens.read-model';
+import { FleetReadModel } from './fleet/fleet.read-model';
+import { HostsReadModel } from './hosts/hosts.read-model';
 
 const REBUILD_PAGE = 1000;
 
@@ -18,8 +20,10 @@ export class ReadModels {
     private readonly store: EventStore,
     blocklists: BlocklistsReadModel,
     tokens: TokensReadModel,
+    fleet: FleetReadModel,
+    hosts: HostsReadModel,
   ) {
-    this.all = [blocklists, tokens];
+    this.all = [blocklists, tokens, fleet, hosts];
   }
 
   get tables(): string[] {

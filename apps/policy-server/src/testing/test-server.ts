@@ -21,7 +21,7 @@ export class TestPolicyServer {
     readonly adminSecret: string,
   ) {}
 
-  static async start(name: string): Promise<TestPolicyServer> {
+  static async start(name: string, opts: { natsUrl?: string; env?: Record<string, string> } = {}): Promise<TestPolicyServer> {
     const dir = mkdtempSync(join(tmpdir(), `cgfence-${name}-`));
     let pg: PostgresServer | undefined;
     try {
@@ -32,6 +32,8 @@ export class TestPolicyServer {
         CGFENCE_HTTP_PORT: '0',
         CGFENCE_STATE_DIR: join(dir, 'state'),
         CGFENCE_LOG_LEVEL: 'silent',
+        ...(opts.natsUrl ? { CGFENCE_NATS_URL: opts.natsUrl } : {}),
+        ...opts.env,
       });
       const server = await createServer(config);
       if (!server.bootstrapSecret) throw new Error('expected a bootstrap admin token on a fresh database');
@@ -61,6 +63,11 @@ export class TestPolicyServer {
   async restart(): Promise<void> {
     await this.server.close();
     this.server = await createServer(this.config);
+  }
+
+  /** Another server process state on the same database, NATS and state directory (a second replica). */
+  async replica(): Promise<StartedServer> {
+    return createServer(this.config);
   }
 
   async stop(): Promise<void> {

@@ -1,1 +1,2 @@
 export * from './blocklists';
+export * from './fleet';

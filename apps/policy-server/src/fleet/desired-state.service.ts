@@ -1,0 +1,123 @@
+import { Inject, Injectable } from '@nestjs/common';
+import type { EntityManager } from 'typeorm';
+import {
+  BUNDLE_CHUNK_BYTES,
+  BUNDLE_KIND,
+  BundleHeader,
+  ChunkReply,
+  DESIRED_KIND,
+  DesiredDocument,
+  DesiredMessage,
+  INLINE_CONTENT_BYTES,
+  signDocument,
+} from '@cgfence/proto';
+import { ContentsRepository } from '../blocklists/contents.repository';
+import { Clock } from '../common/clock';
+import { DomainError } from '../common/errors';
+import { SERVER_CONFIG, ServerConfig } from '../config/config';
+import { FleetReadModel, FleetRow } from '../read-models/fleet/fleet.read-model';
+import { SIGNING_KEY } from './fleet.tokens';
+import type { SigningKey } from './signing-key';
+
+/** Contents kept in memory for chunk requests and headers: the few versions in play at a time. */
+const CONTENT_CACHE = 4;
+
+/**
+ * Builds and signs the desired-state document from the fleet read model.
+ * The same revision is served from memory until a quarter of its validity has
+ * passed; then it is signed again with a fresh expiry (same revision, so
+ * agents see nothing new to apply).
+ */
+@Injectable()
+export class DesiredStateService {
+  private cached: { revision: number; issuedAt: number; message: DesiredMessage } | undefined;
+  private readonly contents = new Map<string, { bytes: Buffer; entries: number }>();
+
+  constructor(
+    private readonly fleet: FleetReadModel,
+    private readonly store: ContentsRepository,
+    private readonly clock: Clock,
+    @Inject(SIGNING_KEY) private readonly key: SigningKey,
+    @Inject(SERVER_CONFIG) private readonly config: ServerConfig,
+  ) {}
+
+  /** The current message, or null when nothing was ever assigned. */
+  async current(): Promise<{ revision: number; message: DesiredMessage } | null> {
+    const row = await this.fleet.get();
+    if (!row) return null;
+    const now = this.clock.now().getTime();
+    const c = this.cached;
+    if (c && c.revision === row.revision && now - c.issuedAt < this.config.bundleTtlMs / 4) return c;
+    const message = await this.build(row);
+    this.cached = { revision: row.revision, issuedAt: now, message };
+    return this.cached;
+  }
+
+  /** Inside a command's transaction: the message for the revision that transaction wrote. */
+  async forTransaction(m: EntityManager): Promise<{ revision: number; message: DesiredMessage }> {
+    const row = await this.fleet.get(m);
+    if (!row) throw new Error('the fleet read model has no row after a fleet event');
+    return { revision: row.revision, message: await this.build(row) };
+  }
+
+  async build(row: FleetRow): Promise<DesiredMessage> {
+    const now = this.clock.now();
+    const issuedAt = now.toISOString();
+    const expiresAt = new Date(now.getTime() + this.config.bundleTtlMs).toISOString();
+    const inline: Record<string, string> = {};
+    let baseline = null;
+    if (row.baseline) {
+      const content = await this.content(row.baseline.contentHash);
+      const header: BundleHeader = {
+        kind: BUNDLE_KIND,
+        blocklistId: row.baseline.blocklist,
+        name: row.baseline.blocklist,
+        version: row.baseline.version,
+        hash: row.baseline.contentHash,
+        entries: content.entries,
+        bytes: content.bytes.byteLength,
+        chunkBytes: BUNDLE_CHUNK_BYTES,
+        chunks: Math.ceil(content.bytes.byteLength / BUNDLE_CHUNK_BYTES),
+        issuedAt,
+        expiresAt,
+      };
+      baseline = signDocument(header, this.key.privateKey);
+      if (content.bytes.byteLength <= INLINE_CONTENT_BYTES) inline[header.hash] = content.bytes.toString('base64');
+    }
+    const doc: DesiredDocument = {
+      kind: DESIRED_KIND,
+      revision: row.revision,
+      issuedAt,
+      expiresAt,
+      baseline,
+      assignments: [],
+      audit: { fleet: row.auditFleet, cohorts: row.auditCohorts },
+      rollback: row.rollback ? { blocklistId: row.rollback.blocklist, toVersion: row.rollback.toVersion } : null,
+    };
+    return { desired: signDocument(doc, this.key.privateKey), inline };
+  }
+
+  /** One chunk of a bundle's content, for `cgf.agent.<host>.bundle`. */
+  async chunk(hash: string, index: number): Promise<ChunkReply> {
+    const content = await this.content(hash);
+    const chunks = Math.ceil(content.bytes.byteLength / BUNDLE_CHUNK_BYTES);
+    if (index >= chunks) throw new DomainError('validation.failed', `bundle ${hash} has ${chunks} chunks; chunk ${index} does not exist`);
+    const data = content.bytes.subarray(index * BUNDLE_CHUNK_BYTES, (index + 1) * BUNDLE_CHUNK_BYTES).toString('base64');
+    return { hash, index, data };
+  }
+
+  private async content(hash: string): Promise<{ bytes: Buffer; entries: number }> {
+    const hit = this.contents.get(hash);
+    if (hit) {
+      this.contents.delete(hash);
+      this.contents.set(hash, hit);
+      return hit;
+    }
+    const row = await this.store.stored(hash);
+    if (!row) throw new DomainError('version.not_found', `no blocklist content with hash ${hash}`);
+    const value = { bytes: Buffer.from(row.canonical, 'utf8'), entries: row.entryCount };
+    this.contents.set(hash, value);
+    while (this.contents.size > CONTENT_CACHE) this.contents.delete(this.contents.keys().next().value!);
+    return value;
+  }
+}

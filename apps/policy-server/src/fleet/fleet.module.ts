@@ -1,0 +1,33 @@
+import { Module } from '@nestjs/common';
+import { ContentsRepository } from '../blocklists/contents.repository';
+import { SERVER_CONFIG, ServerConfig } from '../config/config';
+import { EventStoreModule } from '../event-store/event-store.module';
+import { HostsService } from '../hosts/hosts.service';
+import { MetricsModule } from '../metrics/metrics.module';
+import { NatsService } from '../nats/nats.service';
+import { OutboxRelay } from '../outbox/outbox-relay.service';
+import { OutboxRepository } from '../outbox/outbox.repository';
+import { DesiredStateService } from './desired-state.service';
+import { FleetController } from './fleet.controller';
+import { FleetGateway } from './fleet.gateway';
+import { FleetService } from './fleet.service';
+import { SIGNING_KEY } from './fleet.tokens';
+import { loadOrCreateSigningKey } from './signing-key';
+
+/** Hosts, the fleet's desired state, signing, the outbox and the agents' NATS handlers. */
+@Module({
+  imports: [EventStoreModule, MetricsModule],
+  controllers: [FleetController, FleetGateway],
+  providers: [
+    { provide: SIGNING_KEY, useFactory: (config: ServerConfig) => loadOrCreateSigningKey(config.signingKeyFile), inject: [SERVER_CONFIG] },
+    ContentsRepository,
+    DesiredStateService,
+    FleetService,
+    HostsService,
+    NatsService,
+    OutboxRepository,
+    OutboxRelay,
+  ],
+  exports: [FleetService, HostsService, NatsService, OutboxRepository, SIGNING_KEY],
+})
+export class FleetModule {}

@@ -1,0 +1,96 @@
+/**
+ * The fleet aggregate (one stream, 'fleet'): which blocklist version every
+ * host enforces by default (the baseline) and the audit switches. Its stream
+ * version is the fleet's desired-state revision: every change here is a new
+ * revision the agents converge to.
+ */
+import { DomainError } from '../common/errors';
+import type { Decider } from '../event-store/decider';
+
+export const FLEET_STREAM_ID = 'fleet';
+
+export interface BaselineAssigned {
+  type: 'BaselineAssigned';
+  data: { blocklist: string; version: number; contentHash: string; rollback: boolean; assignedAt: string };
+}
+
+export interface AuditModeSet {
+  type: 'AuditModeSet';
+  /** cohort null: the whole fleet (the kill switch). */
+  data: { on: boolean; cohort: string | null; setAt: string };
+}
+
+export type FleetEvent = BaselineAssigned | AuditModeSet;
+
+export interface FleetState {
+  baseline: { blocklist: string; version: number; contentHash: string } | null;
+  auditFleet: boolean;
+  auditCohorts: readonly string[];
+}
+
+export const initialFleetState: FleetState = { baseline: null, auditFleet: false, auditCohorts: [] };
+
+export function evolveFleet(s: FleetState, e: FleetEvent): FleetState {
+  switch (e.type) {
+    case 'BaselineAssigned':
+      return { ...s, baseline: { blocklist: e.data.blocklist, version: e.data.version, contentHash: e.data.contentHash } };
+    case 'AuditModeSet':
+      if (e.data.cohort === null) return { ...s, auditFleet: e.data.on };
+      return {
+        ...s,
+        auditCohorts: e.data.on ? [...new Set([...s.auditCohorts, e.data.cohort])].sort() : s.auditCohorts.filter((c) => c !== e.data.cohort),
+      };
+  }
+}
+
+export interface AssignBaseline {
+  type: 'AssignBaseline';
+  blocklist: string;
+  version: number;
+  contentHash: string;
+  /** Going back to an older version of the same blocklist must be said. */
+  rollback: boolean;
+  now: Date;
+}
+
+export interface SetAuditMode {
+  type: 'SetAuditMode';
+  on: boolean;
+  cohort: string | null;
+  now: Date;
+}
+
+export type FleetCommand = AssignBaseline | SetAuditMode;
+
+export function decideFleet(c: FleetCommand, s: FleetState): FleetEvent[] {
+  switch (c.type) {
+    case 'AssignBaseline': {
+      const b = s.baseline;
+      if (b && b.blocklist === c.blocklist && b.version === c.version) return [];
+      if (b && b.blocklist === c.blocklist && c.version < b.version && !c.rollback) {
+        throw new DomainError(
+          'fleet.rollback_required',
+          `the baseline is ${b.blocklist} v${b.version}; assigning the older v${c.version} is a rollback: say so (rollback: true, or --rollback)`,
+        );
+      }
+      const rollback = b !== null && b.blocklist === c.blocklist && c.version < b.version;
+      return [
+        {
+          type: 'BaselineAssigned',
+          data: { blocklist: c.blocklist, version: c.version, contentHash: c.contentHash, rollback, assignedAt: c.now.toISOString() },
+        },
+      ];
+    }
+    case 'SetAuditMode': {
+      const current = c.cohort === null ? s.auditFleet : s.auditCohorts.includes(c.cohort);
+      if (current === c.on) return [];
+      return [{ type: 'AuditModeSet', data: { on: c.on, cohort: c.cohort, setAt: c.now.toISOString() } }];
+    }
+  }
+}
+
+export const fleetDecider: Decider<FleetState, FleetCommand, FleetEvent> = {
+  initialState: initialFleetState,
+  evolve: evolveFleet,
+  decide: decideFleet,
+};

@@ -1,0 +1,107 @@
+import { Injectable } from '@nestjs/common';
+import { DataSource, EntityManager } from 'typeorm';
+import type { HostReport } from '@cgfence/proto';
+import type { StoredEvent } from '../../event-store/event-store';
+import type { HostEvent } from '../../hosts/host';
+import { ReadModel } from '../read-model';
+
+const HANDLES = new Set(['HostRegistered', 'HostUpdated', 'PolicyApplied', 'PolicyRejected']);
+
+export interface HostRow {
+  host_id: string;
+  hostname: string;
+  labels: Record<string, string>;
+  cohort: string | null;
+  kernel: string;
+  agent_version: string;
+  capabilities: string[];
+  registered_at: Date;
+  updated_at: Date;
+  applied: { revision: number; blocklist: string; version: number; contentHash: string; appliedAt: string } | null;
+  last_error: { revision: number | null; reason: string; message: string; at: string } | null;
+  seen_revision: number | null;
+  last_seen: Date | null;
+  mode: string | null;
+  fail_mode: string | null;
+  health: HostReport['health'] | null;
+  drift: HostReport['drift'] | null;
+}
+
+/**
+ * Hosts as operators list them. Event columns come from the host streams;
+ * heartbeat columns (last_seen, mode, fail mode, health, drift, seen
+ * revision) are written by `touch` from each report.
+ */
+@Injectable()
+export class HostsReadModel implements ReadModel {
+  readonly name = 'hosts';
+  readonly tables = ['rm_hosts'] as const;
+
+  constructor(private readonly db: DataSource) {}
+
+  async apply(stored: StoredEvent, m: EntityManager): Promise<void> {
+    if (!HANDLES.has(stored.type)) return;
+    const e = { type: stored.type, data: stored.data } as HostEvent;
+    switch (e.type) {
+      case 'HostRegistered':
+        await m.query(
+          `insert into rm_hosts (host_id, hostname, labels, cohort, kernel, agent_version, capabilities, registered_at, updated_at)
+           values ($1, $2, $3, $4, $5, $6, $7, $8, $8)`,
+          [e.data.hostId, e.data.hostname, JSON.stringify(e.data.labels), e.data.labels['cohort'] ?? null, e.data.kernel, e.data.agentVersion, JSON.stringify(e.data.capabilities), e.data.registeredAt],
+        );
+        return;
+      case 'HostUpdated': {
+        const d = e.data;
+        await m.query(
+          `update rm_hosts set
+             hostname = coalesce($2, hostname),
+             labels = coalesce($3::jsonb, labels),
+             cohort = case when $3::jsonb is null then cohort else $3::jsonb->>'cohort' end,
+             kernel = coalesce($4, kernel),
+             agent_version = coalesce($5, agent_version),
+             capabilities = coalesce($6::jsonb, capabilities),
+             updated_at = $7
+           where host_id = $1`,
+          [d.hostId, d.hostname ?? null, d.labels ? JSON.stringify(d.labels) : null, d.kernel ?? null, d.agentVersion ?? null, d.capabilities ? JSON.stringify(d.capabilities) : null, d.updatedAt],
+        );
+        return;
+      }
+      case 'PolicyApplied': {
+        const { hostId, ...applied } = e.data;
+        // A successful apply ends the error that came before it.
+        await m.query(`update rm_hosts set applied = $2, last_error = null where host_id = $1`, [hostId, JSON.stringify(applied)]);
+        return;
+      }
+      case 'PolicyRejected': {
+        const d = e.data;
+        await m.query(`update rm_hosts set last_error = $2 where host_id = $1`, [
+          d.hostId,
+          JSON.stringify({ revision: d.revision, reason: d.reason, message: d.message, at: d.rejectedAt }),
+        ]);
+        return;
+      }
+    }
+  }
+
+  /** Heartbeat columns from a report (not events: they change every few seconds). */
+  async touch(r: HostReport, seenAt: Date, m?: EntityManager): Promise<void> {
+    await (m ?? this.db).query(
+      `update rm_hosts set last_seen = $2, seen_revision = $3, mode = $4, fail_mode = $5, health = $6, drift = $7 where host_id = $1`,
+      [r.hostId, seenAt, r.seenRevision, r.mode, r.failMode, JSON.stringify(r.health), r.drift ? JSON.stringify(r.drift) : null],
+    );
+  }
+
+  async seen(hostId: string, at: Date): Promise<void> {
+    await this.db.query(`update rm_hosts set last_seen = $2 where host_id = $1`, [hostId, at]);
+  }
+
+  async list(filter: { cohort?: string } = {}): Promise<HostRow[]> {
+    if (filter.cohort !== undefined) return this.db.query(`select * from rm_hosts where cohort = $1 order by host_id`, [filter.cohort]);
+    return this.db.query(`select * from rm_hosts order by host_id`);
+  }
+
+  async get(hostId: string): Promise<HostRow | undefined> {
+    const rows: HostRow[] = await this.db.query(`select * from rm_hosts where host_id = $1`, [hostId]);
+    return rows[0];
+  }
+}

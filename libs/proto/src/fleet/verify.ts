@@ -1,0 +1,77 @@
+// The agent's checks, in the order it applies them: the desired-state
+// document (signature, expiry, revision), the bundle it selects (signature,
+// expiry, not older than what is applied unless the server ordered a
+// rollback), and the content (hash and size). Pure: the caller passes the
+// keyring, the clock and what it has applied.
+import { createHash, KeyObject } from 'node:crypto';
+import {
+  Assignment,
+  BundleHeader,
+  BundleHeaderSchema,
+  DesiredDocument,
+  DesiredDocumentSchema,
+  RollbackOrder,
+  SignedDocument,
+} from './documents';
+import { Checked, openDocument, reject } from './signing';
+
+export function checkDesired(doc: unknown, ring: ReadonlyMap<string, KeyObject>, now: Date, seenRevision: number | null): Checked<DesiredDocument> {
+  const opened = openDocument(doc, ring, DesiredDocumentSchema);
+  if (!opened.ok) return opened;
+  const d = opened.value;
+  if (Date.parse(d.expiresAt) <= now.getTime()) return reject('expired', `desired-state revision ${d.revision} expired at ${d.expiresAt}`);
+  if (seenRevision !== null && d.revision < seenRevision) {
+    return reject('stale-revision', `desired-state revision ${d.revision} is older than revision ${seenRevision} already seen (a replay?)`);
+  }
+  return opened;
+}
+
+/** What one host should do under a desired-state document. */
+export interface HostTarget {
+  readonly bundle: SignedDocument | null;
+  readonly audit: boolean;
+  readonly reason: string;
+}
+
+/** Picks the assignment (or the baseline) and the audit override for one host. */
+export function targetFor(d: DesiredDocument, host: { hostId: string; cohort: string | undefined }): HostTarget {
+  const cohortAudit = host.cohort !== undefined && d.audit.cohorts.includes(host.cohort);
+  const selects = (a: Assignment) => (a.hosts?.includes(host.hostId) ?? false) || (host.cohort !== undefined && (a.cohorts?.includes(host.cohort) ?? false));
+  const hit = d.assignments.find(selects);
+  if (hit) {
+    return { bundle: hit.bundle, audit: d.audit.fleet || cohortAudit || hit.mode === 'audit', reason: hit.reason ?? 'assignment' };
+  }
+  return { bundle: d.baseline, audit: d.audit.fleet || cohortAudit, reason: 'baseline' };
+}
+
+export function checkBundle(
+  doc: unknown,
+  ring: ReadonlyMap<string, KeyObject>,
+  now: Date,
+  applied: { blocklistId: string; version: number } | null,
+  rollback: RollbackOrder | null,
+): Checked<BundleHeader> {
+  const opened = openDocument(doc, ring, BundleHeaderSchema);
+  if (!opened.ok) return opened;
+  const h = opened.value;
+  const label = `${h.name} v${h.version}`;
+  if (Date.parse(h.expiresAt) <= now.getTime()) return reject('expired', `bundle ${label} expired at ${h.expiresAt}`);
+  if (applied && applied.blocklistId === h.blocklistId && h.version < applied.version) {
+    const ordered = rollback !== null && rollback.blocklistId === h.blocklistId && rollback.toVersion === h.version;
+    if (!ordered) return reject('older-version', `bundle ${label} is older than v${applied.version} already applied, and no signed rollback order names it`);
+  }
+  return opened;
+}
+
+export function sha256Tag(content: Uint8Array): string {
+  return `sha256:${createHash('sha256').update(content).digest('hex')}`;
+}
+
+export function checkContent(header: BundleHeader, content: Uint8Array): Checked<string> {
+  if (content.byteLength !== header.bytes) {
+    return reject('hash-mismatch', `bundle ${header.name} v${header.version}: content is ${content.byteLength} bytes, the signed header says ${header.bytes}`);
+  }
+  const got = sha256Tag(content);
+  if (got !== header.hash) return reject('hash-mismatch', `bundle ${header.name} v${header.version}: content hashes to ${got}, the signed header says ${header.hash}`);
+  return { ok: true, value: new TextDecoder('utf-8', { fatal: true }).decode(content) };
+}
