@@ -9,6 +9,7 @@ COPY apps/cli/package.json apps/cli/
 COPY libs/proto/package.json libs/proto/
 COPY libs/bpf/package.json libs/bpf/
 COPY libs/devservices/package.json libs/devservices/
+COPY libs/nats-auth/package.json libs/nats-auth/
 COPY migrations/package.json migrations/
 RUN npm ci --no-audit --no-fund
 COPY tsconfig.json ./

@@ -1,9 +1,16 @@
 import { CommanderError } from 'commander';
 import { CliError, EXIT_FAILURE, EXIT_USAGE } from './errors';
-import { buildProgram } from './program';
+import { buildProgram, CLI_VERSION } from './program';
 
 /** Runs the CLI and returns its exit code: 0 ok, 1 failure, 2 usage. */
 export async function run(argv: string[]): Promise<number> {
+  // Only `cgfence --version` / `-V` alone: a root --version option would also
+  // swallow `blocklist assign NAME --version N` further down the line.
+  const rest = argv.slice(2);
+  if (rest.length === 1 && (rest[0] === '--version' || rest[0] === '-V')) {
+    process.stdout.write(`${CLI_VERSION}\n`);
+    return 0;
+  }
   try {
     await buildProgram().parseAsync(argv);
     return 0;

@@ -1,15 +1,18 @@
 import { Command, Option } from 'commander';
 import { auditCommand } from './commands/audit';
 import { blocklistCommand } from './commands/blocklist';
+import { fleetCommand, hostsCommand } from './commands/fleet';
 import { localCommand } from './commands/local';
+import { natsCommand } from './commands/nats';
 import { tokenCommand } from './commands/token';
 import { DEFAULT_SERVER } from './context';
+
+export const CLI_VERSION = '0.1.0';
 
 /** The `cgfence` command tree. Every subcommand has --help. */
 export function buildProgram(): Command {
   const program = new Command('cgfence')
     .description('keep deploy scripts from depending on the service they deploy')
-    .version('0.1.0')
     .addOption(new Option('-s, --server <url>', 'policy server URL').env('CGFENCE_SERVER').default(DEFAULT_SERVER))
     .addOption(new Option('-t, --token <secret>', 'API token').env('CGFENCE_TOKEN'))
     .addOption(new Option('--token-file <path>', 'read the API token from a file').env('CGFENCE_TOKEN_FILE'))
@@ -19,7 +22,10 @@ export function buildProgram(): Command {
   program.addCommand(blocklistCommand());
   program.addCommand(tokenCommand());
   program.addCommand(auditCommand());
+  program.addCommand(hostsCommand());
+  program.addCommand(fleetCommand());
   program.addCommand(localCommand());
+  program.addCommand(natsCommand());
   program.addHelpText(
     'after',
     [
@@ -28,6 +34,8 @@ export function buildProgram(): Command {
       '  agent [options]          start the host agent on the deploy cgroup',
       '  agent status|events|teardown',
       '  run [--label k=v]... -- COMMAND ARGS...   run COMMAND protected by the local agent',
+      '',
+      'cgfence --version prints the version.',
     ].join('\n'),
   );
   // Usage errors exit 2 everywhere, not commander's default 1.

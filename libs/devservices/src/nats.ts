@@ -1,6 +1,6 @@
 import { execFileSync } from 'node:child_process';
-import { mkdirSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { dirname, join, relative, resolve } from 'node:path';
 import { connect as netConnect } from 'node:net';
 import { ManagedProcess } from './process';
 import { freePort, waitFor } from './ports';
@@ -11,7 +11,24 @@ export interface NatsOptions {
   port?: number;
   /** Extra configuration appended to the generated config file (authorization, accounts...). */
   extraConfig?: string;
+  /**
+   * Configuration files to include (e.g. the auth.conf of @cgfence/nats-auth).
+   * They are re-read on reload(), so a test can change them while the server runs.
+   */
+  include?: string[];
 }
+
+/**
+ * The include line for `file` in `configFile`. nats-server 2.9 joins an include
+ * path to the including file's directory even when it is absolute, so it must
+ * be relative.
+ */
+function includeLine(configFile: string, file: string): string {
+  return `include ${JSON.stringify(relative(dirname(resolve(configFile)), resolve(file)))}`;
+}
+
+const RELOADED = 'Reloaded server configuration';
+const RELOAD_FAILED = 'Failed to reload server configuration';
 
 /** Path of nats-server, or a clear error saying how to install it. */
 export function natsServerBin(): string {
@@ -47,6 +64,7 @@ export class NatsServer {
         `server_name: "cgfence-${port}"`,
         `jetstream { store_dir: ${JSON.stringify(storeDir)}, max_memory_store: 256MB, max_file_store: 4GB }`,
         `max_payload: 8MB`,
+        ...(opts.include ?? []).map((f) => includeLine(configFile, f)),
         opts.extraConfig ?? '',
       ].join('\n'),
     );
@@ -75,6 +93,37 @@ export class NatsServer {
 
   url(): string {
     return `nats://127.0.0.1:${this.port}`;
+  }
+
+  private log(): string {
+    const file = join(this.dir, 'nats.log');
+    return existsSync(file) ? readFileSync(file, 'latin1') : '';
+  }
+
+  /**
+   * Makes the server re-read its configuration (SIGHUP, as `nats-server
+   * --signal reload` does) and waits until it says it did; a configuration it
+   * rejects is an error with nats-server's message.
+   */
+  async reload(): Promise<void> {
+    const count = (text: string, what: string): number => text.split(what).length - 1;
+    const before = this.log();
+    const [ok0, failed0] = [count(before, RELOADED), count(before, RELOAD_FAILED)];
+    if (!this.proc.running || !this.proc.child.kill('SIGHUP')) throw new Error('nats-server is not running');
+    let log = before;
+    await waitFor('nats-server to reload its configuration', async () => {
+      log = this.log();
+      return count(log, RELOADED) > ok0 || count(log, RELOAD_FAILED) > failed0;
+    });
+    if (count(log, RELOAD_FAILED) > failed0) {
+      const line = log.split('\n').filter((l) => l.includes(RELOAD_FAILED)).pop() ?? RELOAD_FAILED;
+      throw new Error(`nats-server rejected the new configuration: ${line.slice(line.indexOf(RELOAD_FAILED))}`);
+    }
+  }
+
+  /** Process id of the running nats-server. */
+  get pid(): number | undefined {
+    return this.proc.child.pid;
   }
 
   /** Stops and starts the same server (same port, same JetStream data). */

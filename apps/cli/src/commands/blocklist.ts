@@ -1,6 +1,6 @@
 import { Command, InvalidArgumentError } from 'commander';
 import { readFileSync } from 'node:fs';
-import type { BlocklistView, CommitResult, DiffView, VersionDetailView, VersionView } from '@cgfence/proto';
+import type { BlocklistView, CommitResult, DiffView, FleetView, VersionDetailView, VersionView } from '@cgfence/proto';
 import { client, globals } from '../context';
 import { CliError, EXIT_USAGE } from '../errors';
 import { printJson, printLines, printTable } from '../output';
@@ -131,6 +131,22 @@ export function blocklistCommand(): Command {
       printLines([`${name} v${d.from} → v${d.to}: +${d.added.length} -${d.removed.length}`]);
       printLines(d.added.map((e) => `+ ${e.value}`));
       printLines(d.removed.map((e) => `- ${e.value}`));
+    });
+
+  cmd
+    .command('assign')
+    .description('make a version the fleet baseline: every host converges to it (a commit alone changes no host)')
+    .argument('<name>')
+    .requiredOption('--version <n>', 'the version to enforce', versionNumber)
+    .option('--rollback', 'allow going back to an older version than the current baseline')
+    .action(async (name: string, o: { version: number; rollback?: boolean }, self: Command) => {
+      const f = await client(self).post<FleetView>(`blocklists/${enc(name)}/assign`, { version: o.version, rollback: o.rollback === true });
+      if (globals(self).json) return printJson(f);
+      const back = f.rollback ? ' (rollback)' : '';
+      printLines([
+        `baseline is now ${name} v${o.version}${back}: fleet revision ${f.revision}`,
+        `${f.hosts.inSync}/${f.hosts.total} hosts in sync so far; watch with: cgfence hosts`,
+      ]);
     });
 
   return cmd;

@@ -1,0 +1,84 @@
+import { after, before, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { connect } from '@nats-io/transport-node';
+import { NatsServer } from '@cgfence/devservices';
+import { natsConnectOptions } from '@cgfence/nats-auth';
+
+const BIN = join(__dirname, '..', '..', '..', 'bin', 'cgfence');
+
+/** `cgfence nats ...` as an operator runs it, against a real nats-server for the reload. */
+describe('cgfence nats', () => {
+  const root = mkdtempSync(join(tmpdir(), 'cgfence-nats-cli-'));
+  const dir = join(root, 'creds');
+  let nats: NatsServer | undefined;
+  const cgfence = (args: string[], env: NodeJS.ProcessEnv = {}) => {
+    const r = spawnSync(process.execPath, [BIN, ...args], { env: { ...process.env, CGFENCE_NATS_DIR: dir, ...env }, encoding: 'utf8', timeout: 30_000 });
+    return { code: r.status, out: r.stdout, err: r.stderr };
+  };
+
+  before(() => {
+    const r = cgfence(['nats', 'init', '--nats-conf', join(root, 'nats', 'nats.conf')]);
+    assert.equal(r.code, 0, r.err);
+    assert.match(r.out, /created the policy server key U[A-Z2-7]{55}/);
+    assert.ok(r.out.includes('include "../creds/auth.conf"'), r.out);
+  });
+
+  after(async () => {
+    await nats?.stop();
+    rmSync(root, { recursive: true, force: true });
+  });
+
+  it('refuses what it cannot do with the right exit code', () => {
+    const bad = cgfence(['nats', 'add-host', 'Web.1']);
+    assert.equal(bad.code, 2);
+    assert.match(bad.err, /host id "Web\.1" must be/);
+    const missing = cgfence(['nats', 'hosts', '--dir', join(root, 'nowhere')]);
+    assert.equal(missing.code, 1);
+    assert.match(missing.err, /run `cgfence nats init --dir .*nowhere` first/);
+    assert.equal(cgfence(['nats', 'remove-host', 'ghost']).code, 1);
+    assert.equal(cgfence(['nats', 'add-host', 'x', '--reload-pid', '1', '--reload-pid-file', 'f']).code, 2);
+  });
+
+  it('adds a host, reloads nats-server and the host connects; keeps the key; removes it', async () => {
+    nats = await NatsServer.start({ dir: join(root, 'nats'), include: [join(dir, 'auth.conf')] });
+    const pidFile = join(root, 'nats.pid');
+    writeFileSync(pidFile, `${nats.pid}\n`);
+
+    const added = cgfence(['--json', 'nats', 'add-host', 'web-1', '--reload-pid-file', pidFile, '--nats-url', nats.url()]);
+    assert.equal(added.code, 0, added.err);
+    const r = JSON.parse(added.out) as { seedFile: string; publicKey: string; reloadedPid: number; agent: string; created: boolean };
+    assert.deepEqual([r.created, r.reloadedPid], [true, nats.pid]);
+    assert.equal(statSync(r.seedFile).mode & 0o777, 0o600);
+    assert.ok(r.agent.startsWith(`cgfence agent --host web-1 --server ${nats.url()} --nats-seed ${r.seedFile}`), r.agent);
+    // The reload is asynchronous in nats-server: a few tries.
+    let nc;
+    for (let i = 0; i < 50 && nc === undefined; i++) {
+      nc = await connect({ servers: nats.url(), ...natsConnectOptions({ seedFile: r.seedFile, hostId: 'web-1' }) }).catch(
+        () => new Promise<undefined>((done) => setTimeout(() => done(undefined), 100)),
+      );
+    }
+    assert.ok(nc, 'web-1 connects after add-host --reload-pid-file');
+    await nc.close();
+
+    const again = cgfence(['nats', 'add-host', 'web-1']);
+    assert.equal(again.code, 0, again.err);
+    assert.ok(again.out.includes(`kept its key ${r.publicKey}`), again.out);
+    assert.match(again.out, /reload nats-server to apply it/);
+
+    const list = cgfence(['nats', 'hosts']);
+    assert.match(list.out, new RegExp(`^web-1\\s+${r.publicKey}\\s+${r.seedFile}$`, 'm'));
+
+    const removed = cgfence(['nats', 'remove-host', 'web-1', '--reload-pid', String(nats.pid)]);
+    assert.equal(removed.code, 0, removed.err);
+    assert.match(removed.out, new RegExp(`removed host web-1; nats-server ${nats.pid} reloaded`));
+    assert.equal(cgfence(['nats', 'hosts']).out.includes('web-1'), false);
+
+    const notNats = cgfence(['nats', 'add-host', 'web-2', '--reload-pid', String(process.pid)]);
+    assert.equal(notNats.code, 1);
+    assert.match(notNats.err, /auth\.conf is written, but nats-server was not reloaded: process \d+ is .*not nats-server/);
+  });
+});

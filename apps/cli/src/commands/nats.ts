@@ -1,0 +1,139 @@
+import { Command, Option } from 'commander';
+import {
+  addHost,
+  hostPermissions,
+  initAuth,
+  InvalidHostIdError,
+  listHosts,
+  natsIncludeDirective,
+  NatsAuthError,
+  reloadNats,
+  removeHost,
+} from '@cgfence/nats-auth';
+import { globals } from '../context';
+import { CliError, EXIT_FAILURE, EXIT_USAGE } from '../errors';
+import { printJson, printLines, printTable } from '../output';
+
+export const DEFAULT_NATS_DIR = '/etc/cgfence/nats';
+/** Where Debian's nats-server package keeps its configuration. */
+const DEBIAN_NATS_CONF = '/etc/nats-server.conf';
+
+const dirOption = () =>
+  new Option('--dir <dir>', 'the NATS credentials directory (seeds and the generated auth.conf)').env('CGFENCE_NATS_DIR').default(DEFAULT_NATS_DIR);
+
+const reloadOptions = (cmd: Command): Command =>
+  cmd
+    .addOption(new Option('--reload-pid <pid>', 'reload this nats-server process afterwards (SIGHUP)').conflicts('reloadPidFile'))
+    .addOption(new Option('--reload-pid-file <file>', 'reload the nats-server whose pid is in this file'));
+
+interface ReloadOpts {
+  reloadPid?: string;
+  reloadPidFile?: string;
+}
+
+/** Library errors as CLI errors: a bad host id is a usage error, the rest failures. */
+function cliErrors<A extends unknown[]>(fn: (...args: A) => void): (...args: A) => void {
+  return (...args: A) => {
+    try {
+      fn(...args);
+    } catch (err) {
+      if (err instanceof InvalidHostIdError) throw new CliError(err.message, EXIT_USAGE);
+      if (err instanceof NatsAuthError) throw new CliError(err.message, EXIT_FAILURE);
+      const code = (err as NodeJS.ErrnoException).code;
+      if (typeof code === 'string' && err instanceof Error) throw new CliError(err.message, EXIT_FAILURE);
+      throw err;
+    }
+  };
+}
+
+/** Reloads nats-server if asked to; the line saying what happened (or what to do). */
+function reload(o: ReloadOpts): { reloaded?: number; line: string } {
+  let target: number | string | undefined;
+  if (o.reloadPid !== undefined) {
+    if (!/^\d+$/.test(o.reloadPid)) throw new CliError(`--reload-pid: ${JSON.stringify(o.reloadPid)} is not a process id`, EXIT_USAGE);
+    target = Number(o.reloadPid);
+  } else target = o.reloadPidFile;
+  if (target === undefined) {
+    return { line: 'reload nats-server to apply it: systemctl reload nats-server (or nats-server --signal reload=PID)' };
+  }
+  try {
+    const pid = reloadNats(target);
+    return { reloaded: pid, line: `nats-server ${pid} reloaded` };
+  } catch (err) {
+    if (!(err instanceof NatsAuthError)) throw err;
+    throw new CliError(`auth.conf is written, but nats-server was not reloaded: ${err.message}`, EXIT_FAILURE);
+  }
+}
+
+export function natsCommand(): Command {
+  const cmd = new Command('nats').description('NATS credentials of the fleet: one nkey for the policy server, one per host');
+  cmd
+    .command('init')
+    .description('create the directory and the policy server key (kept if present) and write auth.conf')
+    .addOption(dirOption())
+    .option('--nats-conf <file>', 'the nats-server configuration file that will include auth.conf', DEBIAN_NATS_CONF)
+    .action(
+      cliErrors((o: { dir: string; natsConf: string }, self: Command) => {
+        const r = initAuth(o.dir);
+        const include = natsIncludeDirective(o.dir, o.natsConf);
+        if (globals(self).json) return printJson({ ...r, include });
+        printLines([
+          `${r.created ? 'created' : 'kept'} the policy server key ${r.serverPublicKey}`,
+          `  seed: ${r.serverSeedFile} (the policy server connects with it)`,
+          `wrote ${r.authFile}`,
+          `add this line to ${o.natsConf} (nats-server reads include paths relative to that file), then reload nats-server:`,
+          `  ${include}`,
+          `next: cgfence nats add-host HOST --dir ${r.dir}`,
+        ]);
+      }),
+    );
+  reloadOptions(
+    cmd
+      .command('add-host')
+      .description('give a host its key (kept if it has one) and rewrite auth.conf')
+      .argument('<host>', 'host id: the --host the agent runs with (a-z, 0-9, "-", "_")')
+      .addOption(dirOption())
+      .option('--rotate', 'replace the host key with a new one (the old one stops working at the reload)', false)
+      .option('--nats-url <url>', 'NATS URL the agent connects to, for the printed command line', 'nats://NATS_HOST:4222'),
+  ).action(
+    cliErrors((hostId: string, o: { dir: string; rotate: boolean; natsUrl: string } & ReloadOpts, self: Command) => {
+      const r = addHost(o.dir, hostId, { rotate: o.rotate });
+      const reloaded = reload(o);
+      const agent = `cgfence agent --host ${hostId} --server ${o.natsUrl} --nats-seed ${r.seedFile} …`;
+      if (globals(self).json) return printJson({ ...r, permissions: hostPermissions(hostId), reloadedPid: reloaded.reloaded ?? null, agent });
+      printLines([
+        `host ${hostId}: ${r.rotated ? 'rotated to a new key' : r.created ? 'new key' : 'kept its key'} ${r.publicKey}`,
+        `  seed: ${r.seedFile} (copy it to the host, mode 0600, owner root)`,
+        `start the agent on ${hostId} with:`,
+        `  ${agent}`,
+        `wrote ${r.authFile}; ${reloaded.line}`,
+      ]);
+    }),
+  );
+  reloadOptions(
+    cmd
+      .command('remove-host')
+      .description('delete a host key and rewrite auth.conf; at the reload its connections are closed')
+      .argument('<host>')
+      .addOption(dirOption()),
+  ).action(
+    cliErrors((hostId: string, o: { dir: string } & ReloadOpts, self: Command) => {
+      if (!removeHost(o.dir, hostId)) throw new CliError(`no host ${hostId} in ${o.dir}`, EXIT_FAILURE);
+      const reloaded = reload(o);
+      if (globals(self).json) return printJson({ removed: hostId, reloadedPid: reloaded.reloaded ?? null });
+      printLines([`removed host ${hostId}; ${reloaded.line}`]);
+    }),
+  );
+  cmd
+    .command('hosts')
+    .description('list the hosts with a key')
+    .addOption(dirOption())
+    .action(
+      cliErrors((o: { dir: string }, self: Command) => {
+        const hosts = listHosts(o.dir);
+        if (globals(self).json) return printJson(hosts);
+        printTable(['HOST', 'PUBLIC KEY', 'SEED FILE'], hosts.map((h) => [h.hostId, h.publicKey, h.seedFile]));
+      }),
+    );
+  return cmd;
+}
