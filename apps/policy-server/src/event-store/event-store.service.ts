@@ -85,6 +85,63 @@ export class EventStore {
     return stored;
   }
 
+  /** Current version of each stream (absent: 0). */
+  async streamVersions(streamIds: readonly string[], m: EntityManager = this.db.manager): Promise<Map<string, number>> {
+    const rows: { stream_id: string; v: number }[] = await m.query(
+      `select stream_id, max(stream_version) as v from events where stream_id = any($1) group by stream_id`,
+      [streamIds],
+    );
+    return new Map(rows.map((r) => [r.stream_id, r.v]));
+  }
+
+  /**
+   * Appends to many streams in one statement (agents' reports arrive by the
+   * thousand). Each stream must be at its expected version; if any is not,
+   * nothing is written and `stream.conflict` is thrown, as for `append`.
+   */
+  async appendMany(
+    batch: readonly { streamId: string; expectedVersion: number; events: readonly NewEvent[]; metadata: EventMetadata }[],
+    m: EntityManager,
+  ): Promise<StoredEvent[]> {
+    const items = batch.filter((b) => b.events.length > 0);
+    if (items.length === 0) return [];
+    if (new Set(items.map((b) => b.streamId)).size !== items.length) throw new Error('appendMany: one entry per stream');
+    const at = await this.streamVersions(items.map((b) => b.streamId), m);
+    const streams: string[] = [];
+    const versions: number[] = [];
+    const types: string[] = [];
+    const data: string[] = [];
+    const metadata: string[] = [];
+    for (const b of items) {
+      const actual = at.get(b.streamId) ?? 0;
+      if (actual !== b.expectedVersion) {
+        throw new DomainError('stream.conflict', `stream ${b.streamId} is at version ${actual}, expected ${b.expectedVersion}; reload and retry`);
+      }
+      b.events.forEach((e, i) => {
+        streams.push(b.streamId);
+        versions.push(b.expectedVersion + i + 1);
+        types.push(e.type);
+        data.push(JSON.stringify(e.data));
+        metadata.push(JSON.stringify(b.metadata));
+      });
+    }
+    try {
+      const rows: EventRow[] = await m.query(
+        `insert into events (stream_id, stream_version, event_type, data, metadata)
+         select s, v, t, d::jsonb, md::jsonb from unnest($1::text[], $2::int[], $3::text[], $4::text[], $5::text[]) with ordinality as x(s, v, t, d, md, n)
+         order by n
+         returning *`,
+        [streams, versions, types, data, metadata],
+      );
+      return rows.map(toStored).sort((a, b) => (a.position < b.position ? -1 : 1));
+    } catch (err) {
+      if ((err as { code?: string }).code === UNIQUE_VIOLATION) {
+        throw new DomainError('stream.conflict', `one of ${items.length} streams was written concurrently; reload and retry`);
+      }
+      throw err;
+    }
+  }
+
   /** Events after `afterPosition`, oldest first, at most `limit`. */
   async readAll(afterPosition: bigint, limit: number, m: EntityManager = this.db.manager): Promise<StoredEvent[]> {
     const rows: EventRow[] = await m.query(

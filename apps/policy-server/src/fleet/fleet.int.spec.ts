@@ -4,7 +4,7 @@
 // NestJS's NATS transport (spoken here the way the agent speaks it).
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { createPublicKey } from 'node:crypto';
+import { createPublicKey, randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -17,6 +17,7 @@ import {
   checkContent,
   checkDesired,
   ChunkReply,
+  decodeTransfer,
   DesiredDocument,
   DesiredMessage,
   FLEET_STREAM,
@@ -109,7 +110,10 @@ describe('fleet distribution (server side)', () => {
     assert.equal(h.version, 1);
     assert.equal(h.hash, v1.version.contentHash);
     assert.equal(h.entries, 3);
-    const content = checkContent(h, Buffer.from(msg.inline[h.hash]!, 'base64'));
+    assert.equal(h.encoding, 'gzip');
+    const decoded = decodeTransfer(h, Buffer.from(msg.inline[h.hash]!, 'base64'));
+    assert.ok(decoded.ok);
+    const content = checkContent(h, decoded.value);
     assert.ok(content.ok);
     assert.match(content.value, /\*\.npmjs\.org/);
   });
@@ -174,7 +178,8 @@ describe('fleet distribution (server side)', () => {
 
   it('serves a large bundle in chunks that reassemble to the signed hash', async () => {
     await env.http.post('/blocklists').set(auth(operator)).send({ name: 'big' }).expect(201);
-    const entries = Array.from({ length: 60_000 }, (_, i) => `name-${i}.big.example`);
+    // Random labels, so even gzipped the content needs several 512 KiB chunks.
+    const entries = Array.from({ length: 120_000 }, () => `${randomBytes(8).toString('hex')}.big.example`);
     await commit('big', entries);
     const res = await env.http.post('/blocklists/big/assign').set(auth(operator)).send({ version: 1 });
     const msg = await waitForRevision(res.body.revision);
@@ -186,7 +191,9 @@ describe('fleet distribution (server side)', () => {
       const c = await request<ChunkReply>(FLEET_SUBJECTS.bundle('host-a'), { hash: h.hash, index: i });
       parts.push(Buffer.from(c.data, 'base64'));
     }
-    const content = checkContent(h, Buffer.concat(parts));
+    const decoded = decodeTransfer(h, Buffer.concat(parts));
+    assert.ok(decoded.ok, decoded.ok ? '' : decoded.message);
+    const content = checkContent(h, decoded.value);
     assert.ok(content.ok, content.ok ? '' : content.message);
     await assert.rejects(request(FLEET_SUBJECTS.bundle('host-a'), { hash: h.hash, index: h.chunks }), /does not exist/);
   });

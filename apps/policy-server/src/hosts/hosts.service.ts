@@ -9,12 +9,40 @@ import { CommandHandler } from '../event-store/command-handler.service';
 import type { FleetRow } from '../read-models/fleet/fleet.read-model';
 import { FleetReadModel } from '../read-models/fleet/fleet.read-model';
 import { HostRow, HostsReadModel } from '../read-models/hosts/hosts.read-model';
-import { hostDecider, hostStreamOf } from './host';
+import { decideHost, hostDecider, HostState, hostStreamOf, RecordReport } from './host';
+import { randomUUID } from 'node:crypto';
+import { DataSource } from 'typeorm';
+import { EventStore } from '../event-store/event-store.service';
+import { ReadModels } from '../read-models/read-models.service';
+
+const REPORT_BATCH = 500;
+const REPORT_LINGER_MS = 5;
+
+function recordReport(r: HostReport, now: Date): RecordReport {
+  const applied = r.applied
+    ? { revision: r.applied.revision, blocklist: r.applied.name, version: r.applied.version, contentHash: r.applied.hash, appliedAt: r.applied.appliedAt }
+    : null;
+  return { type: 'RecordReport', hostId: r.hostId, applied, rejection: r.lastError, labels: r.labels, now };
+}
+
+interface QueuedReport {
+  report: HostReport;
+  correlationId: string;
+  resolve: (known: boolean) => void;
+  reject: (err: unknown) => void;
+}
 
 /** Registration and reports from agents, and the hosts view operators query. */
 @Injectable()
 export class HostsService {
+  private readonly queue: QueuedReport[] = [];
+  private flushTimer: NodeJS.Timeout | undefined;
+  private flushing: Promise<void> = Promise.resolve();
+
   constructor(
+    private readonly db: DataSource,
+    private readonly store: EventStore,
+    private readonly readModels: ReadModels,
     private readonly commands: CommandHandler,
     private readonly hosts: HostsReadModel,
     private readonly fleet: FleetReadModel,
@@ -30,22 +58,86 @@ export class HostsService {
     await this.hosts.seen(hostId, now);
   }
 
-  async report(r: HostReport, correlationId: string): Promise<boolean> {
+  /**
+   * Records a report. Reports are gathered for a few milliseconds and written
+   * in one transaction per batch (a fleet converging sends thousands at once);
+   * resolves false for a host that never registered.
+   */
+  report(r: HostReport, correlationId: string): Promise<boolean> {
+    return new Promise((resolve, reject) => {
+      this.queue.push({ report: r, correlationId, resolve, reject });
+      if (this.queue.length >= REPORT_BATCH) this.flushSoon(0);
+      else this.flushSoon(REPORT_LINGER_MS);
+    });
+  }
+
+  private flushSoon(ms: number): void {
+    if (this.flushTimer && ms > 0) return;
+    if (this.flushTimer) clearTimeout(this.flushTimer);
+    this.flushTimer = setTimeout(() => {
+      this.flushTimer = undefined;
+      this.flushing = this.flushing.then(() => this.flush());
+    }, ms);
+  }
+
+  private async flush(): Promise<void> {
+    const batch = this.queue.splice(0, REPORT_BATCH);
+    if (batch.length === 0) return;
+    if (this.queue.length > 0) this.flushSoon(0);
+    try {
+      const known = await this.recordBatch(batch.map((b) => b.report));
+      for (const b of batch) b.resolve(known.has(b.report.hostId));
+    } catch (err) {
+      // A conflict with a concurrent writer (another replica, a registration):
+      // fall back to one transaction per report, each retried on its own.
+      if (!(err instanceof DomainError && err.code === 'stream.conflict')) this.logger.warn({ err: (err as Error).message }, 'report batch failed; recording one by one');
+      for (const b of batch) await this.reportOne(b.report, b.correlationId).then(b.resolve, b.reject);
+    }
+  }
+
+  private async recordBatch(reports: readonly HostReport[]): Promise<Set<string>> {
+    const now = this.clock.now();
+    // The last report of a host in the batch says where it stands.
+    const latest = new Map(reports.map((r) => [r.hostId, r]));
+    return this.db.transaction(async (m) => {
+      const rows: Pick<HostRow, 'host_id' | 'labels' | 'applied' | 'last_error'>[] = await m.query(
+        `select host_id, labels, applied, last_error from rm_hosts where host_id = any($1) order by host_id for update`,
+        [[...latest.keys()]],
+      );
+      const known = new Set(rows.map((r) => r.host_id));
+      for (const id of latest.keys()) if (!known.has(id)) this.logger.warn({ hostId: id }, 'report from a host that has not registered; dropped');
+      const versions = await this.store.streamVersions(rows.map((r) => hostStreamOf(r.host_id)), m);
+      const appends = rows.map((row) => {
+        const r = latest.get(row.host_id)!;
+        const state: HostState = {
+          registered: true,
+          facts: { hostname: '', labels: row.labels, kernel: '', agentVersion: '', capabilities: [] },
+          applied: row.applied ? { revision: row.applied.revision, blocklist: row.applied.blocklist, version: row.applied.version, contentHash: row.applied.contentHash } : null,
+          lastRejection: row.last_error ? { revision: row.last_error.revision, reason: row.last_error.reason, at: row.last_error.at } : null,
+        };
+        const streamId = hostStreamOf(row.host_id);
+        return {
+          streamId,
+          expectedVersion: versions.get(streamId) ?? 0,
+          events: decideHost(recordReport(r, now), state),
+          metadata: { actor: `host:${row.host_id}`, correlationId: randomUUID(), time: now.toISOString() },
+        };
+      });
+      const stored = await this.store.appendMany(appends, m);
+      await this.readModels.apply(stored, m);
+      await this.hosts.touchMany([...latest.values()].filter((r) => known.has(r.hostId)), now, m);
+      return known;
+    });
+  }
+
+  private async reportOne(r: HostReport, correlationId: string): Promise<boolean> {
     const now = this.clock.now();
     const known = await this.hosts.get(r.hostId);
     if (!known) {
       this.logger.warn({ hostId: r.hostId }, 'report from a host that has not registered; dropped (it registers on its next connect)');
       return false;
     }
-    const applied = r.applied
-      ? { revision: r.applied.revision, blocklist: r.applied.name, version: r.applied.version, contentHash: r.applied.hash, appliedAt: r.applied.appliedAt }
-      : null;
-    await this.commands.handle(
-      hostStreamOf(r.hostId),
-      hostDecider,
-      { type: 'RecordReport', hostId: r.hostId, applied, rejection: r.lastError, labels: r.labels, now },
-      { actor: `host:${r.hostId}`, correlationId },
-    );
+    await this.commands.handle(hostStreamOf(r.hostId), hostDecider, recordReport(r, now), { actor: `host:${r.hostId}`, correlationId });
     await this.hosts.touch(r, now);
     return true;
   }

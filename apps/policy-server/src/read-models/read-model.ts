@@ -11,4 +11,6 @@ export interface ReadModel {
   /** Tables owned by this read model, truncated by a rebuild. */
   readonly tables: readonly string[];
   apply(event: StoredEvent, m: EntityManager): Promise<void>;
+  /** Optional: the same result as `apply` on each event in order, in fewer statements. */
+  applyMany?(events: readonly StoredEvent[], m: EntityManager): Promise<void>;
 }

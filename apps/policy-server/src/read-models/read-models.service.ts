@@ -31,6 +31,14 @@ export class ReadModels {
   }
 
   async apply(events: readonly StoredEvent[], m: EntityManager): Promise<void> {
+    if (events.length > 1) {
+      // Read models are independent of each other, so each may take the batch at once.
+      for (const r of this.all) {
+        if (r.applyMany) await r.applyMany(events, m);
+        else for (const e of events) await r.apply(e, m);
+      }
+      return;
+    }
     for (const e of events) for (const r of this.all) await r.apply(e, m);
   }
 

@@ -10,7 +10,7 @@ export const DESIRED_KIND = 'cgfence.desired/v1';
 
 /** Chunk size of bundle content fetched over NATS (raw bytes; sent as base64 under NATS's 1 MiB default). */
 export const BUNDLE_CHUNK_BYTES = 512 * 1024;
-/** Content up to this size travels inside the broadcast itself (no fetch). */
+/** Encoded content up to this size travels inside the broadcast itself (no fetch). */
 export const INLINE_CONTENT_BYTES = 64 * 1024;
 
 export const SignedDocumentSchema = z.object({
@@ -28,8 +28,14 @@ export const BundleHeaderSchema = z.object({
   /** 'sha256:<hex>' of the canonical text, exactly the bytes the chunks carry. */
   hash: z.string().regex(/^sha256:[0-9a-f]{64}$/),
   entries: z.number().int().nonnegative(),
+  /** Size of the canonical text. */
   bytes: z.number().int().nonnegative(),
+  /** How the content travels (inline and in chunks): gzip, decoded before the hash check. */
+  encoding: z.enum(['identity', 'gzip']),
+  /** Size of the encoded content that the chunks carry. */
+  transferBytes: z.number().int().nonnegative(),
   chunkBytes: z.number().int().positive(),
+  /** ceil(transferBytes / chunkBytes) */
   chunks: z.number().int().nonnegative(),
   issuedAt: z.string(),
   expiresAt: z.string(),
@@ -77,7 +83,7 @@ export type DesiredDocument = z.infer<typeof DesiredDocumentSchema>;
 /** The broadcast message: the signed document plus, for small bundles, their content (checked against the signed hash). */
 export const DesiredMessageSchema = z.object({
   desired: SignedDocumentSchema,
-  /** base64 content by bundle hash. */
+  /** base64 of the encoded content (see BundleHeader.encoding), by bundle hash. */
   inline: z.record(z.string(), z.string()).default({}),
 });
 export type DesiredMessage = z.infer<typeof DesiredMessageSchema>;
@@ -139,5 +145,6 @@ export type SyncReply = z.infer<typeof SyncReplySchema>;
 
 export const ChunkRequestSchema = z.object({ hash: z.string(), index: z.number().int().nonnegative() });
 export type ChunkRequest = z.infer<typeof ChunkRequestSchema>;
+/** data: base64 of one slice of the encoded content. */
 export const ChunkReplySchema = z.object({ hash: z.string(), index: z.number().int().nonnegative(), data: z.string() });
 export type ChunkReply = z.infer<typeof ChunkReplySchema>;

@@ -4,6 +4,7 @@
 // rollback), and the content (hash and size). Pure: the caller passes the
 // keyring, the clock and what it has applied.
 import { createHash, KeyObject } from 'node:crypto';
+import { gunzipSync, gzipSync } from 'node:zlib';
 import {
   Assignment,
   BundleHeader,
@@ -74,4 +75,27 @@ export function checkContent(header: BundleHeader, content: Uint8Array): Checked
   const got = sha256Tag(content);
   if (got !== header.hash) return reject('hash-mismatch', `bundle ${header.name} v${header.version}: content hashes to ${got}, the signed header says ${header.hash}`);
   return { ok: true, value: new TextDecoder('utf-8', { fatal: true }).decode(content) };
+}
+
+/** The content as it travels for a header's encoding (the server's side of decodeTransfer). */
+export function encodeTransfer(encoding: 'identity' | 'gzip', content: Uint8Array): Buffer {
+  return encoding === 'gzip' ? gzipSync(content, { level: 6 }) : Buffer.from(content);
+}
+
+/**
+ * The canonical text bytes from what arrived (inline or the chunks joined):
+ * checks the transfer size, decodes, and never inflates past the size the
+ * signed header promises (a gzip bomb stops there).
+ */
+export function decodeTransfer(header: BundleHeader, encoded: Uint8Array): Checked<Uint8Array> {
+  const label = `bundle ${header.name} v${header.version}`;
+  if (encoded.byteLength !== header.transferBytes) {
+    return reject('hash-mismatch', `${label}: received ${encoded.byteLength} bytes, the signed header says ${header.transferBytes}`);
+  }
+  if (header.encoding === 'identity') return { ok: true, value: encoded };
+  try {
+    return { ok: true, value: gunzipSync(encoded, { maxOutputLength: Math.max(header.bytes, 1) }) };
+  } catch (err) {
+    return reject('hash-mismatch', `${label}: content does not decode (${(err as Error).message})`);
+  }
 }

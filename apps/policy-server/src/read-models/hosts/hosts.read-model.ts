@@ -83,6 +83,41 @@ export class HostsReadModel implements ReadModel {
     }
   }
 
+  /**
+   * A batch of reports confirming applied versions is the common case (a
+   * fleet converging): one statement when every event is a PolicyApplied for
+   * a different host, event by event otherwise (order then matters).
+   */
+  async applyMany(events: readonly StoredEvent[], m: EntityManager): Promise<void> {
+    const mine = events.filter((e) => HANDLES.has(e.type));
+    const hosts = new Set(mine.map((e) => (e.data as { hostId: string }).hostId));
+    if (mine.length < 2 || hosts.size !== mine.length || mine.some((e) => e.type !== 'PolicyApplied')) {
+      for (const e of mine) await this.apply(e, m);
+      return;
+    }
+    const rows = mine.map((e) => {
+      const { hostId, ...applied } = (e as StoredEvent<'PolicyApplied', Extract<HostEvent, { type: 'PolicyApplied' }>['data']>).data;
+      return { host_id: hostId, applied };
+    });
+    await m.query(
+      `update rm_hosts h set applied = x.applied, last_error = null
+       from jsonb_to_recordset($1::jsonb) as x(host_id text, applied jsonb) where h.host_id = x.host_id`,
+      [JSON.stringify(rows)],
+    );
+  }
+
+  /** Heartbeat columns of many reports in one statement. */
+  async touchMany(reports: readonly HostReport[], seenAt: Date, m: EntityManager): Promise<void> {
+    if (reports.length === 0) return;
+    const rows = reports.map((r) => ({ host_id: r.hostId, seen_revision: r.seenRevision, mode: r.mode, fail_mode: r.failMode, health: r.health, drift: r.drift }));
+    await m.query(
+      `update rm_hosts h set last_seen = $2, seen_revision = x.seen_revision, mode = x.mode, fail_mode = x.fail_mode, health = x.health, drift = x.drift
+       from jsonb_to_recordset($1::jsonb) as x(host_id text, seen_revision int, mode text, fail_mode text, health jsonb, drift jsonb)
+       where h.host_id = x.host_id`,
+      [JSON.stringify(rows), seenAt],
+    );
+  }
+
   /** Heartbeat columns from a report (not events: they change every few seconds). */
   async touch(r: HostReport, seenAt: Date, m?: EntityManager): Promise<void> {
     await (m ?? this.db).query(
