@@ -80,8 +80,9 @@ describe('cgfence CLI against the local fleet', () => {
   it('runs the printed try-this lines, exactly as printed, in a shell', () => {
     const printed = fleetOut.split('\n');
     const at = printed.findIndex((l) => l.startsWith('Try this'));
-    const script = printed.slice(at + 1, at + 4).map((l) => l.trim());
-    assert.equal(script.length, 3);
+    const script = printed.slice(at + 1, at + 7).map((l) => l.trim());
+    assert.equal(script.length, 6);
+    assert.equal(printed[at + 7]?.trim(), '', 'six lines to try');
     assert.match(script[0] ?? '', /^export CGFENCE_SERVER=/);
     // `cgfence` on PATH, as the setup installs it.
     const binDir = join(dir, 'bin');
@@ -95,6 +96,25 @@ describe('cgfence CLI against the local fleet', () => {
     assert.match(sh.stdout, /created blocklist deploy-safety/);
     assert.match(sh.stdout, /committed deploy-safety v1: 2 entries/);
     assert.equal(cgfence(['blocklist', 'show', 'deploy-safety', '--entries']).out, 'github.com\n*.githubusercontent.com\n');
+    assert.match(sh.stdout, /baseline is now deploy-safety v1/);
+    assert.match(sh.stdout, /^HOST +COHORT/m);
+    assert.match(sh.stdout, /github\.com is blocked for this deploy/);
+  });
+
+  it('feeds the local agent from the policy server: it applies the assigned version and confirms it', async () => {
+    await waitFor('the local agent to confirm deploy-safety v1', async () => {
+      const hosts = JSON.parse(cgfence(['--json', 'hosts']).out) as { hostId: string; applied: { blocklist: string; version: number } | null; inSync: boolean }[];
+      const local = hosts.find((h) => h.hostId === 'local');
+      return local?.applied?.blocklist === 'deploy-safety' && local.applied.version === 1 && local.inSync;
+    }, 20_000);
+    const agentState = join(stateDir, 'agent');
+    const probe = spawnSync(process.execPath, [BIN, 'run', '--state-dir', agentState, '--', 'sh', '-c', 'getent hosts github.com; echo "exit $?"'], { encoding: 'utf8' });
+    assert.match(probe.stdout, /exit 2/, 'github.com does not resolve inside a run');
+    const events = spawnSync(process.execPath, [BIN, 'agent', 'events', '--json', '--state-dir', agentState], { encoding: 'utf8' }).stdout;
+    assert.match(events, /"qname":"github\.com".*"action":"blocked"|"action":"blocked".*"qname":"github\.com"/, 'the block is attributed in the journal');
+    const status = JSON.parse(spawnSync(process.execPath, [BIN, 'agent', 'status', '--json', '--state-dir', agentState], { encoding: 'utf8' }).stdout) as { fleet?: { connected: boolean; applied: { version: number } | null } };
+    assert.equal(status.fleet?.connected, true);
+    assert.equal(status.fleet?.applied?.version, 1);
   });
 
   it('creates, commits from a file and from changes, lists versions, diffs and shows entries', () => {

@@ -17,3 +17,7 @@ export * from './journal/block-log';
 export * from './runs/cgroup-fs';
 export * from './runs/run-registry';
 export * from './runs/domain-tally';
+export * from './fleet/evaluate';
+export * from './fleet/fleet-client';
+export * from './fleet/fleet-config';
+export * from './fleet/last-good';

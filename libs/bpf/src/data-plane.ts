@@ -23,6 +23,7 @@ import {
   validateConfig,
 } from './codec';
 import { Family } from './addr';
+import { ipPolicyDigest, IpPolicyDigest, LpmKeys } from './ip-digest';
 import { COUNTERS, LEARNED_VALUE_SIZE, LPM4_KEY, LPM6_KEY, MapName, PINNED_MAPS, PROC, PROGRAMS, ProgramName, TRIE_VALUE_SIZE } from './layout';
 import { describeErrno, KERNEL_ABI, lastErrno, libbpf, libc, Ptr, ringBufferSampleFnType } from './libbpf';
 import { findCgroup2Root, parseMounts } from './mounts';
@@ -125,6 +126,9 @@ export class DataPlane {
   private heartbeatNs: bigint;
   private listeners: ((e: KernelEvent) => void)[] = [];
   private ring?: { rb: Ptr; cb: bigint; poll: Koffi.node.PollHandle; pending: KernelEvent[] };
+  /** The keys this DataPlane last swapped in, per family (for drift checks). */
+  private written: { 4?: LpmKeys; 6?: LpmKeys } = {};
+  private writtenDigest?: IpPolicyDigest;
   private readonly cpus: number;
 
   private constructor(
@@ -328,13 +332,38 @@ export class DataPlane {
     }
     try {
       this.swapTrie('cgf_block4', t4);
+      this.written[4] = v4;
+      this.writtenDigest = undefined;
       this.swapTrie('cgf_block6', t6);
+      this.written[6] = v6;
     } finally {
       // The outer maps hold their own references; ours are no longer needed.
       libc().close(t4);
       libc().close(t6);
     }
     return { v4: v4.count, v6: v6.count };
+  }
+
+  /**
+   * What this DataPlane last wrote with applyIpPolicy(), as a digest of the
+   * sorted trie keys; undefined before the first apply. Computed on first
+   * use and cached, so applying stays as fast as before.
+   */
+  appliedIpPolicyDigest(): IpPolicyDigest | undefined {
+    const { 4: v4, 6: v6 } = this.written;
+    if (!v4 || !v6) return undefined;
+    this.writtenDigest ??= ipPolicyDigest(v4, v6);
+    return this.writtenDigest;
+  }
+
+  /**
+   * Reads the blocked CIDR sets back from the kernel: the inner LPM tries the
+   * pinned outer maps point at right now, whoever put them there. Compare
+   * with appliedIpPolicyDigest() (compareIpPolicy) to detect drift.
+   */
+  ipPolicyDigest(): IpPolicyDigest {
+    this.assertOpen();
+    return ipPolicyDigest(this.readTrieKeys('cgf_block4', 4), this.readTrieKeys('cgf_block6', 6));
   }
 
   /** Blocks single addresses (v4 or v6) until now + ttlSeconds. */
@@ -494,6 +523,31 @@ export class DataPlane {
     return fd;
   }
 
+  /** Every key of the trie the outer map `outer` holds at index 0. */
+  private readTrieKeys(outer: MapName, family: Family): LpmKeys {
+    const bpf = libbpf();
+    const step = `ipPolicyDigest v${family}`;
+    const id = Buffer.alloc(4);
+    const rc = bpf.bpf_map_lookup_elem(this.mapFds[outer], Buffer.alloc(4), id);
+    if (rc === -constants.errno.ENOENT) return { keys: Buffer.alloc(0), count: 0 }; // no policy swapped in yet
+    if (rc < 0) fail(step, `bpf_map_lookup_elem(${outer})`, rc);
+    const fd = intStep(step, `bpf_map_get_fd_by_id(${id.readUInt32LE(0)})`, () => bpf.bpf_map_get_fd_by_id(id.readUInt32LE(0)));
+    try {
+      const info = Buffer.alloc(96);
+      const len = Buffer.alloc(4);
+      len.writeUInt32LE(info.length);
+      intStep(step, 'bpf_obj_get_info_by_fd(trie)', () => bpf.bpf_obj_get_info_by_fd(fd, info, len));
+      const keySize = info.readUInt32LE(KERNEL_ABI.MAP_INFO_KEY_SIZE_OFFSET);
+      const valueSize = info.readUInt32LE(KERNEL_ABI.MAP_INFO_VALUE_SIZE_OFFSET);
+      const maxEntries = info.readUInt32LE(KERNEL_ABI.MAP_INFO_MAX_ENTRIES_OFFSET);
+      const want = family === 4 ? LPM4_KEY.size : LPM6_KEY.size;
+      if (keySize !== want) throw new DataPlaneError(step, `inner map of ${outer} has ${keySize}-byte keys, expected ${want}`);
+      return readAllKeys(fd, keySize, valueSize, maxEntries, step);
+    } finally {
+      libc().close(fd);
+    }
+  }
+
   private swapTrie(outer: MapName, innerFd: number): void {
     const value = Buffer.alloc(4);
     value.writeUInt32LE(innerFd);
@@ -521,6 +575,52 @@ export class DataPlane {
   private assertOpen(): void {
     if (this.closed) throw new DataPlaneError('use', 'this DataPlane is closed');
   }
+}
+
+/** ENOTSUPP: the kernel-internal "operation not supported" some map types answer batch calls with. */
+const ENOTSUPP = 524;
+
+/**
+ * Reads every key of a map: bpf_map_lookup_batch (one syscall per batch),
+ * or, where the kernel does not batch this map type, bpf_map_get_next_key.
+ */
+function readAllKeys(fd: number, keySize: number, valueSize: number, maxEntries: number, step: string): LpmKeys {
+  const bpf = libbpf();
+  const keys = Buffer.alloc(keySize * maxEntries);
+  const values = Buffer.alloc(Math.max(valueSize, 8) * maxEntries);
+  const opts = Buffer.alloc(KERNEL_ABI.MAP_BATCH_OPTS_SIZE);
+  opts.writeBigUInt64LE(BigInt(KERNEL_ABI.MAP_BATCH_OPTS_SIZE), 0);
+  // The batch token: generic batching uses the last key (at most 20 bytes here).
+  let inBatch: Buffer | null = null;
+  let count = 0;
+  while (count < maxEntries) {
+    const outBatch = Buffer.alloc(Math.max(keySize, 8));
+    const n: [number] = [maxEntries - count];
+    const rc = bpf.bpf_map_lookup_batch(fd, inBatch, outBatch, keys.subarray(count * keySize), values.subarray(count * valueSize), n, opts);
+    if (rc < 0 && (Math.abs(rc) === constants.errno.EINVAL || Math.abs(rc) === constants.errno.EOPNOTSUPP || Math.abs(rc) === ENOTSUPP)) {
+      if (count === 0) return walkKeys(fd, keySize, maxEntries, step);
+    }
+    if (rc < 0 && Math.abs(rc) !== constants.errno.ENOENT) fail(step, 'bpf_map_lookup_batch(trie)', rc);
+    count += n[0];
+    if (rc < 0 /* ENOENT: no more keys */ || n[0] === 0) break;
+    inBatch = outBatch;
+  }
+  return { keys: keys.subarray(0, count * keySize), count };
+}
+
+function walkKeys(fd: number, keySize: number, maxEntries: number, step: string): LpmKeys {
+  const bpf = libbpf();
+  const keys = Buffer.alloc(keySize * maxEntries);
+  let prev: Buffer | null = null;
+  let count = 0;
+  for (; count < maxEntries; count++) {
+    const next = keys.subarray(count * keySize, (count + 1) * keySize);
+    const rc = bpf.bpf_map_get_next_key(fd, prev, next);
+    if (rc === -constants.errno.ENOENT) break;
+    if (rc < 0) fail(step, 'bpf_map_get_next_key(trie)', rc);
+    prev = next;
+  }
+  return { keys: keys.subarray(0, count * keySize), count };
 }
 
 function rmdirQuiet(path: string): void {

@@ -6,3 +6,5 @@ export type { AttachOptions } from './data-plane';
 export type { Mode, FailMode, DataPlaneConfig, ProcessInfo, KernelEvent, DataPlaneCounters } from './codec';
 export { AddressError, parseCidr, parseIp, formatIp } from './addr';
 export type { Cidr, Family } from './addr';
+export { compareIpPolicy, ipPolicyDigest, sortLpmKeys } from './ip-digest';
+export type { IpPolicyDigest, IpPolicyDrift, LpmKeys } from './ip-digest';

@@ -25,6 +25,12 @@ export const KERNEL_ABI = {
   MAP_CREATE_OPTS_FLAGS_OFFSET: 28,
   /** sizeof(struct bpf_map_batch_opts) */
   MAP_BATCH_OPTS_SIZE: 24,
+  /** offsetof(struct bpf_map_info, key_size) */
+  MAP_INFO_KEY_SIZE_OFFSET: 8,
+  /** offsetof(struct bpf_map_info, value_size) */
+  MAP_INFO_VALUE_SIZE_OFFSET: 12,
+  /** offsetof(struct bpf_map_info, max_entries) */
+  MAP_INFO_MAX_ENTRIES_OFFSET: 16,
   CLOCK_MONOTONIC: 1,
 } as const;
 
@@ -59,6 +65,16 @@ export interface Libbpf {
   bpf_map_lookup_elem(fd: number, key: Buffer, value: Buffer): number;
   bpf_map_delete_elem(fd: number, key: Buffer): number;
   bpf_map_get_next_key(fd: number, key: Buffer | null, next: Buffer): number;
+  bpf_map_lookup_batch(
+    fd: number,
+    inBatch: Buffer | null,
+    outBatch: Buffer,
+    keys: Buffer,
+    values: Buffer,
+    count: [number],
+    opts: Buffer,
+  ): number;
+  bpf_map_get_fd_by_id(id: number): number;
   ring_buffer__new(mapFd: number, cb: bigint, ctx: null, opts: null): Ptr | null;
   ring_buffer__consume(rb: Ptr): number;
   ring_buffer__epoll_fd(rb: Ptr): number;
@@ -140,6 +156,9 @@ export function libbpf(): Libbpf {
     bpf_map_lookup_elem: 'int bpf_map_lookup_elem(int fd, const void *key, void *value)',
     bpf_map_delete_elem: 'int bpf_map_delete_elem(int fd, const void *key)',
     bpf_map_get_next_key: 'int bpf_map_get_next_key(int fd, const void *key, void *next_key)',
+    bpf_map_lookup_batch:
+      'int bpf_map_lookup_batch(int fd, void *in_batch, void *out_batch, void *keys, void *values, _Inout_ uint32_t *count, const void *opts)',
+    bpf_map_get_fd_by_id: 'int bpf_map_get_fd_by_id(uint32_t id)',
     ring_buffer__new: 'ring_buffer *ring_buffer__new(int map_fd, cgf_ring_buffer_sample_fn *sample_cb, void *ctx, const void *opts)',
     ring_buffer__consume: 'int ring_buffer__consume(ring_buffer *rb)',
     ring_buffer__epoll_fd: 'int ring_buffer__epoll_fd(const ring_buffer *rb)',

@@ -16,6 +16,8 @@ export interface NatsOptions {
    * They are re-read on reload(), so a test can change them while the server runs.
    */
   include?: string[];
+  /** Address to listen on (default 127.0.0.1); e.g. a bridge address that test network namespaces reach. */
+  host?: string;
 }
 
 /**
@@ -48,6 +50,7 @@ export class NatsServer {
     readonly port: number,
     private readonly configFile: string,
     proc: ManagedProcess,
+    readonly host: string,
   ) {
     this.proc = proc;
   }
@@ -60,7 +63,7 @@ export class NatsServer {
     writeFileSync(
       configFile,
       [
-        `listen: "127.0.0.1:${port}"`,
+        `listen: "${opts.host ?? '127.0.0.1'}:${port}"`,
         `server_name: "cgfence-${port}"`,
         `jetstream { store_dir: ${JSON.stringify(storeDir)}, max_memory_store: 256MB, max_file_store: 4GB }`,
         `max_payload: 8MB`,
@@ -68,7 +71,7 @@ export class NatsServer {
         opts.extraConfig ?? '',
       ].join('\n'),
     );
-    const server = new NatsServer(opts.dir, port, configFile, NatsServer.spawn(opts.dir, configFile));
+    const server = new NatsServer(opts.dir, port, configFile, NatsServer.spawn(opts.dir, configFile), opts.host ?? '127.0.0.1');
     await server.ready();
     return server;
   }
@@ -78,10 +81,10 @@ export class NatsServer {
   }
 
   private async ready(): Promise<void> {
-    await waitFor(`nats-server on 127.0.0.1:${this.port}`, async () => {
+    await waitFor(`nats-server on ${this.host}:${this.port}`, async () => {
       if (!this.proc.running) throw new Error(`nats-server exited; see ${join(this.dir, 'nats.log')}`);
       return new Promise<boolean>((resolve) => {
-        const s = netConnect(this.port, '127.0.0.1');
+        const s = netConnect(this.port, this.host);
         s.once('data', (d) => {
           s.destroy();
           resolve(d.toString().startsWith('INFO'));
@@ -92,7 +95,7 @@ export class NatsServer {
   }
 
   url(): string {
-    return `nats://127.0.0.1:${this.port}`;
+    return `nats://${this.host}:${this.port}`;
   }
 
   private log(): string {

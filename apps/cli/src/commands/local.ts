@@ -18,7 +18,7 @@ export function localCommand(): Command {
   const cmd = new Command('local').description('the local fleet for development and trying cgfence out');
   cmd
     .command('up')
-    .description('start PostgreSQL, NATS and the policy server on this machine; Ctrl-C stops them all')
+    .description('start PostgreSQL, NATS, the policy server and one host agent on this machine; Ctrl-C stops them all')
     .option('--state-dir <dir>', 'where all their data lives', defaultLocalStateDir())
     .option('--pg-port <port>', 'PostgreSQL port', port, 25432)
     .option('--nats-port <port>', 'NATS port', port, 24222)
@@ -34,13 +34,16 @@ export function localCommand(): Command {
         `  API docs: ${fleet.apiUrl}/docs   (OpenAPI: ${fleet.apiUrl}/openapi.json)`,
         `  metrics:  ${fleet.apiUrl}/metrics`,
         `  admin token: ${fleet.tokenFile}`,
-        `  host agent: state ${fleet.agentStateDir}, policy file ${fleet.agentPolicyFile}`,
+        `  host agent: host "${fleet.agentHostId}" (cohort local), state ${fleet.agentStateDir}; NATS credentials in ${fleet.natsAuthDir}`,
         `              (cgfence agent status --state-dir ${fleet.agentStateDir}; cgfence run --state-dir ${fleet.agentStateDir} -- COMMAND)`,
         '',
         'Try this in another shell:',
         `  export CGFENCE_SERVER=${fleet.apiUrl} CGFENCE_TOKEN=$(cat ${fleet.tokenFile})`,
         '  cgfence blocklist create deploy-safety --description "what deploys must not depend on"',
         "  printf 'github.com\\n*.githubusercontent.com\\n' | cgfence blocklist commit deploy-safety --file - -m 'first list'",
+        '  cgfence blocklist assign deploy-safety --version 1',
+        '  cgfence hosts',
+        `  cgfence run --state-dir ${fleet.agentStateDir} -- sh -c 'getent hosts github.com || echo "github.com is blocked for this deploy"'`,
         '',
         'Ctrl-C stops everything.',
       ]);

@@ -1,8 +1,9 @@
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { spawnSync } from 'node:child_process';
 import { createServer } from 'node:net';
 import { join, resolve } from 'node:path';
 import { ManagedProcess, NatsServer, PostgresServer, waitFor } from '@cgfence/devservices';
+import { addHost, authConfigFile, initAuth } from '@cgfence/nats-auth';
 import { CliError } from '../errors';
 
 export interface LocalFleetOptions {
@@ -20,9 +21,14 @@ export interface LocalFleet {
   apiUrl: string;
   tokenFile: string;
   agentStateDir: string;
-  agentPolicyFile: string;
+  /** The local agent's host id in the fleet. */
+  agentHostId: string;
+  natsAuthDir: string;
   stop(): Promise<void>;
 }
+
+/** Host id of the local agent. */
+export const LOCAL_HOST_ID = 'local';
 
 async function ensurePortFree(port: number, what: string, stateDir: string): Promise<void> {
   await new Promise<void>((resolve, reject) => {
@@ -35,16 +41,6 @@ async function ensurePortFree(port: number, what: string, stateDir: string): Pro
 }
 
 const CGFENCE_BIN = resolve(__dirname, '..', '..', '..', 'bin', 'cgfence');
-
-const EXAMPLE_POLICY = [
-  '# The local agent enforces this file on its deploy cgroup; edit it and the',
-  '# agent reloads it (or send SIGHUP). One entry per line:',
-  '#   github.com                 an exact name',
-  '#   *.githubusercontent.com    any subdomain (not the apex)',
-  '#   10.20.0.0/16               a network (connect fails with EPERM)',
-  'example.invalid',
-  '',
-].join('\n');
 
 /** The policy server's entry point, beside this app in the repository (the CLI never imports it). */
 function policyServerMain(): string {
@@ -74,8 +70,13 @@ export async function startLocalFleet(opts: LocalFleetOptions, log: (line: strin
     stops.push(() => pg.stop());
     const databaseUrl = await pg.createDatabase('cgfence');
 
-    log(`starting nats-server with JetStream on 127.0.0.1:${opts.natsPort}`);
-    const nats = await NatsServer.start({ dir: join(opts.stateDir, 'nats'), port: opts.natsPort });
+    // Every process on NATS has its own nkey (kept across starts): the server,
+    // and the local agent as host "local".
+    const natsAuthDir = join(opts.stateDir, 'nats-auth');
+    const natsAuth = initAuth(natsAuthDir);
+    const hostKey = addHost(natsAuthDir, LOCAL_HOST_ID);
+    log(`starting nats-server with JetStream on 127.0.0.1:${opts.natsPort} (per-host credentials in ${natsAuthDir})`);
+    const nats = await NatsServer.start({ dir: join(opts.stateDir, 'nats'), port: opts.natsPort, include: [authConfigFile(natsAuthDir)] });
     stops.push(() => nats.stop());
 
     const serverState = join(opts.stateDir, 'server');
@@ -89,6 +90,7 @@ export async function startLocalFleet(opts: LocalFleetOptions, log: (line: strin
         CGFENCE_HTTP_PORT: String(opts.apiPort),
         CGFENCE_STATE_DIR: serverState,
         CGFENCE_NATS_URL: nats.url(),
+        CGFENCE_NATS_SEED: natsAuth.serverSeedFile,
       },
     });
     stops.push(() => server.stop());
@@ -100,15 +102,24 @@ export async function startLocalFleet(opts: LocalFleetOptions, log: (line: strin
     }, 60_000);
 
     const agentState = join(opts.stateDir, 'agent');
-    const agentPolicy = join(agentState, 'policy.txt');
     mkdirSync(agentState, { recursive: true, mode: 0o700 });
-    if (!existsSync(agentPolicy)) writeFileSync(agentPolicy, EXAMPLE_POLICY);
     const agentLog = join(opts.stateDir, 'logs', 'host-agent.log');
-    log(`starting the host agent on deploy cgroup ${opts.agentCgroup} (log: ${agentLog})`);
+    log(`starting the host agent "${LOCAL_HOST_ID}" on deploy cgroup ${opts.agentCgroup}, fed by the policy server over NATS (log: ${agentLog})`);
     const agent = ManagedProcess.start(
       'host-agent',
       process.execPath,
-      [CGFENCE_BIN, 'agent', '--policy-file', agentPolicy, ...(opts.agentUpstream ? ['--upstream', opts.agentUpstream] : []), '--cgroup', opts.agentCgroup, '--state-dir', agentState, '--host', 'local'],
+      [
+        CGFENCE_BIN, 'agent',
+        '--server', nats.url(),
+        '--server-key', join(serverState, 'signing-key.pem.pub'),
+        '--nats-seed', hostKey.seedFile,
+        '--host-id', LOCAL_HOST_ID,
+        '--label', 'cohort=local',
+        ...(opts.agentUpstream ? ['--upstream', opts.agentUpstream] : []),
+        '--cgroup', opts.agentCgroup,
+        '--state-dir', agentState,
+        '--host', LOCAL_HOST_ID,
+      ],
       agentLog,
     );
     // Stopping the fleet returns the host to its state before: detach, unpin, remove the cgroup.
@@ -120,7 +131,7 @@ export async function startLocalFleet(opts: LocalFleetOptions, log: (line: strin
       if (!agent.running) throw new Error(`the host agent exited: ${readFileSync(agentLog, 'utf8').split('\n').slice(-5).join('\n')}`);
       return existsSync(join(agentState, 'agent.sock'));
     }, 30_000);
-    return { apiUrl, tokenFile: join(serverState, 'admin-token'), agentStateDir: agentState, agentPolicyFile: agentPolicy, stop };
+    return { apiUrl, tokenFile: join(serverState, 'admin-token'), agentStateDir: agentState, agentHostId: LOCAL_HOST_ID, natsAuthDir, stop };
   } catch (err) {
     await stop();
     throw err;

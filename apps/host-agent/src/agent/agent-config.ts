@@ -7,8 +7,16 @@ export type FailMode = 'open' | 'closed';
 
 /** Everything `cgfence agent` is started with, validated by the CLI. */
 export interface AgentConfig {
-  /** Blocklist file (the policy store's format); reloaded on SIGHUP and on change. */
-  readonly policyFile: string;
+  /**
+   * Blocklist file (the policy store's format); reloaded on SIGHUP and on
+   * change. Absent in fleet mode: the policy comes from the policy server
+   * (FleetClient → Agent.fleetSink()).
+   */
+  readonly policyFile?: string;
+  /** Fleet mode: the NATS server(s) the policy comes from (for status). */
+  readonly fleetServer?: string;
+  /** How often the kernel's IP maps are compared with what was applied (fleet mode); 0: never. */
+  readonly driftCheckMs?: number;
   /** HOST:PORT of the resolver allowed queries are forwarded to. */
   readonly upstream: string;
   readonly mode: Mode;

@@ -1,22 +1,33 @@
 import { mkdirSync, readFileSync, rmSync, unwatchFile, watchFile, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
-import { DataPlane, ensureBpffs, findCgroup2Root, KernelEvent } from '@cgfence/bpf';
-import { AgentStatus, CONTROL_SOCKET, contentHash, ControlRequest, parseBlocklistText, RunStarted } from '@cgfence/proto';
+import { compareIpPolicy, DataPlane, DataPlaneConfig, ensureBpffs, findCgroup2Root, KernelEvent } from '@cgfence/bpf';
+import { AgentStatus, CONTROL_SOCKET, contentHash, ControlRequest, FleetAgentStatus, parseBlocklistText, RunStarted } from '@cgfence/proto';
 import { DnsProxy } from '../dns/dns-proxy';
 import { describeProcess, procfsReader } from '../dns/process-details';
 import { BlockLog } from '../journal/block-log';
 import { EventJournal } from '../journal/event-journal';
 import { alertRecord, JournalRecord, recordFromDnsEvent, recordFromIpBlock, RecordContext } from '../journal/journal-record';
+import type { FleetApplyMeta, FleetSink, SinkApplyResult, SinkStatus } from '../fleet/fleet-client';
 import { createPolicy, formatPolicyErrors, Policy, PolicyLoadResult } from '../policy/policy';
 import { RunRegistry } from '../runs/run-registry';
-import { AgentConfig, PID_FILE, pinDirFor, runningAgentPid } from './agent-config';
+import { AgentConfig, Mode, PID_FILE, pinDirFor, runningAgentPid } from './agent-config';
 import { applyLimits, LimitsReport } from './cgroup-limits';
 import { ControlServer } from './control-server';
 
 const HEARTBEAT_MS = 250;
 const REAP_MS = 10_000;
 
+/** What the agent needs from its fleet client (FleetClient implements it). */
+export interface FleetControl {
+  status(): FleetAgentStatus;
+  syncNow(): Promise<void>;
+}
+
+/** The policy of an agent that has none yet (fleet mode, before the first bundle). */
+export function emptyPolicy(): Policy {
+  return createPolicy([], { version: 'none', hash: contentHash([]) });
+}
 
 /**
  * One host's agent: the deploy cgroup, the eBPF programs on it, the DNS
@@ -39,6 +50,14 @@ export class Agent {
   private deployCgroup = '';
   private pinDir = '';
   private proxyHealthy = true;
+  private started = false;
+  /** The policy server's audit override (fleet mode); undefined: the configured mode. */
+  private modeOverride: Mode | undefined;
+  private fleet: FleetControl | undefined;
+  private drift: SinkStatus['drift'] = null;
+  private expectedPrograms: string[] = [];
+  /** Alerts raised before the journal is open (fleet restore at boot). */
+  private earlyAlerts: { message: string; time: Date }[] = [];
 
   constructor(
     private readonly config: AgentConfig,
@@ -54,9 +73,14 @@ export class Agent {
     if (running !== undefined && running !== process.pid) throw new Error(`an agent (pid ${running}) is already running with state dir ${c.stateDir}`);
     writeFileSync(join(c.stateDir, PID_FILE), `${process.pid}\n`);
 
-    const loaded = this.readPolicy();
-    if (!loaded.ok) throw new Error(loaded.message);
-    this.policy = loaded.policy;
+    if (c.policyFile !== undefined) {
+      const loaded = this.readPolicy(c.policyFile);
+      if (!loaded.ok) throw new Error(loaded.message);
+      this.policy = loaded.policy;
+    } else {
+      // Fleet mode: the last good bundle if the fleet client restored one, else nothing yet.
+      this.policy ??= emptyPolicy();
+    }
 
     const bpffs = ensureBpffs();
     this.deployCgroup = join(findCgroup2Root(), c.cgroupName);
@@ -71,7 +95,7 @@ export class Agent {
     this.proxy = new DnsProxy({
       upstream: c.upstream,
       port: c.proxyPort,
-      mode: c.mode,
+      mode: this.mode,
       policy: this.policy,
       upstreamTimeoutMs: c.upstreamTimeoutMs,
       attribution: { lookup: (port, id) => this.dataPlane?.lookupDnsOrigin(port, id) },
@@ -80,22 +104,24 @@ export class Agent {
     });
     this.proxyPort = (await this.proxy.start()).port;
 
-    this.dataPlane = DataPlane.attach({
-      cgroupPath: this.deployCgroup,
-      pinDir: this.pinDir,
-      config: { proxyPort: this.proxyPort, mode: c.mode, failMode: c.failMode, heartbeatTimeoutMs: c.heartbeatTimeoutMs },
-    });
+    this.dataPlane = DataPlane.attach({ cgroupPath: this.deployCgroup, pinDir: this.pinDir, config: this.dataPlaneConfig() });
     this.dataPlane.applyIpPolicy({ v4: [...this.policy.cidrs.v4], v6: [...this.policy.cidrs.v6] });
     this.dataPlane.onEvent((e) => this.onKernelEvent(e));
     this.proxy.onEvent((e) => this.record(recordFromDnsEvent(e, this.recordContext())));
 
     this.timers.push(setInterval(() => this.dataPlane.heartbeat(), HEARTBEAT_MS));
     this.timers.push(setInterval(() => this.reap(), REAP_MS));
+    this.expectedPrograms = this.dataPlane.attachedPrograms();
+    if ((c.driftCheckMs ?? 0) > 0) this.timers.push(setInterval(() => this.checkDrift(), c.driftCheckMs));
     for (const t of this.timers) t.unref();
+    this.started = true;
+    for (const a of this.earlyAlerts.splice(0)) this.alert(a.message, a.time);
+    if ((c.driftCheckMs ?? 0) > 0) this.checkDrift(); // a baseline for status and the first report
 
     this.control = new ControlServer(join(c.stateDir, CONTROL_SOCKET), (req) => this.onControl(req));
     await this.control.listen();
-    watchFile(c.policyFile, { interval: 500 }, () => this.reload('file changed'));
+    const policyFile = c.policyFile;
+    if (policyFile !== undefined) watchFile(policyFile, { interval: 500 }, () => this.reload('file changed'));
 
     this.logger.info(
       {
@@ -104,16 +130,22 @@ export class Agent {
         proxyPort: this.proxyPort,
         policy: this.policy.version,
         hash: this.policy.hash,
-        mode: c.mode,
+        mode: this.mode,
         failMode: c.failMode,
+        source: this.policySource,
       },
       'cgfence agent running',
     );
   }
 
-  /** Re-reads the policy file; a bad file keeps the last good policy enforced. */
+  /** Re-reads the policy file; a bad file keeps the last good policy enforced. In fleet mode: syncs with the server. */
   reload(why: string): boolean {
-    const loaded = this.readPolicy();
+    if (this.config.policyFile === undefined) {
+      this.logger.info({ why }, 'reload: asking the policy server for the current desired state');
+      void this.fleet?.syncNow().catch((err: unknown) => this.logger.warn({ err }, 'fleet sync failed'));
+      return true;
+    }
+    const loaded = this.readPolicy(this.config.policyFile);
     if (!loaded.ok) {
       this.policyError = loaded.message;
       this.logger.error({ why }, loaded.message);
@@ -151,7 +183,7 @@ export class Agent {
       adoptedPins: this.dataPlane.adopted,
       pinDir: this.pinDir,
       policy: {
-        source: this.config.policyFile,
+        source: this.policySource,
         version: this.policy.version,
         hash: this.policy.hash,
         domains: kinds.domain,
@@ -161,17 +193,141 @@ export class Agent {
         loadedAt: this.policyLoadedAt.toISOString(),
         lastError: this.policyError,
       },
-      mode: this.config.mode,
+      mode: this.mode,
       failMode: this.config.failMode,
       proxy: { port: this.proxyPort, upstream: this.config.upstream, healthy: this.proxyHealthy },
       counters,
       runs: { active: this.runs.list().filter((r) => r.state === 'running').length },
+      ...(this.fleet ? { fleet: this.fleet.status() } : {}),
     };
+  }
+
+  // ---- fleet mode -----------------------------------------------------
+
+  /** Wires the fleet client in for status and reload (call before start()). */
+  attachFleet(fleet: FleetControl): void {
+    this.fleet = fleet;
+  }
+
+  /** The agent as the FleetClient's sink: apply, mode override, status, alerts. */
+  fleetSink(): FleetSink {
+    return {
+      apply: (text, meta) => this.applyPolicyText(text, meta),
+      setModeOverride: (mode) => this.setModeOverride(mode),
+      status: () => this.sinkStatus(),
+      alert: (message) => this.alert(message),
+    };
+  }
+
+  /**
+   * Parses and applies a bundle's content, all or nothing like a policy file:
+   * kernel first, then the DNS proxy. Before start() it only sets the policy
+   * the agent starts with (the last good bundle at boot).
+   */
+  applyPolicyText(text: string, meta: FleetApplyMeta): SinkApplyResult {
+    const label = `${meta.name} v${meta.version}`;
+    let parsed: ReturnType<typeof parseBlocklistText>;
+    try {
+      parsed = parseBlocklistText(text);
+    } catch (err) {
+      return { ok: false, reason: 'malformed', message: `${label}: parser failed: ${(err as Error).message}` };
+    }
+    if (parsed.errors.length > 0) return { ok: false, reason: 'malformed', message: formatPolicyErrors(label, parsed.errors) };
+    // The signed hash covers exactly these bytes: it names the policy.
+    const policy = createPolicy(parsed.entries, { version: label, hash: meta.hash });
+    if (this.started) {
+      try {
+        this.dataPlane.applyIpPolicy({ v4: [...policy.cidrs.v4], v6: [...policy.cidrs.v6] });
+      } catch (err) {
+        return { ok: false, reason: 'apply-failed', message: `the kernel refused ${label}: ${(err as Error).message}` };
+      }
+      this.proxy.setPolicy(policy);
+    }
+    this.policy = policy;
+    this.policyLoadedAt = new Date();
+    this.policyError = undefined;
+    if (this.started) this.logger.info({ version: policy.version, hash: policy.hash, revision: meta.revision }, 'fleet policy applied');
+    return { ok: true };
+  }
+
+  /** The policy server's audit override: both the kernel and the DNS proxy switch. */
+  setModeOverride(mode: Mode | undefined): void {
+    this.modeOverride = mode;
+    if (!this.started) return;
+    this.dataPlane.setConfig(this.dataPlaneConfig());
+    this.proxy.setMode(this.mode);
+    this.logger.info({ mode: this.mode, override: mode ?? null }, 'mode changed by the policy server');
+  }
+
+  sinkStatus(): SinkStatus {
+    let kernel = this.started;
+    let detail: string | undefined;
+    if (this.started) {
+      const attached = this.dataPlane.attachedPrograms();
+      const missing = this.expectedPrograms.filter((p) => !attached.includes(p));
+      kernel = missing.length === 0;
+      if (!kernel) detail = `programs detached: ${missing.join(', ')}`;
+    }
+    if (!this.proxyHealthy) detail = [detail, 'DNS proxy heartbeat went stale'].filter(Boolean).join('; ');
+    return {
+      mode: this.mode,
+      failMode: this.config.failMode,
+      health: { proxy: this.proxyHealthy, kernel, ...(detail ? { detail } : {}) },
+      drift: this.drift,
+    };
+  }
+
+  /** Compares the kernel's IP maps with what this agent applied; alerts when they part. */
+  checkDrift(): SinkStatus['drift'] {
+    if (!this.started) return this.drift;
+    const applied = this.dataPlane.appliedIpPolicyDigest();
+    if (!applied) return this.drift;
+    const checkedAt = new Date().toISOString();
+    let next: NonNullable<SinkStatus['drift']>;
+    try {
+      next = { ...compareIpPolicy(applied, this.dataPlane.ipPolicyDigest()), checkedAt };
+    } catch (err) {
+      next = { drifted: true, detail: `cannot read the kernel's IP maps back: ${(err as Error).message}`, checkedAt };
+    }
+    const was = this.drift?.drifted ?? false;
+    if (next.drifted && (!was || next.detail !== this.drift?.detail)) {
+      const message = `IP policy drift: the kernel no longer holds what was applied (${this.policy.version}): ${next.detail}`;
+      this.logger.error({ detail: next.detail }, message);
+      this.alert(message);
+    } else if (!next.drifted && was) {
+      this.logger.info('IP policy drift gone: the kernel holds what was applied');
+    }
+    this.drift = next;
+    return next;
+  }
+
+  /** Writes an alert to the journal (buffered until the journal is open). */
+  alert(message: string, time = new Date()): void {
+    if (!this.started) {
+      this.earlyAlerts.push({ message, time });
+      return;
+    }
+    this.record(alertRecord(message, this.recordContext(), { time, policy: { version: this.policy.version, hash: this.policy.hash } }));
+  }
+
+  /** The mode in force: the server's audit override, else the configured one. */
+  get mode(): Mode {
+    return this.modeOverride ?? this.config.mode;
+  }
+
+  private get policySource(): string {
+    return this.config.policyFile ?? `fleet ${this.config.fleetServer ?? '(policy server)'}`;
+  }
+
+  private dataPlaneConfig(): DataPlaneConfig {
+    const c = this.config;
+    return { proxyPort: this.proxyPort, mode: this.mode, failMode: c.failMode, heartbeatTimeoutMs: c.heartbeatTimeoutMs };
   }
 
   async stop(): Promise<void> {
     for (const t of this.timers) clearInterval(t);
-    unwatchFile(this.config.policyFile);
+    if (this.config.policyFile !== undefined) unwatchFile(this.config.policyFile);
+    this.started = false;
     await this.control?.close();
     await this.proxy?.close();
     // Links and maps stay pinned: IP enforcement outlives the agent.
@@ -180,12 +336,12 @@ export class Agent {
     rmSync(join(this.config.stateDir, PID_FILE), { force: true });
   }
 
-  private readPolicy(): PolicyLoadResult {
+  private readPolicy(policyFile: string): PolicyLoadResult {
     let text: string;
     try {
-      text = readFileSync(this.config.policyFile, 'utf8');
+      text = readFileSync(policyFile, 'utf8');
     } catch (err) {
-      const message = `cannot read policy file ${this.config.policyFile}: ${(err as Error).message}`;
+      const message = `cannot read policy file ${policyFile}: ${(err as Error).message}`;
       return { ok: false, errors: [{ line: 0, entry: '', reason: message }], message };
     }
     const parsed = parseBlocklistText(text);
@@ -212,6 +368,10 @@ export class Agent {
         return { runId: run.runId };
       }
       case 'reload':
+        if (this.config.policyFile === undefined && this.fleet) {
+          await this.fleet.syncNow();
+          return { reloaded: true, version: this.policy.version, hash: this.policy.hash, error: this.fleet.status().lastError?.message };
+        }
         return { reloaded: this.reload('control socket'), version: this.policy.version, hash: this.policy.hash, error: this.policyError };
     }
   }

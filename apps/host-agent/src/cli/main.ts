@@ -2,9 +2,12 @@ import { Command, CommanderError, InvalidArgumentError, Option } from 'commander
 import { existsSync, readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import pino from 'pino';
+import { NatsAuthError, natsConnectOptions } from '@cgfence/nats-auth';
 import type { AgentStatus } from '@cgfence/proto';
 import { Agent } from '../agent/agent';
 import { AgentConfig, DEFAULT_CGROUP, DEFAULT_STATE_DIR, defaultHost } from '../agent/agent-config';
+import { FleetClient } from '../fleet/fleet-client';
+import { agentVersion, FleetConfigError, parseServers, readServerKeys, resolveHostId, resolveLabels } from '../fleet/fleet-config';
 import { formatBlockLine } from '../journal/block-log';
 import { JournalReader } from '../journal/event-journal';
 import { callAgent } from './control-client';
@@ -34,7 +37,16 @@ const stateDirOption = () => new Option('--state-dir <dir>', 'the agent state di
 const json = (cmd: Command): boolean => Boolean(cmd.opts<{ json?: boolean }>().json);
 
 interface StartOptions {
-  policyFile: string;
+  policyFile?: string;
+  server?: string;
+  natsSeed?: string;
+  serverKey?: string;
+  hostId?: string;
+  label: string[];
+  labelsFile?: string;
+  syncIntervalMs: number;
+  reportIntervalMs: number;
+  driftCheckMs: number;
   upstream?: string;
   mode: 'enforce' | 'audit';
   failMode: 'open' | 'closed';
@@ -51,12 +63,48 @@ interface StartOptions {
   logLevel: string;
 }
 
+/** Fleet mode's settings, validated; undefined without --server. */
+function fleetSettings(o: StartOptions) {
+  if (o.server === undefined) {
+    for (const [flag, given] of [['--nats-seed', o.natsSeed], ['--server-key', o.serverKey], ['--host-id', o.hostId], ['--labels-file', o.labelsFile]] as const) {
+      if (given !== undefined) throw new UsageError(`${flag} needs --server (fleet mode)`);
+    }
+    if (o.label.length > 0) throw new UsageError('--label needs --server (fleet mode)');
+    if (o.policyFile === undefined) throw new UsageError('give --policy-file FILE (local policy) or --server nats://HOST:PORT (policy from the policy server)');
+    return undefined;
+  }
+  if (o.policyFile !== undefined) {
+    throw new UsageError('--policy-file and --server exclude each other: with --server the policy comes from the policy server');
+  }
+  if (o.serverKey === undefined) throw new UsageError("--server needs --server-key FILE (the policy server's Ed25519 public key, PEM)");
+  try {
+    const hostId = resolveHostId(o.hostId);
+    const seedFile = o.natsSeed === undefined ? undefined : resolve(o.natsSeed);
+    // Read the seed now: a bad file is a usage error, not a reconnect loop.
+    if (seedFile !== undefined) natsConnectOptions({ seedFile, hostId });
+    return {
+      servers: parseServers(o.server),
+      ring: readServerKeys(o.serverKey),
+      hostId,
+      labels: resolveLabels({ labelsFile: o.labelsFile, label: o.label, cohort: o.cohort }),
+      seedFile,
+    };
+  } catch (err) {
+    if (err instanceof FleetConfigError) throw new UsageError(err.message);
+    if (err instanceof NatsAuthError) throw new UsageError(`--nats-seed: ${err.message}`);
+    throw err;
+  }
+}
+
 async function startAgent(o: StartOptions): Promise<void> {
+  const fleetOpts = fleetSettings(o);
   const upstream = o.upstream ?? defaultUpstream();
   if (!upstream) throw new UsageError('no --upstream given and no nameserver in /etc/resolv.conf');
   if (process.getuid?.() !== 0) throw new Error('the agent needs root (cgroups, bpffs and eBPF programs)');
   const config: AgentConfig = {
-    policyFile: resolve(o.policyFile),
+    policyFile: o.policyFile === undefined ? undefined : resolve(o.policyFile),
+    fleetServer: fleetOpts?.servers.join(','),
+    driftCheckMs: fleetOpts ? o.driftCheckMs : undefined,
     upstream,
     mode: o.mode,
     failMode: o.failMode,
@@ -64,7 +112,7 @@ async function startAgent(o: StartOptions): Promise<void> {
     stateDir: resolve(o.stateDir),
     proxyPort: o.proxyPort,
     host: o.host,
-    cohort: o.cohort,
+    cohort: fleetOpts?.labels.cohort ?? o.cohort,
     limits: { 'cpu.max': o.cpuMax, 'memory.max': o.memoryMax, 'pids.max': o.pidsMax },
     heartbeatTimeoutMs: o.heartbeatTimeoutMs,
     upstreamTimeoutMs: o.upstreamTimeoutMs,
@@ -72,15 +120,31 @@ async function startAgent(o: StartOptions): Promise<void> {
   };
   const logger = pino({ level: o.logLevel, base: { service: 'host-agent', host: o.host } });
   const agent = new Agent(config, logger);
+  let fleet: FleetClient | undefined;
+  if (fleetOpts) {
+    fleet = new FleetClient({
+      ...fleetOpts,
+      sink: agent.fleetSink(),
+      stateDir: config.stateDir,
+      logger,
+      agentVersion: agentVersion(),
+      syncIntervalMs: o.syncIntervalMs,
+      reportIntervalMs: o.reportIntervalMs,
+    });
+    agent.attachFleet(fleet);
+    // Before the agent starts and before NATS: the host is protected even if the server is unreachable.
+    fleet.restoreLastGood();
+  }
   try {
     await agent.start();
   } catch (err) {
     await agent.stop().catch(() => undefined);
     throw err;
   }
+  fleet?.start();
   process.on('SIGHUP', () => agent.reload('SIGHUP'));
   await new Promise<void>((done) => {
-    const stop = () => void agent.stop().then(done);
+    const stop = () => void (fleet?.stop() ?? Promise.resolve()).then(() => agent.stop()).then(done);
     process.once('SIGINT', stop);
     process.once('SIGTERM', stop);
   });
@@ -100,10 +164,36 @@ function printStatus(s: AgentStatus): void {
     `mode:       ${s.mode}, fail mode ${s.failMode}`,
     `dns proxy:  127.0.0.1/::1 port ${s.proxy.port} → ${s.proxy.upstream} (${s.proxy.healthy ? 'healthy' : 'UNHEALTHY'})`,
     `runs:       ${s.runs.active} active`,
+    ...(s.fleet ? fleetLines(s.fleet) : []),
     'counters:',
     ...Object.entries(s.counters).map(([k, v]) => `  ${k.padEnd(28)} ${v}`),
   ];
   for (const l of lines) process.stdout.write(`${l}\n`);
+}
+
+/** The fleet section of `cgfence agent status`. */
+export function fleetLines(f: NonNullable<AgentStatus['fleet']>): string[] {
+  const labels = Object.entries(f.labels).map(([k, v]) => `${k}=${v}`).join(' ') || '(none)';
+  const a = f.applied;
+  return [
+    'fleet:',
+    `  server:   ${f.server} (${f.connected ? 'connected' : 'NOT CONNECTED'})`,
+    `  host id:  ${f.hostId}; labels: ${labels}`,
+    `  revision: ${f.seenRevision ?? '(none seen)'}${f.target ? `; target: ${f.target}` : ''}${f.auditOverride ? '; AUDIT ordered by the server' : ''}`,
+    a
+      ? `  applied:  ${a.name} v${a.version} ${a.hash} (blocklist ${a.blocklistId}, revision ${a.revision}, at ${a.appliedAt})`
+      : '  applied:  nothing (empty policy)',
+    `  boot:     ${f.boot}`,
+    ...(f.lastError
+      ? [`  LAST UPDATE REJECTED${f.lastError.revision === null ? '' : ` (revision ${f.lastError.revision})`} at ${f.lastError.at}: ${f.lastError.reason}: ${f.lastError.message}`]
+      : []),
+    f.drift
+      ? `  drift:    ${f.drift.drifted ? `DRIFTED: ${f.drift.detail ?? ''}` : 'none'} (checked ${f.drift.checkedAt})`
+      : '  drift:    not checked yet',
+    f.lastSync
+      ? `  sync:     ${f.lastSync.at} ${f.lastSync.ok ? `ok (server at revision ${f.lastSync.revision})` : `FAILED: ${f.lastSync.error}`}`
+      : '  sync:     none yet',
+  ];
 }
 
 export function buildHostProgram(): Command {
@@ -111,8 +201,17 @@ export function buildHostProgram(): Command {
   const agent = program.command('agent').description('the host agent: enforce a blocklist on the deploy cgroup');
   agent
     .command('start', { isDefault: true })
-    .description('start the agent (root); `cgfence agent --policy-file FILE` is the same')
-    .requiredOption('--policy-file <file>', 'blocklist file: domains, *.wildcards, CIDRs, # comments; reloaded on SIGHUP and on change')
+    .description('start the agent (root); `cgfence agent --policy-file FILE` is the same; `--server URL --server-key FILE` takes the policy from the policy server')
+    .option('--policy-file <file>', 'blocklist file: domains, *.wildcards, CIDRs, # comments; reloaded on SIGHUP and on change (not with --server)')
+    .option('--server <url>', 'fleet mode: NATS URL(s) of the policy server, nats://HOST:PORT (comma-separated for several)')
+    .option('--server-key <file>', "fleet mode: the policy server's Ed25519 public key(s), PEM (required with --server)")
+    .option('--nats-seed <file>', "fleet mode: this host's NATS nkey seed (SU…); without it the agent connects unauthenticated")
+    .option('--host-id <id>', 'fleet mode: host id (a-z, 0-9, "-", "_"; default: /etc/machine-id)')
+    .option('--label <key=value>', 'fleet mode: host label (repeatable)', collect, [])
+    .option('--labels-file <file>', 'fleet mode: host labels, key=value lines, # comments')
+    .option('--sync-interval-ms <ms>', 'fleet mode: anti-entropy sync with the server (jittered ±20%)', int('--sync-interval-ms', 100, 3_600_000), 30_000)
+    .option('--report-interval-ms <ms>', 'fleet mode: heartbeat report to the server', int('--report-interval-ms', 100, 3_600_000), 10_000)
+    .option('--drift-check-ms <ms>', "fleet mode: compare the kernel's IP maps with the applied policy (0: never)", int('--drift-check-ms', 0, 3_600_000), 30_000)
     .option('--upstream <host:port>', 'resolver allowed queries go to (default: first nameserver of /etc/resolv.conf)')
     .addOption(new Option('--mode <mode>', 'enforce blocks; audit only records').choices(['enforce', 'audit']).default('enforce'))
     .addOption(new Option('--fail-mode <mode>', 'with the DNS proxy dead: open stops redirecting DNS, closed lets DNS fail').choices(['open', 'closed']).default('open'))
@@ -120,7 +219,7 @@ export function buildHostProgram(): Command {
     .addOption(stateDirOption())
     .option('--proxy-port <port>', 'DNS proxy port on 127.0.0.1 and ::1 (0: any free port)', int('--proxy-port', 0, 65535), 0)
     .option('--host <id>', 'host name in events', defaultHost())
-    .option('--cohort <name>', 'cohort label in events')
+    .option('--cohort <name>', 'cohort label in events (fleet mode: the label cohort)')
     .option('--cpu-max <value>', 'cgroup v2 cpu.max of the deploy cgroup, e.g. "50000 100000"')
     .option('--memory-max <value>', 'cgroup v2 memory.max, e.g. 2G')
     .option('--pids-max <value>', 'cgroup v2 pids.max, e.g. 512')

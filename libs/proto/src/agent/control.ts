@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import type { Applied, ApplyError } from '../fleet/documents';
 
 /**
  * The host agent's control socket: a unix stream socket at
@@ -45,6 +46,31 @@ export interface AgentStatus {
   proxy: { port: number; upstream: string; healthy: boolean };
   counters: Record<string, string>;
   runs: { active: number };
+  /** Present when the agent takes its policy from the policy server (`cgfence agent --server`). */
+  fleet?: FleetAgentStatus;
+}
+
+/** The agent's side of the fleet protocol, for `cgfence agent status`. */
+export interface FleetAgentStatus {
+  /** NATS server URL(s) as configured. */
+  server: string;
+  connected: boolean;
+  hostId: string;
+  labels: Record<string, string>;
+  /** The last desired revision acted on (applied, or rejected for good); null: none yet. */
+  seenRevision: number | null;
+  /** The bundle in force; null: none (empty policy). */
+  applied: Applied | null;
+  /** Why this host got its bundle ('baseline', an assignment's reason), or why none. */
+  target: string | null;
+  /** The policy server put this host in audit mode (kill switch, cohort or assignment). */
+  auditOverride: boolean;
+  lastError: ApplyError | null;
+  /** The kernel's IP maps compared with what was applied; null: not checked yet. */
+  drift: { drifted: boolean; detail?: string; checkedAt: string } | null;
+  lastSync: { at: string; ok: boolean; revision?: number; error?: string } | null;
+  /** What the agent enforced at boot before hearing from the server. */
+  boot: string;
 }
 
 export type ControlResponse<T = unknown> = { ok: true; result: T } | { ok: false; error: string };
