@@ -53,7 +53,7 @@ describe('cgfence nats', () => {
     const r = JSON.parse(added.out) as { seedFile: string; publicKey: string; reloadedPid: number; agent: string; created: boolean };
     assert.deepEqual([r.created, r.reloadedPid], [true, nats.pid]);
     assert.equal(statSync(r.seedFile).mode & 0o777, 0o600);
-    assert.ok(r.agent.startsWith(`cgfence agent --host web-1 --server ${nats.url()} --nats-seed ${r.seedFile}`), r.agent);
+    assert.ok(r.agent.startsWith(`cgfence agent --host-id web-1 --server ${nats.url()} --nats-seed ${r.seedFile}`), r.agent);
     // The reload is asynchronous in nats-server: a few tries.
     let nc;
     for (let i = 0; i < 50 && nc === undefined; i++) {

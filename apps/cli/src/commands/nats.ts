@@ -91,7 +91,7 @@ export function natsCommand(): Command {
     cmd
       .command('add-host')
       .description('give a host its key (kept if it has one) and rewrite auth.conf')
-      .argument('<host>', 'host id: the --host the agent runs with (a-z, 0-9, "-", "_")')
+      .argument('<host>', 'host id: the --host-id the agent runs with (a-z, 0-9, "-", "_")')
       .addOption(dirOption())
       .option('--rotate', 'replace the host key with a new one (the old one stops working at the reload)', false)
       .option('--nats-url <url>', 'NATS URL the agent connects to, for the printed command line', 'nats://NATS_HOST:4222'),
@@ -99,7 +99,7 @@ export function natsCommand(): Command {
     cliErrors((hostId: string, o: { dir: string; rotate: boolean; natsUrl: string } & ReloadOpts, self: Command) => {
       const r = addHost(o.dir, hostId, { rotate: o.rotate });
       const reloaded = reload(o);
-      const agent = `cgfence agent --host ${hostId} --server ${o.natsUrl} --nats-seed ${r.seedFile} …`;
+      const agent = `cgfence agent --host-id ${hostId} --server ${o.natsUrl} --nats-seed ${r.seedFile} --server-key SERVER_KEY.pem …`;
       if (globals(self).json) return printJson({ ...r, permissions: hostPermissions(hostId), reloadedPid: reloaded.reloaded ?? null, agent });
       printLines([
         `host ${hostId}: ${r.rotated ? 'rotated to a new key' : r.created ? 'new key' : 'kept its key'} ${r.publicKey}`,
