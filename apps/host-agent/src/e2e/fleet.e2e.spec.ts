@@ -339,6 +339,24 @@ describe('fleet distribution end to end (3 hosts in network namespaces)', () => 
     }, 2000);
     await call('POST', 'fleet/audit-mode', { on: false, cohort: 'canary' });
   });
+  it('distributes a 1,000,000-entry list in chunks to every host, which enforce it', async () => {
+    const entries: string[] = ['blocked-four.test', '10.99.0.0/16'];
+    for (let i = 0; i < 899_998; i++) entries.push(`svc-${i}.million.test`);
+    for (let i = 0; i < 100_000; i++) entries.push(`10.${100 + (i >> 16)}.${(i >> 8) & 255}.${i & 255}/32`);
+    const version = await commit(entries);
+    await assign(version);
+    await converged(version, hosts, 180_000);
+    const view = (await hostsView())[0]!;
+    assert.equal(view.applied?.version, version);
+    const s = await hosts[0]!.status();
+    assert.equal(s.policy.domains + s.policy.wildcards, 899_999);
+    assert.equal(s.policy.cidr4, 100_001);
+    const p = await hosts[0]!.probe(['svc-123456.million.test', 'allowed.test'], '10.100.1.2');
+    assert.equal(p['svc-123456.million.test'], 'error');
+    assert.deepEqual(p['allowed.test'], ['192.0.2.10']);
+    assert.equal(p['connect'], 'EPERM');
+  });
+
   // Last: the documents forged here carry revisions the server has not reached.
   it('rejects tampered, unsigned, wrong-key, rolled-back and expired documents, keeping the last good policy', async () => {
     const nc = await connect({ servers: nats.url(), ...natsConnectOptions({ seedFile: join(natsDir, 'server.nk') }) });
@@ -379,7 +397,7 @@ describe('fleet distribution end to end (3 hosts in network namespaces)', () => 
         }, 10_000);
         for (const h of hosts) {
           const s = await h.status();
-          assert.equal(s.fleet?.applied?.version, 4, `${h.id} keeps enforcing the last good policy after ${reason}`);
+          assert.equal(s.fleet?.applied?.version, 5, `${h.id} keeps enforcing the last good policy after ${reason}`);
         }
       }
       const p = await hosts[0]!.probe(['blocked-four.test'], '10.99.1.1');
