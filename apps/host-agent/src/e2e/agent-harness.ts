@@ -19,6 +19,16 @@ export interface Ran {
   stderr: string;
 }
 
+/** SIGTERM, SIGKILL after 10 s; resolves once the process has exited. */
+export async function stopChild(p: ChildProcess | undefined): Promise<void> {
+  if (!p || p.exitCode !== null || p.signalCode !== null) return;
+  const exited = new Promise((r) => p.once('exit', r));
+  p.kill('SIGTERM');
+  const t = setTimeout(() => p.kill('SIGKILL'), 10_000);
+  await exited;
+  clearTimeout(t);
+}
+
 /** Runs a process to completion (bounded by `timeoutMs`). */
 export function exec(file: string, args: string[], opts: { input?: string; timeoutMs?: number; env?: NodeJS.ProcessEnv } = {}): Promise<Ran> {
   return new Promise((resolve, reject) => {
@@ -161,13 +171,7 @@ export class AgentUnderTest {
   }
 
   async stopProcess(): Promise<void> {
-    const p = this.proc;
-    if (!p || p.exitCode !== null || p.signalCode !== null) return;
-    const exited = new Promise((r) => p.once('exit', r));
-    p.kill('SIGTERM');
-    const t = setTimeout(() => p.kill('SIGKILL'), 10_000);
-    await exited;
-    clearTimeout(t);
+    await stopChild(this.proc);
   }
 
   /** Stops the agent, kills anything left in its cgroups, tears down pins and cgroups, removes the directory. */

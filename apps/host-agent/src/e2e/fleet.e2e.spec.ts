@@ -29,7 +29,7 @@ import {
   signDocument,
 } from '@cgfence/proto';
 import { LoopbackUpstream } from '../dns/testing/loopback-upstream';
-import { CGFENCE, exec, Ran } from './agent-harness';
+import { CGFENCE, exec, Ran, stopChild } from './agent-harness';
 import { BRIDGE_ADDRESS, LabHost, NetnsLab } from './netns-lab';
 
 const POLICY_SERVER = join(__dirname, '..', '..', '..', '..', 'policy-server', 'dist', 'src', 'main.js');
@@ -88,14 +88,8 @@ class FleetHost {
     }, 30_000);
   }
 
-  async stop(): Promise<void> {
-    const p = this.proc;
-    if (!p || p.exitCode !== null || p.signalCode !== null) return;
-    const exited = new Promise((r) => p.once('exit', r));
-    p.kill('SIGTERM');
-    const t = setTimeout(() => p.kill('SIGKILL'), 10_000);
-    await exited;
-    clearTimeout(t);
+  stop(): Promise<void> {
+    return stopChild(this.proc);
   }
 
   cli(args: string[]): Promise<Ran> {

@@ -14,20 +14,14 @@ import {
   DesiredMessageSchema,
   HostTarget,
   openDocument,
+  type RejectReason,
   SignedDocument,
   targetFor,
 } from '@cgfence/proto';
 
 /** Why an update was refused: the protocol's RejectReason, or the agent's own. */
 export type FleetErrorReason =
-  | 'unsigned'
-  | 'bad-signature'
-  | 'unknown-key'
-  | 'malformed'
-  | 'expired'
-  | 'stale-revision'
-  | 'older-version'
-  | 'hash-mismatch'
+  | RejectReason
   /** The bundle content could not be fetched (transient: retried). */
   | 'fetch-failed'
   /** The kernel or the proxy refused the compiled policy (transient: retried). */
