@@ -4,6 +4,7 @@ import { BlocklistReadModels1732000000003 } from './1732000000003-blocklist-read
 import { ApiTokens1732000000004 } from './1732000000004-api-tokens';
 import { Outbox1732000000005 } from './1732000000005-outbox';
 import { FleetReadModels1732000000006 } from './1732000000006-fleet-read-models';
+import { Rollouts1732000000007 } from './1732000000007-rollouts';
 
 import type { MigrationInterface } from 'typeorm';
 
@@ -15,5 +16,6 @@ export const migrations: (new () => MigrationInterface)[] = [
   ApiTokens1732000000004,
   Outbox1732000000005,
   FleetReadModels1732000000006,
+  Rollouts1732000000007,
 ];
 

@@ -4,6 +4,7 @@ import { blocklistCommand } from './commands/blocklist';
 import { fleetCommand, hostsCommand } from './commands/fleet';
 import { localCommand } from './commands/local';
 import { natsCommand } from './commands/nats';
+import { rolloutCommand } from './commands/rollout';
 import { tokenCommand } from './commands/token';
 import { DEFAULT_SERVER } from './context';
 
@@ -24,6 +25,7 @@ export function buildProgram(): Command {
   program.addCommand(auditCommand());
   program.addCommand(hostsCommand());
   program.addCommand(fleetCommand());
+  program.addCommand(rolloutCommand());
   program.addCommand(localCommand());
   program.addCommand(natsCommand());
   program.addHelpText(

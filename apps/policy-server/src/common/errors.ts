@@ -15,6 +15,11 @@ export type ErrorCode =
   | 'token.not_found'
   | 'fleet.rollback_required'
   | 'host.not_found'
+  | 'rollout.not_found'
+  | 'rollout.invalid_plan'
+  | 'rollout.active_exists'
+  | 'rollout.state_conflict'
+  | 'rollout.stage_moved'
   | 'auth.missing_token'
   | 'auth.invalid_token'
   | 'auth.forbidden';

@@ -13,6 +13,7 @@ export function httpStatusOf(code: ErrorCode): number {
     case 'validation.failed':
     case 'entries.invalid':
     case 'entries.too_many':
+    case 'rollout.invalid_plan':
       return 400;
     case 'auth.missing_token':
     case 'auth.invalid_token':
@@ -23,11 +24,15 @@ export function httpStatusOf(code: ErrorCode): number {
     case 'version.not_found':
     case 'token.not_found':
     case 'host.not_found':
+    case 'rollout.not_found':
       return 404;
     case 'blocklist.already_exists':
     case 'version.conflict':
     case 'stream.conflict':
     case 'fleet.rollback_required':
+    case 'rollout.active_exists':
+    case 'rollout.state_conflict':
+    case 'rollout.stage_moved':
       return 409;
     default: {
       const unhandled: never = code;

@@ -37,17 +37,28 @@ export class CommandHandler {
     /** Runs in the same transaction once the read models have the new events (the outbox writes here). */
     afterApply?: (m: EntityManager, events: StoredEvent[]) => Promise<void>,
   ): Promise<Handled<S>> {
-    return this.db.transaction(async (m) => {
-      const history = await this.store.readStream(streamId, m);
-      const before = history.reduce((s, e) => decider.evolve(s, e as unknown as E), decider.initialState);
-      const fresh = decider.decide(command, before);
-      if (fresh.length === 0) return { before, after: before, events: [] };
-      if (beforeAppend) await beforeAppend(m);
-      const events = await this.store.append(streamId, history.length, fresh, { ...actor, time: this.clock.now().toISOString() }, m);
-      await this.readModels.apply(events, m);
-      if (afterApply) await afterApply(m, events);
-      const after = fresh.reduce((s, e) => decider.evolve(s, e), before);
-      return { before, after, events };
-    });
+    return this.db.transaction((m) => this.handleIn(m, streamId, decider, command, actor, beforeAppend, afterApply));
+  }
+
+  /** The same inside a transaction the caller holds (one command leading to another, atomically). */
+  async handleIn<S, C, E extends NewEvent>(
+    m: EntityManager,
+    streamId: string,
+    decider: Decider<S, C, E>,
+    command: C,
+    actor: Actor,
+    beforeAppend?: (m: EntityManager) => Promise<void>,
+    afterApply?: (m: EntityManager, events: StoredEvent[]) => Promise<void>,
+  ): Promise<Handled<S>> {
+    const history = await this.store.readStream(streamId, m);
+    const before = history.reduce((s, e) => decider.evolve(s, e as unknown as E), decider.initialState);
+    const fresh = decider.decide(command, before);
+    if (fresh.length === 0) return { before, after: before, events: [] };
+    if (beforeAppend) await beforeAppend(m);
+    const events = await this.store.append(streamId, history.length, fresh, { ...actor, time: this.clock.now().toISOString() }, m);
+    await this.readModels.apply(events, m);
+    if (afterApply) await afterApply(m, events);
+    const after = fresh.reduce((s, e) => decider.evolve(s, e), before);
+    return { before, after, events };
   }
 }

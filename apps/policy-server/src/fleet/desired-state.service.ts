@@ -17,6 +17,8 @@ import { Clock } from '../common/clock';
 import { DomainError } from '../common/errors';
 import { SERVER_CONFIG, ServerConfig } from '../config/config';
 import { FleetReadModel, FleetRow } from '../read-models/fleet/fleet.read-model';
+import { RolloutRow, RolloutsReadModel } from '../read-models/rollouts/rollouts.read-model';
+import { rolloutAssignments } from '../rollouts/stages';
 import { SIGNING_KEY } from './fleet.tokens';
 import type { SigningKey } from './signing-key';
 
@@ -36,6 +38,7 @@ export class DesiredStateService {
 
   constructor(
     private readonly fleet: FleetReadModel,
+    private readonly rollouts: RolloutsReadModel,
     private readonly store: ContentsRepository,
     private readonly clock: Clock,
     @Inject(SIGNING_KEY) private readonly key: SigningKey,
@@ -49,7 +52,7 @@ export class DesiredStateService {
     const now = this.clock.now().getTime();
     const c = this.cached;
     if (c && c.revision === row.revision && now - c.issuedAt < this.config.bundleTtlMs / 4) return c;
-    const message = await this.build(row);
+    const message = await this.build(row, await this.rollouts.list({ active: true }));
     this.cached = { revision: row.revision, issuedAt: now, message };
     return this.cached;
   }
@@ -58,23 +61,22 @@ export class DesiredStateService {
   async forTransaction(m: EntityManager): Promise<{ revision: number; message: DesiredMessage }> {
     const row = await this.fleet.get(m);
     if (!row) throw new Error('the fleet read model has no row after a fleet event');
-    return { revision: row.revision, message: await this.build(row) };
+    return { revision: row.revision, message: await this.build(row, await this.rollouts.list({ active: true }, m)) };
   }
 
-  async build(row: FleetRow): Promise<DesiredMessage> {
+  async build(row: FleetRow, activeRollouts: readonly RolloutRow[] = []): Promise<DesiredMessage> {
     const now = this.clock.now();
     const issuedAt = now.toISOString();
     const expiresAt = new Date(now.getTime() + this.config.bundleTtlMs).toISOString();
     const inline: Record<string, string> = {};
-    let baseline = null;
-    if (row.baseline) {
-      const content = await this.content(row.baseline.contentHash);
+    const bundle = async (blocklist: string, version: number, hash: string) => {
+      const content = await this.content(hash);
       const header: BundleHeader = {
         kind: BUNDLE_KIND,
-        blocklistId: row.baseline.blocklist,
-        name: row.baseline.blocklist,
-        version: row.baseline.version,
-        hash: row.baseline.contentHash,
+        blocklistId: blocklist,
+        name: blocklist,
+        version,
+        hash,
         entries: content.entries,
         bytes: content.bytes,
         encoding: 'gzip',
@@ -84,16 +86,19 @@ export class DesiredStateService {
         issuedAt,
         expiresAt,
       };
-      baseline = signDocument(header, this.key.privateKey);
       if (content.encoded.byteLength <= INLINE_CONTENT_BYTES) inline[header.hash] = content.encoded.toString('base64');
-    }
+      return signDocument(header, this.key.privateKey);
+    };
+    const baseline = row.baseline ? await bundle(row.baseline.blocklist, row.baseline.version, row.baseline.contentHash) : null;
+    const assignments = [];
+    for (const r of activeRollouts) assignments.push(...rolloutAssignments(r, await bundle(r.blocklist, r.version, r.content_hash)));
     const doc: DesiredDocument = {
       kind: DESIRED_KIND,
       revision: row.revision,
       issuedAt,
       expiresAt,
       baseline,
-      assignments: [],
+      assignments,
       audit: { fleet: row.auditFleet, cohorts: row.auditCohorts },
       rollback: row.rollback ? { blocklistId: row.rollback.blocklist, toVersion: row.rollback.toVersion } : null,
     };

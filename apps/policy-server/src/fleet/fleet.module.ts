@@ -11,13 +11,15 @@ import { DesiredStateService } from './desired-state.service';
 import { FleetController } from './fleet.controller';
 import { FleetGateway } from './fleet.gateway';
 import { FleetService } from './fleet.service';
+import { RolloutsController } from '../rollouts/rollouts.controller';
+import { RolloutsService } from '../rollouts/rollouts.service';
 import { SIGNING_KEY } from './fleet.tokens';
 import { loadOrCreateSigningKey } from './signing-key';
 
-/** Hosts, the fleet's desired state, signing, the outbox and the agents' NATS handlers. */
+/** Hosts, the fleet's desired state and staged rollouts, signing, the outbox and the agents' NATS handlers. */
 @Module({
   imports: [EventStoreModule, MetricsModule],
-  controllers: [FleetController, FleetGateway],
+  controllers: [FleetController, FleetGateway, RolloutsController],
   providers: [
     { provide: SIGNING_KEY, useFactory: (config: ServerConfig) => loadOrCreateSigningKey(config.signingKeyFile), inject: [SERVER_CONFIG] },
     ContentsRepository,
@@ -27,6 +29,7 @@ import { loadOrCreateSigningKey } from './signing-key';
     NatsService,
     OutboxRepository,
     OutboxRelay,
+    RolloutsService,
   ],
   exports: [FleetService, HostsService, NatsService, OutboxRepository, SIGNING_KEY],
 })

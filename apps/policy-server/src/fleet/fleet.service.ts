@@ -52,6 +52,11 @@ export class FleetService {
     await this.commands.handle(FLEET_STREAM_ID, fleetDecider, command, actor, undefined, (m, events) => this.publishDesired(m, events));
   }
 
+  /** A rollout changed who gets what: a new fleet revision, signed and in the outbox, in the caller's transaction. */
+  async recordRollout(m: EntityManager, command: Omit<Extract<FleetCommand, { type: 'RecordRollout' }>, 'type'>, actor: Actor): Promise<void> {
+    await this.commands.handleIn(m, FLEET_STREAM_ID, fleetDecider, { type: 'RecordRollout', ...command }, actor, undefined, (mm, events) => this.publishDesired(mm, events));
+  }
+
   /** The signed document for the new revision, into the outbox of this transaction. */
   private async publishDesired(m: EntityManager, events: StoredEvent[]): Promise<void> {
     if (events.length === 0) return;

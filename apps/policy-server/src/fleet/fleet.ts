@@ -20,7 +20,13 @@ export interface AuditModeSet {
   data: { on: boolean; cohort: string | null; setAt: string };
 }
 
-export type FleetEvent = BaselineAssigned | AuditModeSet;
+/** A rollout changed which hosts get what (a stage started, or it ended); the fleet gets a new revision. */
+export interface RolloutChanged {
+  type: 'RolloutChanged';
+  data: { rolloutId: string; blocklist: string; status: string; stage: number; at: string; rollbackTo?: number };
+}
+
+export type FleetEvent = BaselineAssigned | AuditModeSet | RolloutChanged;
 
 export interface FleetState {
   baseline: { blocklist: string; version: number; contentHash: string } | null;
@@ -34,6 +40,8 @@ export function evolveFleet(s: FleetState, e: FleetEvent): FleetState {
   switch (e.type) {
     case 'BaselineAssigned':
       return { ...s, baseline: { blocklist: e.data.blocklist, version: e.data.version, contentHash: e.data.contentHash } };
+    case 'RolloutChanged':
+      return s;
     case 'AuditModeSet':
       if (e.data.cohort === null) return { ...s, auditFleet: e.data.on };
       return {
@@ -60,7 +68,20 @@ export interface SetAuditMode {
   now: Date;
 }
 
-export type FleetCommand = AssignBaseline | SetAuditMode;
+export interface RecordRollout {
+  type: 'RecordRollout';
+  rolloutId: string;
+  blocklist: string;
+  status: string;
+  stage: number;
+  /** A completed rollout makes its version the baseline. */
+  completed?: { version: number; contentHash: string };
+  /** An aborted or rolled-back rollout orders hosts back to this (older) version. */
+  rollbackTo?: number;
+  now: Date;
+}
+
+export type FleetCommand = AssignBaseline | SetAuditMode | RecordRollout;
 
 export function decideFleet(c: FleetCommand, s: FleetState): FleetEvent[] {
   switch (c.type) {
@@ -79,6 +100,18 @@ export function decideFleet(c: FleetCommand, s: FleetState): FleetEvent[] {
           type: 'BaselineAssigned',
           data: { blocklist: c.blocklist, version: c.version, contentHash: c.contentHash, rollback, assignedAt: c.now.toISOString() },
         },
+      ];
+    }
+    case 'RecordRollout': {
+      const at = c.now.toISOString();
+      const changed: FleetEvent = {
+        type: 'RolloutChanged',
+        data: { rolloutId: c.rolloutId, blocklist: c.blocklist, status: c.status, stage: c.stage, at, ...(c.rollbackTo !== undefined ? { rollbackTo: c.rollbackTo } : {}) },
+      };
+      if (!c.completed) return [changed];
+      return [
+        changed,
+        { type: 'BaselineAssigned', data: { blocklist: c.blocklist, version: c.completed.version, contentHash: c.completed.contentHash, rollback: false, assignedAt: at } },
       ];
     }
     case 'SetAuditMode': {

@@ -9,6 +9,8 @@ import { CommandHandler } from '../event-store/command-handler.service';
 import type { FleetRow } from '../read-models/fleet/fleet.read-model';
 import { FleetReadModel } from '../read-models/fleet/fleet.read-model';
 import { HostRow, HostsReadModel } from '../read-models/hosts/hosts.read-model';
+import { RolloutRow, RolloutsReadModel } from '../read-models/rollouts/rollouts.read-model';
+import { rolloutAssignments, stageOf } from '../rollouts/stages';
 import { decideHost, hostDecider, HostState, hostStreamOf, RecordReport } from './host';
 import { randomUUID } from 'node:crypto';
 import { DataSource } from 'typeorm';
@@ -46,6 +48,7 @@ export class HostsService {
     private readonly commands: CommandHandler,
     private readonly hosts: HostsReadModel,
     private readonly fleet: FleetReadModel,
+    private readonly rollouts: RolloutsReadModel,
     private readonly clock: Clock,
     @Inject(SERVER_CONFIG) private readonly config: ServerConfig,
     @Inject(LOGGER) private readonly logger: Logger,
@@ -125,7 +128,9 @@ export class HostsService {
       });
       const stored = await this.store.appendMany(appends, m);
       await this.readModels.apply(stored, m);
-      await this.hosts.touchMany([...latest.values()].filter((r) => known.has(r.hostId)), now, m);
+      const knownReports = [...latest.values()].filter((r) => known.has(r.hostId));
+      await this.hosts.touchMany(knownReports, now, m);
+      await this.hosts.sampleBlocks(knownReports, now, m);
       return known;
     });
   }
@@ -139,6 +144,7 @@ export class HostsService {
     }
     await this.commands.handle(hostStreamOf(r.hostId), hostDecider, recordReport(r, now), { actor: `host:${r.hostId}`, correlationId });
     await this.hosts.touch(r, now);
+    await this.hosts.sampleBlocks([r], now);
     return true;
   }
 
@@ -148,28 +154,39 @@ export class HostsService {
 
   async list(filter: { cohort?: string; stale?: boolean } = {}): Promise<HostView[]> {
     const fleet = await this.fleet.get();
-    const views = (await this.hosts.list({ cohort: filter.cohort })).map((r) => this.view(r, fleet));
+    const rollouts = await this.rollouts.list({ active: true });
+    const views = (await this.hosts.list({ cohort: filter.cohort })).map((r) => this.view(r, fleet, rollouts));
     return filter.stale === undefined ? views : views.filter((h) => h.stale === filter.stale);
   }
 
   async get(hostId: string): Promise<HostView> {
     const row = await this.hosts.get(hostId);
     if (!row) throw new DomainError('host.not_found', `no host ${hostId} has registered`);
-    return this.view(row, await this.fleet.get());
+    return this.view(row, await this.fleet.get(), await this.rollouts.list({ active: true }));
   }
 
-  private view(r: HostRow, fleet: FleetRow | undefined): HostView {
+  private view(r: HostRow, fleet: FleetRow | undefined, rollouts: readonly RolloutRow[] = []): HostView {
     const now = this.clock.now().getTime();
-    const desired =
-      fleet?.baseline
-        ? {
-            blocklist: fleet.baseline.blocklist,
-            version: fleet.baseline.version,
-            hash: fleet.baseline.contentHash,
-            revision: fleet.revision,
-            mode: fleet.auditFleet || (r.cohort !== null && fleet.auditCohorts.includes(r.cohort)) ? ('audit' as const) : ('enforce' as const),
-          }
-        : null;
+    const host = { hostId: r.host_id, cohort: r.cohort ?? undefined, labels: r.labels };
+    const cohortAudit = fleet?.auditFleet === true || (r.cohort !== null && (fleet?.auditCohorts.includes(r.cohort) ?? false));
+    // A rollout stage that takes this host wins over the baseline (the same choice the agent makes).
+    let desired: HostView['desired'] = null;
+    for (const ro of rollouts) {
+      const stage = stageOf(rolloutAssignments(ro, { payload: '', keyId: '', signature: '' }), host);
+      if (stage === undefined) continue;
+      const mode = cohortAudit || ro.plan.stages[stage]!.mode === 'audit' ? ('audit' as const) : ('enforce' as const);
+      desired = { blocklist: ro.blocklist, version: ro.version, hash: ro.content_hash, revision: fleet?.revision ?? 0, mode };
+      break;
+    }
+    if (!desired && fleet?.baseline) {
+      desired = {
+        blocklist: fleet.baseline.blocklist,
+        version: fleet.baseline.version,
+        hash: fleet.baseline.contentHash,
+        revision: fleet.revision,
+        mode: cohortAudit ? ('audit' as const) : ('enforce' as const),
+      };
+    }
     const applied = r.applied
       ? { blocklist: r.applied.blocklist, version: r.applied.version, hash: r.applied.contentHash, revision: r.applied.revision, appliedAt: r.applied.appliedAt }
       : null;

@@ -7,6 +7,7 @@ import { ReadModel } from './read-model';
 import { TokensReadModel } from './tokens/tokens.read-model';
 import { FleetReadModel } from './fleet/fleet.read-model';
 import { HostsReadModel } from './hosts/hosts.read-model';
+import { RolloutsReadModel } from './rollouts/rollouts.read-model';
 
 const REBUILD_PAGE = 1000;
 
@@ -22,8 +23,9 @@ export class ReadModels {
     tokens: TokensReadModel,
     fleet: FleetReadModel,
     hosts: HostsReadModel,
+    rollouts: RolloutsReadModel,
   ) {
-    this.all = [blocklists, tokens, fleet, hosts];
+    this.all = [blocklists, tokens, fleet, hosts, rollouts];
   }
 
   get tables(): string[] {

@@ -1,2 +1,3 @@
 export * from './blocklists';
 export * from './fleet';
+export * from './rollouts';

@@ -53,10 +53,22 @@ export type AuditDirective = z.infer<typeof AuditDirectiveSchema>;
 export const RollbackOrderSchema = z.object({ blocklistId: z.string(), toVersion: z.number().int().positive() });
 export type RollbackOrder = z.infer<typeof RollbackOrderSchema>;
 
-/** A bundle for the hosts a selector names (staged rollouts build on this). */
+/**
+ * A bundle for the hosts a selector names (a staged rollout's stages). A host
+ * is selected when it is listed in `hosts`, or its cohort is in `cohorts`, or
+ * — when `labels` and/or `bucketBelow` are given — all those labels match and
+ * its bucket (see bucketOf) is below `bucketBelow`.
+ */
 export const AssignmentSchema = z.object({
   hosts: z.array(z.string()).optional(),
   cohorts: z.array(z.string()).optional(),
+  labels: z.record(z.string(), z.string()).optional(),
+  /** Percent (0–100]: hosts whose bucketOf(hostId) is below it. */
+  bucketBelow: z.number().gt(0).max(100).optional(),
+  /** Hosts these selectors take are not selected (a share "of the hosts earlier stages did not take"). */
+  unless: z.array(z.object({ labels: z.record(z.string(), z.string()).optional(), bucketBelow: z.number().gt(0).max(100).optional() })).optional(),
+  /** The rollout stage this assignment is, for status output and gates. */
+  stage: z.object({ rollout: z.string(), index: z.number().int().nonnegative() }).optional(),
   bundle: SignedDocumentSchema,
   mode: z.enum(['audit', 'enforce']).optional(),
   /** Why this assignment exists, for status output ('rollout r1 stage 2'). */
@@ -130,6 +142,8 @@ export const HostReportSchema = z.object({
   /** The kernel's maps no longer hold what the agent applied. */
   drift: z.object({ drifted: z.boolean(), detail: z.string().optional(), checkedAt: z.string() }).nullable(),
   labels: z.record(z.string(), z.string()).optional(),
+  /** Block events (blocked or audited, DNS and IP) since the agent started: the block-rate gate's input. */
+  blocks: z.number().int().nonnegative().optional(),
   sentAt: z.string(),
 });
 export type HostReport = z.infer<typeof HostReportSchema>;

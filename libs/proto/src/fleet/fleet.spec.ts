@@ -4,6 +4,7 @@ import { generateKeyPairSync } from 'node:crypto';
 import { gzipSync } from 'node:zlib';
 import {
   BUNDLE_KIND,
+  bucketOf,
   BundleHeader,
   checkBundle,
   checkContent,
@@ -100,6 +101,22 @@ describe('fleet documents', () => {
     assert.equal(targetFor(d, { hostId: 'h2', cohort: 'prod' }).audit, false);
     assert.equal(targetFor(d, { hostId: 'h2', cohort: 'canary' }).audit, true);
     assert.equal(targetFor({ ...d, audit: { fleet: true, cohorts: [] } }, { hostId: 'h2', cohort: 'prod' }).audit, true);
+  });
+
+  it('selects by labels and deterministic buckets, first assignment first', () => {
+    const b = signDocument(header({ version: 5 }), server.privateKey);
+    const d = desired({
+      assignments: [
+        { labels: { cohort: 'canary' }, bundle: b, reason: 'stage 1' },
+        { bucketBelow: 25, bundle: b, reason: 'stage 2' },
+      ],
+    });
+    assert.equal(targetFor(d, { hostId: 'x', cohort: 'canary' }).reason, 'stage 1');
+    const ids = Array.from({ length: 4000 }, (_, i) => `host-${i}`);
+    const inStage2 = ids.filter((id) => targetFor(d, { hostId: id, cohort: 'prod' }).reason === 'stage 2');
+    assert.ok(inStage2.length > 850 && inStage2.length < 1150, `about a quarter, got ${inStage2.length}`);
+    assert.deepEqual(ids.map(bucketOf), ids.map(bucketOf), 'the same host, the same bucket');
+    assert.equal(targetFor(d, { hostId: 'x', cohort: 'prod', labels: { region: 'eu' } }).reason, bucketOf('x') < 25 ? 'stage 2' : 'baseline');
   });
 
   it('ids keys by their public half and reads host ids from subjects', () => {

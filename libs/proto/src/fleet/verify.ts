@@ -34,11 +34,41 @@ export interface HostTarget {
   readonly reason: string;
 }
 
+/**
+ * A host's bucket, a number in [0, 100) from the SHA-256 of its id: the same
+ * host lands in the same bucket every time, and buckets spread evenly, so
+ * "below 25" selects a quarter of any large set of hosts.
+ */
+export function bucketOf(hostId: string): number {
+  return (createHash('sha256').update(`cgfence-bucket:${hostId}`).digest().readUInt32BE(0) / 2 ** 32) * 100;
+}
+
+export interface HostIdentity {
+  readonly hostId: string;
+  readonly cohort: string | undefined;
+  readonly labels?: Readonly<Record<string, string>>;
+}
+
+/** A label-and-bucket selector: every label matches and the bucket is below the share (each part optional). */
+export function selectorMatches(sel: { labels?: Readonly<Record<string, string>>; bucketBelow?: number }, host: HostIdentity): boolean {
+  if (sel.labels === undefined && sel.bucketBelow === undefined) return false;
+  const labels: Readonly<Record<string, string>> = { ...(host.cohort !== undefined ? { cohort: host.cohort } : {}), ...host.labels };
+  if (sel.labels && !Object.entries(sel.labels).every(([k, v]) => labels[k] === v)) return false;
+  return sel.bucketBelow === undefined || bucketOf(host.hostId) < sel.bucketBelow;
+}
+
+/** Whether an assignment's selector takes this host. */
+export function assignmentSelects(a: Assignment, host: HostIdentity): boolean {
+  if (a.hosts?.includes(host.hostId)) return true;
+  if (host.cohort !== undefined && a.cohorts?.includes(host.cohort)) return true;
+  if (!selectorMatches(a, host)) return false;
+  return !(a.unless ?? []).some((u) => selectorMatches(u, host));
+}
+
 /** Picks the assignment (or the baseline) and the audit override for one host. */
-export function targetFor(d: DesiredDocument, host: { hostId: string; cohort: string | undefined }): HostTarget {
+export function targetFor(d: DesiredDocument, host: HostIdentity): HostTarget {
   const cohortAudit = host.cohort !== undefined && d.audit.cohorts.includes(host.cohort);
-  const selects = (a: Assignment) => (a.hosts?.includes(host.hostId) ?? false) || (host.cohort !== undefined && (a.cohorts?.includes(host.cohort) ?? false));
-  const hit = d.assignments.find(selects);
+  const hit = d.assignments.find((a) => assignmentSelects(a, host));
   if (hit) {
     return { bundle: hit.bundle, audit: d.audit.fleet || cohortAudit || hit.mode === 'audit', reason: hit.reason ?? 'assignment' };
   }

@@ -51,6 +51,12 @@ export class FleetReadModel implements ReadModel {
           [e.data.blocklist, e.data.version, e.data.contentHash, e.data.rollback ? JSON.stringify({ blocklist: e.data.blocklist, toVersion: e.data.version }) : null],
         );
         return;
+      case 'RolloutChanged':
+        // Hosts that took the rollout's version may go back only under a signed order.
+        await m.query(`update rm_fleet set rollback = $1 where id = 1`, [
+          e.data.rollbackTo !== undefined ? JSON.stringify({ blocklist: e.data.blocklist, toVersion: e.data.rollbackTo }) : null,
+        ]);
+        return;
       case 'AuditModeSet':
         if (e.data.cohort === null) {
           await m.query(`update rm_fleet set audit_fleet = $1, rollback = null where id = 1`, [e.data.on]);

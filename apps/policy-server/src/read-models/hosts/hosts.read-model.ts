@@ -118,6 +118,18 @@ export class HostsReadModel implements ReadModel {
     );
   }
 
+  /** Block counters of reports, for the block-rate gate (not a read model table: samples are telemetry). */
+  async sampleBlocks(reports: readonly HostReport[], at: Date, m?: EntityManager): Promise<void> {
+    const withBlocks = reports.filter((r) => r.blocks !== undefined);
+    if (withBlocks.length === 0) return;
+    await (m ?? this.db).query(
+      `insert into host_block_samples (host_id, at, total)
+       select h, $2, t from unnest($1::text[], $3::bigint[]) as x(h, t)
+       on conflict (host_id, at) do update set total = excluded.total`,
+      [withBlocks.map((r) => r.hostId), at, withBlocks.map((r) => r.blocks)],
+    );
+  }
+
   /** Heartbeat columns from a report (not events: they change every few seconds). */
   async touch(r: HostReport, seenAt: Date, m?: EntityManager): Promise<void> {
     await (m ?? this.db).query(
