@@ -351,6 +351,45 @@ describe('fleet distribution end to end (3 hosts in network namespaces)', () => 
     assert.equal(p['connect'], 'EPERM');
   });
 
+  it('staged rollout: a canary host enforces the new version while a host not yet promoted still allows the name', async () => {
+    const version = await commit(['blocked-four.test', 'blocked-rollout.test', '10.99.0.0/16']);
+    const planFile = join(dir, 'plan.yaml');
+    writeFileSync(
+      planFile,
+      [
+        'blocklist: deploy',
+        `version: ${version}`,
+        'stages:',
+        '  - name: canary',
+        '    select: { labels: { cohort: canary } }',
+        '    mode: enforce',
+        '    gates: { manualApproval: true, convergenceTimeout: 30s }',
+        '  - name: everyone',
+        '    select: { percent: 100 }',
+        '',
+      ].join('\n'),
+    );
+    const cliEnv = { ...process.env, CGFENCE_SERVER: api, CGFENCE_TOKEN: token };
+    const started = await exec(process.execPath, [CGFENCE, '--json', 'rollout', 'start', '--plan', planFile], { env: cliEnv });
+    assert.equal(started.code, 0, started.stderr);
+    const id = (JSON.parse(started.stdout) as { id: string }).id;
+    await waitFor('the canary stage awaiting approval', async () => {
+      const r = await call<{ stages: { phase: string }[] }>('GET', `rollouts/${id}`);
+      return r.body.stages[0]?.phase === 'awaiting-approval';
+    }, 30_000);
+    const canary = await hosts[0]!.probe(['blocked-rollout.test'], '10.99.1.1');
+    const prod = await hosts[1]!.probe(['blocked-rollout.test'], '10.99.1.1');
+    assert.equal(canary['blocked-rollout.test'], 'error', 'the canary enforces the new version');
+    assert.deepEqual(prod['blocked-rollout.test'], ['192.0.2.10'], 'a host not yet promoted still allows it');
+    const promoted = await exec(process.execPath, [CGFENCE, 'rollout', 'promote', id], { env: cliEnv });
+    assert.equal(promoted.code, 0, promoted.stderr);
+    const watched = await exec(process.execPath, [CGFENCE, 'rollout', 'watch', id, '--interval-ms', '300'], { env: cliEnv, timeoutMs: 60_000 });
+    assert.equal(watched.code, 0, `watch exits 0 when the rollout completes:\n${watched.stdout}${watched.stderr}`);
+    await converged(version, hosts, 30_000);
+    const after = await hosts[1]!.probe(['blocked-rollout.test'], '10.99.1.1');
+    assert.equal(after['blocked-rollout.test'], 'error');
+  });
+
   // Last: the documents forged here carry revisions the server has not reached.
   it('rejects tampered, unsigned, wrong-key, rolled-back and expired documents, keeping the last good policy', async () => {
     const nc = await connect({ servers: nats.url(), ...natsConnectOptions({ seedFile: join(natsDir, 'server.nk') }) });
@@ -391,7 +430,7 @@ describe('fleet distribution end to end (3 hosts in network namespaces)', () => 
         }, 10_000);
         for (const h of hosts) {
           const s = await h.status();
-          assert.equal(s.fleet?.applied?.version, 5, `${h.id} keeps enforcing the last good policy after ${reason}`);
+          assert.equal(s.fleet?.applied?.version, 6, `${h.id} keeps enforcing the last good policy after ${reason}`);
         }
       }
       const p = await hosts[0]!.probe(['blocked-four.test'], '10.99.1.1');
