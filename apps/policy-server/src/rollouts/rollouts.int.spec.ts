@@ -26,6 +26,7 @@ import {
   RolloutView,
   targetFor,
 } from '@cgfence/proto';
+import { DataSource } from 'typeorm';
 import { TestPolicyServer } from '../testing/test-server';
 import { ReadModels } from '../read-models/read-models.service';
 import { RolloutsService } from './rollouts.service';
@@ -279,9 +280,38 @@ describe('staged rollouts', () => {
     await env.restart();
     await until(body.id, 'completed after the restart', (r) => r.status === 'completed', 30_000);
     await waitFor('every host on the new version', async () => hosts.every((h) => h.applied?.version === v));
-    // The progress projection rebuilds to the same rows.
-    const beforeRows = await env.get(RolloutsService).list();
+    // The progress projection rebuilds to the same rows, to the letter.
+    const rows = () => env.get(DataSource).query(`select * from rm_rollouts order by id`);
+    const beforeRows = await rows();
+    await env.get(DataSource).query(`update rm_rollouts set stage = 99, reason = 'tampered'`);
     await env.get(ReadModels).rebuild();
-    assert.deepEqual((await env.get(RolloutsService).list()).map((r) => [r.id, r.status, r.currentStage]), beforeRows.map((r) => [r.id, r.status, r.currentStage]));
+    assert.deepEqual(await rows(), beforeRows);
+    assert.ok((await env.get(RolloutsService).list()).length >= 5);
+  });
+  // Last: the late hosts stay registered (offline), which later stages would count as missing.
+  it('gives a host that joins mid-rollout the version its cohort is at', async () => {
+    const v = await commitNext();
+    const plan = {
+      blocklist: 'core',
+      version: v,
+      stages: [
+        { name: 'canary', select: { labels: { cohort: 'canary' } }, soak: 0, gates: { manualApproval: true } },
+        { name: 'rest', select: { percent: 100 } },
+      ],
+    };
+    const { body } = await post<RolloutView>('/rollouts', plan);
+    await until(body.id, 'awaiting approval', (r) => r.stages[0]!.phase === 'awaiting-approval');
+    const ring = parsePublicKeys((await env.http.get('/fleet/signing-key')).body.publicKeyPem);
+    const late = [new SimHost('late-canary', 'canary', nats.url(), ring), new SimHost('late-prod', 'prod', nats.url(), ring)];
+    try {
+      for (const h of late) await h.start();
+      await waitFor('the late canary on the new version', async () => late[0]!.applied?.version === v);
+      assert.notEqual(late[1]!.applied?.version, v, 'a late host outside the canary stays on the baseline');
+      const r = await rollout(body.id);
+      assert.equal(r.stages[0]!.hosts.selected, 3);
+    } finally {
+      for (const h of late) await h.close();
+      await post(`/rollouts/${body.id}/abort`, { reason: 'test done' });
+    }
   });
 });
