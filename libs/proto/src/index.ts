@@ -3,3 +3,4 @@ export * from './api';
 export * from './blocklist';
 export * from './agent';
 export * from './fleet';
+export * from './events';
