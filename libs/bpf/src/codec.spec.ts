@@ -141,6 +141,13 @@ describe(encodePolicyKeys.name, () => {
     assert.deepEqual(keysOf(6, ['2001:db8::/32', '::1']), ['2001:db8::/32', '::1'].map((t) => encodeLpmKey(parseCidr(t), Buffer.alloc(20)).toString('hex')));
   });
 
+  it('writes a canonical all-dotted list (the fast path) in list order, as encodeLpmKey does', () => {
+    const list = ['192.0.2.7/32', '10.0.0.0/8', '0.0.0.0/0', '198.51.100.0/24', '255.255.255.255', '10.128.0.0/9'];
+    const expected = list.map((t) => encodeLpmKey(parseCidr(t), Buffer.alloc(8)).toString('hex'));
+    assert.deepEqual(keysOf(4, list), expected);
+    assert.deepEqual(keysOf(4, []), []);
+  });
+
   it('drops duplicates, including ones that differ only in host bits or spelling', () => {
     assert.equal(keysOf(4, ['10.0.0.0/8', '10.1.2.3/8', ' 10.0.0.0/8 ', '127.0.0.2/32', '127.0.0.2']).length, 2);
     assert.equal(keysOf(6, ['2001:db8::/32', '2001:DB8:0::1/32']).length, 1);

@@ -151,6 +151,41 @@ export function encodeLpmKey(cidr: Cidr, out: Buffer): Buffer {
  * of them and this runs while a new policy goes into force.
  */
 export function encodePolicyKeys(family: Family, list: readonly string[]): { keys: Buffer; count: number } {
+  return (family === 4 && encodeDottedV4Keys(list)) || encodeKeys(family, list);
+}
+
+/**
+ * The fast path for a list that is all plain dotted IPv4 without duplicates
+ * (what a canonical policy holds): one pass parses into numbers, a sorted
+ * copy proves there are no duplicates, one pass writes the keys in list
+ * order. Undefined when the list is anything else: encodeKeys() then does the
+ * general work (and words the errors).
+ */
+function encodeDottedV4Keys(list: readonly string[]): { keys: Buffer; count: number } | undefined {
+  const n = list.length;
+  const codes = new Float64Array(n);
+  for (let i = 0; i < n; i++) {
+    const code = parseDottedCidrCode(list[i]!);
+    if (code < 0) return undefined;
+    codes[i] = code;
+  }
+  const sorted = codes.slice().sort();
+  for (let i = 1; i < n; i++) if (sorted[i] === sorted[i - 1]) return undefined;
+  const size = LPM4_KEY.size;
+  const out = Buffer.alloc(size * n);
+  const view = new DataView(out.buffer, out.byteOffset, out.byteLength);
+  const prefixAt = LPM4_KEY.fields.prefixlen.offset;
+  const addrAt = LPM4_KEY.fields.addr.offset;
+  for (let i = 0; i < n; i++) {
+    const code = codes[i]!;
+    const prefix = code % 64;
+    view.setUint32(i * size + prefixAt, prefix, true);
+    view.setUint32(i * size + addrAt, (code - prefix) / 64, false);
+  }
+  return { keys: out, count: n };
+}
+
+function encodeKeys(family: Family, list: readonly string[]): { keys: Buffer; count: number } {
   const layout = family === 4 ? LPM4_KEY : LPM6_KEY;
   const out = Buffer.alloc(layout.size * list.length);
   const seenV4 = new Set<number>();

@@ -11,11 +11,8 @@ import {
   DataPlaneConfig,
   DataPlaneCounters,
   decodeEvent,
-  decodeProc,
   encodeAddrKey,
   encodeConfig,
-  encodeDnsKey,
-  encodePolicyKeys,
   KernelEvent,
   parseAddresses,
   ProcessInfo,
@@ -23,43 +20,19 @@ import {
   validateConfig,
 } from './codec';
 import { Family } from './addr';
+import { lookupDnsOriginIn } from './dns-attribution';
+import { DataPlaneError, fail, intStep, ptrStep } from './errors';
 import { ipPolicyDigest, IpPolicyDigest, LpmKeys } from './ip-digest';
-import { COUNTERS, LEARNED_VALUE_SIZE, LPM4_KEY, LPM6_KEY, MapName, PINNED_MAPS, PROC, PROGRAMS, ProgramName, TRIE_VALUE_SIZE } from './layout';
+import { COUNTERS, LEARNED_VALUE_SIZE, LPM4_KEY, LPM6_KEY, MapName, PINNED_MAPS, PROGRAMS, ProgramName } from './layout';
 import { describeErrno, KERNEL_ABI, lastErrno, libbpf, libc, Ptr, ringBufferSampleFnType } from './libbpf';
 import { findCgroup2Root, parseMounts } from './mounts';
+import { buildPolicyTries, BuiltTries, closeTries, mapId, swapTrie } from './trie';
+import { BuiltOnThread, CommitError, TrieBuilderThread } from './trie-builder';
+
+export { DataPlaneError } from './errors';
 
 /** The compiled object, next to the compiled loader: dist/src/*.js -> dist/bpf/. */
 export const BPF_OBJECT_PATH = join(__dirname, '..', 'bpf', 'cgfence.bpf.o');
-
-/** Thrown by DataPlane; `step` names what was being done ('open', 'load', 'attach cgf_connect4', ...). */
-export class DataPlaneError extends Error {
-  constructor(
-    readonly step: string,
-    message: string,
-    readonly errno?: number,
-  ) {
-    super(`cgfence bpf: ${step}: ${message}`);
-    this.name = 'DataPlaneError';
-  }
-}
-
-function fail(step: string, what: string, errnum: number): never {
-  throw new DataPlaneError(step, `${what} failed: ${describeErrno(errnum)}`, Math.abs(errnum));
-}
-
-/** Runs a libbpf call returning a pointer (NULL + errno on error). */
-function ptrStep(step: string, what: string, call: () => Ptr | null): Ptr {
-  const p = call();
-  if (!p) fail(step, what, lastErrno());
-  return p;
-}
-
-/** Runs a libbpf call returning an int (negative errno on error). */
-function intStep(step: string, what: string, call: () => number): number {
-  const rc = call();
-  if (rc < 0) fail(step, what, rc);
-  return rc;
-}
 
 function monotonicNowNs(): bigint {
   const ts = Buffer.alloc(16);
@@ -130,6 +103,7 @@ export class DataPlane {
   private written: { 4?: LpmKeys; 6?: LpmKeys } = {};
   private writtenDigest?: IpPolicyDigest;
   private readonly cpus: number;
+  private builder?: TrieBuilderThread;
 
   private constructor(
     private readonly obj: Ptr,
@@ -316,32 +290,86 @@ export class DataPlane {
    * Replaces the blocked CIDR sets. Each family's new trie is built completely
    * (sized to the list) before one map update swaps it in, so the kernel sees
    * either the whole old list or the whole new one. On error the old policy
-   * stays. Returns how many distinct CIDRs each family now holds.
+   * stays. Returns how many distinct CIDRs each family now holds. Runs on the
+   * calling thread (blocks it for the whole build); prepareIpPolicy() builds
+   * on a worker thread instead.
    */
-  applyIpPolicy(p: { v4: string[]; v6: string[] }): { v4: number; v6: number } {
+  applyIpPolicy(p: { v4: readonly string[]; v6: readonly string[] }): { v4: number; v6: number } {
     this.assertOpen();
-    const v4 = encodePolicyKeys(4, p.v4);
-    const v6 = encodePolicyKeys(6, p.v6);
-    const t4 = this.buildTrie(4, v4);
-    let t6: number;
+    return this.commitTries(buildPolicyTries(p));
+  }
+
+  /**
+   * Starts building (encoding, creating and filling) both tries of a policy
+   * on the trie builder thread, a worker thread this DataPlane keeps for it,
+   * and returns at once: this thread's event loop stays free. Nothing changes
+   * in the kernel until commit() on the result, which swaps both in as
+   * applyIpPolicy() does (on that thread too: each swap waits for an RCU grace
+   * period), as soon as the build is done; discard() drops them. If a list is
+   * bad or the kernel refuses it, `ready` and commit() reject with the error
+   * applyIpPolicy() would throw and nothing changes. Commits apply in the
+   * order they are called; do not mix them with applyIpPolicy() in flight.
+   */
+  prepareIpPolicy(p: { v4: readonly string[]; v6: readonly string[] }): PreparedIpPolicy {
+    this.assertOpen();
+    this.builder ??= new TrieBuilderThread({
+      outer4Id: mapId(this.mapFds.cgf_block4, 'applyIpPolicy'),
+      outer6Id: mapId(this.mapFds.cgf_block6, 'applyIpPolicy'),
+    });
+    const builder = this.builder;
+    const { id, built } = builder.build(p);
+    built.catch(() => undefined); // reported through ready and commit()
+    const ready = built.then((b) => ({ v4: b.keys4.count, v6: b.keys6.count, buildMs: b.ms }));
+    ready.catch(() => undefined); // awaiting ready is optional: its rejection must not go unhandled
+    return new PreparedIpPolicy(ready, {
+      commit: async () => {
+        // Sent now: the thread swaps the moment the build is done, no round trip in between.
+        const committed = builder.commit(id);
+        let b: BuiltOnThread;
+        try {
+          b = await built;
+        } catch (err) {
+          await committed.catch(() => undefined); // answers with the same build error
+          throw err;
+        }
+        try {
+          await committed;
+        } catch (err) {
+          if (!(err instanceof CommitError)) throw err;
+          if (err.swapped4) this.noteWritten(b.keys4, undefined);
+          throw err.cause;
+        }
+        this.noteWritten(b.keys4, b.keys6);
+        return { v4: b.keys4.count, v6: b.keys6.count };
+      },
+      discard: () => builder.discard(id),
+    });
+  }
+
+  /** applyIpPolicy() on the trie builder thread: prepareIpPolicy(), then commit(). */
+  async applyIpPolicyAsync(p: { v4: readonly string[]; v6: readonly string[] }): Promise<{ v4: number; v6: number }> {
+    return this.prepareIpPolicy(p).commit();
+  }
+
+  /** Swaps both built tries in (v4, then v6) and closes this process's fds of them. */
+  private commitTries(t: BuiltTries): { v4: number; v6: number } {
     try {
-      t6 = this.buildTrie(6, v6);
-    } catch (err) {
-      libc().close(t4);
-      throw err;
-    }
-    try {
-      this.swapTrie('cgf_block4', t4);
-      this.written[4] = v4;
-      this.writtenDigest = undefined;
-      this.swapTrie('cgf_block6', t6);
-      this.written[6] = v6;
+      this.assertOpen();
+      swapTrie(this.mapFds.cgf_block4, 'cgf_block4', t.fd4, t.keys4.count);
+      this.noteWritten(t.keys4, undefined);
+      swapTrie(this.mapFds.cgf_block6, 'cgf_block6', t.fd6, t.keys6.count);
+      this.noteWritten(t.keys4, t.keys6);
     } finally {
       // The outer maps hold their own references; ours are no longer needed.
-      libc().close(t4);
-      libc().close(t6);
+      closeTries(t);
     }
-    return { v4: v4.count, v6: v6.count };
+    return { v4: t.keys4.count, v6: t.keys6.count };
+  }
+
+  private noteWritten(v4: LpmKeys, v6: LpmKeys | undefined): void {
+    this.written[4] = v4;
+    if (v6) this.written[6] = v6;
+    this.writtenDigest = undefined;
   }
 
   /**
@@ -390,11 +418,7 @@ export class DataPlane {
   /** Who sent the DNS query that reached the proxy from `clientPort` with this id. */
   lookupDnsOrigin(clientPort: number, dnsId: number): ProcessInfo | undefined {
     this.assertOpen();
-    const value = Buffer.alloc(PROC.size);
-    const rc = libbpf().bpf_map_lookup_elem(this.mapFds.cgf_dns_attr, encodeDnsKey(clientPort, dnsId), value);
-    if (rc === -constants.errno.ENOENT) return undefined;
-    if (rc < 0) fail('lookupDnsOrigin', 'bpf_map_lookup_elem(cgf_dns_attr)', rc);
-    return decodeProc(value);
+    return lookupDnsOriginIn(this.mapFds.cgf_dns_attr, clientPort, dnsId);
   }
 
   /** Every counter, summed over CPUs. */
@@ -462,6 +486,8 @@ export class DataPlane {
       koffi.unregister(this.ring.cb);
       this.ring = undefined;
     }
+    this.builder?.close();
+    this.builder = undefined;
     for (const link of this.links.values()) libbpf().bpf_link__destroy(link);
     this.links.clear();
     libbpf().bpf_object__close(this.obj);
@@ -496,33 +522,6 @@ export class DataPlane {
     );
   }
 
-  private buildTrie(family: Family, { keys, count: n }: { keys: Buffer; count: number }): number {
-    const layout = family === 4 ? LPM4_KEY : LPM6_KEY;
-    const bpf = libbpf();
-    const opts = Buffer.alloc(KERNEL_ABI.MAP_CREATE_OPTS_SIZE);
-    opts.writeBigUInt64LE(BigInt(KERNEL_ABI.MAP_CREATE_OPTS_SIZE), 0);
-    opts.writeUInt32LE(KERNEL_ABI.BPF_F_NO_PREALLOC, KERNEL_ABI.MAP_CREATE_OPTS_FLAGS_OFFSET);
-    const step = `applyIpPolicy v${family}`;
-    const fd = intStep(step, 'bpf_map_create(LPM_TRIE)', () =>
-      bpf.bpf_map_create(KERNEL_ABI.BPF_MAP_TYPE_LPM_TRIE, `cgf_trie${family}`, layout.size, TRIE_VALUE_SIZE, Math.max(n, 1), opts),
-    );
-    if (n === 0) return fd;
-    // One syscall for the whole list (the kernel walks it in a loop): about
-    // twice as fast as one bpf_map_update_elem per entry, and no JS per entry.
-    const values = Buffer.alloc(TRIE_VALUE_SIZE * n);
-    for (let i = 0; i < n; i++) values.writeUInt32LE(1, i * TRIE_VALUE_SIZE);
-    const batchOpts = Buffer.alloc(KERNEL_ABI.MAP_BATCH_OPTS_SIZE);
-    batchOpts.writeBigUInt64LE(BigInt(KERNEL_ABI.MAP_BATCH_OPTS_SIZE), 0);
-    const done: [number] = [n];
-    const rc = bpf.bpf_map_update_batch(fd, keys, values, done, batchOpts);
-    if (rc < 0) {
-      libc().close(fd);
-      const at = done[0] < n ? `, at key ${done[0]}: ${keys.subarray(done[0] * layout.size, (done[0] + 1) * layout.size).toString('hex')}` : '';
-      fail(step, `bpf_map_update_batch(trie${at})`, rc);
-    }
-    return fd;
-  }
-
   /** Every key of the trie the outer map `outer` holds at index 0. */
   private readTrieKeys(outer: MapName, family: Family): LpmKeys {
     const bpf = libbpf();
@@ -548,14 +547,6 @@ export class DataPlane {
     }
   }
 
-  private swapTrie(outer: MapName, innerFd: number): void {
-    const value = Buffer.alloc(4);
-    value.writeUInt32LE(innerFd);
-    intStep(`applyIpPolicy swap ${outer}`, 'bpf_map_update_elem(outer)', () =>
-      libbpf().bpf_map_update_elem(this.mapFds[outer], Buffer.alloc(4), value, KERNEL_ABI.BPF_ANY),
-    );
-  }
-
   private pruneLearned(): void {
     const bpf = libbpf();
     const fd = this.mapFds.cgf_learned;
@@ -574,6 +565,41 @@ export class DataPlane {
 
   private assertOpen(): void {
     if (this.closed) throw new DataPlaneError('use', 'this DataPlane is closed');
+  }
+}
+
+/**
+ * Both tries of a policy, built by DataPlane.prepareIpPolicy() on the trie
+ * builder thread and not yet in force. Exactly one of commit() or discard()
+ * should follow: until then the thread holds two kernel maps open (it closes
+ * them when the DataPlane closes).
+ */
+export class PreparedIpPolicy {
+  private done = false;
+
+  constructor(
+    /** Resolves when both tries are built: distinct CIDRs per family and how long the thread took, ms. */
+    readonly ready: Promise<{ v4: number; v6: number; buildMs: number }>,
+    private readonly ops: { commit: () => Promise<{ v4: number; v6: number }>; discard: () => void },
+  ) {}
+
+  /**
+   * Swaps both tries in, v4 then v6, each atomically, as soon as they are
+   * built (on the builder thread; this thread only waits). Resolves with the
+   * distinct CIDRs per family now in force; rejects with the build's error or
+   * a DataPlaneError if the kernel refuses the swap.
+   */
+  commit(): Promise<{ v4: number; v6: number }> {
+    if (this.done) return Promise.reject(new DataPlaneError('applyIpPolicy', 'this prepared policy was already committed or discarded'));
+    this.done = true;
+    return this.ops.commit();
+  }
+
+  /** Drops the tries; the policy in force stays. */
+  discard(): void {
+    if (this.done) return;
+    this.done = true;
+    this.ops.discard();
   }
 }
 

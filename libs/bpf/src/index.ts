@@ -1,8 +1,9 @@
 // @cgfence/bpf: the cgroup eBPF data plane (c/cgfence.bpf.c) and its loader.
 export { findCgroup2Root, ensureBpffs, parseMounts, isMountedAs } from './mounts';
 export type { MountEntry } from './mounts';
-export { DataPlane, DataPlaneError, BPF_OBJECT_PATH, COUNTER_NAMES } from './data-plane';
+export { DataPlane, DataPlaneError, PreparedIpPolicy, BPF_OBJECT_PATH, COUNTER_NAMES } from './data-plane';
 export type { AttachOptions } from './data-plane';
+export { DnsAttributionReader, dnsAttributionPin } from './dns-attribution';
 export type { Mode, FailMode, DataPlaneConfig, ProcessInfo, KernelEvent, DataPlaneCounters } from './codec';
 export { AddressError, parseCidr, parseIp, formatIp } from './addr';
 export type { Cidr, Family } from './addr';

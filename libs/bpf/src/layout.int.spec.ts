@@ -28,6 +28,7 @@ const KERNEL_ABI_C: Record<keyof typeof KERNEL_ABI, string> = {
   MAP_CREATE_OPTS_SIZE: 'sizeof(struct bpf_map_create_opts)',
   MAP_CREATE_OPTS_FLAGS_OFFSET: 'offsetof(struct bpf_map_create_opts, map_flags)',
   MAP_BATCH_OPTS_SIZE: 'sizeof(struct bpf_map_batch_opts)',
+  MAP_INFO_ID_OFFSET: 'offsetof(struct bpf_map_info, id)',
   MAP_INFO_KEY_SIZE_OFFSET: 'offsetof(struct bpf_map_info, key_size)',
   MAP_INFO_VALUE_SIZE_OFFSET: 'offsetof(struct bpf_map_info, value_size)',
   MAP_INFO_MAX_ENTRIES_OFFSET: 'offsetof(struct bpf_map_info, max_entries)',

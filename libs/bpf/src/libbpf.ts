@@ -25,6 +25,8 @@ export const KERNEL_ABI = {
   MAP_CREATE_OPTS_FLAGS_OFFSET: 28,
   /** sizeof(struct bpf_map_batch_opts) */
   MAP_BATCH_OPTS_SIZE: 24,
+  /** offsetof(struct bpf_map_info, id) */
+  MAP_INFO_ID_OFFSET: 4,
   /** offsetof(struct bpf_map_info, key_size) */
   MAP_INFO_KEY_SIZE_OFFSET: 8,
   /** offsetof(struct bpf_map_info, value_size) */

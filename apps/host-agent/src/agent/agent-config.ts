@@ -1,5 +1,5 @@
 import { existsSync, readFileSync } from 'node:fs';
-import { hostname } from 'node:os';
+import { availableParallelism, hostname } from 'node:os';
 import { join } from 'node:path';
 
 export type Mode = 'enforce' | 'audit';
@@ -27,6 +27,8 @@ export interface AgentConfig {
   readonly stateDir: string;
   /** DNS proxy port on 127.0.0.1 and ::1; 0 picks a free one. */
   readonly proxyPort: number;
+  /** DNS proxy processes answering UDP (ProxyPool); 1 (default): the proxy runs in the agent process. */
+  readonly proxyWorkers?: number;
   readonly host: string;
   readonly cohort?: string;
   /** cgroup v2 resource limits of the deploy cgroup, as the kernel files take them. */
@@ -56,4 +58,14 @@ export function pinDirFor(bpffs: string, cgroupName: string): string {
 
 export function defaultHost(): string {
   return hostname();
+}
+
+/**
+ * DNS proxy worker processes by default: one per core but one, at most four
+ * (on loopback the kernel's share of each query is about as large as the proxy's).
+ */
+export function defaultProxyWorkers(): number {
+  // Leave a core to the host's own services (deploy hosts serve customers): on
+  // two cores one process measured faster than two workers (npm run bench).
+  return Math.max(1, Math.min(4, availableParallelism() - 1));
 }

@@ -3,17 +3,22 @@ import { join } from 'node:path';
 import type { Logger } from 'pino';
 import { compareIpPolicy, DataPlane, DataPlaneConfig, ensureBpffs, findCgroup2Root, KernelEvent } from '@cgfence/bpf';
 import { AgentStatus, CONTROL_SOCKET, contentHash, ControlRequest, FleetAgentStatus, parseBlocklistText, RunStarted } from '@cgfence/proto';
+import type { DnsProxyStats } from '../dns/dns-events';
 import { DnsProxy } from '../dns/dns-proxy';
+import { type DnsService, ProxyPool } from '../dns/proxy-pool';
 import { describeProcess, procfsReader } from '../dns/process-details';
 import { BlockLog } from '../journal/block-log';
 import { EventJournal } from '../journal/event-journal';
 import { alertRecord, JournalRecord, recordFromDnsEvent, recordFromIpBlock, RecordContext } from '../journal/journal-record';
 import type { FleetApplyMeta, FleetSink, SinkApplyResult, SinkStatus } from '../fleet/fleet-client';
-import { createPolicy, formatPolicyErrors, Policy, PolicyLoadResult } from '../policy/policy';
+import type { BlocklistEntry } from '../policy/entry-types';
+import { createPolicy, formatPolicyErrors, Policy } from '../policy/policy';
 import { RunRegistry } from '../runs/run-registry';
+import type { AgentEvents } from '../events/agent-events';
 import { AgentConfig, Mode, PID_FILE, pinDirFor, runningAgentPid } from './agent-config';
 import { applyLimits, LimitsReport } from './cgroup-limits';
 import { ControlServer } from './control-server';
+import { applyPolicy, PolicyMeta } from './policy-apply';
 
 const HEARTBEAT_MS = 250;
 const REAP_MS = 10_000;
@@ -22,6 +27,15 @@ const REAP_MS = 10_000;
 export interface FleetControl {
   status(): FleetAgentStatus;
   syncNow(): Promise<void>;
+}
+
+/** A policy file read and validated, not yet hashed or compiled. */
+type PolicyFileResult = { readonly ok: true; readonly entries: readonly BlocklistEntry[] } | { readonly ok: false; readonly message: string };
+
+/** A file has no version number: it is named by its content hash. */
+function fileMeta(entries: readonly BlocklistEntry[]): PolicyMeta {
+  const hash = contentHash(entries);
+  return { version: `file:${hash.slice('sha256:'.length, 'sha256:'.length + 12)}`, hash };
 }
 
 /** The policy of an agent that has none yet (fleet mode, before the first bundle). */
@@ -38,7 +52,7 @@ export class Agent {
   private policyLoadedAt = new Date();
   private policyError: string | undefined;
   private dataPlane!: DataPlane;
-  private proxy!: DnsProxy;
+  private proxy!: DnsService;
   private proxyPort = 0;
   private journal!: EventJournal;
   private runs!: RunRegistry;
@@ -54,10 +68,14 @@ export class Agent {
   /** The policy server's audit override (fleet mode); undefined: the configured mode. */
   private modeOverride: Mode | undefined;
   private fleet: FleetControl | undefined;
+  /** Fleet mode: ships journal records and run summaries to JetStream through the disk spool. */
+  private events: AgentEvents | undefined;
   private drift: SinkStatus['drift'] = null;
   private expectedPrograms: string[] = [];
   /** Alerts raised before the journal is open (fleet restore at boot). */
   private earlyAlerts: { message: string; time: Date }[] = [];
+  /** Policy applies run one at a time, in the order they were asked for. */
+  private applying: Promise<unknown> = Promise.resolve();
 
   constructor(
     private readonly config: AgentConfig,
@@ -76,7 +94,7 @@ export class Agent {
     if (c.policyFile !== undefined) {
       const loaded = this.readPolicy(c.policyFile);
       if (!loaded.ok) throw new Error(loaded.message);
-      this.policy = loaded.policy;
+      this.policy = createPolicy(loaded.entries, fileMeta(loaded.entries));
     } else {
       // Fleet mode: the last good bundle if the fleet client restored one, else nothing yet.
       this.policy ??= emptyPolicy();
@@ -92,28 +110,39 @@ export class Agent {
     this.journal = new EventJournal({ dir: c.stateDir });
     this.runs = new RunRegistry({ deployCgroup: this.deployCgroup, stateDir: c.stateDir, logger: this.logger });
 
-    this.proxy = new DnsProxy({
+    const proxyOptions = {
       upstream: c.upstream,
       port: c.proxyPort,
       mode: this.mode,
       policy: this.policy,
       upstreamTimeoutMs: c.upstreamTimeoutMs,
-      attribution: { lookup: (port, id) => this.dataPlane?.lookupDnsOrigin(port, id) },
-      addressBlocker: { learn: (addrs, ttl) => this.dataPlane?.learnAddresses([...addrs], ttl) },
+      attribution: { lookup: (port: number, id: number) => this.dataPlane?.lookupDnsOrigin(port, id) },
+      addressBlocker: { learn: (addrs: string[], ttl: number) => this.dataPlane?.learnAddresses([...addrs], ttl) },
       logger: this.logger,
-    });
+    };
+    // One proxy in this process, or UDP spread over worker processes (TCP stays here).
+    const workers = c.proxyWorkers ?? 1;
+    this.proxy = workers > 1 ? new ProxyPool({ ...proxyOptions, workers }) : new DnsProxy(proxyOptions);
     this.proxyPort = (await this.proxy.start()).port;
 
     this.dataPlane = DataPlane.attach({ cgroupPath: this.deployCgroup, pinDir: this.pinDir, config: this.dataPlaneConfig() });
-    this.dataPlane.applyIpPolicy({ v4: [...this.policy.cidrs.v4], v6: [...this.policy.cidrs.v6] });
+    if (this.proxy instanceof ProxyPool) this.proxy.setAttributionPinDir(this.pinDir);
+    // On the trie builder thread: the proxy already answers meanwhile (and the thread is warm for reloads).
+    await this.dataPlane.applyIpPolicyAsync(this.policy.cidrs);
     this.dataPlane.onEvent((e) => this.onKernelEvent(e));
     this.proxy.onEvent((e) => this.record(recordFromDnsEvent(e, this.recordContext())));
 
-    this.timers.push(setInterval(() => this.dataPlane.heartbeat(), HEARTBEAT_MS));
+    // With proxy workers, "the proxy lives" means at least one of them does (they answer all UDP).
+    this.timers.push(
+      setInterval(() => {
+        if (!(this.proxy instanceof ProxyPool) || this.proxy.workerPids().length > 0) this.dataPlane.heartbeat();
+      }, HEARTBEAT_MS),
+    );
     this.timers.push(setInterval(() => this.reap(), REAP_MS));
     this.expectedPrograms = this.dataPlane.attachedPrograms();
     if ((c.driftCheckMs ?? 0) > 0) this.timers.push(setInterval(() => this.checkDrift(), c.driftCheckMs));
     for (const t of this.timers) t.unref();
+    this.events?.start({ alert: (m) => this.alert(m), proxy: this.proxy, runs: this.runs });
     this.started = true;
     for (const a of this.earlyAlerts.splice(0)) this.alert(a.message, a.time);
     if ((c.driftCheckMs ?? 0) > 0) this.checkDrift(); // a baseline for status and the first report
@@ -121,7 +150,7 @@ export class Agent {
     this.control = new ControlServer(join(c.stateDir, CONTROL_SOCKET), (req) => this.onControl(req));
     await this.control.listen();
     const policyFile = c.policyFile;
-    if (policyFile !== undefined) watchFile(policyFile, { interval: 500 }, () => this.reload('file changed'));
+    if (policyFile !== undefined) watchFile(policyFile, { interval: 500 }, () => void this.reload('file changed'));
 
     this.logger.info(
       {
@@ -138,40 +167,92 @@ export class Agent {
     );
   }
 
-  /** Re-reads the policy file; a bad file keeps the last good policy enforced. In fleet mode: syncs with the server. */
-  reload(why: string): boolean {
-    if (this.config.policyFile === undefined) {
+  /**
+   * Re-reads the policy file; a bad file (or one the kernel refuses) keeps the
+   * last good policy enforced. In fleet mode: syncs with the server.
+   */
+  reload(why: string): Promise<boolean> {
+    const policyFile = this.config.policyFile;
+    if (policyFile === undefined) {
       this.logger.info({ why }, 'reload: asking the policy server for the current desired state');
       void this.fleet?.syncNow().catch((err: unknown) => this.logger.warn({ err }, 'fleet sync failed'));
-      return true;
+      return Promise.resolve(true);
     }
-    const loaded = this.readPolicy(this.config.policyFile);
-    if (!loaded.ok) {
-      this.policyError = loaded.message;
-      this.logger.error({ why }, loaded.message);
-      this.record(
-        alertRecord(`policy file rejected, keeping ${this.policy.version} (${this.policy.hash}): ${loaded.message}`, this.recordContext(), {
-          time: new Date(),
-          policy: { version: this.policy.version, hash: this.policy.hash },
-        }),
-      );
+    return this.serialized(() => this.reloadFile(policyFile, why));
+  }
+
+  private async reloadFile(policyFile: string, why: string): Promise<boolean> {
+    if (!this.started) return false;
+    const loaded = this.readPolicy(policyFile);
+    let message: string | undefined;
+    let applied = false;
+    if (!loaded.ok) message = loaded.message;
+    else {
+      let meta: PolicyMeta | undefined;
+      try {
+        // The kernel's tries start building now; hashing (is it a change at all?) overlaps them.
+        applied = await this.applyEntries(loaded.entries, () => {
+          meta = fileMeta(loaded.entries);
+          return meta.hash === this.policy.hash ? undefined : meta;
+        });
+      } catch (err) {
+        message = `the kernel refused ${meta?.version ?? 'the policy file'}: ${(err as Error).message}`;
+      }
+    }
+    if (message !== undefined) {
+      this.policyError = message;
+      this.logger.error({ why }, message);
+      if (this.started) {
+        this.record(
+          alertRecord(`policy file rejected, keeping ${this.policy.version} (${this.policy.hash}): ${message}`, this.recordContext(), {
+            time: new Date(),
+            policy: { version: this.policy.version, hash: this.policy.hash },
+          }),
+        );
+      }
       return false;
     }
-    if (loaded.policy.hash === this.policy.hash) return true;
-    // Kernel first: if it refuses the IP list, nothing changes anywhere.
-    this.dataPlane.applyIpPolicy({ v4: [...loaded.policy.cidrs.v4], v6: [...loaded.policy.cidrs.v6] });
-    this.proxy.setPolicy(loaded.policy);
-    this.policy = loaded.policy;
-    this.policyLoadedAt = new Date();
-    this.policyError = undefined;
-    this.logger.info({ why, version: this.policy.version, hash: this.policy.hash }, 'policy reloaded');
+    if (applied) this.logger.info({ why, version: this.policy.version, hash: this.policy.hash }, 'policy reloaded');
     return true;
   }
 
+  /**
+   * Kernel first, with the kernel's tries built on a worker thread while the
+   * matcher compiles here; then the proxy. If the kernel refuses the IP list,
+   * nothing changes anywhere (and this throws). False when `meta` declined.
+   */
+  private async applyEntries(entries: readonly BlocklistEntry[], meta: PolicyMeta | (() => PolicyMeta | undefined)): Promise<boolean> {
+    const applied = await applyPolicy(this.dataPlane, entries, meta, (p) => this.proxy.setPolicy(p));
+    if (!applied) return false;
+    this.policy = applied.policy;
+    this.policyLoadedAt = new Date();
+    this.policyError = undefined;
+    return true;
+  }
+
+  /** Runs policy applies one after the other, in call order. */
+  private serialized<T>(task: () => Promise<T>): Promise<T> {
+    const run = this.applying.then(task, task);
+    this.applying = run.catch(() => undefined);
+    return run;
+  }
+
+  /** status() with the proxy workers' counters asked for now (what `cgfence agent status` shows). */
+  async freshStatus(): Promise<AgentStatus> {
+    await this.proxy.stats();
+    return this.status();
+  }
+
+  /** The agent's state; a proxy pool's counters as its workers last sent them (freshStatus() asks them first). */
   status(): AgentStatus {
     const counters: Record<string, string> = {};
     for (const [k, v] of Object.entries(this.dataPlane.counters())) counters[`kernel_${k}`] = v.toString();
-    for (const [k, v] of Object.entries(this.proxy.stats())) counters[`dns_${k}`] = String(v);
+    // A pool sums its workers' counters (and those of workers that died).
+    for (const [k, v] of Object.entries(this.proxyStatsNow())) counters[`dns_${k}`] = String(v);
+    if (this.proxy instanceof ProxyPool) {
+      counters['dns_workers'] = String(this.proxy.workerPids().length);
+      counters['dns_worker_restarts'] = String(this.proxy.restartCount);
+    }
     const kinds = { domain: 0, wildcard: 0, cidr4: 0, cidr6: 0 };
     for (const e of this.policy.entries) kinds[e.kind]++;
     return {
@@ -199,12 +280,18 @@ export class Agent {
       counters,
       runs: { active: this.runs.list().filter((r) => r.state === 'running').length },
       ...(this.fleet ? { fleet: this.fleet.status() } : {}),
+      ...(this.events ? { spool: this.events.status() } : {}),
     };
   }
 
   // ---- fleet mode -----------------------------------------------------
 
   /** Wires the fleet client in for status and reload (call before start()). */
+  /** Wires the event shipper in (fleet mode; call before start()). */
+  attachEvents(events: AgentEvents): void {
+    this.events = events;
+  }
+
   attachFleet(fleet: FleetControl): void {
     this.fleet = fleet;
   }
@@ -224,7 +311,7 @@ export class Agent {
    * kernel first, then the DNS proxy. Before start() it only sets the policy
    * the agent starts with (the last good bundle at boot).
    */
-  applyPolicyText(text: string, meta: FleetApplyMeta): SinkApplyResult {
+  async applyPolicyText(text: string, meta: FleetApplyMeta): Promise<SinkApplyResult> {
     const label = `${meta.name} v${meta.version}`;
     let parsed: ReturnType<typeof parseBlocklistText>;
     try {
@@ -234,20 +321,22 @@ export class Agent {
     }
     if (parsed.errors.length > 0) return { ok: false, reason: 'malformed', message: formatPolicyErrors(label, parsed.errors) };
     // The signed hash covers exactly these bytes: it names the policy.
-    const policy = createPolicy(parsed.entries, { version: label, hash: meta.hash });
-    if (this.started) {
+    const policyMeta = { version: label, hash: meta.hash };
+    if (!this.started) {
+      this.policy = createPolicy(parsed.entries, policyMeta);
+      this.policyLoadedAt = new Date();
+      this.policyError = undefined;
+      return { ok: true };
+    }
+    return this.serialized(async (): Promise<SinkApplyResult> => {
       try {
-        this.dataPlane.applyIpPolicy({ v4: [...policy.cidrs.v4], v6: [...policy.cidrs.v6] });
+        await this.applyEntries(parsed.entries, policyMeta);
       } catch (err) {
         return { ok: false, reason: 'apply-failed', message: `the kernel refused ${label}: ${(err as Error).message}` };
       }
-      this.proxy.setPolicy(policy);
-    }
-    this.policy = policy;
-    this.policyLoadedAt = new Date();
-    this.policyError = undefined;
-    if (this.started) this.logger.info({ version: policy.version, hash: policy.hash, revision: meta.revision }, 'fleet policy applied');
-    return { ok: true };
+      this.logger.info({ version: this.policy.version, hash: this.policy.hash, revision: meta.revision }, 'fleet policy applied');
+      return { ok: true };
+    });
   }
 
   /** The policy server's audit override: both the kernel and the DNS proxy switch. */
@@ -257,6 +346,19 @@ export class Agent {
     this.dataPlane.setConfig(this.dataPlaneConfig());
     this.proxy.setMode(this.mode);
     this.logger.info({ mode: this.mode, override: mode ?? null }, 'mode changed by the policy server');
+  }
+
+  /** The proxy's counters without waiting: a pool's as its workers last reported them (each second). */
+  private proxyStatsNow(): DnsProxyStats {
+    return this.proxy instanceof ProxyPool ? this.proxy.statsSnapshot() : (this.proxy as DnsProxy).stats();
+  }
+
+  /** Blocked and audited DNS queries and IP attempts since start (what the block-rate gate compares). */
+  private blockEvents(): number {
+    if (!this.started) return 0;
+    const dns = this.proxyStatsNow();
+    const kernel = this.dataPlane.counters();
+    return dns.blocked + dns.audited + Number((kernel['ip_blocks'] ?? 0n) + (kernel['ip_audits'] ?? 0n));
   }
 
   sinkStatus(): SinkStatus {
@@ -274,6 +376,8 @@ export class Agent {
       failMode: this.config.failMode,
       health: { proxy: this.proxyHealthy, kernel, ...(detail ? { detail } : {}) },
       drift: this.drift,
+      blocks: this.blockEvents(),
+      ...(this.events ? { spool: this.events.report() } : {}),
     };
   }
 
@@ -332,38 +436,37 @@ export class Agent {
     await this.proxy?.close();
     // Links and maps stay pinned: IP enforcement outlives the agent.
     this.dataPlane?.close();
+    await this.events?.close();
     this.journal?.close();
     rmSync(join(this.config.stateDir, PID_FILE), { force: true });
   }
 
-  private readPolicy(policyFile: string): PolicyLoadResult {
+  /** Reads and validates the policy file (hashing and compiling are the caller's). */
+  private readPolicy(policyFile: string): PolicyFileResult {
     let text: string;
     try {
       text = readFileSync(policyFile, 'utf8');
     } catch (err) {
-      const message = `cannot read policy file ${policyFile}: ${(err as Error).message}`;
-      return { ok: false, errors: [{ line: 0, entry: '', reason: message }], message };
+      return { ok: false, message: `cannot read policy file ${policyFile}: ${(err as Error).message}` };
     }
     const parsed = parseBlocklistText(text);
-    if (parsed.errors.length > 0) return { ok: false, errors: parsed.errors, message: formatPolicyErrors('file', parsed.errors) };
-    // A file has no version number: name it by its hash.
-    const hash = contentHash(parsed.entries);
-    const version = `file:${hash.slice('sha256:'.length, 'sha256:'.length + 12)}`;
-    return { ok: true, policy: createPolicy(parsed.entries, { version, hash }), merged: parsed.merged };
+    if (parsed.errors.length > 0) return { ok: false, message: formatPolicyErrors('file', parsed.errors) };
+    return { ok: true, entries: parsed.entries };
   }
 
   private async onControl(req: ControlRequest): Promise<unknown> {
     switch (req.op) {
       case 'status':
-        return this.status();
+        return this.freshStatus();
       case 'run.start': {
-        const run = this.runs.create(req.labels);
+        const run = this.runs.create(req.labels, req.command.join(' '));
         this.logger.info({ runId: run.runId, labels: run.labels, command: req.command, pid: req.pid }, 'run started');
         const started: RunStarted = { runId: run.runId, cgroupPath: run.cgroupPath };
         return started;
       }
       case 'run.end': {
         const run = this.runs.finish(req.runId, req.exitCode);
+        this.events?.runEnded(run, req.signal, this.policy.version);
         this.logger.info({ runId: run.runId, exitCode: req.exitCode, signal: req.signal }, 'run ended');
         return { runId: run.runId };
       }
@@ -372,7 +475,7 @@ export class Agent {
           await this.fleet.syncNow();
           return { reloaded: true, version: this.policy.version, hash: this.policy.hash, error: this.fleet.status().lastError?.message };
         }
-        return { reloaded: this.reload('control socket'), version: this.policy.version, hash: this.policy.hash, error: this.policyError };
+        return { reloaded: await this.reload('control socket'), version: this.policy.version, hash: this.policy.hash, error: this.policyError };
     }
   }
 
@@ -407,6 +510,7 @@ export class Agent {
   private record(r: JournalRecord): void {
     this.journal.append(r);
     this.blockLog.write(r);
+    this.events?.record(r);
   }
 
   private recordContext(): RecordContext {
@@ -415,7 +519,8 @@ export class Agent {
 
   private reap(): void {
     try {
-      this.runs.reap({ abandonedAfterMs: 60_000 });
+      const reaped = this.runs.reap({ abandonedAfterMs: 60_000 });
+      this.events?.reaped(reaped, this.policy.version);
     } catch (err) {
       this.logger.warn({ err }, 'reaping run cgroups failed');
     }

@@ -5,8 +5,11 @@
 //   1. the upstream queried directly (the baseline every path sits on),
 //   2. dnsdist (Debian package) forwarding to that upstream and answering
 //      NXDOMAIN for a 10,000-suffix blocklist (SuffixMatchNodeRule),
-//   3. the cgfence DnsProxy, in its own process, with the same blocklist
-//      written in the project's grammar ('*.suffix' entries).
+//   3. the cgfence proxy pool: worker processes sharing the UDP socket (TCP
+//      in the pool's primary), min(4, cores - 1) of them, at least 2 here,
+//      with the same blocklist written in the project's grammar ('*.suffix'
+//      entries);
+//   4. one DnsProxy in one process (--proxy-workers 1).
 // The upstream is a second dnsdist that answers every query itself
 // (A 192.0.2.1, TTL 300), so it is native code and not the bottleneck.
 //
@@ -14,17 +17,20 @@
 // (qps), then a run at a fixed rate (half of the proxy's max qps, the same
 // rate for every path) with dnsperf -v, whose per-query latencies give p50 and
 // p99. Targets (issue): qps >= 1.0x dnsdist's, added p99 (proxy p99 minus the
-// direct path's p99 at the same rate) under 1 ms at half load.
+// direct path's p99 at the same rate) under 1 ms at half load; judged on the
+// agent's default on this machine (the pool from 3 cores, one process below).
 //
-// `node dist/src/bench/dns-proxy.bench.js proxy-child UPSTREAM BLOCKLIST` is
-// the proxy process the benchmark forks; it is not meant to be run by hand.
+// `node dist/src/bench/dns-proxy.bench.js proxy-child UPSTREAM BLOCKLIST WORKERS`
+// is the proxy process the benchmark forks; it is not meant to be run by hand.
 import { fork, spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { contentHash, parseBlocklistText } from '@cgfence/proto';
 import { freePort, ManagedProcess, median, printTable, quantile, verdict, waitFor } from '@cgfence/devservices';
+import { defaultProxyWorkers } from '../agent/agent-config';
 import { DnsProxy } from '../dns/dns-proxy';
+import { ProxyPool, type DnsService } from '../dns/proxy-pool';
 import { makeQuery, udpQuery } from '../dns/testing/dns-client';
 import { createPolicy } from '../policy/policy';
 
@@ -121,9 +127,12 @@ function startDnsdist(name: string, dir: string, conf: string): ManagedProcess {
   return p;
 }
 
-async function startProxyChild(upstream: string, blocklistFile: string): Promise<{ proc: ManagedProcess; port: number }> {
-  const child = fork(__filename, ['proxy-child', upstream, blocklistFile], { execArgv: [], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
-  const proc = new ManagedProcess('cgfence-proxy', child);
+async function startProxyChild(upstream: string, blocklistFile: string, workers: number): Promise<{ proc: ManagedProcess; port: number }> {
+  const child = fork(__filename, ['proxy-child', upstream, blocklistFile, String(workers)], {
+    execArgv: [],
+    stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+  });
+  const proc = new ManagedProcess(`cgfence-proxy-${workers}`, child);
   running.add(proc);
   const port = await new Promise<number>((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error('cgfence proxy child did not report its port within 30 s')), 30_000);
@@ -283,11 +292,16 @@ async function main(): Promise<void> {
     const blocker = startDnsdist('dnsdist', dir, blockerConf(distPort, upPort, suffixFile));
     await waitAnswering('blocking dnsdist', distPort, blocker, join(dir, 'dnsdist.log'));
 
-    const proxy = await startProxyChild(`${HOST}:${upPort}`, blocklistFile);
-    await waitAnswering('cgfence proxy', proxy.port, proxy.proc);
+    const workers = defaultProxyWorkers();
+    // The pool is measured whatever the default here (with 2 workers where the default is 1 process).
+    const poolWorkers = workers > 1 ? workers : 2;
+    const pool = await startProxyChild(`${HOST}:${upPort}`, blocklistFile, poolWorkers);
+    await waitAnswering('cgfence proxy pool', pool.port, pool.proc);
+    const single = await startProxyChild(`${HOST}:${upPort}`, blocklistFile, 1);
+    await waitAnswering('cgfence proxy', single.port, single.proc);
 
-    // Both blockers must block and pass the same names, or the comparison means nothing.
-    for (const port of [distPort, proxy.port]) {
+    // Every blocker must block and pass the same names, or the comparison means nothing.
+    for (const port of [distPort, single.port, pool.port]) {
       const blocked = await rcodeOf(port, `a.${suffixes[1234]}`);
       const nearMiss = await rcodeOf(port, `a.svc-${pad(BLOCKLIST_SIZE + 5)}.blocked.test`);
       if (blocked !== 'NXDOMAIN' || nearMiss !== 'NOERROR') {
@@ -297,8 +311,11 @@ async function main(): Promise<void> {
 
     const direct: PathResult = { name: 'upstream direct', port: upPort, max: [], half: [] };
     const dist: PathResult = { name: 'dnsdist (blocking)', port: distPort, max: [], half: [] };
-    const cg: PathResult = { name: 'cgfence DnsProxy', port: proxy.port, max: [], half: [] };
-    const paths = [direct, dist, cg];
+    const one: PathResult = { name: `cgfence, 1 process${workers === 1 ? ' (default)' : ''}`, port: single.port, max: [], half: [] };
+    const many: PathResult = { name: `cgfence, ${poolWorkers} workers${workers > 1 ? ' (default)' : ''}`, port: pool.port, max: [], half: [] };
+    /** The agent's default: what the targets are judged on. */
+    const cg = workers > 1 ? many : one;
+    const paths = [direct, dist, many, one];
     for (const p of paths) await dnsperf(p.port, queryFile, WARMUP_SECONDS, { outstanding: MAX_OUTSTANDING });
     for (let round = 0; round < MAX_ROUNDS; round++) {
       for (const p of paths) p.max.push(await dnsperf(p.port, queryFile, MAX_SECONDS, { outstanding: MAX_OUTSTANDING }));
@@ -347,8 +364,9 @@ async function main(): Promise<void> {
           ` lost queries are not in them. added p99 = path p99 - upstream direct p99.`,
         `upstream: dnsdist ${distV} answering every query itself (SpoofAction A 192.0.2.1, TTL 300); blocking dnsdist: SuffixMatchNodeRule -> NXDOMAIN,` +
           ` 1 listener + 1 backend (a receiver and a responder thread), no packet cache.`,
-        `cgfence: DnsProxy in enforce mode in its own Node process (one JS thread), policy parsed with @cgfence/proto's grammar (*.suffix entries);` +
-          ` no attribution, no event journal.`,
+        `cgfence: the proxy in enforce mode as the agent runs it; the default here is --proxy-workers ${workers} (min(4, cores - 1) with ${availableParallelism()} cores).` +
+          ` Pool: UDP answered by ${poolWorkers} worker processes sharing one socket (node:cluster), block events sent to the primary over IPC;` +
+          ` "1 process": one DnsProxy, one JS thread. Policy parsed with @cgfence/proto's grammar (*.suffix entries); no attribution, no journal.`,
         `queries: ${QUERY_LINES.toLocaleString('en-US')} A names, 80% allowed, 10% near misses under blocked.test, 10% under listed suffixes.`,
         `all of dnsperf, both dnsdists and the proxy share this machine's CPUs, so the direct path is bounded by dnsperf + upstream.`,
       ],
@@ -361,13 +379,16 @@ async function main(): Promise<void> {
   }
 }
 
-/** The forked proxy process: builds the policy as the agent does from a file, listens, reports its port. */
-async function proxyChild(upstream: string, blocklistFile: string): Promise<void> {
+/** The forked proxy process: builds the policy as the agent does from a file, starts the proxy as the agent does, reports its port. */
+async function proxyChild(upstream: string, blocklistFile: string, workers: number): Promise<void> {
   const parsed = parseBlocklistText(readFileSync(blocklistFile, 'utf8'));
   if (parsed.errors.length > 0) throw new Error(`blocklist rejected: ${JSON.stringify(parsed.errors.slice(0, 3))}`);
   const hash = contentHash(parsed.entries);
   const policy = createPolicy(parsed.entries, { version: 'bench', hash });
-  const proxy = new DnsProxy({ upstream, listenAddresses: [HOST], policy, mode: 'enforce' });
+  const options = { upstream, listenAddresses: [HOST], policy, mode: 'enforce' as const };
+  const proxy: DnsService = workers > 1 ? new ProxyPool({ ...options, workers }) : new DnsProxy(options);
+  // The agent journals every block event; here they only cross to the primary.
+  proxy.onEvent(() => undefined);
   const { port } = await proxy.start();
   const stop = (): void => {
     void proxy.close().finally(() => process.exit(0));
@@ -378,7 +399,7 @@ async function proxyChild(upstream: string, blocklistFile: string): Promise<void
 }
 
 const [mode, ...rest] = process.argv.slice(2);
-const run = mode === 'proxy-child' ? proxyChild(rest[0] ?? '', rest[1] ?? '') : main();
+const run = mode === 'proxy-child' ? proxyChild(rest[0] ?? '', rest[1] ?? '', Number(rest[2] ?? '1')) : main();
 run.catch((err: unknown) => {
   process.stderr.write(`dns-proxy benchmark failed: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
   process.exitCode = 1;

@@ -1,11 +1,14 @@
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
 import { existsSync, readFileSync } from 'node:fs';
-import { resolve } from 'node:path';
+import { join, resolve } from 'node:path';
 import pino from 'pino';
 import { NatsAuthError, natsConnectOptions } from '@cgfence/nats-auth';
 import type { AgentStatus } from '@cgfence/proto';
 import { Agent } from '../agent/agent';
-import { AgentConfig, DEFAULT_CGROUP, DEFAULT_STATE_DIR, defaultHost } from '../agent/agent-config';
+import { AgentConfig, DEFAULT_CGROUP, DEFAULT_STATE_DIR, defaultHost, defaultProxyWorkers } from '../agent/agent-config';
+import { AgentEvents } from '../events/agent-events';
+import { JetStreamTransport } from '../events/jetstream-transport';
+import { DEFAULT_SPOOL_MAX_BYTES } from '../events/spool';
 import { FleetClient } from '../fleet/fleet-client';
 import { agentVersion, FleetConfigError, parseServers, readServerKeys, resolveHostId, resolveLabels } from '../fleet/fleet-config';
 import { formatBlockLine } from '../journal/block-log';
@@ -24,6 +27,13 @@ const int = (what: string, min: number, max: number) => (v: string): number => {
   return n;
 };
 const collect = (v: string, acc: string[]): string[] => [...acc, v];
+/** A byte count: 1048576, 512K, 64M, 1G (K/M/G are powers of 1024; a trailing iB or B is allowed). */
+export const byteSize = (what: string, min: number, max: number) => (v: string): number => {
+  const m = /^\s*(\d+)\s*(?:([kmg])(?:i?b)?|b)?\s*$/i.exec(v);
+  const n = m ? Number(m[1]) * 1024 ** ({ k: 1, m: 2, g: 3 }[(m[2] ?? '').toLowerCase()] ?? 0) : NaN;
+  if (!Number.isSafeInteger(n) || n < min || n > max) throw new InvalidArgumentError(`${what} must be a byte count from ${min} to ${max} (e.g. 64M)`);
+  return n;
+};
 
 /** The first nameserver of /etc/resolv.conf, as HOST:PORT. */
 export function defaultUpstream(resolvConf = '/etc/resolv.conf'): string | undefined {
@@ -47,12 +57,14 @@ interface StartOptions {
   syncIntervalMs: number;
   reportIntervalMs: number;
   driftCheckMs: number;
+  spoolMaxBytes: number;
   upstream?: string;
   mode: 'enforce' | 'audit';
   failMode: 'open' | 'closed';
   cgroup: string;
   stateDir: string;
   proxyPort: number;
+  proxyWorkers: number;
   host: string;
   cohort?: string;
   cpuMax?: string;
@@ -111,14 +123,16 @@ async function startAgent(o: StartOptions): Promise<void> {
     cgroupName: o.cgroup,
     stateDir: resolve(o.stateDir),
     proxyPort: o.proxyPort,
-    host: o.host,
+    proxyWorkers: o.proxyWorkers,
+    // Fleet mode: events carry the host id their NATS subjects are named by.
+    host: fleetOpts?.hostId ?? o.host,
     cohort: fleetOpts?.labels.cohort ?? o.cohort,
     limits: { 'cpu.max': o.cpuMax, 'memory.max': o.memoryMax, 'pids.max': o.pidsMax },
     heartbeatTimeoutMs: o.heartbeatTimeoutMs,
     upstreamTimeoutMs: o.upstreamTimeoutMs,
     logLevel: o.logLevel,
   };
-  const logger = pino({ level: o.logLevel, base: { service: 'host-agent', host: o.host } });
+  const logger = pino({ level: o.logLevel, base: { service: 'host-agent', host: config.host } });
   const agent = new Agent(config, logger);
   let fleet: FleetClient | undefined;
   if (fleetOpts) {
@@ -132,8 +146,19 @@ async function startAgent(o: StartOptions): Promise<void> {
       reportIntervalMs: o.reportIntervalMs,
     });
     agent.attachFleet(fleet);
+    // Every journal record and run summary goes to JetStream, through the disk spool.
+    const client = fleet;
+    const events = new AgentEvents({
+      hostId: fleetOpts.hostId,
+      cohort: config.cohort ?? null,
+      transport: new JetStreamTransport(() => client.natsConnection()),
+      spool: { dir: join(config.stateDir, 'spool'), maxBytes: o.spoolMaxBytes },
+      logger,
+    });
+    fleet.onConnected(() => events.wake());
+    agent.attachEvents(events);
     // Before the agent starts and before NATS: the host is protected even if the server is unreachable.
-    fleet.restoreLastGood();
+    await fleet.restoreLastGood();
   }
   try {
     await agent.start();
@@ -142,7 +167,7 @@ async function startAgent(o: StartOptions): Promise<void> {
     throw err;
   }
   fleet?.start();
-  process.on('SIGHUP', () => agent.reload('SIGHUP'));
+  process.on('SIGHUP', () => void agent.reload('SIGHUP'));
   await new Promise<void>((done) => {
     const stop = () => void (fleet?.stop() ?? Promise.resolve()).then(() => agent.stop()).then(done);
     process.once('SIGINT', stop);
@@ -165,6 +190,7 @@ function printStatus(s: AgentStatus): void {
     `dns proxy:  127.0.0.1/::1 port ${s.proxy.port} → ${s.proxy.upstream} (${s.proxy.healthy ? 'healthy' : 'UNHEALTHY'})`,
     `runs:       ${s.runs.active} active`,
     ...(s.fleet ? fleetLines(s.fleet) : []),
+    ...(s.spool ? spoolLines(s.spool) : []),
     'counters:',
     ...Object.entries(s.counters).map(([k, v]) => `  ${k.padEnd(28)} ${v}`),
   ];
@@ -196,6 +222,17 @@ export function fleetLines(f: NonNullable<AgentStatus['fleet']>): string[] {
   ];
 }
 
+/** The spool section of `cgfence agent status`: events on their way to the central history. */
+export function spoolLines(p: NonNullable<AgentStatus['spool']>): string[] {
+  return [
+    'spool:',
+    `  pending:  ${p.pending} events, ${p.bytes} of ${p.maxBytes} bytes`,
+    `  shipped:  ${p.shipped} since start${p.lastShippedAt ? `, last at ${p.lastShippedAt}` : ''}`,
+    `  dropped:  ${p.dropped}${p.dropped > 0 ? ' (SPOOL WAS FULL: the oldest unshipped events were lost)' : ''}`,
+    ...(p.lastError ? [`  last error: ${p.lastError.at} ${p.lastError.message}`] : []),
+  ];
+}
+
 export function buildHostProgram(): Command {
   const program = new Command('cgfence').enablePositionalOptions();
   const agent = program.command('agent').description('the host agent: enforce a blocklist on the deploy cgroup');
@@ -211,6 +248,12 @@ export function buildHostProgram(): Command {
     .option('--labels-file <file>', 'fleet mode: host labels, key=value lines, # comments')
     .option('--sync-interval-ms <ms>', 'fleet mode: anti-entropy sync with the server (jittered ±20%)', int('--sync-interval-ms', 100, 3_600_000), 30_000)
     .option('--report-interval-ms <ms>', 'fleet mode: heartbeat report to the server', int('--report-interval-ms', 100, 3_600_000), 10_000)
+    .option(
+      '--spool-max-bytes <bytes>',
+      'fleet mode: bound of the disk spool of events not yet shipped (<state-dir>/spool); when full the oldest are dropped',
+      byteSize('--spool-max-bytes', 64 * 1024, 1024 ** 4),
+      DEFAULT_SPOOL_MAX_BYTES,
+    )
     .option('--drift-check-ms <ms>', "fleet mode: compare the kernel's IP maps with the applied policy (0: never)", int('--drift-check-ms', 0, 3_600_000), 30_000)
     .option('--upstream <host:port>', 'resolver allowed queries go to (default: first nameserver of /etc/resolv.conf)')
     .addOption(new Option('--mode <mode>', 'enforce blocks; audit only records').choices(['enforce', 'audit']).default('enforce'))
@@ -218,6 +261,12 @@ export function buildHostProgram(): Command {
     .option('--cgroup <name>', 'deploy cgroup name under the cgroup v2 root', DEFAULT_CGROUP)
     .addOption(stateDirOption())
     .option('--proxy-port <port>', 'DNS proxy port on 127.0.0.1 and ::1 (0: any free port)', int('--proxy-port', 0, 65535), 0)
+    .option(
+      '--proxy-workers <n>',
+      'DNS proxy processes answering UDP (TCP stays in the agent); 1: the proxy runs in the agent process',
+      int('--proxy-workers', 1, 64),
+      defaultProxyWorkers(),
+    )
     .option('--host <id>', 'host name in events', defaultHost())
     .option('--cohort <name>', 'cohort label in events (fleet mode: the label cohort)')
     .option('--cpu-max <value>', 'cgroup v2 cpu.max of the deploy cgroup, e.g. "50000 100000"')

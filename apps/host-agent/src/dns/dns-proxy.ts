@@ -58,6 +58,18 @@ export interface DnsProxyOptions {
   readonly processReader?: ProcessReader;
   readonly logger?: Logger;
   readonly clock?: () => Date;
+  /** Listen on UDP. Default true; a ProxyPool's primary answers TCP only. */
+  readonly udp?: boolean;
+  /** Listen on TCP. Default true; ProxyPool workers answer UDP only. */
+  readonly tcp?: boolean;
+  /**
+   * Bind UDP non-exclusively: in a node:cluster worker the socket is then
+   * one the cluster primary owns and shares with every worker binding the
+   * same address and port, and the kernel hands each datagram to one of them.
+   */
+  readonly sharedUdp?: boolean;
+  /** Resolve the policy's '!resolve' names at load and keep them fresh (default true); false: only on demand. */
+  readonly pinResolveNames?: boolean;
 }
 
 /** Socket buffers large enough for thousands of queued datagrams (the kernel caps at net.core.[rw]mem_max). */
@@ -175,7 +187,7 @@ export class DnsProxy {
       }
     }
     this.started = true;
-    if (this.policy) this.learner?.setPinnedNames(this.policy.resolveNames);
+    if (this.policy) this.pinNames(this.policy);
     this.log.info({ port: this.listenPort, addresses, upstream: this.options.upstream, mode: this.mode }, 'dns proxy listening');
     return { port: this.listenPort };
   }
@@ -183,7 +195,11 @@ export class DnsProxy {
   /** Swaps the policy; queries decided from now on use it. */
   setPolicy(policy: Policy): void {
     this.policy = policy;
-    if (this.started) this.learner?.setPinnedNames(policy.resolveNames);
+    if (this.started) this.pinNames(policy);
+  }
+
+  private pinNames(policy: Policy): void {
+    if (this.options.pinResolveNames !== false) this.learner?.setPinnedNames(policy.resolveNames);
   }
 
   setMode(mode: ProxyMode): void {
@@ -215,10 +231,16 @@ export class DnsProxy {
   private async listenAll(addresses: readonly string[], wanted: number): Promise<void> {
     let port = wanted;
     for (const address of addresses) {
-      const udp = await this.bindUdp(address, port);
-      this.udpSockets.push(udp);
-      port = udp.address().port;
-      this.tcpServers.push(await this.listenTcp(address, port));
+      if (this.options.udp !== false) {
+        const udp = await this.bindUdp(address, port);
+        this.udpSockets.push(udp);
+        port = udp.address().port;
+      }
+      if (this.options.tcp !== false) {
+        const tcp = await this.listenTcp(address, port);
+        this.tcpServers.push(tcp);
+        port = (tcp.address() as net.AddressInfo).port;
+      }
     }
     this.listenPort = port;
   }
@@ -237,7 +259,7 @@ export class DnsProxy {
         reject(Object.assign(err, { message: `dns proxy cannot listen on udp ${address}:${port}: ${err.message}` }));
       };
       socket.once('error', fail);
-      socket.bind({ address, port, exclusive: true }, () => {
+      socket.bind({ address, port, exclusive: this.options.sharedUdp !== true }, () => {
         socket.off('error', fail);
         socket.on('error', (err) => this.log.warn({ err: err.message, address }, 'udp listener error'));
         socket.on('message', (msg, rinfo) => this.onUdpQuery(socket, msg, rinfo));

@@ -36,8 +36,8 @@ const POLICY_SERVER = join(__dirname, '..', '..', '..', '..', 'policy-server', '
 
 /** Resolves names and tries a TCP connect from inside a run; one JSON line out. */
 const PROBE = String.raw`
-import json, socket, sys
-out = {}
+import json, os, socket, sys
+out = {'run': os.environ.get('CGFENCE_RUN_ID')}
 for n in sys.argv[1].split(','):
     try:
         out[n] = sorted({a[4][0] for a in socket.getaddrinfo(n, 80, socket.AF_INET)})
@@ -388,6 +388,31 @@ describe('fleet distribution end to end (3 hosts in network namespaces)', () => 
     await converged(version, hosts, 30_000);
     const after = await hosts[1]!.probe(['blocked-rollout.test'], '10.99.1.1');
     assert.equal(after['blocked-rollout.test'], 'error');
+  });
+
+  it('ships each block to the central history: cgfence events query --run finds it with its pid and command line', async () => {
+    const p = await hosts[2]!.probe(['blocked-rollout.test'], '10.99.1.1');
+    assert.equal(p['blocked-rollout.test'], 'error');
+    const runId = p['run'] as string;
+    assert.ok(runId, 'the run id is in the environment of the command');
+    const cliEnv = { ...process.env, CGFENCE_SERVER: api, CGFENCE_TOKEN: token };
+    type Found = { qname: string | null; pid: number | null; cmdline: string | null; host: string; runId: string | null; action: string; method: string };
+    let found: Found[] = [];
+    await waitFor(`the run's events in the history`, async () => {
+      const r = await exec(process.execPath, [CGFENCE, 'events', 'query', '--run', runId, '--format', 'json'], { env: cliEnv });
+      if (r.code !== 0) throw new Error(r.stderr);
+      const body = JSON.parse(r.stdout) as Found[] | { events: Found[] };
+      found = Array.isArray(body) ? body : body.events;
+      return found.some((e) => e.method === 'dns') && found.some((e) => e.method === 'ip');
+    }, 20_000);
+    const dns = found.find((e) => e.method === 'dns')!;
+    assert.equal(dns.qname, 'blocked-rollout.test');
+    assert.equal(dns.host, 'host-3');
+    assert.equal(dns.action, 'blocked');
+    assert.ok(dns.pid !== null && dns.pid > 0);
+    assert.match(dns.cmdline ?? '', /python3 -c/);
+    const ip = found.find((e) => e.method === 'ip')!;
+    assert.match(ip.cmdline ?? '', /python3 -c/);
   });
 
   // Last: the documents forged here carry revisions the server has not reached.

@@ -12,6 +12,7 @@ import {
   checkDesired,
   DesiredDocument,
   DesiredMessageSchema,
+  HostIdentity,
   HostTarget,
   openDocument,
   type RejectReason,
@@ -37,11 +38,6 @@ export interface FleetError {
    * and for documents whose revision cannot be trusted.
    */
   readonly final: boolean;
-}
-
-export interface HostIdentity {
-  readonly hostId: string;
-  readonly cohort: string | undefined;
 }
 
 export interface EvaluationContext {

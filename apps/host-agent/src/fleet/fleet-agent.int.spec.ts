@@ -78,7 +78,7 @@ describe('Agent in fleet mode', () => {
       reconnectWaitMs: 100,
     });
     a.attachFleet(f);
-    f.restoreLastGood();
+    await f.restoreLastGood();
     await a.start();
     f.start();
     agent = a;

@@ -409,7 +409,7 @@ describe(FleetClient.name, () => {
 
       // Reboot with NATS unreachable: a port nothing listens on.
       const offline = client({ hostId: 'boot-1', stateDir: first.stateDir, servers: `nats://127.0.0.1:${await freePort()}` });
-      const restored = offline.fc.restoreLastGood();
+      const restored = await offline.fc.restoreLastGood();
       assert.equal(restored.restored, true, restored.message);
       assert.equal(offline.sink.current!.text, canary.content.toString());
       assert.equal(offline.sink.current!.meta.revision, d.revision);
@@ -424,12 +424,12 @@ describe(FleetClient.name, () => {
 
       // Two hours later everything has expired: enforced anyway.
       const late = client({ hostId: 'boot-1', stateDir: first.stateDir, clock: () => new Date(Date.now() + 2 * 3600_000) });
-      assert.equal(late.fc.restoreLastGood().restored, true);
+      assert.equal((await late.fc.restoreLastGood()).restored, true);
       assert.match(late.fc.status().boot, /although expired/);
 
       // Back online: register hands out the same revision, nothing is re-applied.
       const online = client({ hostId: 'boot-1', stateDir: first.stateDir });
-      online.fc.restoreLastGood();
+      await online.fc.restoreLastGood();
       const registers = server.registers.length;
       const reports = server.reports.length;
       online.fc.start();
@@ -450,7 +450,7 @@ describe(FleetClient.name, () => {
       writeFileSync(store.contentFile, 'good.example\n');
 
       const c = client({ hostId: 'boot-2', stateDir });
-      const restored = c.fc.restoreLastGood();
+      const restored = await c.fc.restoreLastGood();
       assert.equal(restored.restored, false);
       assert.match(restored.message, /last-good bundle in .* ignored: bundle prod-deny v1: content hashes to .*; started with an empty policy/);
       assert.equal(c.sink.applies.length, 0);
@@ -458,7 +458,7 @@ describe(FleetClient.name, () => {
       assert.equal(c.fc.status().applied, null);
 
       const none = client({ hostId: 'boot-3' });
-      assert.deepEqual(none.fc.restoreLastGood(), { restored: false, message: 'no last-good bundle: started with an empty policy' });
+      assert.deepEqual(await none.fc.restoreLastGood(), { restored: false, message: 'no last-good bundle: started with an empty policy' });
       assert.equal(none.sink.alerts.length, 0);
     });
   });

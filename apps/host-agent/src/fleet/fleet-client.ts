@@ -54,6 +54,10 @@ export interface SinkStatus {
   readonly failMode: 'open' | 'closed';
   readonly health: { readonly proxy: boolean; readonly kernel: boolean; readonly detail?: string };
   readonly drift: { readonly drifted: boolean; readonly detail?: string; readonly checkedAt: string } | null;
+  /** Block events (blocked or audited, DNS and IP) since the agent started. */
+  readonly blocks?: number;
+  /** The event spool: events not acked by JetStream yet, and those dropped because it was full. */
+  readonly spool?: { readonly pending: number; readonly dropped: number };
 }
 
 /**
@@ -63,7 +67,7 @@ export interface SinkStatus {
  * it will start with.
  */
 export interface FleetSink {
-  apply(policyText: string, meta: FleetApplyMeta): SinkApplyResult;
+  apply(policyText: string, meta: FleetApplyMeta): SinkApplyResult | Promise<SinkApplyResult>;
   /** 'audit': the server overrides the configured mode; undefined: back to it. */
   setModeOverride(mode: 'audit' | undefined): void;
   status(): SinkStatus;
@@ -126,6 +130,7 @@ export class FleetClient {
   private syncTimer: NodeJS.Timeout | undefined;
   private reportTimer: NodeJS.Timeout | undefined;
   private wake: (() => void) | undefined;
+  private readonly connectedListeners = new Set<() => void>();
 
   private seenRevision: number | null = null;
   private applied: Applied | null = null;
@@ -159,7 +164,7 @@ export class FleetClient {
    * start(), before the agent starts, so the host is protected even when NATS
    * is unreachable. Returns what it did, for the log and status.
    */
-  restoreLastGood(): { restored: boolean; message: string } {
+  async restoreLastGood(): Promise<{ restored: boolean; message: string }> {
     const loaded = this.store.load(this.opts.ring, this.clock());
     if (!loaded.ok) {
       this.boot = loaded.missing ? 'no last-good bundle: started with an empty policy' : `${loaded.message}; started with an empty policy`;
@@ -173,10 +178,10 @@ export class FleetClient {
     const g = loaded.lastGood;
     const h = g.header;
     for (const e of g.expired) this.log.warn(`enforcing the last good bundle although it has expired: ${e}`);
-    const target = targetFor(g.doc, { hostId: this.opts.hostId, cohort: this.cohort });
+    const target = targetFor(g.doc, { hostId: this.opts.hostId, cohort: this.cohort, labels: this.opts.labels });
     if (target.audit) this.opts.sink.setModeOverride('audit');
     const meta: FleetApplyMeta = { revision: g.revision, blocklistId: h.blocklistId, name: h.name, version: h.version, hash: h.hash };
-    const res = this.opts.sink.apply(g.text, meta);
+    const res = await this.opts.sink.apply(g.text, meta);
     if (!res.ok) {
       if (target.audit) this.opts.sink.setModeOverride(undefined);
       this.boot = `last-good bundle ${h.name} v${h.version} could not be applied (${res.reason}: ${res.message}); started with an empty policy`;
@@ -266,6 +271,21 @@ export class FleetClient {
     return this.idle();
   }
 
+  /** The live NATS connection (the event shipper publishes on it); undefined while disconnected. */
+  natsConnection(): NatsConnection | undefined {
+    return this.connected ? this.nc : undefined;
+  }
+
+  /** Called on every connect and reconnect. Returns the unsubscribe function. */
+  onConnected(listener: () => void): () => void {
+    this.connectedListeners.add(listener);
+    return () => this.connectedListeners.delete(listener);
+  }
+
+  private notifyConnected(): void {
+    for (const l of this.connectedListeners) l();
+  }
+
   // ---- connection -------------------------------------------------------
 
   private connectOptions(): NodeConnectionOptions {
@@ -310,6 +330,7 @@ export class FleetClient {
       nc.subscribe(FLEET_SUBJECTS.desired, { callback: (err, msg) => this.onBroadcast(err, msg) });
       void this.watchStatus(nc);
       void this.register();
+      this.notifyConnected();
       const err = await nc.closed();
       this.nc = undefined;
       this.connected = false;
@@ -331,6 +352,7 @@ export class FleetClient {
         this.connected = true;
         this.log.info({ server: s.server }, 'reconnected to NATS');
         void this.register();
+        this.notifyConnected();
       }
     }
   }
@@ -428,7 +450,7 @@ export class FleetClient {
     const ev: Evaluation = evaluateDesired(message, {
       ring: this.opts.ring,
       now: this.clock(),
-      host: { hostId: this.opts.hostId, cohort: this.cohort },
+      host: { hostId: this.opts.hostId, cohort: this.cohort, labels: this.opts.labels },
       seenRevision: this.seenRevision,
       applied: this.applied,
     });
@@ -489,7 +511,7 @@ export class FleetClient {
     // Loosen before, tighten after: audit goes on before the new list, enforce only once it is in.
     const wasAudit = this.auditOverride;
     if (ev.target.audit) this.setAudit(true);
-    const res = this.opts.sink.apply(text.value, meta);
+    const res = await this.opts.sink.apply(text.value, meta);
     if (!res.ok) {
       this.setAudit(wasAudit);
       this.rejected({ revision: ev.revision, reason: res.reason, message: res.message, final: res.reason === 'malformed' }, source);
@@ -587,6 +609,8 @@ export class FleetClient {
       health: s.health,
       drift: s.drift,
       labels: { ...this.opts.labels },
+      ...(s.blocks !== undefined ? { blocks: s.blocks } : {}),
+      ...(s.spool !== undefined ? { spool: { pending: s.spool.pending, dropped: s.spool.dropped } } : {}),
       sentAt: this.clock().toISOString(),
     };
   }

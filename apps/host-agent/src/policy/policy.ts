@@ -18,19 +18,29 @@ export type PolicyLoadResult =
   | { readonly ok: true; readonly policy: Policy; readonly merged: number }
   | { readonly ok: false; readonly errors: readonly BlocklistParseError[]; readonly message: string };
 
+/**
+ * The CIDR lists of parsed entries, per family: what the kernel needs, known
+ * before (and without) compiling the name matcher, so the kernel's tries can
+ * be built while the matcher compiles.
+ */
+export function policyCidrs(entries: readonly BlocklistEntry[]): { v4: string[]; v6: string[] } {
+  const v4: string[] = [];
+  const v6: string[] = [];
+  for (const e of entries) {
+    if (e.kind === 'cidr4') v4.push(e.value);
+    else if (e.kind === 'cidr6') v6.push(e.value);
+  }
+  return { v4, v6 };
+}
+
 /** Builds a Policy from entries that are already parsed and canonical. */
 export function createPolicy(entries: readonly BlocklistEntry[], meta: { version: string; hash: string }): Policy {
   // The policy owns its list from here on (callers pass what the parser
   // returned); freezing the list, not copying 200,000 entries, keeps a swap cheap.
   const frozen = Object.isFrozen(entries) ? entries : Object.freeze([...entries]);
-  const v4: string[] = [];
-  const v6: string[] = [];
+  const { v4, v6 } = policyCidrs(frozen);
   const resolveNames: string[] = [];
-  for (const e of frozen) {
-    if (e.kind === 'cidr4') v4.push(e.value);
-    else if (e.kind === 'cidr6') v6.push(e.value);
-    else if (e.kind === 'domain' && e.resolve === true) resolveNames.push(e.value);
-  }
+  for (const e of frozen) if (e.kind === 'domain' && e.resolve === true) resolveNames.push(e.value);
   return Object.freeze({
     version: meta.version,
     hash: meta.hash,

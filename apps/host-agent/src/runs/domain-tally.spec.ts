@@ -30,6 +30,23 @@ describe(DomainTally.name, () => {
     assert.equal(snap.overflow, 2);
   });
 
+  it('keeps when each name was first and last asked for', () => {
+    const sut = new DomainTally();
+    const at = (s: number) => new Date(Date.UTC(2025, 0, 1, 0, 0, s));
+    sut.record('r1', 'a.example', 'allowed', at(5));
+    sut.record('r1', 'b.example', 'blocked', at(6));
+    sut.record('r1', 'a.example', 'allowed', at(9));
+    sut.record('r1', 'a.example', 'allowed', at(7)); // out of order: first/last still the extremes
+    assert.deepEqual(sut.seen('r1'), {
+      names: [
+        { name: 'a.example', queries: 3, blocked: 0, firstSeen: '2025-01-01T00:00:05.000Z', lastSeen: '2025-01-01T00:00:09.000Z' },
+        { name: 'b.example', queries: 1, blocked: 1, firstSeen: '2025-01-01T00:00:06.000Z', lastSeen: '2025-01-01T00:00:06.000Z' },
+      ],
+      overflow: 0,
+    });
+    assert.deepEqual(sut.seen('nope'), { names: [], overflow: 0 });
+  });
+
   it('forgets a run', () => {
     const sut = new DomainTally();
     sut.record('r1', 'a.example', 'allowed');

@@ -7,9 +7,18 @@ export interface DomainCount {
   readonly blocked: number;
 }
 
+/** A name with its first and last query time (ISO 8601), as a run summary lists it. */
+export interface DomainSeen extends DomainCount {
+  readonly firstSeen: string;
+  readonly lastSeen: string;
+}
+
 interface Tally {
   queries: number;
   blocked: number;
+  /** Epoch milliseconds. */
+  firstSeen: number;
+  lastSeen: number;
 }
 
 /**
@@ -22,7 +31,8 @@ export class DomainTally {
 
   constructor(private readonly maxNamesPerRun = 10_000) {}
 
-  record(runId: string, qname: string, decision: QueryDecision): void {
+  record(runId: string, qname: string, decision: QueryDecision, at: Date = new Date()): void {
+    const ms = at.getTime();
     let run = this.runs.get(runId);
     if (!run) {
       run = { names: new Map(), overflow: 0 };
@@ -34,10 +44,12 @@ export class DomainTally {
         run.overflow++;
         return;
       }
-      tally = { queries: 0, blocked: 0 };
+      tally = { queries: 0, blocked: 0, firstSeen: ms, lastSeen: ms };
       run.names.set(qname, tally);
     }
     tally.queries++;
+    if (ms < tally.firstSeen) tally.firstSeen = ms;
+    if (ms > tally.lastSeen) tally.lastSeen = ms;
     if (decision !== 'allowed') tally.blocked++;
   }
 
@@ -48,6 +60,25 @@ export class DomainTally {
     const names = [...run.names].map(([name, t]) => ({ name, queries: t.queries, blocked: t.blocked }));
     names.sort((a, b) => b.queries - a.queries || (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
     return { names, overflow: run.overflow };
+  }
+
+  /** The run's names with first and last query times, in snapshot() order (what a run summary carries). */
+  seen(runId: string): { names: DomainSeen[]; overflow: number } {
+    const run = this.runs.get(runId);
+    if (!run) return { names: [], overflow: 0 };
+    const { names, overflow } = this.snapshot(runId);
+    return {
+      names: names.map((n) => {
+        const t = run.names.get(n.name)!;
+        return { ...n, firstSeen: new Date(t.firstSeen).toISOString(), lastSeen: new Date(t.lastSeen).toISOString() };
+      }),
+      overflow,
+    };
+  }
+
+  /** Runs with names counted (those not forgotten yet). */
+  runIds(): string[] {
+    return [...this.runs.keys()];
   }
 
   forget(runId: string): void {

@@ -100,15 +100,15 @@ describe(RunRegistry.name, () => {
     const cgroupLine = readFileSync(`/proc/${child.pid}/cgroup`, 'utf8').split('\n').find((l) => l.startsWith('0::'));
     assert.equal(cgroupLine, `0::/${relative(mount, run.cgroupPath)}`);
 
-    assert.deepEqual(sut.reap(), { removed: [], busy: [] }, 'a running run is left alone');
+    assert.deepEqual(sut.reap(), { removed: [], busy: [], abandoned: [] }, 'a running run is left alone');
     sut.finish(run.runId, 0);
-    assert.deepEqual(sut.reap(), { removed: [], busy: [run.runId] }, 'a finished run with a live process stays');
+    assert.deepEqual(sut.reap(), { removed: [], busy: [run.runId], abandoned: [] }, 'a finished run with a live process stays');
     assert.ok(existsSync(run.cgroupPath));
 
     child.kill('SIGKILL');
     await exited(child);
     await waitFor('the cgroup to report empty', () => !isPopulated(run.cgroupPath));
-    assert.deepEqual(sut.reap(), { removed: [run.runId], busy: [] });
+    assert.deepEqual(sut.reap(), { removed: [run.runId], busy: [], abandoned: [] });
     assert.ok(!existsSync(run.cgroupPath));
     assert.equal(sut.get(run.runId)?.state, 'reaped');
     assert.equal(sut.byCgroupId(run.cgroupId)?.runId, run.runId, 'late events still find the run');
@@ -129,7 +129,9 @@ describe(RunRegistry.name, () => {
     const run = sut.create();
     assert.deepEqual(sut.reap({ abandonedAfterMs: 60_000 }).removed, []);
     now += 61_000;
-    assert.deepEqual(sut.reap({ abandonedAfterMs: 60_000 }).removed, [run.runId]);
+    const reaped = sut.reap({ abandonedAfterMs: 60_000 });
+    assert.deepEqual(reaped.removed, [run.runId]);
+    assert.deepEqual(reaped.abandoned.map((r) => [r.runId, r.state, r.exitCode]), [[run.runId, 'finished', null]], 'its summary is due');
     assert.equal(sut.get(run.runId)?.exitCode, null);
   });
 

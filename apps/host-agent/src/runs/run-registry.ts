@@ -20,6 +20,8 @@ export interface RunRecord {
   /** Exit code of the run's command; null when unknown (killed, adopted after a restart). */
   readonly exitCode: number | null;
   readonly reapedAt: string | null;
+  /** The command line `cgfence run` started (absent for adopted runs and old records). */
+  readonly command?: string | null;
 }
 
 export type RunRegistryErrorCode = 'RUN_NOT_FOUND' | 'RUN_NOT_RUNNING' | 'INVALID_LABELS' | 'CGROUP_FAILED';
@@ -60,6 +62,8 @@ export interface ReapResult {
   readonly removed: string[];
   /** Finished runs whose cgroup still holds processes (left behind daemons). */
   readonly busy: string[];
+  /** Runs this reap ended because they were abandoned (no exit reported): their summaries are due. */
+  readonly abandoned: RunRecord[];
 }
 
 export const RUNS_FILE = 'runs.json';
@@ -126,7 +130,7 @@ export class RunRegistry implements RunLookup {
   }
 
   /** Makes the run's cgroup and records the run. Put the command in it with addProcess. */
-  create(labels: Readonly<Record<string, string>> = {}): RunRecord {
+  create(labels: Readonly<Record<string, string>> = {}, command?: string): RunRecord {
     const valid = validateLabels(labels);
     const runId = this.newRunId();
     const cgroupPath = join(this.options.deployCgroup, `${RUN_DIR_PREFIX}${runId}`);
@@ -145,6 +149,7 @@ export class RunRegistry implements RunLookup {
       finishedAt: null,
       exitCode: null,
       reapedAt: null,
+      ...(command !== undefined ? { command } : {}),
     };
     this.put(run);
     this.save();
@@ -187,6 +192,7 @@ export class RunRegistry implements RunLookup {
   reap(options: ReapOptions = {}): ReapResult {
     const removed: string[] = [];
     const busy: string[] = [];
+    const abandoned: RunRecord[] = [];
     const nowMs = this.now().getTime();
     for (const run of [...this.runs.values()]) {
       let current = run;
@@ -195,6 +201,7 @@ export class RunRegistry implements RunLookup {
         if (age >= options.abandonedAfterMs && (!existsSync(current.cgroupPath) || !isPopulated(current.cgroupPath))) {
           current = { ...current, state: 'finished', finishedAt: this.now().toISOString(), exitCode: null };
           this.put(current);
+          abandoned.push(current);
           this.options.logger?.warn({ runId: current.runId }, 'run abandoned: its cgroup is empty and no exit was reported');
         }
       }
@@ -218,7 +225,7 @@ export class RunRegistry implements RunLookup {
     }
     this.forgetOldReaped(nowMs);
     this.save();
-    return { removed, busy };
+    return { removed, busy, abandoned };
   }
 
   private require(runId: string): RunRecord {

@@ -48,6 +48,23 @@ export interface AgentStatus {
   runs: { active: number };
   /** Present when the agent takes its policy from the policy server (`cgfence agent --server`). */
   fleet?: FleetAgentStatus;
+  /** The event spool (fleet mode): what is not shipped to the central history yet. */
+  spool?: SpoolStatus;
+}
+
+/** The agent's disk spool of events on their way to JetStream. */
+export interface SpoolStatus {
+  /** Events (and run summaries) not acked by JetStream yet. */
+  pending: number;
+  /** Bytes of the spool files, and their bound (--spool-max-bytes). */
+  bytes: number;
+  maxBytes: number;
+  /** Events dropped unshipped (oldest first) because the spool was full, since it was created. */
+  dropped: number;
+  /** Acked since the agent started. */
+  shipped: number;
+  lastShippedAt: string | null;
+  lastError: { at: string; message: string } | null;
 }
 
 /** The agent's side of the fleet protocol, for `cgfence agent status`. */

@@ -144,6 +144,8 @@ export const HostReportSchema = z.object({
   labels: z.record(z.string(), z.string()).optional(),
   /** Block events (blocked or audited, DNS and IP) since the agent started: the block-rate gate's input. */
   blocks: z.number().int().nonnegative().optional(),
+  /** The agent's event spool (issue 6): events not yet acked by JetStream, and those dropped because it was full. */
+  spool: z.object({ pending: z.number().int().nonnegative(), dropped: z.number().int().nonnegative() }).optional(),
   sentAt: z.string(),
 });
 export type HostReport = z.infer<typeof HostReportSchema>;
