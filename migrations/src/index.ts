@@ -5,6 +5,7 @@ import { ApiTokens1732000000004 } from './1732000000004-api-tokens';
 import { Outbox1732000000005 } from './1732000000005-outbox';
 import { FleetReadModels1732000000006 } from './1732000000006-fleet-read-models';
 import { Rollouts1732000000007 } from './1732000000007-rollouts';
+import { BlockEvents1732000000008 } from './1732000000008-block-events';
 
 import type { MigrationInterface } from 'typeorm';
 
@@ -17,5 +18,6 @@ export const migrations: (new () => MigrationInterface)[] = [
   Outbox1732000000005,
   FleetReadModels1732000000006,
   Rollouts1732000000007,
+  BlockEvents1732000000008,
 ];
 

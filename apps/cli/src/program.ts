@@ -1,6 +1,7 @@
 import { Command, Option } from 'commander';
 import { auditCommand } from './commands/audit';
 import { blocklistCommand } from './commands/blocklist';
+import { blocklistReplayCommand, eventsCommand, runsCommand } from './commands/events';
 import { fleetCommand, hostsCommand } from './commands/fleet';
 import { localCommand } from './commands/local';
 import { natsCommand } from './commands/nats';
@@ -20,12 +21,14 @@ export function buildProgram(): Command {
     .option('--json', 'machine-readable JSON output', false)
     .showHelpAfterError('(add --help for usage)')
     .enablePositionalOptions(false);
-  program.addCommand(blocklistCommand());
+  program.addCommand(blocklistCommand().addCommand(blocklistReplayCommand()));
   program.addCommand(tokenCommand());
   program.addCommand(auditCommand());
   program.addCommand(hostsCommand());
   program.addCommand(fleetCommand());
   program.addCommand(rolloutCommand());
+  program.addCommand(eventsCommand());
+  program.addCommand(runsCommand());
   program.addCommand(localCommand());
   program.addCommand(natsCommand());
   program.addHelpText(

@@ -12,6 +12,7 @@ import { HttpErrorFilter } from './common/http-error.filter';
 import { LOGGER } from './common/logger';
 import { SERVER_CONFIG, ServerConfig } from './config/config';
 import { EventStoreModule } from './event-store/event-store.module';
+import { EventsModule } from './events/events.module';
 import { FleetModule } from './fleet/fleet.module';
 import { HealthController } from './health/health.controller';
 import { MetricsModule } from './metrics/metrics.module';
@@ -45,6 +46,7 @@ export class AppModule implements NestModule {
         BlocklistsModule,
         AuditModule,
         FleetModule,
+        EventsModule,
       ],
       controllers: [HealthController],
       providers: [

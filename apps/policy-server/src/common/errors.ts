@@ -16,6 +16,7 @@ export type ErrorCode =
   | 'fleet.rollback_required'
   | 'host.not_found'
   | 'rollout.not_found'
+  | 'run.not_found'
   | 'rollout.invalid_plan'
   | 'rollout.active_exists'
   | 'rollout.state_conflict'

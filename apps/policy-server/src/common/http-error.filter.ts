@@ -25,6 +25,7 @@ export function httpStatusOf(code: ErrorCode): number {
     case 'token.not_found':
     case 'host.not_found':
     case 'rollout.not_found':
+    case 'run.not_found':
       return 404;
     case 'blocklist.already_exists':
     case 'version.conflict':

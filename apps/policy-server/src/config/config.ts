@@ -24,6 +24,10 @@ const Schema = z.object({
   CGFENCE_BUNDLE_TTL_HOURS: z.coerce.number().positive().default(168),
   /** A host silent for longer than this shows as stale. */
   CGFENCE_HOST_STALE_SECONDS: z.coerce.number().int().positive().default(60),
+  /** Days of block events kept in PostgreSQL; older daily partitions are dropped. */
+  CGFENCE_EVENTS_RETENTION_DAYS: z.coerce.number().int().min(1).max(3650).default(30),
+  /** Ingest block events from JetStream (set false on a replica that should only serve the API). */
+  CGFENCE_EVENTS_INGEST: z.enum(['true', 'false']).default('true').transform((v) => v === 'true'),
 });
 
 export type ServerConfig = Readonly<{
@@ -39,6 +43,8 @@ export type ServerConfig = Readonly<{
   signingKeyFile: string;
   bundleTtlMs: number;
   hostStaleMs: number;
+  eventsRetentionDays: number;
+  eventsIngest: boolean;
 }>;
 
 export class ConfigError extends Error {}
@@ -63,6 +69,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): ServerConfig {
     signingKeyFile: e.CGFENCE_SIGNING_KEY_FILE ?? `${e.CGFENCE_STATE_DIR}/signing-key.pem`,
     bundleTtlMs: e.CGFENCE_BUNDLE_TTL_HOURS * 3_600_000,
     hostStaleMs: e.CGFENCE_HOST_STALE_SECONDS * 1000,
+    eventsRetentionDays: e.CGFENCE_EVENTS_RETENTION_DAYS,
+    eventsIngest: e.CGFENCE_EVENTS_INGEST,
   };
 }
 

@@ -32,6 +32,19 @@ export class Metrics {
     registers: [this.registry],
   });
 
+  readonly eventsIngested = new Counter({
+    name: 'cgfence_events_ingested_total',
+    help: 'Messages of the CGF_EVENTS stream by kind (block, run) and outcome (stored, duplicate, malformed, forged)',
+    labelNames: ['kind', 'outcome'] as const,
+    registers: [this.registry],
+  });
+  readonly eventsBatchSeconds = new Histogram({
+    name: 'cgfence_events_batch_seconds',
+    help: 'Time to write one batch of block events (one transaction)',
+    buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10],
+    registers: [this.registry],
+  });
+
   constructor() {
     collectDefaultMetrics({ register: this.registry, prefix: 'cgfence_server_' });
   }

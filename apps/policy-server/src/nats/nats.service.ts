@@ -1,9 +1,9 @@
 import { Inject, Injectable, OnApplicationShutdown, OnModuleInit } from '@nestjs/common';
 import { readFileSync } from 'node:fs';
-import { jetstream, jetstreamManager, JetStreamClient } from '@nats-io/jetstream';
+import { AckPolicy, Consumer, DeliverPolicy, jetstream, jetstreamManager, JetStreamClient, RetentionPolicy, StorageType } from '@nats-io/jetstream';
 import { connect, NatsConnection, nkeyAuthenticator, type Authenticator } from '@nats-io/transport-node';
 import type { Logger } from 'pino';
-import { FLEET_STREAM } from '@cgfence/proto';
+import { EVENTS_STREAM, FLEET_STREAM } from '@cgfence/proto';
 import { LOGGER } from '../common/logger';
 import { SERVER_CONFIG, ServerConfig } from '../config/config';
 
@@ -13,6 +13,10 @@ export function natsAuth(config: ServerConfig): { authenticator?: Authenticator 
   const seed = readFileSync(config.natsSeedFile, 'utf8').trim();
   return { authenticator: nkeyAuthenticator(new TextEncoder().encode(seed)) };
 }
+
+/** The one durable pull consumer all replicas share: each message is ingested by one of them. */
+export const INGEST_CONSUMER = 'cgfence-ingest';
+const SECOND_NS = 1_000_000_000;
 
 /**
  * The server's own NATS connection, for JetStream: the outbox relay publishes
@@ -94,6 +98,37 @@ export class NatsService implements OnModuleInit, OnApplicationShutdown {
         } catch {
           await jsm.streams.add({ name: FLEET_STREAM.name, ...config });
         }
+        // Block events and run summaries: kept on disk until ingested (and a
+        // few days more, PostgreSQL is the history); message ids are event
+        // ids, so an agent's retried publish is dropped for 10 minutes.
+        const events = {
+          subjects: [...EVENTS_STREAM.subjects],
+          retention: RetentionPolicy.Limits,
+          storage: StorageType.File,
+          duplicate_window: 600 * SECOND_NS,
+          max_age: 3 * 24 * 3600 * SECOND_NS,
+        };
+        try {
+          await jsm.streams.info(EVENTS_STREAM.name);
+          const { storage: _storage, ...mutable } = events;
+          await jsm.streams.update(EVENTS_STREAM.name, mutable);
+        } catch {
+          await jsm.streams.add({ name: EVENTS_STREAM.name, ...events });
+        }
+        const consumer = {
+          durable_name: INGEST_CONSUMER,
+          ack_policy: AckPolicy.Explicit,
+          deliver_policy: DeliverPolicy.All,
+          ack_wait: 30 * SECOND_NS,
+          max_ack_pending: 50_000,
+          max_deliver: -1,
+          filter_subject: EVENTS_STREAM.subjects[0],
+        };
+        try {
+          await jsm.consumers.info(EVENTS_STREAM.name, INGEST_CONSUMER);
+        } catch {
+          await jsm.consumers.add(EVENTS_STREAM.name, consumer);
+        }
         this.streamReady = true;
         return;
       } catch (err) {
@@ -109,6 +144,12 @@ export class NatsService implements OnModuleInit, OnApplicationShutdown {
     if (!this.js || !this.connected) throw new Error('NATS is not connected');
     const ack = await this.js.publish(subject, payload, { msgID: msgId, timeout: 5000 });
     return { duplicate: ack.duplicate };
+  }
+
+  /** The shared ingest consumer of CGF_EVENTS, once the connection and the stream are up. */
+  async eventsConsumer(): Promise<Consumer> {
+    if (!this.js || !this.connected) throw new Error('NATS is not connected');
+    return this.js.consumers.get(EVENTS_STREAM.name, INGEST_CONSUMER);
   }
 
   async onApplicationShutdown(): Promise<void> {

@@ -1,3 +1,4 @@
 export * from './blocklists';
 export * from './fleet';
 export * from './rollouts';
+export * from './events';

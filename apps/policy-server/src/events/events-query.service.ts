@@ -1,0 +1,239 @@
+import { Injectable } from '@nestjs/common';
+import type { Writable } from 'node:stream';
+import type {
+  AggregateView,
+  BlockEventView,
+  EventFilter,
+  EventsAggregateQuery,
+  EventsPage,
+  EventsQuery,
+  ReplayView,
+  RunView,
+} from '@cgfence/proto';
+import { parseTimeParam } from '@cgfence/proto';
+import { BlocklistsService } from '../blocklists/blocklists.service';
+import { DomainError } from '../common/errors';
+import { EventsDb } from './events-db';
+import { SuffixMatcher } from './matcher';
+import {
+  aggregateKey,
+  csvLine,
+  CSV_COLUMNS,
+  CursorError,
+  decodeCursor,
+  encodeCursor,
+  EventDbRow,
+  eventConditions,
+  filtersUsed,
+  Params,
+  SELECT_EVENT,
+  splitHours,
+  timeConditions,
+  toView,
+} from './query';
+
+const DEFAULT_PAGE = 100;
+const EXPORT_PAGE = 5000;
+const ROLLUP_FILTERS = new Set(['time', 'host', 'cohort', 'action', 'method', 'blocklist', 'version']);
+
+const where = (c: string[]): string => (c.length > 0 ? `where ${c.join(' and ')}` : '');
+
+/** The queries of the block-event history; the REST API and the benchmarks both call these. */
+@Injectable()
+export class EventsQueryService {
+  constructor(
+    private readonly db: EventsDb,
+    private readonly blocklists: BlocklistsService,
+  ) {}
+
+  /** One page, newest first, after the cursor of the previous page. */
+  async page(q: EventsQuery): Promise<EventsPage> {
+    const limit = q.limit ?? DEFAULT_PAGE;
+    const { rows } = await this.fetch(q, q.after, limit);
+    const last = rows[rows.length - 1];
+    return { events: rows.map(toView), next: rows.length === limit && last ? encodeCursor(last.time_us, last.id) : null };
+  }
+
+  private async fetch(f: EventFilter, after: string | undefined, limit: number): Promise<{ rows: EventDbRow[] }> {
+    const p = new Params();
+    const c = [...timeConditions(f.from, f.to, p), ...eventConditions(f, p)];
+    if (after !== undefined) {
+      let cur: { timeUs: string; id: string };
+      try {
+        cur = decodeCursor(after);
+      } catch (err) {
+        if (err instanceof CursorError) throw new DomainError('validation.failed', err.message, [{ field: 'after', reason: err.message }]);
+        throw err;
+      }
+      c.push(`(time, id) < (timestamptz 'epoch' + ${p.add(cur.timeUs, 'int8')} * interval '1 microsecond', ${p.add(cur.id, 'uuid')})`);
+    }
+    const rows = await this.db.query<EventDbRow>(`select ${SELECT_EVENT} from block_events ${where(c)} order by time desc, id desc limit ${p.add(limit, 'int4')}`, p.values);
+    return { rows };
+  }
+
+  /**
+   * The whole result set (up to `limit` rows), newest first, as NDJSON or CSV,
+   * in keyset pages of a few thousand rows: memory stays flat whatever the
+   * size, and the writer's back-pressure is respected.
+   */
+  async export(q: EventsQuery, format: 'ndjson' | 'csv', out: Writable): Promise<number> {
+    const write = (text: string): Promise<void> =>
+      new Promise((resolve, reject) => {
+        if (out.destroyed) return reject(new Error('client went away'));
+        if (out.write(text)) resolve();
+        else {
+          out.once('drain', resolve);
+          out.once('close', () => reject(new Error('client went away')));
+        }
+      });
+    if (format === 'csv') await write(`${CSV_COLUMNS.join(',')}\r\n`);
+    let after = q.after;
+    let total = 0;
+    const max = q.limit ?? Infinity;
+    for (;;) {
+      const { rows } = await this.fetch(q, after, Math.min(EXPORT_PAGE, max - total));
+      let chunk = '';
+      for (const r of rows) {
+        const v: BlockEventView = toView(r);
+        chunk += format === 'csv' ? csvLine(v) : `${JSON.stringify(v)}\n`;
+      }
+      if (chunk) await write(chunk);
+      total += rows.length;
+      const last = rows[rows.length - 1];
+      if (!last || rows.length < EXPORT_PAGE || total >= max) return total;
+      after = encodeCursor(last.time_us, last.id);
+    }
+  }
+
+  /**
+   * Counts by a key, optionally per time bucket. Whole hours come from the
+   * hourly rollup when the key and filters allow it; the ragged edges (and
+   * every other query) from block_events.
+   */
+  async aggregate(q: EventsAggregateQuery, now = Date.now()): Promise<AggregateView> {
+    const p = new Params();
+    const key = aggregateKey(q.by, p);
+    const bucket = q.bucket ?? null;
+    const bucketExpr = (col: string): string => (bucket ? `date_trunc('${bucket}', ${col}, 'UTC')` : 'null::timestamptz');
+    const canRollup = key.rollup !== undefined && bucket !== 'minute' && filtersUsed(q).every((f) => ROLLUP_FILTERS.has(f));
+    const parts: string[] = [];
+    const raw = (from: Date | undefined, to: Date | undefined): string =>
+      `select ${bucketExpr('time')} as bucket, ${key.raw} as key, count(*) as n from block_events
+        ${where([...timeConditions(from, to, p), ...eventConditions(q, p)])} group by 1, 2`;
+    if (canRollup) {
+      const split = splitHours(q.from, q.to, now);
+      if (split.hours) {
+        const c = timeConditions(split.hours[0], split.hours[1], p, 'hour');
+        if (q.host !== undefined) c.push(`host = ${p.add(q.host)}`);
+        if (q.cohort !== undefined) c.push(`cohort = ${p.add(q.cohort)}`);
+        if (q.action !== undefined) c.push(`action = ${p.add(q.action)}`);
+        if (q.method !== undefined) c.push(`method = ${p.add(q.method)}`);
+        if (q.blocklist !== undefined) c.push(`blocklist = ${p.add(q.blocklist)}`);
+        if (q.version !== undefined) c.push(`version = ${p.add(q.version, 'int4')}`);
+        parts.push(`select ${bucketExpr('hour')} as bucket, ${key.rollup!} as key, sum(n) as n from block_event_counts ${where(c)} group by 1, 2`);
+      }
+      for (const [from, to] of split.edges) parts.push(raw(from, to));
+    } else {
+      parts.push(raw(q.from, q.to));
+    }
+    const limit = p.add(q.limit ?? (bucket ? 10_000 : 100), 'int4');
+    const order = bucket ? 'bucket, n desc, key' : 'n desc, key';
+    const rows = await this.db.query<{ bucket: Date | null; key: string | null; n: string }>(
+      `select bucket, key, sum(n)::int8 as n from (${parts.join(' union all ')}) x group by 1, 2 order by ${order} limit ${limit}`,
+      p.values,
+    );
+    return { by: q.by, bucket, rows: rows.map((r) => ({ bucket: r.bucket ? r.bucket.toISOString() : null, key: r.key, count: Number(r.n) })) };
+  }
+
+  async run(runId: string): Promise<RunView> {
+    const [runs, counts, latest, domains] = await Promise.all([
+      this.db.query<{
+        run_id: string; host: string; cohort: string | null; labels: Record<string, string>; command: string | null; started_at: Date;
+        ended_at: Date | null; exit_code: number | null; signal: string | null; overflow: number; policy_version: string | null;
+      }>(`select * from runs where run_id = $1`, [runId]),
+      this.db.query<{ action: string; n: string; first: Date }>(`select action, count(*) as n, min(time) as first from block_events where run_id = $1 group by 1`, [runId]),
+      this.db.query<EventDbRow>(`select ${SELECT_EVENT} from block_events where run_id = $1 order by time desc, id desc limit 20`, [runId]),
+      this.db.query<{ name: string; queries: number; blocked: number; first_seen: Date; last_seen: Date }>(
+        `select name, queries, blocked, first_seen, last_seen from run_domains where run_id = $1 order by blocked desc, queries desc, name`,
+        [runId],
+      ),
+    ]);
+    const run = runs[0];
+    const newest = latest[0];
+    if (!run && !newest) throw new DomainError('run.not_found', `no run ${runId} is recorded (no summary and no block events)`);
+    const by = (a: string): number => Number(counts.find((c) => c.action === a)?.n ?? 0);
+    const events = { total: by('blocked') + by('audited') + by('alert'), blocked: by('blocked'), audited: by('audited'), alert: by('alert') };
+    const firstEvent = counts.reduce<Date | undefined>((m, c) => (!m || c.first < m ? c.first : m), undefined);
+    return {
+      runId,
+      // A run still going has no summary yet: what its events say.
+      host: run?.host ?? newest!.host,
+      cohort: run ? run.cohort : newest!.cohort,
+      labels: run?.labels ?? newest!.labels,
+      command: run?.command ?? null,
+      startedAt: (run?.started_at ?? firstEvent!).toISOString(),
+      endedAt: run?.ended_at?.toISOString() ?? null,
+      exitCode: run?.exit_code ?? null,
+      signal: run?.signal ?? null,
+      policyVersion: run?.policy_version ?? newest?.policy_version ?? null,
+      overflow: run?.overflow ?? 0,
+      events,
+      latest: latest.map(toView),
+      domains: domains.map((d) => ({ name: d.name, queries: d.queries, blocked: d.blocked, firstSeen: d.first_seen.toISOString(), lastSeen: d.last_seen.toISOString() })),
+    };
+  }
+
+  /** Which names resolved by runs since `since` version N of a blocklist would have blocked, per run and per host. */
+  async replay(name: string, version: number, since: string, now = Date.now()): Promise<ReplayView> {
+    const sinceAt = parseTimeParam(since, now);
+    if (!sinceAt) throw new DomainError('validation.failed', `since must be an ISO 8601 time or a duration back from now (7d)`, [{ field: 'since', reason: 'not a time' }]);
+    const v = await this.blocklists.version(name, version);
+    const matcher = SuffixMatcher.compile(v.entries);
+    const names = await this.db.query<{ name: string }>(
+      `select distinct d.name from run_domains d join runs r using (run_id) where r.started_at >= $1`,
+      [sinceAt.toISOString()],
+    );
+    const [{ n: runsExamined }] = await this.db.query<{ n: number }>(`select count(*)::int as n from runs where started_at >= $1`, [sinceAt.toISOString()]);
+    const hit = new Map<string, string>();
+    for (const { name: n } of names) {
+      const e = matcher.match(n);
+      if (e !== undefined) hit.set(n, e);
+    }
+    const rows =
+      hit.size === 0
+        ? []
+        : await this.db.query<{ run_id: string; host: string; started_at: Date; name: string; queries: number }>(
+            `select r.run_id, r.host, r.started_at, d.name, d.queries from run_domains d join runs r using (run_id)
+              where r.started_at >= $1 and d.name = any($2::text[]) order by r.started_at desc, r.run_id, d.name`,
+            [sinceAt.toISOString(), [...hit.keys()]],
+          );
+    const runs = new Map<string, ReplayView['runs'][number]>();
+    const hosts = new Map<string, { runs: Set<string>; domains: Set<string> }>();
+    const domains = new Map<string, { runs: Set<string>; hosts: Set<string> }>();
+    for (const r of rows) {
+      const entry = hit.get(r.name)!;
+      let run = runs.get(r.run_id);
+      if (!run) runs.set(r.run_id, (run = { runId: r.run_id, host: r.host, startedAt: r.started_at.toISOString(), domains: [] }));
+      run.domains.push({ name: r.name, queries: r.queries, entry });
+      const h = hosts.get(r.host) ?? { runs: new Set(), domains: new Set() };
+      h.runs.add(r.run_id);
+      h.domains.add(r.name);
+      hosts.set(r.host, h);
+      const d = domains.get(r.name) ?? { runs: new Set(), hosts: new Set() };
+      d.runs.add(r.run_id);
+      d.hosts.add(r.host);
+      domains.set(r.name, d);
+    }
+    return {
+      blocklist: name,
+      version,
+      since: sinceAt.toISOString(),
+      runsExamined,
+      runs: [...runs.values()],
+      hosts: [...hosts].map(([host, h]) => ({ host, runs: h.runs.size, domains: [...h.domains].sort() })).sort((a, b) => b.runs - a.runs || a.host.localeCompare(b.host)),
+      domains: [...domains]
+        .map(([n, d]) => ({ name: n, entry: hit.get(n)!, runs: d.runs.size, hosts: d.hosts.size }))
+        .sort((a, b) => b.runs - a.runs || a.name.localeCompare(b.name)),
+    };
+  }
+}

@@ -1,0 +1,95 @@
+// Pure pieces of ingestion: a validated message becomes a row of
+// block_events, written either as a COPY text line or as INSERT parameters.
+import { BlockEvent, BlockEventSchema, reverseLabels, RunSummary, RunSummarySchema } from '@cgfence/proto';
+
+/** Column order of block_events as ingestion writes it (COPY and INSERT alike). */
+export const EVENT_COLUMNS = [
+  'time', 'id', 'host', 'cohort', 'run_id', 'labels', 'pid', 'comm', 'cmdline', 'uid', 'cgroup_id',
+  'qname', 'qname_rev', 'qtype', 'entry', 'action', 'method', 'policy_version', 'blocklist', 'version',
+  'policy_hash', 'destination', 'message',
+] as const;
+
+/** PostgreSQL types of the columns, for the multi-row INSERT casts. */
+export const EVENT_TYPES: Record<(typeof EVENT_COLUMNS)[number], string> = {
+  time: 'timestamptz', id: 'uuid', host: 'text', cohort: 'text', run_id: 'text', labels: 'jsonb', pid: 'int4', comm: 'text',
+  cmdline: 'text', uid: 'int8', cgroup_id: 'text', qname: 'text', qname_rev: 'text', qtype: 'text', entry: 'text',
+  action: 'text', method: 'text', policy_version: 'text', blocklist: 'text', version: 'int4', policy_hash: 'text',
+  destination: 'text', message: 'text',
+};
+
+export type EventRow = (string | number | null)[];
+
+/** `core v12` → { blocklist: 'core', version: 12 }; anything else (file:…) → nulls. */
+export function parsePolicyVersion(v: string | null): { blocklist: string | null; version: number | null } {
+  const m = v === null ? null : /^(\S+) v(\d{1,9})$/.exec(v);
+  return m ? { blocklist: m[1]!, version: Number(m[2]) } : { blocklist: null, version: null };
+}
+
+/** Lower case, no trailing dot: the form blocklist entries and filters use. */
+export function normalizeQname(q: string): string {
+  const n = q.toLowerCase();
+  return n.endsWith('.') ? n.slice(0, -1) : n;
+}
+
+// PostgreSQL text cannot hold NUL; an agent never sends one, a forger might.
+// eslint-disable-next-line no-control-regex -- NUL is exactly what is removed
+const NUL = /\u0000/g;
+const clean = (s: string | null): string | null => (s === null ? null : s.replace(NUL, ''));
+
+export function toRow(e: BlockEvent, time: Date): EventRow {
+  const qname = e.qname === null ? null : clean(normalizeQname(e.qname));
+  const { blocklist, version } = parsePolicyVersion(e.policyVersion);
+  return [
+    time.toISOString(), e.id.toLowerCase(), clean(e.host), clean(e.cohort), clean(e.runId), clean(JSON.stringify(e.labels)), e.pid, clean(e.comm),
+    clean(e.cmdline), e.uid, clean(e.cgroupId), qname, qname === null ? null : reverseLabels(qname), clean(e.qtype), clean(e.entry),
+    e.action, e.method, clean(e.policyVersion), blocklist, version, clean(e.policyHash), clean(e.destination), clean(e.message),
+  ];
+}
+
+/** One line of COPY's text format: tab separated, \N for NULL, backslash escapes. */
+export function copyLine(row: EventRow): string {
+  return `${row.map((v) => (v === null ? '\\N' : typeof v === 'number' ? String(v) : escapeCopy(v))).join('\t')}\n`;
+}
+
+export function escapeCopy(s: string): string {
+  return s.replace(/[\\\n\r\t]/g, (c) => (c === '\\' ? '\\\\' : c === '\n' ? '\\n' : c === '\r' ? '\\r' : '\\t'));
+}
+
+export type Decoded =
+  | { kind: 'block'; event: BlockEvent; row: EventRow }
+  | { kind: 'run'; run: RunSummary }
+  | { kind: 'malformed' | 'forged'; reason: string };
+
+/**
+ * Decodes one message of the CGF_EVENTS stream. The host in the subject is
+ * the one NATS let publish it (libs/nats-auth); a body naming another host is
+ * forged.
+ */
+export function decodeMessage(subject: string, data: Uint8Array): Decoded {
+  const parts = subject.split('.');
+  if (parts.length !== 4 || parts[0] !== 'cgf' || parts[1] !== 'events') return { kind: 'malformed', reason: `unexpected subject ${subject}` };
+  const [, , host, what] = parts as [string, string, string, string];
+  let json: unknown;
+  try {
+    json = JSON.parse(new TextDecoder().decode(data));
+  } catch (err) {
+    return { kind: 'malformed', reason: `not JSON: ${(err as Error).message}` };
+  }
+  if (what === 'block') {
+    const p = BlockEventSchema.safeParse(json);
+    if (!p.success) return { kind: 'malformed', reason: p.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ') };
+    if (p.data.host !== host) return { kind: 'forged', reason: `event names host ${p.data.host} but came from ${host}` };
+    const ms = Date.parse(p.data.time);
+    if (!Number.isFinite(ms)) return { kind: 'malformed', reason: `time: not a time: ${p.data.time}` };
+    return { kind: 'block', event: p.data, row: toRow(p.data, new Date(ms)) };
+  }
+  if (what === 'run') {
+    const p = RunSummarySchema.safeParse(json);
+    if (!p.success) return { kind: 'malformed', reason: p.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ') };
+    if (p.data.host !== host) return { kind: 'forged', reason: `run summary names host ${p.data.host} but came from ${host}` };
+    const times = [p.data.startedAt, p.data.endedAt, ...p.data.domains.flatMap((d) => [d.firstSeen, d.lastSeen])];
+    if (times.some((t) => t !== null && !Number.isFinite(Date.parse(t)))) return { kind: 'malformed', reason: 'run summary has a time that is not a time' };
+    return { kind: 'run', run: p.data };
+  }
+  return { kind: 'malformed', reason: `unknown message kind ${what}` };
+}
