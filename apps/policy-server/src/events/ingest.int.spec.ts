@@ -37,10 +37,13 @@ describe('block event ingestion (JetStream → PostgreSQL)', () => {
   });
 
   after(async () => {
-    await db?.end();
-    await env?.stop();
-    await nats?.stop();
-    rmSync(dir, { recursive: true, force: true });
+    try {
+      await db?.end();
+      await env?.stop();
+    } finally {
+      await nats?.stop();
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   const count = async (): Promise<{ n: number; d: number }> =>

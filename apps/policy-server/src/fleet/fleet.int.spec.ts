@@ -90,10 +90,13 @@ describe('fleet distribution (server side)', () => {
   });
 
   after(async () => {
-    await nc?.close();
-    await env?.stop();
-    await nats?.stop();
-    rmSync(dir, { recursive: true, force: true });
+    try {
+      await nc?.close();
+      await env?.stop();
+    } finally {
+      await nats?.stop();
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   it('publishes nothing on commit; assigning a baseline publishes a signed document with the bundle', async () => {

@@ -141,10 +141,13 @@ describe('staged rollouts', () => {
 
   after(async () => {
     clearInterval(heartbeat);
-    for (const h of hosts) await h.close().catch(() => undefined);
-    await env?.stop();
-    await nats?.stop();
-    rmSync(dir, { recursive: true, force: true });
+    try {
+      for (const h of hosts) await h.close().catch(() => undefined);
+      await env?.stop();
+    } finally {
+      await nats?.stop();
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   beforeEach(() => {

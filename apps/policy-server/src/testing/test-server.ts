@@ -70,9 +70,16 @@ export class TestPolicyServer {
     return createServer(this.config);
   }
 
+  /** Stops the server (waiting at most 15 s for it), then PostgreSQL, whatever happens. */
   async stop(): Promise<void> {
-    await this.server.close().catch(() => undefined);
-    await this.pg.stop();
-    rmSync(this.dir, { recursive: true, force: true });
+    try {
+      let timer: NodeJS.Timeout | undefined;
+      const late = new Promise<void>((resolve) => (timer = setTimeout(resolve, 15_000)));
+      await Promise.race([this.server.close().catch(() => undefined), late]);
+      clearTimeout(timer);
+    } finally {
+      await this.pg.stop();
+      rmSync(this.dir, { recursive: true, force: true });
+    }
   }
 }
