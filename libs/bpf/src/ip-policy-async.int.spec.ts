@@ -4,30 +4,12 @@
 // and changes nothing when the build fails or the prepared tries are dropped.
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
 import { join } from 'node:path';
 import { DataPlane, DataPlaneError } from './data-plane';
 import { AddressError } from './addr';
 import { compareIpPolicy } from './ip-digest';
-import { closedPort, KernelSandbox } from './testing/kernel-fixture';
+import { bulkCidrs, closedPort, innerMapId, KernelSandbox } from './testing/kernel-fixture';
 
-function bulkCidrs(firstOctet: number, n: number): string[] {
-  const out: string[] = [];
-  for (let i = 1; i <= n; i++) out.push(`${firstOctet}.${(i >> 16) & 255}.${(i >> 8) & 255}.${i & 255}/32`);
-  return out;
-}
-
-/** bpftool's view of the trie a pinned outer map points at: its map id. */
-function innerMapId(pinnedOuter: string): number {
-  const out = JSON.parse(execFileSync('bpftool', ['-j', 'map', 'lookup', 'pinned', pinnedOuter, 'key', '0', '0', '0', '0'], { encoding: 'utf8' })) as {
-    value?: number | string[];
-    inner_map_id?: number;
-  };
-  if (typeof out.inner_map_id === 'number') return out.inner_map_id;
-  if (typeof out.value === 'number') return out.value;
-  if (Array.isArray(out.value)) return Buffer.from(out.value.map((b) => Number(b))).readUInt32LE(0);
-  throw new Error(`cannot read the inner map id from bpftool output ${JSON.stringify(out)}`);
-}
 
 describe(`${DataPlane.name} IP policy built off the event loop`, () => {
   let box: KernelSandbox;

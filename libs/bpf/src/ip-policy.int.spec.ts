@@ -8,14 +8,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { DataPlane } from './data-plane';
 import { KernelEvent } from './codec';
-import { closedPort, KernelSandbox, requireIPv6Loopback, sleep, UdpEcho } from './testing/kernel-fixture';
+import { bulkCidrs, closedPort, KernelSandbox, requireIPv6Loopback, sleep, UdpEcho } from './testing/kernel-fixture';
 
-/** n distinct /32s (or /24s) from a /8 that loopback tests never touch. */
-function bulkCidrs(firstOctet: number, n: number): string[] {
-  const out: string[] = [];
-  for (let i = 1; i <= n; i++) out.push(`${firstOctet}.${(i >> 16) & 255}.${(i >> 8) & 255}.${i & 255}/32`);
-  return out;
-}
 
 async function waitForEvent(events: KernelEvent[], match: (e: KernelEvent) => boolean, ms = 2000): Promise<KernelEvent> {
   const deadline = Date.now() + ms;

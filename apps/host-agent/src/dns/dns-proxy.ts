@@ -81,6 +81,24 @@ const UDP_PER_SOCKET = 4096;
 
 type Listener<T> = (value: T) => void;
 
+/** Every counter at zero (the pool's workers start from it too). */
+export function zeroStats(): DnsProxyStats {
+  return {
+    queries: 0,
+    forwarded: 0,
+    blocked: 0,
+    audited: 0,
+    servfail: 0,
+    upstreamTimeouts: 0,
+    malformed: 0,
+    formerr: 0,
+    notimp: 0,
+    overloaded: 0,
+    upstreamStray: 0,
+    inFlight: 0,
+  };
+}
+
 /**
  * The DNS proxy of the deploy cgroup. Listens on loopback (UDP and TCP, IPv4
  * and IPv6, one port), answers NXDOMAIN for names the policy blocks (enforce)
@@ -104,19 +122,7 @@ export class DnsProxy {
   private readonly tcpClients = new Set<net.Socket>();
   private readonly eventListeners = new Set<Listener<DnsPolicyEvent>>();
   private readonly queryListeners = new Set<Listener<DnsQueryNotice>>();
-  private readonly counters: Omit<DnsProxyStats, 'inFlight'> = {
-    queries: 0,
-    forwarded: 0,
-    blocked: 0,
-    audited: 0,
-    servfail: 0,
-    upstreamTimeouts: 0,
-    malformed: 0,
-    formerr: 0,
-    notimp: 0,
-    overloaded: 0,
-    upstreamStray: 0,
-  };
+  private readonly counters: Omit<DnsProxyStats, 'inFlight'> = (({ inFlight: _inFlight, ...rest }) => rest)(zeroStats());
   private inFlight = 0;
   private listenPort = 0;
   private mode: ProxyMode;

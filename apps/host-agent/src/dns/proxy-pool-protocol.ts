@@ -81,19 +81,4 @@ export function addStats(a: DnsProxyStats, b: DnsProxyStats): DnsProxyStats {
   return out;
 }
 
-export function zeroStats(): DnsProxyStats {
-  return {
-    queries: 0,
-    forwarded: 0,
-    blocked: 0,
-    audited: 0,
-    servfail: 0,
-    upstreamTimeouts: 0,
-    malformed: 0,
-    formerr: 0,
-    notimp: 0,
-    overloaded: 0,
-    upstreamStray: 0,
-    inFlight: 0,
-  };
-}
+export { zeroStats } from './dns-proxy';

@@ -94,6 +94,25 @@ export class KernelSandbox {
   }
 }
 
+/** n distinct /32s from a /8 that loopback tests never touch. */
+export function bulkCidrs(firstOctet: number, n: number): string[] {
+  const out: string[] = [];
+  for (let i = 1; i <= n; i++) out.push(`${firstOctet}.${(i >> 16) & 255}.${(i >> 8) & 255}.${i & 255}/32`);
+  return out;
+}
+
+/** bpftool's view of the trie a pinned outer map points at: its map id. */
+export function innerMapId(pinnedOuter: string): number {
+  const out = JSON.parse(execFileSync('bpftool', ['-j', 'map', 'lookup', 'pinned', pinnedOuter, 'key', '0', '0', '0', '0'], { encoding: 'utf8' })) as {
+    value?: number | string[];
+    inner_map_id?: number;
+  };
+  if (typeof out.inner_map_id === 'number') return out.inner_map_id;
+  if (typeof out.value === 'number') return out.value;
+  if (Array.isArray(out.value)) return Buffer.from(out.value.map((b) => Number(b))).readUInt32LE(0);
+  throw new Error(`cannot read the inner map id from bpftool output ${JSON.stringify(out)}`);
+}
+
 /** `bpftool cgroup show <path>` as a list of attached program names. */
 export function cgroupPrograms(cgroupPath: string): string[] {
   const out = execFileSync('bpftool', ['-j', 'cgroup', 'show', cgroupPath], { encoding: 'utf8' }).trim();
