@@ -28,6 +28,7 @@ import {
   Params,
   SELECT_EVENT,
   splitHours,
+  suffixRange,
   timeConditions,
   toView,
 } from './query';
@@ -67,7 +68,31 @@ export class EventsQueryService {
       }
       c.push(`(time, id) < (timestamptz 'epoch' + ${p.add(cur.timeUs, 'int8')} * interval '1 microsecond', ${p.add(cur.id, 'uuid')})`);
     }
-    const rows = await this.db.query<EventDbRow>(`select ${SELECT_EVENT} from block_events ${where(c)} order by time desc, id desc limit ${p.add(limit, 'int4')}`, p.values);
+    const lim = p.add(limit, 'int4');
+    if (f.domain?.kind === 'suffix') {
+      // Many names under one suffix, each with many events: walk the distinct
+      // names on the (qname_rev, time) index (a loose index scan), take each
+      // name's newest rows from the same index, and merge. Reading every row
+      // under the suffix and sorting them was the slow plan.
+      const [lo, hi] = suffixRange(f.domain.suffix);
+      const range = (prev: string | null) =>
+        [prev === null ? `qname_rev ~>=~ ${p.add(lo)}` : `qname_rev ~>~ ${prev}`, `qname_rev ~<~ ${p.add(hi)}`, ...timeConditions(f.from, f.to, p)].join(' and ');
+      const rows = await this.db.query<EventDbRow>(
+        `with recursive names(n) as (
+           (select qname_rev from block_events where ${range(null)} order by qname_rev using ~<~ limit 1)
+           union all
+           select (select qname_rev from block_events where ${range('names.n')} order by qname_rev using ~<~ limit 1) from names where names.n is not null
+         )
+         select e.* from names cross join lateral (
+           select ${SELECT_EVENT} from block_events ${where([...c, 'qname_rev = names.n'])} order by time desc, id desc limit ${lim}
+         ) e
+         where names.n is not null
+         order by e.time desc, e.id desc limit ${lim}`,
+        p.values,
+      );
+      return { rows };
+    }
+    const rows = await this.db.query<EventDbRow>(`select ${SELECT_EVENT} from block_events ${where(c)} order by time desc, id desc limit ${lim}`, p.values);
     return { rows };
   }
 
