@@ -13,6 +13,8 @@ import { decodeMessage, EventRow } from './rows';
 /** A batch is written when it has this many messages, or this long after its first one arrived. */
 export const BATCH_MAX = 2000;
 export const BATCH_MS = 200;
+/** Batches written at the same time. */
+export const WRITERS = 2;
 /** A batch whose write failed comes back this much later (nak with delay). */
 const RETRY_MS = 2000;
 
@@ -30,7 +32,7 @@ export class IngestService implements OnApplicationBootstrap, BeforeApplicationS
   private messages: ConsumerMessages | undefined;
   private buffer: JsMsg[] = [];
   private timer: NodeJS.Timeout | undefined;
-  private chain: Promise<void> = Promise.resolve();
+  private readonly writing = new Set<Promise<void>>();
   readonly path: WritePath;
 
   constructor(
@@ -70,17 +72,31 @@ export class IngestService implements OnApplicationBootstrap, BeforeApplicationS
         if (!this.stopped) this.logger.warn({ err: (err as Error).message }, 'block event consumer stopped; restarting');
       }
       await this.flush();
+      await this.drained();
       if (!this.stopped) await sleep(500);
     }
   }
 
-  /** Writes what is buffered (after any batch already being written). */
-  private flush(): Promise<void> {
+  /**
+   * Hands what is buffered to a writer. Up to WRITERS batches are written at
+   * once (decoding one batch while Postgres writes another); beyond that the
+   * caller waits, which stops the pull. Rollup rows are updated in key order,
+   * so concurrent batches wait for each other there instead of deadlocking.
+   */
+  private async flush(): Promise<void> {
     clearTimeout(this.timer);
     const batch = this.buffer;
     this.buffer = [];
-    if (batch.length > 0) this.chain = this.chain.then(() => this.writeBatch(batch));
-    return this.chain;
+    if (batch.length > 0) {
+      while (this.writing.size >= WRITERS) await Promise.race(this.writing);
+      const w: Promise<void> = this.writeBatch(batch).finally(() => this.writing.delete(w));
+      this.writing.add(w);
+    }
+  }
+
+  /** Every batch handed over so far is written (or nak'ed). */
+  private async drained(): Promise<void> {
+    while (this.writing.size > 0) await Promise.all(this.writing);
   }
 
   private async writeBatch(batch: JsMsg[]): Promise<void> {
@@ -125,6 +141,7 @@ export class IngestService implements OnApplicationBootstrap, BeforeApplicationS
     this.messages?.stop();
     await this.loop;
     await this.flush();
+    await this.drained();
   }
 }
 
