@@ -19,8 +19,8 @@ export function assertHostId(hostId: string): string {
 
 /**
  * Where a host publishes its block events (JetStream publish: a plain publish to
- * the stream subject, the ack comes back on the host's inbox).
- * TODO(issue 6): move next to FLEET_SUBJECTS in @cgfence/proto with the events stream.
+ * the stream subject, the ack comes back on the host's inbox); the subjects
+ * themselves are EVENT_SUBJECTS in @cgfence/proto.
  */
 export const hostEventsPublish = (hostId: string): string => `cgf.events.${hostId}.>`;
 
