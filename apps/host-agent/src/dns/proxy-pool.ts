@@ -10,10 +10,8 @@ import cluster, { type Worker } from 'node:cluster';
 import { join } from 'node:path';
 import pino, { type Logger } from 'pino';
 import type { Policy } from '../policy/policy';
-import type { AddressBlocker } from './address-learner';
 import type { DnsPolicyEvent, DnsProxyStats, DnsQueryNotice, ProxyMode } from './dns-events';
-import { DnsProxy } from './dns-proxy';
-import type { Attribution } from './process-details';
+import { DnsProxy, type DnsProxyOptions } from './dns-proxy';
 import { addStats, type FromWorker, type ToWorker, toWirePolicy, type WirePolicy, type WorkerConfig, zeroStats } from './proxy-pool-protocol';
 
 /** The compiled worker entry point, next to this file. */
@@ -33,22 +31,14 @@ export interface DnsService {
   close(): Promise<void>;
 }
 
-export interface ProxyPoolOptions {
+/** The proxy's own options the pool passes on (attribution: the primary's TCP proxy; the workers read the pinned map). */
+export interface ProxyPoolOptions
+  extends Pick<
+    DnsProxyOptions,
+    'upstream' | 'port' | 'listenAddresses' | 'mode' | 'policy' | 'upstreamTimeoutMs' | 'maxInFlight' | 'resolveTtl' | 'attribution' | 'addressBlocker'
+  > {
   /** Worker processes answering UDP (at least 1). */
   readonly workers: number;
-  readonly upstream: string;
-  /** 0 (default): a free port. */
-  readonly port?: number;
-  readonly listenAddresses?: readonly string[];
-  readonly mode?: ProxyMode;
-  readonly policy?: Policy;
-  readonly upstreamTimeoutMs?: number;
-  readonly maxInFlight?: number;
-  readonly resolveTtl?: { readonly minSeconds?: number; readonly maxSeconds?: number };
-  /** For the primary's TCP proxy (the workers read the pinned map: setAttributionPinDir). */
-  readonly attribution?: Attribution;
-  /** Where every learned '!resolve' address goes (the workers' too). */
-  readonly addressBlocker?: AddressBlocker;
   /** Pin dir of the DataPlane whose attribution map the workers read, if already pinned. */
   readonly attributionPinDir?: string;
   readonly logger?: Logger;

@@ -10,7 +10,7 @@ import type { FleetRow } from '../read-models/fleet/fleet.read-model';
 import { FleetReadModel } from '../read-models/fleet/fleet.read-model';
 import { HostRow, HostsReadModel } from '../read-models/hosts/hosts.read-model';
 import { RolloutRow, RolloutsReadModel } from '../read-models/rollouts/rollouts.read-model';
-import { rolloutAssignments, stageOf } from '../rollouts/stages';
+import { stageIndexer } from '../rollouts/stages';
 import { decideHost, hostDecider, HostState, hostStreamOf, RecordReport } from './host';
 import { randomUUID } from 'node:crypto';
 import { DataSource } from 'typeorm';
@@ -154,7 +154,7 @@ export class HostsService {
 
   async list(filter: { cohort?: string; stale?: boolean } = {}): Promise<HostView[]> {
     const fleet = await this.fleet.get();
-    const rollouts = await this.rollouts.list({ active: true });
+    const rollouts = this.indexed(await this.rollouts.list({ active: true }));
     const views = (await this.hosts.list({ cohort: filter.cohort })).map((r) => this.view(r, fleet, rollouts));
     return filter.stale === undefined ? views : views.filter((h) => h.stale === filter.stale);
   }
@@ -162,17 +162,22 @@ export class HostsService {
   async get(hostId: string): Promise<HostView> {
     const row = await this.hosts.get(hostId);
     if (!row) throw new DomainError('host.not_found', `no host ${hostId} has registered`);
-    return this.view(row, await this.fleet.get(), await this.rollouts.list({ active: true }));
+    return this.view(row, await this.fleet.get(), this.indexed(await this.rollouts.list({ active: true })));
   }
 
-  private view(r: HostRow, fleet: FleetRow | undefined, rollouts: readonly RolloutRow[] = []): HostView {
+  /** Each active rollout with its stage lookup, built once for all hosts of a view. */
+  private indexed(rollouts: readonly RolloutRow[]): { row: RolloutRow; stageOf: ReturnType<typeof stageIndexer> }[] {
+    return rollouts.map((row) => ({ row, stageOf: stageIndexer(row) }));
+  }
+
+  private view(r: HostRow, fleet: FleetRow | undefined, rollouts: ReturnType<HostsService['indexed']> = []): HostView {
     const now = this.clock.now().getTime();
     const host = { hostId: r.host_id, cohort: r.cohort ?? undefined, labels: r.labels };
     const cohortAudit = fleet?.auditFleet === true || (r.cohort !== null && (fleet?.auditCohorts.includes(r.cohort) ?? false));
     // A rollout stage that takes this host wins over the baseline (the same choice the agent makes).
     let desired: HostView['desired'] = null;
-    for (const ro of rollouts) {
-      const stage = stageOf(rolloutAssignments(ro, { payload: '', keyId: '', signature: '' }), host);
+    for (const { row: ro, stageOf } of rollouts) {
+      const stage = stageOf(host);
       if (stage === undefined) continue;
       const mode = cohortAudit || ro.plan.stages[stage]!.mode === 'audit' ? ('audit' as const) : ('enforce' as const);
       desired = { blocklist: ro.blocklist, version: ro.version, hash: ro.content_hash, revision: fleet?.revision ?? 0, mode };

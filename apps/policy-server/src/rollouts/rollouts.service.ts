@@ -26,12 +26,11 @@ import { FleetReadModel, FleetRow } from '../read-models/fleet/fleet.read-model'
 import { HostRow, HostsReadModel } from '../read-models/hosts/hosts.read-model';
 import { RolloutRow, RolloutsReadModel } from '../read-models/rollouts/rollouts.read-model';
 import { RolloutCommand, rolloutDecider, rolloutStreamOf, StageObservation } from './rollout';
-import { hostsPerStage, rolloutAssignments, stageOf } from './stages';
+import { hostsPerStage, stageIndexer } from './stages';
 
 const TICK_MS = Number(process.env.CGFENCE_ROLLOUT_TICK_MS ?? 1000);
 /** Events after which hosts get something else: the fleet needs a new revision. */
 const CHANGES_HOSTS = new Set(['StageStarted', 'RolloutAborted', 'RolloutRolledBack', 'RolloutCompleted']);
-const PLACEHOLDER = { payload: '', keyId: '', signature: '' };
 
 const identity = (h: HostRow): HostIdentity => ({ hostId: h.host_id, cohort: h.cohort ?? undefined, labels: h.labels });
 
@@ -214,10 +213,10 @@ export class RolloutsService implements OnApplicationBootstrap, OnApplicationShu
 
   /** Per stage (started ones): hosts it selects, confirmed, failed. */
   private count(r: RolloutRow, hosts: readonly HostRow[], fleet: FleetRow | undefined): StageCounts[] {
-    const assignments = rolloutAssignments(r, PLACEHOLDER);
+    const stageOf = stageIndexer(r);
     const counts: StageCounts[] = r.plan.stages.map(() => ({ selected: 0, confirmed: 0, failed: 0 }));
     for (const h of hosts) {
-      const i = stageOf(assignments, identity(h));
+      const i = stageOf(identity(h));
       if (i === undefined) continue;
       const c = counts[i]!;
       c.selected++;
@@ -243,8 +242,8 @@ export class RolloutsService implements OnApplicationBootstrap, OnApplicationShu
    * before the stage started, under the previous version.
    */
   private async blockRate(r: RolloutRow, hosts: readonly HostRow[]): Promise<{ before: number; during: number } | null> {
-    const assignments = rolloutAssignments(r, PLACEHOLDER);
-    const ids = hosts.filter((h) => stageOf(assignments, identity(h)) === r.stage).map((h) => h.host_id);
+    const stageOf = stageIndexer(r);
+    const ids = hosts.filter((h) => stageOf(identity(h)) === r.stage).map((h) => h.host_id);
     const started = r.stage_started[String(r.stage)];
     const converged = r.converged_at[String(r.stage)];
     if (ids.length === 0 || !started || !converged) return null;

@@ -43,15 +43,24 @@ export function rolloutAssignments(r: { id: string; plan: RolloutPlan; stage: nu
   return out;
 }
 
+/** Stand-in for the bundle where only the selectors matter (counting, views). */
+const UNSIGNED: SignedDocument = { payload: '', keyId: '', signature: '' };
+
 /** The stage a host follows, or undefined (it stays on the baseline). */
 export function stageOf(assignments: readonly Assignment[], host: HostIdentity): number | undefined {
   return assignments.find((a) => assignmentSelects(a, host))?.stage?.index;
 }
 
+/** stageOf for one rollout, its assignments built once for many hosts. */
+export function stageIndexer(r: { id: string; plan: RolloutPlan; stage: number }): (host: HostIdentity) => number | undefined {
+  const assignments = rolloutAssignments(r, UNSIGNED);
+  return (host) => stageOf(assignments, host);
+}
+
 /** Hosts each stage selects by its own selector (for refusing a plan with an empty stage). */
 export function hostsPerStage(plan: RolloutPlan, hosts: readonly HostIdentity[]): number[] {
   return plan.stages.map((_, i) => {
-    const a: Assignment = { ...stageSelector(plan, i), bundle: { payload: '', keyId: '', signature: '' } };
+    const a: Assignment = { ...stageSelector(plan, i), bundle: UNSIGNED };
     return hosts.filter((h) => assignmentSelects(a, h)).length;
   });
 }
