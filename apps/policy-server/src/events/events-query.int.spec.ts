@@ -5,6 +5,7 @@ import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import type { BlockEvent, BlockEventView, RunSummary } from '@cgfence/proto';
 import { TestPolicyServer } from '../testing/test-server';
+import { EventsDb } from './events-db';
 import { EventsWriter } from './events-writer';
 import { blockEvent } from './test-events';
 import { PartitionMaintainer } from './partition-maintainer.service';
@@ -22,7 +23,7 @@ describe('block event queries', () => {
   const get = (path: string) => env.http.get(path).set({ Authorization: `Bearer ${viewer}` });
   const write = async (events: BlockEvent[], runs: RunSummary[] = [], path: 'copy' | 'insert' = 'copy') => {
     await env.get(PartitionMaintainer).ensureDays(events.map((e) => Date.parse(e.time)));
-    return writer.write(events.map((e) => toRow(e, new Date(e.time))), runs, path);
+    return writer.writeRows(events.map((e) => toRow(e, new Date(e.time))), runs, path);
   };
 
   before(async () => {
@@ -51,6 +52,15 @@ describe('block event queries', () => {
     // Duplicates change nothing, whichever path.
     assert.equal(await write(all.slice(0, 50)), 0);
     assert.equal(await write(all.slice(250, 400), [], 'insert'), 0);
+    // A batch that is partly stored and holds one event twice: only the new
+    // events are inserted and counted, in the table and in the hourly rollup.
+    const fresh = [0, 1, 2].map((i) => blockEvent('h1', 200 + i, now - 2 * HOUR + i, { cohort: 'canary', policyVersion: 'core v4', labels: { repo: 'api', stage: 'test' } }));
+    all.push(...fresh);
+    assert.equal(await write([...all.slice(100, 120), fresh[0]!, fresh[1]!, fresh[0]!, fresh[2]!]), 3);
+    const [stored] = await env.get(EventsDb).query<{ rows: number; counted: number }>(
+      `select (select count(*)::int from block_events) as rows, (select sum(n)::int from block_event_counts) as counted`,
+    );
+    assert.deepEqual(stored, { rows: all.length, counted: all.length });
   });
   after(() => env?.stop());
 

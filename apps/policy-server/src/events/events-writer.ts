@@ -1,11 +1,12 @@
 import { Injectable } from '@nestjs/common';
 import type { PoolClient } from 'pg';
 import { from as copyFrom } from 'pg-copy-streams';
-import { pipeline } from 'node:stream/promises';
-import { Readable } from 'node:stream';
+import { once } from 'node:events';
+import { finished } from 'node:stream/promises';
 import type { RunSummary } from '@cgfence/proto';
 import { EventsDb } from './events-db';
-import { copyLine, EVENT_COLUMNS, EVENT_TYPES, EventRow } from './rows';
+import { EventBatch } from './event-batch';
+import { EVENT_COLUMNS, EVENT_TYPES, EventRow } from './rows';
 
 export type WritePath = 'copy' | 'insert';
 
@@ -28,38 +29,86 @@ const withRollup = (insert: string): string => `
   )
   select count(*)::int as n from ins`;
 
+const UNIQUE_VIOLATION = '23505';
+
+/** Streams a batch's COPY text into a table with COPY … FROM STDIN (text format). */
+async function copyBatch(c: PoolClient, table: string, batch: EventBatch): Promise<void> {
+  const stream = c.query(copyFrom(`copy ${table} (${COLS}) from stdin`));
+  const done = finished(stream);
+  for (const chunk of batch.chunks()) {
+    if (!stream.write(chunk)) await Promise.race([once(stream, 'drain'), done]);
+  }
+  stream.end();
+  await done;
+}
+
+/**
+ * Adds a batch whose events were all inserted to the hourly rollup (counted
+ * as the batch was built): one upsert in key order, so concurrent batches
+ * lock rollup rows in the same order. The same grouping as the SQL of the
+ * staging path.
+ */
+async function addCounts(c: PoolClient, batch: EventBatch): Promise<void> {
+  const cols: unknown[][] = [[], [], [], [], [], [], [], []];
+  for (const { key, n } of batch.counts.values()) {
+    cols[0]!.push(new Date(key[0]).toISOString());
+    for (let i = 1; i < 7; i++) cols[i]!.push(key[i]);
+    cols[7]!.push(n);
+  }
+  await c.query(
+    `insert into block_event_counts (hour, host, cohort, action, method, blocklist, version, n)
+     select * from unnest($1::timestamptz[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::int[], $8::bigint[])
+      order by 1, 2, 3, 4, 5, 6, 7
+     on conflict (hour, host, cohort, action, method, blocklist, version) do update set n = block_event_counts.n + excluded.n`,
+    cols,
+  );
+}
+
 /** Writes batches of block events (and run summaries) in one transaction each. */
 @Injectable()
 export class EventsWriter {
   constructor(private readonly db: EventsDb) {}
 
-  /** Returns how many events were new (the rest were already stored). */
-  async write(rows: readonly EventRow[], runs: readonly RunSummary[], path: WritePath = 'copy'): Promise<number> {
+  /**
+   * Returns how many events were new (the rest were already stored).
+   *
+   * The COPY path first tries the common case — none of the events is stored
+   * yet — with a plain COPY into block_events and the rollup counted here. A
+   * key collision (a redelivery after a crash, an agent's repeat) aborts that
+   * transaction with a unique violation, and the batch is written again
+   * through a staging table whose INSERT … ON CONFLICT DO NOTHING skips what
+   * is stored and counts only the rows really inserted.
+   */
+  async write(batch: EventBatch, runs: readonly RunSummary[], path: WritePath = 'copy'): Promise<number> {
+    if (path === 'copy' && batch.size > 0) {
+      try {
+        return await this.db.tx(async (c) => {
+          await copyBatch(c, 'block_events', batch);
+          await addCounts(c, batch);
+          if (runs.length > 0) await this.runs(c, runs);
+          return batch.size;
+        });
+      } catch (err) {
+        if ((err as { code?: string }).code !== UNIQUE_VIOLATION) throw err;
+      }
+    }
     return this.db.tx(async (c) => {
       let inserted = 0;
-      if (rows.length > 0) inserted = path === 'copy' ? await this.copy(c, rows) : await this.insert(c, rows);
+      if (batch.size > 0) inserted = path === 'copy' ? await this.copyStaged(c, batch) : await this.insert(c, batch.rows);
       if (runs.length > 0) await this.runs(c, runs);
       return inserted;
     });
   }
 
+  /** write() for rows at hand (tests, tools). */
+  writeRows(rows: readonly EventRow[], runs: readonly RunSummary[] = [], path: WritePath = 'copy'): Promise<number> {
+    return this.write(EventBatch.of(rows, path === 'insert'), runs, path);
+  }
+
   /** COPY into a per-connection staging table, then one INSERT … SELECT … ON CONFLICT DO NOTHING. */
-  private async copy(c: PoolClient, rows: readonly EventRow[]): Promise<number> {
+  private async copyStaged(c: PoolClient, batch: EventBatch): Promise<number> {
     await c.query(`create temp table if not exists block_events_stage on commit delete rows as select ${COLS} from block_events with no data`);
-    const stream = c.query(copyFrom(`copy block_events_stage (${COLS}) from stdin`));
-    const CHUNK = 500;
-    await pipeline(
-      Readable.from(
-        (function* () {
-          for (let i = 0; i < rows.length; i += CHUNK) {
-            let text = '';
-            for (const r of rows.slice(i, i + CHUNK)) text += copyLine(r);
-            yield text;
-          }
-        })(),
-      ),
-      stream,
-    );
+    await copyBatch(c, 'block_events_stage', batch);
     const r = await c.query(withRollup(`insert into block_events (${COLS}) select ${COLS} from block_events_stage`));
     return (r.rows[0] as { n: number }).n;
   }

@@ -34,7 +34,8 @@ export function normalizeQname(q: string): string {
 // PostgreSQL text cannot hold NUL; an agent never sends one, a forger might.
 // eslint-disable-next-line no-control-regex -- NUL is exactly what is removed
 const NUL = /\u0000/g;
-const clean = (s: string | null): string | null => (s === null ? null : s.replace(NUL, ''));
+// includes() first: almost no string has one, and it allocates nothing.
+const clean = (s: string | null): string | null => (s === null || !s.includes('\u0000') ? s : s.replace(NUL, ''));
 
 export function toRow(e: BlockEvent, time: Date): EventRow {
   const qname = e.qname === null ? null : clean(normalizeQname(e.qname));
@@ -48,15 +49,27 @@ export function toRow(e: BlockEvent, time: Date): EventRow {
 
 /** One line of COPY's text format: tab separated, \N for NULL, backslash escapes. */
 export function copyLine(row: EventRow): string {
-  return `${row.map((v) => (v === null ? '\\N' : typeof v === 'number' ? String(v) : escapeCopy(v))).join('\t')}\n`;
+  let line = '';
+  for (let i = 0; i < row.length; i++) {
+    const v = row[i]!;
+    if (i > 0) line += '\t';
+    line += v === null ? '\\N' : typeof v === 'number' ? String(v) : escapeCopy(v);
+  }
+  return line + '\n';
 }
+
+const COPY_SPECIAL = /[\\\n\r\t]/;
+const COPY_SPECIALS = /[\\\n\r\t]/g;
 
 export function escapeCopy(s: string): string {
-  return s.replace(/[\\\n\r\t]/g, (c) => (c === '\\' ? '\\\\' : c === '\n' ? '\\n' : c === '\r' ? '\\r' : '\\t'));
+  if (!COPY_SPECIAL.test(s)) return s;
+  return s.replace(COPY_SPECIALS, (c) => (c === '\\' ? '\\\\' : c === '\n' ? '\\n' : c === '\r' ? '\\r' : '\\t'));
 }
 
+const UTF8 = new TextDecoder();
+
 export type Decoded =
-  | { kind: 'block'; event: BlockEvent; row: EventRow }
+  | { kind: 'block'; event: BlockEvent; row: EventRow; ms: number }
   | { kind: 'run'; run: RunSummary }
   | { kind: 'malformed' | 'forged'; reason: string };
 
@@ -71,7 +84,7 @@ export function decodeMessage(subject: string, data: Uint8Array): Decoded {
   const [, , host, what] = parts as [string, string, string, string];
   let json: unknown;
   try {
-    json = JSON.parse(new TextDecoder().decode(data));
+    json = JSON.parse(UTF8.decode(data));
   } catch (err) {
     return { kind: 'malformed', reason: `not JSON: ${(err as Error).message}` };
   }
@@ -81,7 +94,7 @@ export function decodeMessage(subject: string, data: Uint8Array): Decoded {
     if (p.data.host !== host) return { kind: 'forged', reason: `event names host ${p.data.host} but came from ${host}` };
     const ms = Date.parse(p.data.time);
     if (!Number.isFinite(ms)) return { kind: 'malformed', reason: `time: not a time: ${p.data.time}` };
-    return { kind: 'block', event: p.data, row: toRow(p.data, new Date(ms)) };
+    return { kind: 'block', event: p.data, row: toRow(p.data, new Date(ms)), ms };
   }
   if (what === 'run') {
     const p = RunSummarySchema.safeParse(json);
