@@ -4,5 +4,6 @@ export { PostgresServer, postgresBinDir } from './postgres';
 export type { PostgresOptions } from './postgres';
 export { NatsServer, natsServerBin } from './nats';
 export type { NatsOptions } from './nats';
+export { TcpLink } from './tcp-link';
 export { formatNumber, median, printTable, quantile, timeMs, verdict } from './bench';
 export type { BenchTable, Cell } from './bench';

@@ -8,6 +8,8 @@ import { connect } from '@nats-io/transport-node';
 import { jetstreamManager } from '@nats-io/jetstream';
 import { NatsServer } from './nats';
 import { PostgresServer } from './postgres';
+import { waitFor } from './ports';
+import { TcpLink } from './tcp-link';
 
 describe('local services', () => {
   const dir = mkdtempSync(join(tmpdir(), 'cgfence-devservices-'));
@@ -45,5 +47,30 @@ describe('local services', () => {
     const info = await jsm.getAccountInfo();
     assert.ok(info.limits !== undefined);
     await nc.close();
+  });
+
+  it('cuts one client off through a TcpLink and lets it back in after restore', async () => {
+    const link = await TcpLink.start({ host: '127.0.0.1', port: nats.port });
+    const direct = await connect({ servers: nats.url() });
+    const linked = await connect({ servers: `nats://127.0.0.1:${link.port}`, maxReconnectAttempts: -1, reconnectTimeWait: 50 });
+    try {
+      const seen: string[] = [];
+      void (async () => {
+        for await (const s of linked.status()) seen.push(s.type);
+      })();
+      await linked.flush();
+      assert.equal(link.connections, 1);
+      link.cut();
+      await waitFor('the linked client to notice', async () => seen.includes('disconnect'), 5000);
+      await new Promise((r) => setTimeout(r, 300));
+      assert.ok(!seen.includes('reconnect'), 'no way through while the link is down');
+      await direct.flush();
+      link.restore();
+      await waitFor('the linked client to reconnect', async () => seen.includes('reconnect'), 5000);
+      await linked.flush();
+    } finally {
+      await Promise.allSettled([linked.close(), direct.close()]);
+      await link.close();
+    }
   });
 });

@@ -17,11 +17,11 @@ import { BlockEventSchema, EVENT_SUBJECTS, EVENTS_STREAM, HostReportSchema, RunS
 import { FleetClient } from '../fleet/fleet-client';
 import { quietLogger, RecordingSink, ringOf, signingKey } from '../fleet/testing/fleet-fixtures';
 import { newEventId } from '../journal/event-id';
-import type { JournalRecord } from '../journal/journal-record';
 import type { RunRecord } from '../runs/run-registry';
 import { AgentEvents } from './agent-events';
 import { EventShipper, type EventShipperOptions } from './event-shipper';
 import { JetStreamTransport } from './jetstream-transport';
+import { blockRecord as record } from './testing/event-fixtures';
 
 async function eventually(what: string, probe: () => boolean | Promise<boolean>, timeoutMs = 15_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
@@ -29,31 +29,6 @@ async function eventually(what: string, probe: () => boolean | Promise<boolean>,
     if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
     await new Promise((r) => setTimeout(r, 25));
   }
-}
-
-function record(host: string, n: number): JournalRecord {
-  return {
-    id: newEventId(),
-    time: new Date().toISOString(),
-    host,
-    cohort: 'canary',
-    runId: null,
-    labels: {},
-    pid: 1000 + n,
-    comm: 'curl',
-    cmdline: `curl https://blocked-${n}.example`,
-    uid: 0,
-    cgroupId: '4242',
-    qname: `blocked-${n}.example`,
-    qtype: 'A',
-    entry: 'blocked-*.example',
-    action: 'blocked',
-    method: 'dns',
-    policyVersion: 'list v3',
-    policyHash: 'sha256:00',
-    destination: null,
-    message: null,
-  };
 }
 
 interface Stored {
