@@ -76,6 +76,23 @@ struct {
 	__type(value, __u64);
 } cgf_learned SEC(".maps");
 
+/* IPv4 /16 prefilter in front of cgf_block4 and cgf_learned: slot i (the top
+ * 16 bits of the address, host order) is 0 when no blocked CIDR and no learned
+ * address touches that /16, so blocked4() answers "not blocked" with one
+ * inlined array load instead of a trie walk and a hash lookup. Userspace keeps
+ * it a superset of what the trie and cgf_learned hold at every moment: it
+ * marks a new policy's /16s before swapping its trie in, marks a learned
+ * address's /16 before inserting it, and clears only after a swap what
+ * neither the trie in force nor any learned address needs. A /8 marks 256
+ * slots, /0 all of them. One byte per slot (the kernel stores 8 per slot:
+ * 512 KiB). IPv6 has no prefilter. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, CGF_PREFILTER4_SLOTS);
+	__type(key, __u32);
+	__type(value, __u8);
+} cgf_prefilter4 SEC(".maps");
+
 /* Blocked CIDRs. The outer array has one slot holding the current LPM trie;
  * userspace builds a complete new trie (sized to the policy, any size) and
  * swaps the slot in one update, so a lookup sees either the old list or the
@@ -211,10 +228,16 @@ static __always_inline int learned_hit(const __u8 addr16[16])
 static __always_inline int blocked4(__u32 addr_be)
 {
 	struct cgf_lpm4_key k = { .prefixlen = 32 };
-	__u8 mapped[16];
+	__u32 slot = bpf_ntohl(addr_be) >> CGF_PREFILTER4_SHIFT;
+	__u8 mapped[16], *mark;
 	__u32 zero = 0;
 	void *trie;
 
+	/* A clean /16 ends here. A missing slot (cannot happen: 16 bits index
+	 * 65,536 slots) falls through to the full check. */
+	mark = bpf_map_lookup_elem(&cgf_prefilter4, &slot);
+	if (mark && *mark == 0)
+		return 0;
 	trie = bpf_map_lookup_elem(&cgf_block4, &zero);
 	if (trie) {
 		__builtin_memcpy(k.addr, &addr_be, 4);
@@ -518,7 +541,7 @@ int cgf_egress(struct __sk_buff *skb)
 	struct cgf_config *cfg = get_config();
 	__u8 addr16[16], family, protocol;
 	struct l4_ports ports;
-	__u32 l4_off, v4 = 0;
+	__u32 l4_off, v4 = 0, a[4] = {};
 	int is_proxy_dst, blocked, has_l4 = 1;
 
 	if (skb->protocol == bpf_htons(ETH_P_IP)) {
@@ -536,10 +559,7 @@ int cgf_egress(struct __sk_buff *skb)
 			has_l4 = 0; /* non-first fragment: no ports */
 		v4_event(addr16, v4);
 		is_proxy_dst = v4 == bpf_htonl(LOOPBACK4);
-		blocked = blocked4(v4);
 	} else if (skb->protocol == bpf_htons(ETH_P_IPV6)) {
-		__u32 a[4];
-
 		if (bpf_skb_load_bytes(skb, 6, &protocol, 1) < 0 ||
 		    bpf_skb_load_bytes(skb, 24, a, 16) < 0)
 			return 1;
@@ -547,7 +567,6 @@ int cgf_egress(struct __sk_buff *skb)
 		l4_off = 40; /* extension headers are not walked: no ports then */
 		__builtin_memcpy(addr16, a, 16);
 		is_proxy_dst = (a[0] == 0 && a[1] == 0 && a[2] == 0 && a[3] == bpf_htonl(1));
-		blocked = blocked6(a);
 	} else {
 		return 1;
 	}
@@ -580,6 +599,8 @@ int cgf_egress(struct __sk_buff *skb)
 		return 1;
 	}
 
+	/* Only now the blocked lookup: DNS packets to the proxy never pay for it. */
+	blocked = family == CGF_FAMILY_V4 ? blocked4(v4) : blocked6(a);
 	if (!blocked)
 		return 1;
 	if (cfg && cfg->mode == CGF_MODE_AUDIT) {

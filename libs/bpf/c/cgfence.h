@@ -30,6 +30,12 @@
 
 #define CGF_COMM_LEN 16
 
+/* cgf_prefilter4: one slot per IPv4 /16, indexed by the top 16 bits of the
+ * address in host order (addr >> CGF_PREFILTER4_SHIFT). Slot value (one byte):
+ * 0 = nothing blocked or learned anywhere in that /16, non-zero = look it up. */
+#define CGF_PREFILTER4_SHIFT 16
+#define CGF_PREFILTER4_SLOTS 65536
+
 /* Index of each per-CPU counter in the cgf_counters map. */
 enum cgf_counter {
 	CGF_CNT_DNS_REDIRECT = 0,     /* port-53 connect/sendmsg rewritten to the proxy */

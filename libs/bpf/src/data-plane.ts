@@ -24,6 +24,8 @@ import { lookupDnsOriginIn } from './dns-attribution';
 import { DataPlaneError, fail, intStep, ptrStep } from './errors';
 import { ipPolicyDigest, IpPolicyDigest, LpmKeys } from './ip-digest';
 import { COUNTERS, LEARNED_VALUE_SIZE, LPM4_KEY, LPM6_KEY, MapName, PINNED_MAPS, PROGRAMS, ProgramName } from './layout';
+import { readAllEntries } from './map-batch';
+import { addLpm4Slots, emptySlotSet, mappedSlot, markAll, readPrefilter, settlePrefilter, slotList, SlotSet, writeSlots } from './prefilter';
 import { describeErrno, KERNEL_ABI, lastErrno, libbpf, libc, Ptr, ringBufferSampleFnType } from './libbpf';
 import { findCgroup2Root, parseMounts } from './mounts';
 import { buildPolicyTries, BuiltTries, closeTries, mapId, swapTrie } from './trie';
@@ -104,6 +106,17 @@ export class DataPlane {
   private writtenDigest?: IpPolicyDigest;
   private readonly cpus: number;
   private builder?: TrieBuilderThread;
+  /** Applies started (sync or async commits), and async commits not yet back: the prefilter is settled only by the last. */
+  private applySeq = 0;
+  private commitsInFlight = 0;
+  private prefilterState: { settled: boolean; error?: string } = { settled: false };
+  /**
+   * Every prefilter slot this DataPlane (or its builder thread) may have set
+   * since the last settle: a superset of the kernel's marks, so settling
+   * knows what to clear without reading the 65,536 slots back. attach()
+   * marked all of them.
+   */
+  private prefilterMarked: SlotSet = emptySlotSet().fill(1);
 
   private constructor(
     private readonly obj: Ptr,
@@ -186,6 +199,13 @@ export class DataPlane {
 
       const mapFds = {} as Record<MapName, number>;
       for (const name of PINNED_MAPS) mapFds[name] = intStep('load', `bpf_map__fd(${name})`, () => bpf.bpf_map__fd(maps[name]));
+
+      // Fail safe until the first apply settles it: every /16 marked, so every
+      // lookup takes the full path. The pinned prefilter may be new next to
+      // an older agent's policy and learned addresses (an upgrade: libbpf
+      // created and pinned it just now, all zeros), or stale (pins kept
+      // through a downgrade to an agent that did not maintain it).
+      markAll(mapFds.cgf_prefilter4, 'prefilter');
 
       const heartbeatNs = monotonicNowNs();
       const cfg = encodeConfig(opts.config, heartbeatNs);
@@ -315,6 +335,7 @@ export class DataPlane {
     this.builder ??= new TrieBuilderThread({
       outer4Id: mapId(this.mapFds.cgf_block4, 'applyIpPolicy'),
       outer6Id: mapId(this.mapFds.cgf_block6, 'applyIpPolicy'),
+      prefilter4Id: mapId(this.mapFds.cgf_prefilter4, 'applyIpPolicy'),
     });
     const builder = this.builder;
     const { id, built } = builder.build(p);
@@ -323,27 +344,54 @@ export class DataPlane {
     ready.catch(() => undefined); // awaiting ready is optional: its rejection must not go unhandled
     return new PreparedIpPolicy(ready, {
       commit: async () => {
-        // Sent now: the thread swaps the moment the build is done, no round trip in between.
-        const committed = builder.commit(id);
-        let b: BuiltOnThread;
+        const seq = ++this.applySeq;
+        this.commitsInFlight++;
+        let done: { b: BuiltOnThread; slots4: SlotSet };
         try {
-          b = await built;
-        } catch (err) {
-          await committed.catch(() => undefined); // answers with the same build error
-          throw err;
+          done = await this.commitOnThread(builder, id, built);
+        } finally {
+          this.commitsInFlight--;
         }
-        try {
-          await committed;
-        } catch (err) {
-          if (!(err instanceof CommitError)) throw err;
-          if (err.swapped4) this.noteWritten(b.keys4, undefined);
-          throw err.cause;
-        }
-        this.noteWritten(b.keys4, b.keys6);
+        const { b, slots4 } = done;
+        // Same tick as the thread's answer: no learn and no other commit in between.
+        this.settlePrefilterAfter(seq, slots4);
         return { v4: b.keys4.count, v6: b.keys6.count };
       },
       discard: () => builder.discard(id),
     });
+  }
+
+  /**
+   * Has the builder thread mark the prefilter for the v4 list and swap both
+   * tries in as soon as they are built; resolves with the build and the
+   * prefilter slots of its v4 list once swapped.
+   */
+  private async commitOnThread(
+    builder: TrieBuilderThread,
+    id: number,
+    built: Promise<BuiltOnThread>,
+  ): Promise<{ b: BuiltOnThread; slots4: SlotSet }> {
+    // Sent now: the thread swaps the moment the build is done, no round trip in between.
+    const committed = builder.commit(id);
+    let b: BuiltOnThread;
+    try {
+      b = await built;
+    } catch (err) {
+      await committed.catch(() => undefined); // answers with the same build error
+      throw err;
+    }
+    // The thread marks these before its swap (whether or not the swap then succeeds).
+    const slots4 = addLpm4Slots(emptySlotSet(), b.keys4);
+    this.noteMarked(slots4);
+    try {
+      await committed;
+    } catch (err) {
+      if (!(err instanceof CommitError)) throw err;
+      if (err.swapped4) this.noteWritten(b.keys4, undefined);
+      throw err.cause;
+    }
+    this.noteWritten(b.keys4, b.keys6);
+    return { b, slots4 };
   }
 
   /** applyIpPolicy() on the trie builder thread: prepareIpPolicy(), then commit(). */
@@ -351,10 +399,16 @@ export class DataPlane {
     return this.prepareIpPolicy(p).commit();
   }
 
-  /** Swaps both built tries in (v4, then v6) and closes this process's fds of them. */
+  /** Marks the prefilter, swaps both built tries in (v4, then v6), closes this process's fds of them, settles the prefilter. */
   private commitTries(t: BuiltTries): { v4: number; v6: number } {
+    const seq = ++this.applySeq;
+    let slots4: SlotSet;
     try {
       this.assertOpen();
+      // Before the swap: the prefilter must already pass every /16 the new trie lists.
+      slots4 = addLpm4Slots(emptySlotSet(), t.keys4);
+      this.noteMarked(slots4);
+      writeSlots(this.mapFds.cgf_prefilter4, slotList(slots4), 1, 'applyIpPolicy prefilter');
       swapTrie(this.mapFds.cgf_block4, 'cgf_block4', t.fd4, t.keys4.count);
       this.noteWritten(t.keys4, undefined);
       swapTrie(this.mapFds.cgf_block6, 'cgf_block6', t.fd6, t.keys6.count);
@@ -363,7 +417,52 @@ export class DataPlane {
       // The outer maps hold their own references; ours are no longer needed.
       closeTries(t);
     }
+    this.settlePrefilterAfter(seq, slots4);
     return { v4: t.keys4.count, v6: t.keys6.count };
+  }
+
+  private noteMarked(slots: SlotSet): void {
+    const marked = this.prefilterMarked;
+    for (let i = 0; i < slots.length; i++) if (slots[i]) marked[i] = 1;
+  }
+
+  /**
+   * After a successful swap of a v4 list whose slots are `slots4`: clears the
+   * prefilter slots neither that list nor a live learned address needs. Only when no other apply was
+   * started since and no commit is still on its way (it may have marked its
+   * /16s already and be about to swap): then the prefilter stays a superset
+   * until the next apply settles it. Runs on this thread and reads
+   * cgf_learned synchronously, so no learnAddresses() can interleave. A
+   * failure here only leaves the prefilter a superset (safe, slower): it is
+   * kept for ipPrefilterStatus(), not thrown, as the policy is in force.
+   */
+  private settlePrefilterAfter(seq: number, slots4: SlotSet): void {
+    if (this.closed || this.commitsInFlight > 0 || seq !== this.applySeq) {
+      this.prefilterState = { settled: false };
+      return;
+    }
+    try {
+      const fds = { prefilter: this.mapFds.cgf_prefilter4, learned: this.mapFds.cgf_learned };
+      // On error the record stays as it was: still a superset of the marks.
+      this.prefilterMarked = settlePrefilter(fds, slots4, this.prefilterMarked, monotonicNowNs(), 'applyIpPolicy prefilter').needed;
+      this.prefilterState = { settled: true };
+    } catch (err) {
+      this.prefilterState = { settled: false, error: (err as Error).message };
+    }
+  }
+
+  /**
+   * The IPv4 /16 prefilter: how many of its 65,536 slots are marked (read
+   * from the kernel), and whether the last apply settled it to exactly what
+   * the policy and the learned addresses need (false: a superset, e.g. right
+   * after attach, while applies overlap, or after `error`).
+   */
+  ipPrefilterStatus(): { markedSlots: number; settled: boolean; error?: string } {
+    this.assertOpen();
+    const marks = readPrefilter(this.mapFds.cgf_prefilter4, 'ipPrefilterStatus');
+    let markedSlots = 0;
+    for (const m of marks) markedSlots += m;
+    return { markedSlots, ...this.prefilterState };
   }
 
   private noteWritten(v4: LpmKeys, v6: LpmKeys | undefined): void {
@@ -398,13 +497,17 @@ export class DataPlane {
   learnAddresses(addrs: string[], ttlSeconds: number): void {
     this.assertOpen();
     if (!(ttlSeconds > 0) || !Number.isFinite(ttlSeconds)) throw new RangeError(`ttlSeconds must be > 0, got ${ttlSeconds}`);
-    const parsed = parseAddresses(addrs);
+    const keys = parseAddresses(addrs).map((a) => encodeAddrKey(a.family, a.bytes));
+    // Before any insert: the prefilter must pass the /16 of every IPv4 (and
+    // v4-mapped) address, or blocked4() would never look it up.
+    const slots = [...new Set(keys.map((k) => mappedSlot(k)).filter((slot) => slot >= 0))];
+    for (const slot of slots) this.prefilterMarked[slot] = 1;
+    writeSlots(this.mapFds.cgf_prefilter4, slots, 1, 'learnAddresses');
     const value = Buffer.alloc(LEARNED_VALUE_SIZE);
     value.writeBigUInt64LE(monotonicNowNs() + BigInt(Math.round(ttlSeconds * 1e9)));
     const bpf = libbpf();
     let pruned = false;
-    for (const a of parsed) {
-      const key = encodeAddrKey(a.family, a.bytes);
+    for (const key of keys) {
       let rc = bpf.bpf_map_update_elem(this.mapFds.cgf_learned, key, value, KERNEL_ABI.BPF_ANY);
       if (rc === -constants.errno.E2BIG /* map full */ && !pruned) {
         this.pruneLearned();
@@ -541,7 +644,8 @@ export class DataPlane {
       const maxEntries = info.readUInt32LE(KERNEL_ABI.MAP_INFO_MAX_ENTRIES_OFFSET);
       const want = family === 4 ? LPM4_KEY.size : LPM6_KEY.size;
       if (keySize !== want) throw new DataPlaneError(step, `inner map of ${outer} has ${keySize}-byte keys, expected ${want}`);
-      return readAllKeys(fd, keySize, valueSize, maxEntries, step);
+      const { keys, count } = readAllEntries(fd, keySize, valueSize, maxEntries, step);
+      return { keys, count };
     } finally {
       libc().close(fd);
     }
@@ -601,52 +705,6 @@ export class PreparedIpPolicy {
     this.done = true;
     this.ops.discard();
   }
-}
-
-/** ENOTSUPP: the kernel-internal "operation not supported" some map types answer batch calls with. */
-const ENOTSUPP = 524;
-
-/**
- * Reads every key of a map: bpf_map_lookup_batch (one syscall per batch),
- * or, where the kernel does not batch this map type, bpf_map_get_next_key.
- */
-function readAllKeys(fd: number, keySize: number, valueSize: number, maxEntries: number, step: string): LpmKeys {
-  const bpf = libbpf();
-  const keys = Buffer.alloc(keySize * maxEntries);
-  const values = Buffer.alloc(Math.max(valueSize, 8) * maxEntries);
-  const opts = Buffer.alloc(KERNEL_ABI.MAP_BATCH_OPTS_SIZE);
-  opts.writeBigUInt64LE(BigInt(KERNEL_ABI.MAP_BATCH_OPTS_SIZE), 0);
-  // The batch token: generic batching uses the last key (at most 20 bytes here).
-  let inBatch: Buffer | null = null;
-  let count = 0;
-  while (count < maxEntries) {
-    const outBatch = Buffer.alloc(Math.max(keySize, 8));
-    const n: [number] = [maxEntries - count];
-    const rc = bpf.bpf_map_lookup_batch(fd, inBatch, outBatch, keys.subarray(count * keySize), values.subarray(count * valueSize), n, opts);
-    if (rc < 0 && (Math.abs(rc) === constants.errno.EINVAL || Math.abs(rc) === constants.errno.EOPNOTSUPP || Math.abs(rc) === ENOTSUPP)) {
-      if (count === 0) return walkKeys(fd, keySize, maxEntries, step);
-    }
-    if (rc < 0 && Math.abs(rc) !== constants.errno.ENOENT) fail(step, 'bpf_map_lookup_batch(trie)', rc);
-    count += n[0];
-    if (rc < 0 /* ENOENT: no more keys */ || n[0] === 0) break;
-    inBatch = outBatch;
-  }
-  return { keys: keys.subarray(0, count * keySize), count };
-}
-
-function walkKeys(fd: number, keySize: number, maxEntries: number, step: string): LpmKeys {
-  const bpf = libbpf();
-  const keys = Buffer.alloc(keySize * maxEntries);
-  let prev: Buffer | null = null;
-  let count = 0;
-  for (; count < maxEntries; count++) {
-    const next = keys.subarray(count * keySize, (count + 1) * keySize);
-    const rc = bpf.bpf_map_get_next_key(fd, prev, next);
-    if (rc === -constants.errno.ENOENT) break;
-    if (rc < 0) fail(step, 'bpf_map_get_next_key(trie)', rc);
-    prev = next;
-  }
-  return { keys: keys.subarray(0, count * keySize), count };
 }
 
 function rmdirQuiet(path: string): void {

@@ -169,6 +169,29 @@ describe(DataPlane.name, () => {
       assert.equal(seen.comm, 'python3');
     });
 
+    it('lets queries to the proxy through and attributes them even when the proxy address is listed', async () => {
+      const id = randomInt(1, 0xffff);
+      let seen: ProcessInfo | undefined;
+      sut.applyIpPolicy({ v4: ['127.0.0.1/32'], v6: [] });
+      try {
+        const drops = sut.counters().skb_drops!;
+        proxy.udp4.onMessage = (msg, from) => {
+          if (msg.readUInt16BE(0) === id) seen = sut.lookupDnsOrigin(from.port, id);
+        };
+        const udp = await box.run({ op: 'udp_sendto', host: '127.0.0.53', port: 53, payload: query(id) });
+        proxy.udp4.onMessage = undefined;
+        const tcp = await box.run({ op: 'tcp_dns', host: '127.0.0.53', port: 53, payload: query(randomInt(1, 0xffff)) });
+
+        assert.equal(udp.error, undefined);
+        assert.equal(seen?.tgid, udp.pid, 'attributed: the egress hook handles proxy traffic before any blocked lookup');
+        assert.equal(tcp.error, undefined);
+        assert.equal(sut.counters().skb_drops! - drops, 0n, 'no packet to the proxy was dropped');
+      } finally {
+        proxy.udp4.onMessage = undefined;
+        sut.applyIpPolicy({ v4: [], v6: [] });
+      }
+    });
+
     it('knows nothing about a query it never saw', () => {
       assert.equal(sut.lookupDnsOrigin(1, 1), undefined);
     });

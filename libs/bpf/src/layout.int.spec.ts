@@ -10,7 +10,18 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { BPF_OBJECT_PATH } from './data-plane';
-import { CONSTANTS, COUNTERS, PINNED_MAPS, PROGRAMS, STRUCTS } from './layout';
+import {
+  ADDR_KEY,
+  CONSTANTS,
+  COUNTERS,
+  LEARNED_MAX_ENTRIES,
+  LEARNED_VALUE_SIZE,
+  PINNED_MAPS,
+  PREFILTER4_KEY_SIZE,
+  PREFILTER4_VALUE_SIZE,
+  PROGRAMS,
+  STRUCTS,
+} from './layout';
 import { KERNEL_ABI, libbpf } from './libbpf';
 
 const C_DIR = join(__dirname, '..', '..', 'c');
@@ -19,6 +30,7 @@ const HEADER = join(C_DIR, 'cgfence.h');
 /** C expression for each KERNEL_ABI entry. */
 const KERNEL_ABI_C: Record<keyof typeof KERNEL_ABI, string> = {
   BPF_MAP_TYPE_HASH: 'BPF_MAP_TYPE_HASH',
+  BPF_MAP_TYPE_ARRAY: 'BPF_MAP_TYPE_ARRAY',
   BPF_MAP_TYPE_LPM_TRIE: 'BPF_MAP_TYPE_LPM_TRIE',
   BPF_ANY: 'BPF_ANY',
   BPF_F_NO_PREALLOC: 'BPF_F_NO_PREALLOC',
@@ -162,6 +174,34 @@ describe('cgfence.h layout', () => {
       assert.deepEqual(progs.sort(), [...PROGRAMS].sort());
       // Internal maps (.bss) and map-in-map templates are not pinned.
       assert.deepEqual(maps.filter((m) => !m.includes('.')).sort(), [...PINNED_MAPS].sort());
+    } finally {
+      bpf.bpf_object__close(obj);
+    }
+  });
+
+  it('the maps the loader reads and writes by hand have the shape it assumes (prefilter, learned addresses)', () => {
+    const bpf = libbpf();
+    const obj = bpf.bpf_object__open_file(BPF_OBJECT_PATH, null);
+    assert.ok(obj, `libbpf could not open ${BPF_OBJECT_PATH}`);
+    try {
+      const shape = (name: string) => {
+        const m = bpf.bpf_object__find_map_by_name(obj, name);
+        assert.ok(m, `${name} missing`);
+        return { type: bpf.bpf_map__type(m), key: bpf.bpf_map__key_size(m), value: bpf.bpf_map__value_size(m), max: bpf.bpf_map__max_entries(m) };
+      };
+      assert.deepEqual(shape('cgf_prefilter4'), {
+        type: KERNEL_ABI.BPF_MAP_TYPE_ARRAY,
+        key: PREFILTER4_KEY_SIZE,
+        value: PREFILTER4_VALUE_SIZE,
+        max: CONSTANTS.CGF_PREFILTER4_SLOTS,
+      });
+      assert.equal(2 ** (32 - CONSTANTS.CGF_PREFILTER4_SHIFT), CONSTANTS.CGF_PREFILTER4_SLOTS, 'one slot per possible top-bits value');
+      assert.deepEqual(shape('cgf_learned'), {
+        type: KERNEL_ABI.BPF_MAP_TYPE_HASH,
+        key: ADDR_KEY.size,
+        value: LEARNED_VALUE_SIZE,
+        max: LEARNED_MAX_ENTRIES,
+      });
     } finally {
       bpf.bpf_object__close(obj);
     }

@@ -90,6 +90,11 @@ export const STRUCTS: StructLayout<string>[] = [CONFIG, PROC, EVENT, DNS_KEY, LP
 /** Value size of the LPM tries (a __u32 marker) and of cgf_learned (a __u64 expiry). */
 export const TRIE_VALUE_SIZE = 4;
 export const LEARNED_VALUE_SIZE = 8;
+/** max_entries of cgf_learned (checked against the object by layout.int.spec.ts). */
+export const LEARNED_MAX_ENTRIES = 65536;
+/** Key (a __u32 slot index) and value (a __u8 mark) sizes of cgf_prefilter4. */
+export const PREFILTER4_KEY_SIZE = 4;
+export const PREFILTER4_VALUE_SIZE = 1;
 
 export const CONSTANTS = {
   CGF_MODE_ENFORCE: 0,
@@ -100,6 +105,8 @@ export const CONSTANTS = {
   CGF_FAMILY_V6: 6,
   CGF_DNS_PORT: 53,
   CGF_COMM_LEN: 16,
+  CGF_PREFILTER4_SHIFT: 16,
+  CGF_PREFILTER4_SLOTS: 65536,
   CGF_EV_IP_BLOCK: 1,
   CGF_EV_IP_AUDIT: 2,
   CGF_EV_PROXY_DOWN: 3,
@@ -146,6 +153,9 @@ export const PINNED_MAPS = [
   'cgf_block4',
   'cgf_block6',
   'cgf_sock',
+  // Added after the first release: attach() creates and pins it next to pins
+  // of an older agent that lack it (libbpf creates what is not pinned).
+  'cgf_prefilter4',
 ] as const;
 
 export type ProgramName = (typeof PROGRAMS)[number];

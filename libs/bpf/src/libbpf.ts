@@ -11,6 +11,7 @@ import { constants } from 'node:os';
 /** Kernel ABI values from <linux/bpf.h>; checked by layout.int.spec.ts. */
 export const KERNEL_ABI = {
   BPF_MAP_TYPE_HASH: 1,
+  BPF_MAP_TYPE_ARRAY: 2,
   BPF_MAP_TYPE_LPM_TRIE: 11,
   BPF_ANY: 0,
   BPF_F_NO_PREALLOC: 1,
@@ -52,6 +53,10 @@ export interface Libbpf {
   bpf_program__attach_cgroup(prog: Ptr, cgroupFd: number): Ptr | null;
   bpf_map__name(map: Ptr): string;
   bpf_map__fd(map: Ptr): number;
+  bpf_map__type(map: Ptr): number;
+  bpf_map__key_size(map: Ptr): number;
+  bpf_map__value_size(map: Ptr): number;
+  bpf_map__max_entries(map: Ptr): number;
   bpf_map__set_pin_path(map: Ptr, path: string): number;
   bpf_link__pin(link: Ptr, path: string): number;
   bpf_link__open(path: string): Ptr | null;
@@ -142,6 +147,10 @@ export function libbpf(): Libbpf {
     bpf_program__attach_cgroup: 'bpf_link *bpf_program__attach_cgroup(const bpf_program *prog, int cgroup_fd)',
     bpf_map__name: 'const char *bpf_map__name(const bpf_map *map)',
     bpf_map__fd: 'int bpf_map__fd(const bpf_map *map)',
+    bpf_map__type: 'int bpf_map__type(const bpf_map *map)',
+    bpf_map__key_size: 'uint32_t bpf_map__key_size(const bpf_map *map)',
+    bpf_map__value_size: 'uint32_t bpf_map__value_size(const bpf_map *map)',
+    bpf_map__max_entries: 'uint32_t bpf_map__max_entries(const bpf_map *map)',
     bpf_map__set_pin_path: 'int bpf_map__set_pin_path(bpf_map *map, const char *path)',
     bpf_link__pin: 'int bpf_link__pin(bpf_link *link, const char *path)',
     bpf_link__open: 'bpf_link *bpf_link__open(const char *path)',

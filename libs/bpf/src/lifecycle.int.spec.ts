@@ -4,10 +4,10 @@ import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { existsSync, mkdirSync, rmdirSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, rmdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { DataPlane, DataPlaneError } from './data-plane';
-import { PROGRAMS } from './layout';
+import { PINNED_MAPS, PROGRAMS } from './layout';
 import { cgroupPrograms, closedPort, KernelSandbox } from './testing/kernel-fixture';
 
 describe(DataPlane.name, () => {
@@ -51,6 +51,7 @@ describe(DataPlane.name, () => {
 
     assert.equal(reported.adopted, false);
     assert.deepEqual([...reported.programs].sort(), [...PROGRAMS].sort());
+    assert.deepEqual(readdirSync(join(box.pinDir, 'maps')).sort(), [...PINNED_MAPS].sort(), 'every map pinned, the prefilter too');
     assert.deepEqual(cgroupPrograms(box.cgroupPath).sort(), [...PROGRAMS].sort());
     assert.equal((await box.run({ op: 'connect', host: '127.0.0.2', port })).result, 'EPERM', 'still enforcing with the agent dead');
   });

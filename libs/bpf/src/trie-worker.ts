@@ -4,6 +4,9 @@
 //            answering with the encoded keys (moved, not copied) and holding
 //            the trie fds;
 //   commit:  (may be sent before the build is done: it is served after it)
+//            marks the v4 policy's /16s in the prefilter (cgf_prefilter4;
+//            marking only sets slots, so it is safe on this thread; clearing
+//            is the DataPlane's, after the swap), then
 //            swaps a built pair into the outer maps (v4, then v6; each swap
 //            waits for an RCU grace period in the kernel, which is why it
 //            happens here and not on the agent's event loop) and closes them;
@@ -16,12 +19,15 @@ import { parentPort, workerData } from 'node:worker_threads';
 import { AddressError } from './addr';
 import { DataPlaneError, intStep } from './errors';
 import { libbpf, libc } from './libbpf';
+import { addLpm4Slots, emptySlotSet, slotList, writeSlots } from './prefilter';
 import { buildPolicyTries, BuiltTries, closeTries, swapTrie } from './trie';
 
 export interface TrieWorkerData {
   /** Kernel ids of the outer maps cgf_block4 and cgf_block6. */
   outer4Id: number;
   outer6Id: number;
+  /** Kernel id of cgf_prefilter4. */
+  prefilter4Id: number;
 }
 
 export type TrieWorkerRequest =
@@ -64,7 +70,11 @@ const data = workerData as TrieWorkerData;
 const bpf = libbpf();
 const outer4 = intStep('trie builder', `bpf_map_get_fd_by_id(cgf_block4 ${data.outer4Id})`, () => bpf.bpf_map_get_fd_by_id(data.outer4Id));
 const outer6 = intStep('trie builder', `bpf_map_get_fd_by_id(cgf_block6 ${data.outer6Id})`, () => bpf.bpf_map_get_fd_by_id(data.outer6Id));
-const held = new Map<number, BuiltTries>();
+const prefilter4 = intStep('trie builder', `bpf_map_get_fd_by_id(cgf_prefilter4 ${data.prefilter4Id})`, () =>
+  bpf.bpf_map_get_fd_by_id(data.prefilter4Id),
+);
+/** Built tries and the prefilter slots their v4 keys need (computed before the keys move to the main thread). */
+const held = new Map<number, BuiltTries & { slots4: Uint32Array }>();
 /** Builds that failed, until their commit or discard: a commit answers with the build's error. */
 const failed = new Map<number, SerializedError>();
 
@@ -81,7 +91,7 @@ function build(id: number, v4: readonly string[], v6: readonly string[]): void {
   let res: TrieWorkerResponse;
   try {
     const built = buildPolicyTries({ v4, v6 });
-    held.set(id, built);
+    held.set(id, { ...built, slots4: slotList(addLpm4Slots(emptySlotSet(), built.keys4)) });
     res = { op: 'built', id, ok: true, keys4: wire(built.keys4, transfer), keys6: wire(built.keys6, transfer), ms: performance.now() - t0 };
   } catch (err) {
     res = { op: 'built', id, ok: false, error: serialize(err) };
@@ -104,6 +114,8 @@ function commit(id: number): void {
   }
   try {
     if (!built) throw new DataPlaneError('applyIpPolicy', `no built policy ${id} to commit`);
+    // Before the swap: the prefilter must already pass every /16 the new trie lists.
+    writeSlots(prefilter4, built.slots4, 1, 'applyIpPolicy prefilter');
     swapped4 = swapTrie(outer4, 'cgf_block4', built.fd4, built.keys4.count);
     const swapped6 = swapTrie(outer6, 'cgf_block6', built.fd6, built.keys6.count);
     res = { op: 'committed', id, ok: true, swapped4, swapped6, ms: performance.now() - t0 };
@@ -134,6 +146,7 @@ port.on('message', (req: TrieWorkerRequest) => {
       held.clear();
       libc().close(outer4);
       libc().close(outer6);
+      libc().close(prefilter4);
       port.close();
       return;
   }

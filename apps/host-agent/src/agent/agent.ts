@@ -129,6 +129,10 @@ export class Agent {
     if (this.proxy instanceof ProxyPool) this.proxy.setAttributionPinDir(this.pinDir);
     // On the trie builder thread: the proxy already answers meanwhile (and the thread is warm for reloads).
     await this.dataPlane.applyIpPolicyAsync(this.policy.cidrs);
+    // attach() stamped the last heartbeat and the timer below first fires in
+    // HEARTBEAT_MS: stamp now, so the apply's time does not count against
+    // --heartbeat-timeout-ms (the proxy answered all along).
+    this.dataPlane.heartbeat();
     this.dataPlane.onEvent((e) => this.onKernelEvent(e));
     this.proxy.onEvent((e) => this.record(recordFromDnsEvent(e, this.recordContext())));
 

@@ -9,6 +9,10 @@ import { existsSync, mkdirSync, readFileSync, rmdirSync, rmSync } from 'node:fs'
 import { createServer, Server, Socket as TcpSocket } from 'node:net';
 import { join } from 'node:path';
 import { BPF_OBJECT_PATH, DataPlane } from '../data-plane';
+import { ADDR_KEY } from '../layout';
+import { libbpf, libc } from '../libbpf';
+import { readAllEntries } from '../map-batch';
+import { readPrefilter, SlotSet } from '../prefilter';
 import { ensureBpffs, findCgroup2Root } from '../mounts';
 
 /** Fails (never skips) when the machine cannot run the kernel tests, saying what is missing. */
@@ -120,14 +124,47 @@ export function cgroupPrograms(cgroupPath: string): string[] {
   return (JSON.parse(out) as { name: string }[]).map((p) => p.name);
 }
 
+function withPinnedMap<T>(pin: string, use: (fd: number) => T): T {
+  const fd = libbpf().bpf_obj_get(pin);
+  if (fd < 0) throw new Error(`bpf_obj_get(${pin}) failed: ${libc().errnoName(fd)}`);
+  try {
+    return use(fd);
+  } finally {
+    libc().close(fd);
+  }
+}
+
+/** The pinned cgf_prefilter4 as the kernel holds it: 1 per marked /16 slot. */
+export function prefilterMarks(pinDir: string): SlotSet {
+  return withPinnedMap(join(pinDir, 'maps', 'cgf_prefilter4'), (fd) => readPrefilter(fd, 'test'));
+}
+
+/** Number of marked slots in a prefilter read with prefilterMarks(). */
+export function markedCount(marks: SlotSet): number {
+  let n = 0;
+  for (const m of marks) n += m;
+  return n;
+}
+
+/** Deletes every entry of the pinned cgf_learned (another party removing learned addresses). */
+export function forgetLearned(pinDir: string): number {
+  return withPinnedMap(join(pinDir, 'maps', 'cgf_learned'), (fd) => {
+    const { keys, count } = readAllEntries(fd, ADDR_KEY.size, 8, 65536, 'test');
+    for (let i = 0; i < count; i++) libbpf().bpf_map_delete_elem(fd, keys.subarray(i * ADDR_KEY.size, (i + 1) * ADDR_KEY.size));
+    return count;
+  });
+}
+
 export function sleep(ms: number): Promise<void> {
   return new Promise((r) => setTimeout(r, ms));
 }
 
 export interface ClientArgs {
-  op: 'udp_connected' | 'udp_sendto' | 'tcp_dns' | 'connect' | 'probe_loop' | 'udp_send_twice';
+  op: 'udp_connected' | 'udp_sendto' | 'tcp_dns' | 'connect' | 'probe_loop' | 'probe_seq' | 'udp_send_twice';
   host: string;
   port: number;
+  /** probe_seq: TCP connect() to these in turn, over and over, until `stop` exists. */
+  hosts?: string[];
   payload?: string;
   timeout?: number;
   stop?: string;
@@ -141,6 +178,8 @@ export interface ClientResult {
   from?: [string, number];
   localPort?: number;
   tally?: Record<string, number>;
+  /** probe_seq: one letter per attempt, in order: E = EPERM, R = ECONNREFUSED, X = anything else. */
+  seq?: string;
   stage?: string;
   second?: string;
 }
@@ -388,6 +427,19 @@ try:
             s.close()
             tally[r] = tally.get(r, 0) + 1
         out['tally'] = tally
+    elif op == 'probe_seq':
+        letters = {'EPERM': 'E', 'ECONNREFUSED': 'R'}
+        hosts = [(h, a['port']) for h in a['hosts']]
+        seq = []
+        say({'stage': 'started', 'pid': os.getpid()})
+        i = 0
+        while not os.path.exists(a['stop']):
+            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            seq.append(letters.get(name(s.connect_ex(hosts[i % len(hosts)])), 'X'))
+            s.close()
+            i += 1
+        # whole rounds only, so position i % len(hosts) names the host
+        out['seq'] = ''.join(seq[: len(seq) - len(seq) % len(hosts)])
     elif op == 'udp_send_twice':
         s = socket.socket(fam, socket.SOCK_DGRAM)
         s.connect(dst)
