@@ -13,6 +13,8 @@ export interface PostgresOptions {
   port?: number;
   /** Trade durability for speed (tests): fsync off. */
   fast?: boolean;
+  /** More server settings (`-c name=value`), e.g. shared_buffers for a benchmark. */
+  settings?: Record<string, string | number>;
 }
 
 /** Finds the newest PostgreSQL server binaries Debian installed. */
@@ -92,6 +94,7 @@ export class PostgresServer {
     if (ids) chownSync(logFile, ids.uid, ids.gid);
     const args = ['-D', dataDir, '-p', String(port), '-k', sockDir, '-c', 'listen_addresses=127.0.0.1', '-c', 'max_connections=200'];
     if (opts.fast) args.push('-c', 'fsync=off', '-c', 'synchronous_commit=off', '-c', 'full_page_writes=off');
+    for (const [name, value] of Object.entries(opts.settings ?? {})) args.push('-c', `${name}=${value}`);
     const proc = ManagedProcess.start('postgres', join(bin, 'postgres'), args, logFile, { ...spawnIds });
     const server = new PostgresServer(opts.dir, port, proc);
     await waitFor(`PostgreSQL on 127.0.0.1:${port} (log: ${logFile})`, async () => {
@@ -119,6 +122,17 @@ export class PostgresServer {
       await c.end();
     }
     return this.url(name);
+  }
+
+  /** Drops a database (closing its sessions), e.g. so its autovacuum does not run under the next benchmark case. */
+  async dropDatabase(name: string): Promise<void> {
+    const c = new Client({ connectionString: this.url('postgres') });
+    await c.connect();
+    try {
+      await c.query(`drop database if exists "${name.replace(/"/g, '')}" with (force)`);
+    } finally {
+      await c.end();
+    }
   }
 
   async stop(): Promise<void> {

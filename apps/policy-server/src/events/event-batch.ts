@@ -1,4 +1,4 @@
-// One ingest batch of block events, kept as COPY lines and rollup counts.
+// One ingest batch of block events, kept as COPY text and rollup counts.
 import { copyLine, EVENT_COLUMNS, EventRow } from './rows';
 
 const col = (name: (typeof EVENT_COLUMNS)[number]): number => EVENT_COLUMNS.indexOf(name);
@@ -14,41 +14,71 @@ export interface RollupCount {
   n: number;
 }
 
+/** Counts events into hourly rollup rows (the grouping of block_event_counts, NULLs as '' and 0). */
+export class RollupCounter {
+  private readonly counts = new Map<string, RollupCount>();
+
+  add(ms: number, host: string, cohort: string | null, action: string, method: string, blocklist: string | null, version: number | null): void {
+    const hour = Math.floor(ms / HOUR_MS) * HOUR_MS;
+    const c0 = cohort ?? '';
+    const b0 = blocklist ?? '';
+    const v0 = version ?? 0;
+    const k = `${hour}\u0001${host}\u0001${c0}\u0001${action}\u0001${method}\u0001${b0}\u0001${v0}`;
+    const c = this.counts.get(k);
+    if (c) c.n++;
+    else this.counts.set(k, { key: [hour, host, c0, action, method, b0, v0], n: 1 });
+  }
+
+  values(): RollupCount[] {
+    return [...this.counts.values()];
+  }
+}
+
+/** A batch of block events ready to be written (plain data: it crosses from the decode thread). */
+export interface PreparedEvents {
+  /** Block events in it. */
+  size: number;
+  /** Their COPY text, in chunks. */
+  chunks: Uint8Array[];
+  /** The hourly rollup rows they add up to (the hours also say which days they fall on). */
+  counts: RollupCount[];
+  /** The rows, for the multi-row INSERT path only (empty otherwise). */
+  rows: EventRow[];
+}
+
 /**
  * The block events of one batch, each turned into its COPY line and counted
- * into the hourly rollup as it is added. Ingestion adds events as they
- * arrive, so the decoded objects die young and only the COPY text is held
- * until the batch is written — what the garbage collector has to copy
- * stays small. The rows themselves are kept only for the multi-row INSERT
+ * into the hourly rollup as it is added, so the decoded objects die young
+ * and only the COPY text (as Buffers, off the heap) is held until the batch
+ * is written. The rows themselves are kept only for the multi-row INSERT
  * path, which needs them as parameters.
  */
 export class EventBatch {
   private count = 0;
   private text = '';
   private readonly done: Buffer[] = [];
-  readonly rows: EventRow[] = [];
-  readonly times: number[] = [];
-  readonly counts = new Map<string, RollupCount>();
+  private readonly rows: EventRow[] = [];
+  private readonly counts = new RollupCounter();
 
   constructor(private readonly keepRows = false) {}
 
-  static of(rows: readonly EventRow[], keepRows = false): EventBatch {
+  static of(rows: readonly EventRow[], keepRows = false): PreparedEvents {
     const b = new EventBatch(keepRows);
     for (const r of rows) b.add(r, Date.parse(r[0] as string));
-    return b;
+    return b.finish();
   }
 
   get size(): number {
     return this.count;
   }
 
-  /** The COPY text of the batch, in chunks of a few hundred lines. */
-  chunks(): Buffer[] {
+  /** The batch, ready to be written. */
+  finish(): PreparedEvents {
     if (this.text !== '') {
       this.done.push(Buffer.from(this.text));
       this.text = '';
     }
-    return this.done;
+    return { size: this.count, chunks: this.done, counts: this.counts.values(), rows: this.rows };
   }
 
   /** Adds an event; ms is its time (the row's first column) in epoch ms. */
@@ -61,17 +91,9 @@ export class EventBatch {
       this.text = '';
     }
     if (this.keepRows) this.rows.push(row);
-    this.times.push(ms);
-    const hour = Math.floor(ms / HOUR_MS) * HOUR_MS;
-    const host = row[HOST] as string;
-    const cohort = (row[COHORT] as string | null) ?? '';
-    const action = row[ACTION] as string;
-    const method = row[METHOD] as string;
-    const blocklist = (row[BLOCKLIST] as string | null) ?? '';
-    const version = (row[VERSION] as number | null) ?? 0;
-    const k = `${hour}\u0001${host}\u0001${cohort}\u0001${action}\u0001${method}\u0001${blocklist}\u0001${version}`;
-    const c = this.counts.get(k);
-    if (c) c.n++;
-    else this.counts.set(k, { key: [hour, host, cohort, action, method, blocklist, version], n: 1 });
+    this.counts.add(
+      ms, row[HOST] as string, row[COHORT] as string | null, row[ACTION] as string, row[METHOD] as string,
+      row[BLOCKLIST] as string | null, row[VERSION] as number | null,
+    );
   }
 }

@@ -11,7 +11,7 @@ export class EventsDb implements OnApplicationShutdown {
   readonly pool: Pool;
 
   constructor(@Inject(SERVER_CONFIG) config: ServerConfig) {
-    this.pool = new Pool({ connectionString: config.databaseUrl, max: 6, application_name: 'cgfence-events' });
+    this.pool = new Pool({ connectionString: config.databaseUrl, max: 8, application_name: 'cgfence-events' });
     // An idle client that loses its connection must not crash the process.
     this.pool.on('error', () => undefined);
   }

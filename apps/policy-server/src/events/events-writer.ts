@@ -5,7 +5,7 @@ import { once } from 'node:events';
 import { finished } from 'node:stream/promises';
 import type { RunSummary } from '@cgfence/proto';
 import { EventsDb } from './events-db';
-import { EventBatch } from './event-batch';
+import { EventBatch, PreparedEvents, RollupCount, RollupCounter } from './event-batch';
 import { EVENT_COLUMNS, EVENT_TYPES, EventRow } from './rows';
 
 export type WritePath = 'copy' | 'insert';
@@ -32,25 +32,24 @@ const withRollup = (insert: string): string => `
 const UNIQUE_VIOLATION = '23505';
 
 /** Streams a batch's COPY text into a table with COPY … FROM STDIN (text format). */
-async function copyBatch(c: PoolClient, table: string, batch: EventBatch): Promise<void> {
+async function copyBatch(c: PoolClient, table: string, batch: PreparedEvents): Promise<void> {
   const stream = c.query(copyFrom(`copy ${table} (${COLS}) from stdin`));
   const done = finished(stream);
-  for (const chunk of batch.chunks()) {
-    if (!stream.write(chunk)) await Promise.race([once(stream, 'drain'), done]);
+  for (const chunk of batch.chunks) {
+    if (!stream.write(Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength))) await Promise.race([once(stream, 'drain'), done]);
   }
   stream.end();
   await done;
 }
 
 /**
- * Adds a batch whose events were all inserted to the hourly rollup (counted
- * as the batch was built): one upsert in key order, so concurrent batches
- * lock rollup rows in the same order. The same grouping as the SQL of the
- * staging path.
+ * Adds counted rows to the hourly rollup: one upsert in key order, so
+ * concurrent batches lock rollup rows in the same order. The same grouping
+ * as the SQL of the staging path.
  */
-async function addCounts(c: PoolClient, batch: EventBatch): Promise<void> {
+async function addCounts(c: PoolClient, counts: readonly RollupCount[]): Promise<void> {
   const cols: unknown[][] = [[], [], [], [], [], [], [], []];
-  for (const { key, n } of batch.counts.values()) {
+  for (const { key, n } of counts) {
     cols[0]!.push(new Date(key[0]).toISOString());
     for (let i = 1; i < 7; i++) cols[i]!.push(key[i]);
     cols[7]!.push(n);
@@ -79,12 +78,12 @@ export class EventsWriter {
    * through a staging table whose INSERT … ON CONFLICT DO NOTHING skips what
    * is stored and counts only the rows really inserted.
    */
-  async write(batch: EventBatch, runs: readonly RunSummary[], path: WritePath = 'copy'): Promise<number> {
+  async write(batch: PreparedEvents, runs: readonly RunSummary[], path: WritePath = 'copy'): Promise<number> {
     if (path === 'copy' && batch.size > 0) {
       try {
         return await this.db.tx(async (c) => {
           await copyBatch(c, 'block_events', batch);
-          await addCounts(c, batch);
+          await addCounts(c, batch.counts);
           if (runs.length > 0) await this.runs(c, runs);
           return batch.size;
         });
@@ -106,23 +105,35 @@ export class EventsWriter {
   }
 
   /** COPY into a per-connection staging table, then one INSERT … SELECT … ON CONFLICT DO NOTHING. */
-  private async copyStaged(c: PoolClient, batch: EventBatch): Promise<number> {
+  private async copyStaged(c: PoolClient, batch: PreparedEvents): Promise<number> {
     await c.query(`create temp table if not exists block_events_stage on commit delete rows as select ${COLS} from block_events with no data`);
     await copyBatch(c, 'block_events_stage', batch);
     const r = await c.query(withRollup(`insert into block_events (${COLS}) select ${COLS} from block_events_stage`));
     return (r.rows[0] as { n: number }).n;
   }
 
-  /** Multi-row INSERT … VALUES (…), (…) ON CONFLICT DO NOTHING, in chunks (the comparison path). */
+  /**
+   * Multi-row INSERT … VALUES (…), (…) ON CONFLICT DO NOTHING, in chunks (the
+   * comparison path). The rollup is added once at the end from the rows
+   * really inserted, so its row locks are held only until the commit follows.
+   */
   private async insert(c: PoolClient, rows: readonly EventRow[]): Promise<number> {
+    const counts = new RollupCounter();
     let inserted = 0;
     for (let i = 0; i < rows.length; i += INSERT_CHUNK) {
       const chunk = rows.slice(i, i + INSERT_CHUNK);
       const params: unknown[] = [];
       const values = chunk.map((row) => `(${row.map((v, j) => `$${params.push(v)}::${EVENT_TYPES[EVENT_COLUMNS[j]!]}`).join(', ')})`);
-      const r = await c.query(withRollup(`insert into block_events (${COLS}) values ${values.join(', ')}`), params);
-      inserted += (r.rows[0] as { n: number }).n;
+      const r = await c.query(
+        `insert into block_events (${COLS}) values ${values.join(', ')} on conflict do nothing returning time, host, cohort, action, method, blocklist, version`,
+        params,
+      );
+      for (const x of r.rows as { time: Date; host: string; cohort: string | null; action: string; method: string; blocklist: string | null; version: number | null }[]) {
+        counts.add(x.time.getTime(), x.host, x.cohort, x.action, x.method, x.blocklist, x.version);
+      }
+      inserted += r.rowCount ?? 0;
     }
+    if (inserted > 0) await addCounts(c, counts.values());
     return inserted;
   }
 

@@ -122,7 +122,8 @@ export class NatsService implements OnModuleInit, OnApplicationShutdown {
           ack_wait: 30 * SECOND_NS,
           max_ack_pending: 50_000,
           max_deliver: -1,
-          filter_subject: EVENTS_STREAM.subjects[0],
+          // No filter_subject: the stream holds nothing else, and a filtered
+          // consumer costs nats-server about 1.3 µs more per message.
         };
         try {
           await jsm.consumers.info(EVENTS_STREAM.name, INGEST_CONSUMER);
