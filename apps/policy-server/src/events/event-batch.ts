@@ -68,10 +68,6 @@ export class EventBatch {
     return b.finish();
   }
 
-  get size(): number {
-    return this.count;
-  }
-
   /** The batch, ready to be written. */
   finish(): PreparedEvents {
     if (this.text !== '') {

@@ -14,20 +14,25 @@ const COLS = EVENT_COLUMNS.join(', ');
 /** Rows per multi-row INSERT statement (23 parameters each, under the 65,535 limit). */
 const INSERT_CHUNK = 1000;
 
-/**
- * The hourly rollup follows from the rows really inserted (the RETURNING of
- * the ON CONFLICT DO NOTHING insert), so duplicates never count twice. Rows
- * are grouped in key order so two replicas lock rollup rows in the same order.
- */
-const withRollup = (insert: string): string => `
-  with ins as (${insert} on conflict do nothing returning time, host, cohort, action, method, blocklist, version),
-  agg as (
-    insert into block_event_counts (hour, host, cohort, action, method, blocklist, version, n)
-    select date_trunc('hour', time, 'UTC'), host, coalesce(cohort, ''), action, method, coalesce(blocklist, ''), coalesce(version, 0), count(*)
-      from ins group by 1, 2, 3, 4, 5, 6, 7 order by 1, 2, 3, 4, 5, 6, 7
-    on conflict (hour, host, cohort, action, method, blocklist, version) do update set n = block_event_counts.n + excluded.n
-  )
-  select count(*)::int as n from ins`;
+/** What an ON CONFLICT DO NOTHING insert returns of each row it really inserted: the rollup's grouping. */
+const RETURNING_ROLLUP = 'returning time, host, cohort, action, method, blocklist, version';
+
+interface InsertedRow {
+  time: Date;
+  host: string;
+  cohort: string | null;
+  action: string;
+  method: string;
+  blocklist: string | null;
+  version: number | null;
+}
+
+/** Runs an insert … ON CONFLICT DO NOTHING RETURNING_ROLLUP and counts the rows it inserted. */
+async function insertCounting(c: PoolClient, sql: string, params: unknown[], counts: RollupCounter): Promise<number> {
+  const r = await c.query(`${sql} on conflict do nothing ${RETURNING_ROLLUP}`, params);
+  for (const x of r.rows as InsertedRow[]) counts.add(x.time.getTime(), x.host, x.cohort, x.action, x.method, x.blocklist, x.version);
+  return r.rows.length;
+}
 
 const UNIQUE_VIOLATION = '23505';
 
@@ -43,9 +48,10 @@ async function copyBatch(c: PoolClient, table: string, batch: PreparedEvents): P
 }
 
 /**
- * Adds counted rows to the hourly rollup: one upsert in key order, so
- * concurrent batches lock rollup rows in the same order. The same grouping
- * as the SQL of the staging path.
+ * Adds counted rows to the hourly rollup, once per batch right before its
+ * commit: one upsert in key order, so concurrent batches lock rollup rows in
+ * the same order. Every path counts only rows it really inserted, so
+ * duplicates never count twice.
  */
 async function addCounts(c: PoolClient, counts: readonly RollupCount[]): Promise<void> {
   const cols: unknown[][] = [[], [], [], [], [], [], [], []];
@@ -108,30 +114,20 @@ export class EventsWriter {
   private async copyStaged(c: PoolClient, batch: PreparedEvents): Promise<number> {
     await c.query(`create temp table if not exists block_events_stage on commit delete rows as select ${COLS} from block_events with no data`);
     await copyBatch(c, 'block_events_stage', batch);
-    const r = await c.query(withRollup(`insert into block_events (${COLS}) select ${COLS} from block_events_stage`));
-    return (r.rows[0] as { n: number }).n;
+    const counts = new RollupCounter();
+    const inserted = await insertCounting(c, `insert into block_events (${COLS}) select ${COLS} from block_events_stage`, [], counts);
+    if (inserted > 0) await addCounts(c, counts.values());
+    return inserted;
   }
 
-  /**
-   * Multi-row INSERT … VALUES (…), (…) ON CONFLICT DO NOTHING, in chunks (the
-   * comparison path). The rollup is added once at the end from the rows
-   * really inserted, so its row locks are held only until the commit follows.
-   */
+  /** Multi-row INSERT … VALUES (…), (…) ON CONFLICT DO NOTHING, in chunks (the comparison path). */
   private async insert(c: PoolClient, rows: readonly EventRow[]): Promise<number> {
     const counts = new RollupCounter();
     let inserted = 0;
     for (let i = 0; i < rows.length; i += INSERT_CHUNK) {
-      const chunk = rows.slice(i, i + INSERT_CHUNK);
       const params: unknown[] = [];
-      const values = chunk.map((row) => `(${row.map((v, j) => `$${params.push(v)}::${EVENT_TYPES[EVENT_COLUMNS[j]!]}`).join(', ')})`);
-      const r = await c.query(
-        `insert into block_events (${COLS}) values ${values.join(', ')} on conflict do nothing returning time, host, cohort, action, method, blocklist, version`,
-        params,
-      );
-      for (const x of r.rows as { time: Date; host: string; cohort: string | null; action: string; method: string; blocklist: string | null; version: number | null }[]) {
-        counts.add(x.time.getTime(), x.host, x.cohort, x.action, x.method, x.blocklist, x.version);
-      }
-      inserted += r.rowCount ?? 0;
+      const values = rows.slice(i, i + INSERT_CHUNK).map((row) => `(${row.map((v, j) => `$${params.push(v)}::${EVENT_TYPES[EVENT_COLUMNS[j]!]}`).join(', ')})`);
+      inserted += await insertCounting(c, `insert into block_events (${COLS}) values ${values.join(', ')}`, params, counts);
     }
     if (inserted > 0) await addCounts(c, counts.values());
     return inserted;
