@@ -8,4 +8,5 @@ export type { Mode, FailMode, DataPlaneConfig, ProcessInfo, KernelEvent, DataPla
 export { AddressError, parseCidr, parseIp, formatIp } from './addr';
 export type { Cidr, Family } from './addr';
 export { compareIpPolicy, ipPolicyDigest, sortLpmKeys } from './ip-digest';
+export { prefilterSlotOf } from './prefilter';
 export type { IpPolicyDigest, IpPolicyDrift, LpmKeys } from './ip-digest';

@@ -16,6 +16,7 @@
 // keeps a record of every slot it may have set, so clearing never has to
 // read the 65,536 slots back.
 // IPv6 has no prefilter (the v6 path always does the full check).
+import { parseIp } from './addr';
 import { LpmKeys } from './ip-digest';
 import { readAllEntries, updateBatch } from './map-batch';
 import { ADDR_KEY, CONSTANTS, LEARNED_MAX_ENTRIES, LEARNED_VALUE_SIZE, LPM4_KEY, PREFILTER4_KEY_SIZE, PREFILTER4_VALUE_SIZE } from './layout';
@@ -30,11 +31,16 @@ export function emptySlotSet(): SlotSet {
   return new Uint8Array(PREFILTER4_SLOTS);
 }
 
-/** The slot of a dotted IPv4 address, e.g. '127.1.0.1' -> 0x7f01. */
-export function prefilterSlotOf(dotted: string): number {
-  const parts = dotted.split('.').map(Number);
-  if (parts.length !== 4 || parts.some((p) => !Number.isInteger(p) || p < 0 || p > 255)) throw new RangeError(`not a dotted IPv4 address: ${dotted}`);
-  return parts[0]! * 256 + parts[1]!;
+/** The slot of an IPv4 address, e.g. '127.1.0.1' -> 0x7f01. */
+export function prefilterSlotOf(address: string): number {
+  let ip: ReturnType<typeof parseIp> | undefined;
+  try {
+    ip = parseIp(address);
+  } catch {
+    // named below
+  }
+  if (ip?.family !== 4) throw new RangeError(`not a dotted IPv4 address: ${address}`);
+  return ip.bytes[0]! * 256 + ip.bytes[1]!;
 }
 
 /** Adds the slots every v4 LPM key (encodePolicyKeys() form) covers to `into`. */

@@ -51,3 +51,15 @@ export async function timeMs<T>(fn: () => T | Promise<T>): Promise<{ ms: number;
   const value = await fn();
   return { ms: Number(process.hrtime.bigint() - t0) / 1e6, value };
 }
+
+/** mulberry32: small seeded pseudo-random numbers in [0, 1), so a benchmark's inputs are the same every run. */
+export function seededRandom(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}

@@ -30,8 +30,8 @@ import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmdirSync, rmSync, wr
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { AgentStatus } from '@cgfence/proto';
-import { ensureBpffs, findCgroup2Root } from '@cgfence/bpf';
-import { freePort, median, printTable, quantile, verdict } from '@cgfence/devservices';
+import { ensureBpffs, findCgroup2Root, prefilterSlotOf } from '@cgfence/bpf';
+import { freePort, median, printTable, quantile, seededRandom, verdict } from '@cgfence/devservices';
 import { AgentUnderTest, exec, Ran } from '../e2e/agent-harness';
 
 const ROUNDS = 11;
@@ -48,18 +48,6 @@ const LISTED16_DST = '127.1.0.1';
 /** Listed: the loop must be refused with it. */
 const LISTED_DST = '127.1.7.7';
 
-/** mulberry32: a small seeded PRNG, so the policy is the same every run. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 /**
  * 100,000 distinct IPv4 CIDRs: 120 in 127.1.0.0/16 around (never covering)
  * LISTED16_DST, the rest 80% /32, 15% /24, 5% /20 over 4,000 /16s drawn from
@@ -67,7 +55,7 @@ function prng(seed: number): () => number {
  * entries. Returns the list and how many /16s it touches.
  */
 function cidrList(): { cidrs: string[]; slash16s: number } {
-  const rnd = prng(0x5eed);
+  const rnd = seededRandom(0x5eed);
   const out = new Set<string>();
   for (let i = 1; i <= 100; i++) out.add(`127.1.${i}.${(i * 37) % 250 + 2}/32`);
   out.add(LISTED_DST + '/32');
@@ -107,8 +95,7 @@ function policyText(cidrs: readonly string[]): string {
 
 /** The value of one slot of a pinned cgf_prefilter4, read with bpftool. */
 function prefilterMark(pinDir: string, dotted: string): number {
-  const [a, b] = dotted.split('.').map(Number) as [number, number];
-  const slot = a * 256 + b;
+  const slot = prefilterSlotOf(dotted);
   const key = [slot & 255, (slot >> 8) & 255, 0, 0].map(String);
   const out = JSON.parse(
     execFileSync('bpftool', ['-j', 'map', 'lookup', 'pinned', join(pinDir, 'maps', 'cgf_prefilter4'), 'key', ...key], { encoding: 'utf8' }),

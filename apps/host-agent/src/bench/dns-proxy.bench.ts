@@ -27,7 +27,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { contentHash, parseBlocklistText } from '@cgfence/proto';
-import { freePort, ManagedProcess, median, printTable, quantile, verdict, waitFor } from '@cgfence/devservices';
+import { freePort, ManagedProcess, median, printTable, quantile, seededRandom, verdict, waitFor } from '@cgfence/devservices';
 import { defaultProxyWorkers } from '../agent/agent-config';
 import { DnsProxy } from '../dns/dns-proxy';
 import { ProxyPool, type DnsService } from '../dns/proxy-pool';
@@ -77,15 +77,6 @@ interface PathResult {
 
 // ---------------------------------------------------------------- inputs
 
-/** Deterministic pseudo-random numbers, so every run sends the same queries. */
-function lcg(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
-    return s / 2 ** 32;
-  };
-}
-
 const pad = (n: number): string => String(n).padStart(5, '0');
 
 /** 10,000 suffixes: 9,000 service zones and 1,000 deploy targets. */
@@ -103,7 +94,7 @@ function blockedSuffixes(): string[] {
  * SuffixMatchNode would block and a '*.' entry does not).
  */
 function queryLines(suffixes: readonly string[]): string[] {
-  const rnd = lcg(20240601);
+  const rnd = seededRandom(20240601);
   const lines: string[] = [];
   for (let i = 0; i < QUERY_LINES; i++) {
     const r = i % 10;
