@@ -13,8 +13,8 @@ export async function freePort(): Promise<number> {
   });
 }
 
-/** Polls `probe` until it resolves true or the deadline passes. */
-export async function waitFor(what: string, probe: () => Promise<boolean>, timeoutMs = 20_000): Promise<void> {
+/** Polls `probe` every `intervalMs` until it is (or resolves) true or the deadline passes. */
+export async function waitFor(what: string, probe: () => boolean | Promise<boolean>, timeoutMs = 20_000, intervalMs = 100): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   let lastError: unknown;
   while (Date.now() < deadline) {
@@ -23,7 +23,7 @@ export async function waitFor(what: string, probe: () => Promise<boolean>, timeo
     } catch (err) {
       lastError = err;
     }
-    await new Promise((r) => setTimeout(r, 100));
+    await new Promise((r) => setTimeout(r, intervalMs));
   }
   const why = lastError instanceof Error ? `: ${lastError.message}` : '';
   throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${why}`);

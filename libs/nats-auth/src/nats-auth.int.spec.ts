@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { AuthorizationError, connect, PermissionViolationError, type NatsConnection, type Status } from '@nats-io/transport-node';
 import { jetstream, jetstreamManager } from '@nats-io/jetstream';
 import { createUser } from '@nats-io/nkeys';
-import { NatsServer } from '@cgfence/devservices';
+import { NatsServer, waitFor } from '@cgfence/devservices';
 import { FLEET_STREAM, FLEET_SUBJECTS, hostOfSubject, SERVER_PATTERNS, SERVER_QUEUE } from '@cgfence/proto';
 import { addHost, authConfigFile, initAuth, natsConnectOptions, removeHost } from './index';
 
@@ -16,13 +16,7 @@ interface Client {
   statuses: Status[];
 }
 
-async function eventually(what: string, probe: () => boolean, timeoutMs = 5000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!probe()) {
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
+const eventually = (what: string, probe: () => boolean, timeoutMs = 5000): Promise<void> => waitFor(what, probe, timeoutMs, 20);
 
 async function within<T>(what: string, p: Promise<T>, timeoutMs = 5000): Promise<T> {
   let timer: NodeJS.Timeout | undefined;

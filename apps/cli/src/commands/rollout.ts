@@ -1,3 +1,4 @@
+import { setTimeout as sleep } from 'node:timers/promises';
 import { Command, InvalidArgumentError } from 'commander';
 import { MultiBar, type SingleBar } from 'cli-progress';
 import { readFileSync } from 'node:fs';
@@ -65,7 +66,6 @@ interface WatchOptions {
   untilDone: boolean;
 }
 
-const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
 
 /** Polls a rollout until it ends; its exit code says how (see WATCH_HELP). */
 async function watch(api: ApiClient, id: string, o: WatchOptions, json: boolean): Promise<void> {

@@ -10,6 +10,7 @@
 // database, and nats-server restarts. Afterwards block_events holds every
 // event exactly once: count = distinct ids = sent, every sent id is there,
 // no spool dropped any. Takes about a minute.
+import { setTimeout as sleep } from 'node:timers/promises';
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import type { KeyObject } from 'node:crypto';
@@ -37,7 +38,6 @@ const RATE = 2500;
 /** Far above what a host spools here (about 650 bytes an event): nothing may be dropped. */
 const SPOOL_MAX_BYTES = 256 * 1024 * 1024;
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** One host as `cgfence agent` wires it in fleet mode, minus the kernel: FleetClient + AgentEvents on its state dir. */
 class SimAgent {

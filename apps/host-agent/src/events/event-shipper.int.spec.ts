@@ -11,7 +11,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { jetstreamManager, type JetStreamManager } from '@nats-io/jetstream';
-import { NatsServer } from '@cgfence/devservices';
+import { NatsServer, waitFor } from '@cgfence/devservices';
 import { addHost, authConfigFile, initAuth, natsConnectOptions } from '@cgfence/nats-auth';
 import { BlockEventSchema, EVENT_SUBJECTS, EVENTS_STREAM, HostReportSchema, RunSummarySchema } from '@cgfence/proto';
 import { FleetClient } from '../fleet/fleet-client';
@@ -23,13 +23,7 @@ import { EventShipper, type EventShipperOptions } from './event-shipper';
 import { JetStreamTransport } from './jetstream-transport';
 import { blockRecord as record } from './testing/event-fixtures';
 
-async function eventually(what: string, probe: () => boolean | Promise<boolean>, timeoutMs = 15_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await probe())) {
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 25));
-  }
-}
+const eventually = (what: string, probe: () => boolean | Promise<boolean>, timeoutMs = 15_000): Promise<void> => waitFor(what, probe, timeoutMs, 25);
 
 interface Stored {
   subject: string;

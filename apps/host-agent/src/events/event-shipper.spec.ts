@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { waitFor } from '@cgfence/devservices';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -26,13 +27,7 @@ class FakeTransport implements EventTransport {
 
 const rec = (id: string) => ({ id }) as unknown as JournalRecord;
 
-async function eventually(what: string, probe: () => boolean, timeoutMs = 5000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!probe()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 5));
-  }
-}
+const eventually = (what: string, probe: () => boolean, timeoutMs = 5000): Promise<void> => waitFor(what, probe, timeoutMs, 5);
 
 describe(EventShipper.name, () => {
   let dir: string;

@@ -1,3 +1,4 @@
+import { setTimeout as sleep } from 'node:timers/promises';
 import { BeforeApplicationShutdown, Inject, Injectable, OnApplicationBootstrap } from '@nestjs/common';
 import type { ConsumerMessages, JsMsg } from '@nats-io/jetstream';
 import type { Logger } from 'pino';
@@ -171,4 +172,3 @@ interface Pending {
   messages: JsMsg[];
 }
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
