@@ -113,9 +113,9 @@ export class ProxyPool implements DnsService {
       logger: this.log,
       udp: false,
     });
-    proxy.onEvent((e) => this.emit(e));
+    proxy.onEvent((e) => this.emit(this.listeners, e));
     proxy.onQuery((n) => {
-      if (n.process !== undefined) this.emitQuery(n);
+      if (n.process !== undefined) this.emit(this.queryListeners, n);
     });
     return proxy;
   }
@@ -311,10 +311,10 @@ export class ProxyPool implements DnsService {
   private onWorkerMessage(slot: Slot, m: FromWorker): void {
     switch (m.type) {
       case 'events':
-        for (const e of m.events) this.emit(e);
+        for (const e of m.events) this.emit(this.listeners, e);
         return;
       case 'queries':
-        for (const n of m.notices) this.emitQuery(n);
+        for (const n of m.notices) this.emit(this.queryListeners, n);
         return;
       case 'learn':
         try {
@@ -411,20 +411,10 @@ export class ProxyPool implements DnsService {
     );
   }
 
-  private emitQuery(n: DnsQueryNotice): void {
-    for (const l of this.queryListeners) {
+  private emit<T>(listeners: ReadonlySet<(value: T) => void>, value: T): void {
+    for (const l of listeners) {
       try {
-        l(n);
-      } catch (err) {
-        this.log.error({ err: (err as Error).message }, 'dns proxy pool query listener threw');
-      }
-    }
-  }
-
-  private emit(e: DnsPolicyEvent): void {
-    for (const l of this.listeners) {
-      try {
-        l(e);
+        l(value);
       } catch (err) {
         this.log.error({ err: (err as Error).message }, 'dns proxy pool listener threw');
       }
