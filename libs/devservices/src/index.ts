@@ -1,5 +1,7 @@
 export { freePort, waitFor } from './ports';
 export { ManagedProcess } from './process';
+export { startPolicyServer } from './policy-server';
+export type { PolicyServerProcessOptions } from './policy-server';
 export { PostgresServer, postgresBinDir } from './postgres';
 export type { PostgresOptions } from './postgres';
 export { NatsServer, natsServerBin } from './nats';

@@ -20,7 +20,7 @@ import { join } from 'node:path';
 import { Client } from 'pg';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { jetstreamManager } from '@nats-io/jetstream';
-import { freePort, ManagedProcess, NatsServer, PostgresServer, TcpLink, waitFor } from '@cgfence/devservices';
+import { freePort, ManagedProcess, NatsServer, PostgresServer, startPolicyServer, TcpLink, waitFor } from '@cgfence/devservices';
 import { addHost, authConfigFile, initAuth, natsConnectOptions } from '@cgfence/nats-auth';
 import { EVENTS_STREAM, HostReportSchema, parsePublicKeys } from '@cgfence/proto';
 import { AgentEvents } from '../events/agent-events';
@@ -133,7 +133,6 @@ describe('block-event pipeline end to end (agents → spool → nats-server → 
   let server: ManagedProcess | undefined;
   let serverEnv: NodeJS.ProcessEnv;
   let serverLog: string;
-  let api: string;
   let db: Client | undefined;
   let nc: NatsConnection | undefined;
   let passed = false;
@@ -143,13 +142,7 @@ describe('block-event pipeline end to end (agents → spool → nats-server → 
   const tail = (file: string, chars = 3000): string => (existsSync(file) ? readFileSync(file, 'utf8').slice(-chars) : '(no log)');
 
   const startServer = async (): Promise<void> => {
-    const p = ManagedProcess.start('policy-server', process.execPath, [POLICY_SERVER, 'serve'], serverLog, { env: serverEnv });
-    server = p;
-    await waitFor('the policy server ready and connected to NATS', async () => {
-      if (!p.running) throw new Error(`policy server exited:\n${tail(serverLog)}`);
-      const res = await fetch(`${api}/ready`).catch(() => undefined);
-      return res?.ok === true && ((await res.json()) as { nats?: string }).nats === 'connected';
-    }, 60_000);
+    server = await startPolicyServer({ main: POLICY_SERVER, port: Number(serverEnv['CGFENCE_HTTP_PORT']), env: serverEnv, log: serverLog, nats: true });
   };
 
   const count = async (): Promise<{ n: number; d: number }> =>
@@ -204,7 +197,6 @@ describe('block-event pipeline end to end (agents → spool → nats-server → 
       NatsServer.start({ dir: join(dir, 'nats'), include: [authConfigFile(authDir)] }),
     ]);
     const port = await freePort();
-    api = `http://127.0.0.1:${port}`;
     serverLog = join(dir, 'server.log');
     const databaseUrl = await pg.createDatabase('events_e2e');
     serverEnv = {

@@ -12,7 +12,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { connect } from '@nats-io/transport-node';
 import { findCgroup2Root } from '@cgfence/bpf';
-import { freePort, ManagedProcess, NatsServer, PostgresServer, waitFor } from '@cgfence/devservices';
+import { freePort, ManagedProcess, NatsServer, PostgresServer, startPolicyServer, waitFor } from '@cgfence/devservices';
 import { addHost, authConfigFile, initAuth, natsConnectOptions } from '@cgfence/nats-auth';
 import {
   AgentStatus,
@@ -147,11 +147,7 @@ describe('fleet distribution end to end (3 hosts in network namespaces)', () => 
   };
 
   const startServer = async (): Promise<void> => {
-    server = ManagedProcess.start('policy-server', process.execPath, [POLICY_SERVER, 'serve'], join(dir, 'server.log'), { env: serverEnv });
-    await waitFor('the policy server', async () => {
-      if (!server!.running) throw new Error(`policy server exited:\n${readFileSync(join(dir, 'server.log'), 'utf8').slice(-2000)}`);
-      return (await fetch(`${api}/ready`).catch(() => undefined))?.ok === true;
-    }, 60_000);
+    server = await startPolicyServer({ main: POLICY_SERVER, port: Number(serverEnv['CGFENCE_HTTP_PORT']), env: serverEnv, log: join(dir, 'server.log') });
   };
 
   const commit = async (entries: string[]): Promise<number> => {

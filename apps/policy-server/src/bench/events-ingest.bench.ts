@@ -15,7 +15,7 @@ import { join } from 'node:path';
 import { Client } from 'pg';
 import { connect } from '@nats-io/transport-node';
 import { jetstream } from '@nats-io/jetstream';
-import { freePort, ManagedProcess, median, NatsServer, PostgresServer, printTable, verdict, waitFor } from '@cgfence/devservices';
+import { freePort, ManagedProcess, median, NatsServer, PostgresServer, printTable, startPolicyServer, verdict, waitFor } from '@cgfence/devservices';
 import { EVENT_SUBJECTS } from '@cgfence/proto';
 import { blockEvent } from '../events/test-events';
 
@@ -52,13 +52,16 @@ async function main(): Promise<void> {
       for (let round = 1; round <= rounds; round++) {
         const path = `${writePath}${durable ? '_durable' : ''}_${round}`;
         const databaseUrl = await pg.createDatabase(`ingest_${path}`);
-        const startServer = async (ingest: boolean): Promise<ManagedProcess> => {
-          const port = await freePort();
-          const server = ManagedProcess.start(`policy-server-${path}`, process.execPath, [join(__dirname, '..', 'main.js'), 'serve'], join(dir, `server-${path}-${ingest}.log`), {
+        const startServer = async (ingest: boolean): Promise<ManagedProcess> =>
+          startPolicyServer({
+            name: `policy-server-${path}`,
+            main: join(__dirname, '..', 'main.js'),
+            port: await freePort(),
+            log: join(dir, `server-${path}-${ingest}.log`),
+            nats: true,
             env: {
               ...process.env,
               CGFENCE_DATABASE_URL: databaseUrl,
-              CGFENCE_HTTP_PORT: String(port),
               CGFENCE_STATE_DIR: join(dir, `state-${path}`),
               CGFENCE_NATS_URL: nats.url(),
               CGFENCE_LOG_LEVEL: 'warn',
@@ -66,10 +69,6 @@ async function main(): Promise<void> {
               CGFENCE_EVENTS_INGEST: String(ingest),
             },
           });
-          const api = `http://127.0.0.1:${port}`;
-          await waitFor('the policy server', async () => ((await (await fetch(`${api}/ready`)).json()) as { nats: string }).nats === 'connected', 60_000);
-          return server;
-        };
         // Phase 1 (ingestion off): the agents fill the stream. Phase 2: a server
         // with ingestion on drains the backlog; its rate is the server's capacity,
         // not the publishers'.

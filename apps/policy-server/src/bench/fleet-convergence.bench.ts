@@ -14,7 +14,7 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Client } from 'pg';
-import { freePort, ManagedProcess, NatsServer, PostgresServer, printTable, quantile, verdict, waitFor } from '@cgfence/devservices';
+import { freePort, NatsServer, PostgresServer, printTable, quantile, startPolicyServer, verdict, waitFor } from '@cgfence/devservices';
 
 const SIZES = (process.env.CGFENCE_BENCH_FLEET_SIZES ?? "500,1000,2000,5000").split(",").map(Number);
 const WORKERS = 2;
@@ -44,19 +44,15 @@ async function main(): Promise<void> {
     const nats = await NatsServer.start({ dir: join(dir, 'nats'), extraConfig: 'max_connections: 20000' });
     stops.push(() => nats.stop());
     const port = await freePort();
-    const server = ManagedProcess.start('policy-server', process.execPath, [join(__dirname, '..', 'main.js'), 'serve'], join(dir, 'server.log'), {
-      env: {
-        ...process.env,
-        CGFENCE_DATABASE_URL: databaseUrl,
-        CGFENCE_HTTP_PORT: String(port),
-        CGFENCE_STATE_DIR: join(dir, 'state'),
-        CGFENCE_NATS_URL: nats.url(),
-        CGFENCE_LOG_LEVEL: 'warn',
-      },
+    const server = await startPolicyServer({
+      main: join(__dirname, '..', 'main.js'),
+      port,
+      log: join(dir, 'server.log'),
+      nats: true,
+      env: { ...process.env, CGFENCE_DATABASE_URL: databaseUrl, CGFENCE_STATE_DIR: join(dir, 'state'), CGFENCE_NATS_URL: nats.url(), CGFENCE_LOG_LEVEL: 'warn' },
     });
     stops.push(() => server.stop());
     const api = `http://127.0.0.1:${port}`;
-    await waitFor('the policy server', async () => (await fetch(`${api}/ready`)).ok && ((await (await fetch(`${api}/ready`)).json()) as { nats: string }).nats === 'connected', 60_000);
     const token = readFileSync(join(dir, 'state', 'admin-token'), 'utf8').trim();
     const call = async (method: string, path: string, body?: unknown): Promise<{ revision?: number }> => {
       const res = await fetch(`${api}/${path}`, {
