@@ -47,21 +47,32 @@ export class LoopbackUpstream {
   ) {}
 
   static async start(lookup: Lookup, host = '127.0.0.1'): Promise<LoopbackUpstream> {
-    const udp = dgram.createSocket({ type: net.isIPv6(host) ? 'udp6' : 'udp4', recvBufferSize: 4 << 20, sendBufferSize: 4 << 20 });
-    await new Promise<void>((resolve, reject) => {
-      udp.once('error', reject);
-      udp.bind(0, host, () => resolve());
-    });
-    const port = udp.address().port;
-    const tcp = net.createServer();
-    await new Promise<void>((resolve, reject) => {
-      tcp.once('error', reject);
-      tcp.listen(port, host, () => resolve());
-    });
-    const server = new LoopbackUpstream(udp, tcp, lookup, host, port);
-    udp.on('message', (msg, rinfo) => server.onUdp(msg, rinfo));
-    tcp.on('connection', (sock) => server.onTcp(sock));
-    return server;
+    // UDP and TCP on the same port number: the kernel picks a free UDP port,
+    // and that number may be taken for TCP (another socket's local port);
+    // then try again with a new UDP port.
+    for (let attempt = 1; ; attempt++) {
+      const udp = dgram.createSocket({ type: net.isIPv6(host) ? 'udp6' : 'udp4', recvBufferSize: 4 << 20, sendBufferSize: 4 << 20 });
+      await new Promise<void>((resolve, reject) => {
+        udp.once('error', reject);
+        udp.bind(0, host, () => resolve());
+      });
+      const port = udp.address().port;
+      const tcp = net.createServer();
+      try {
+        await new Promise<void>((resolve, reject) => {
+          tcp.once('error', reject);
+          tcp.listen(port, host, () => resolve());
+        });
+      } catch (err) {
+        udp.close();
+        if ((err as NodeJS.ErrnoException).code === 'EADDRINUSE' && attempt < 20) continue;
+        throw err;
+      }
+      const server = new LoopbackUpstream(udp, tcp, lookup, host, port);
+      udp.on('message', (msg, rinfo) => server.onUdp(msg, rinfo));
+      tcp.on('connection', (sock) => server.onTcp(sock));
+      return server;
+    }
   }
 
   /** 'HOST:PORT' as the proxy takes it. */
