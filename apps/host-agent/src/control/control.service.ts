@@ -40,7 +40,7 @@ export class ControlService implements OnApplicationBootstrap, BeforeApplication
       case 'status':
         return this.status.freshStatus();
       case 'run.start': {
-        const run = this.runs.registry.create(req.labels, req.command.join(' '));
+        const run = this.runs.create(req.labels, req.command.join(' '));
         this.logger.info({ runId: run.runId, labels: run.labels, command: req.command, pid: req.pid }, 'run started');
         const started: RunStarted = { runId: run.runId, cgroupPath: run.cgroupPath };
         return started;

@@ -22,6 +22,7 @@ export class RunsService implements OnModuleInit, OnApplicationBootstrap, Before
   private timer: NodeJS.Timeout | undefined;
   private readonly endedListeners = new Set<(e: RunEnded) => void>();
   private readonly reapedListeners = new Set<(r: ReapResult) => void>();
+  private readonly startedListeners = new Set<(run: RunRecord) => void>();
 
   constructor(
     @Inject(AGENT_CONFIG) private readonly config: AgentConfig,
@@ -49,6 +50,17 @@ export class RunsService implements OnModuleInit, OnApplicationBootstrap, Before
 
   activeCount(): number {
     return this.registry_ ? this.registry_.list().filter((r) => r.state === 'running').length : 0;
+  }
+
+  /** `cgfence run` starts a command: a new run cgroup. */
+  create(labels: Readonly<Record<string, string>>, command: string): RunRecord {
+    const run = this.registry.create(labels, command);
+    for (const l of this.startedListeners) l(run);
+    return run;
+  }
+
+  onStarted(listener: (run: RunRecord) => void): void {
+    this.startedListeners.add(listener);
   }
 
   /** `cgfence run` reported its command's end. */
