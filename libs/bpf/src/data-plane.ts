@@ -140,7 +140,7 @@ export class DataPlane {
   }
 
   /** applyIpPolicy() on the trie builder thread: prepareIpPolicy(), then commit(). */
-  applyIpPolicyAsync(p: KernelPolicy): Promise<AppliedCounts> {
+  async applyIpPolicyAsync(p: KernelPolicy): Promise<AppliedCounts> {
     this.assertOpen();
     return this.policy.applyIpPolicyAsync(p);
   }

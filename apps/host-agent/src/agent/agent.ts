@@ -12,7 +12,7 @@ import { EventJournal } from '../journal/event-journal';
 import { alertRecord, JournalRecord, recordFromDnsEvent, recordFromIpBlock, RecordContext } from '../journal/journal-record';
 import type { FleetApplyMeta, FleetSink, SinkApplyResult, SinkStatus } from '../fleet/fleet-client';
 import type { BlocklistEntry } from '../policy/entry-types';
-import { createPolicy, formatPolicyErrors, Policy } from '../policy/policy';
+import { createPolicy, formatPolicyErrors, Policy, policyNames } from '../policy/policy';
 import { RunRegistry } from '../runs/run-registry';
 import type { AgentEvents } from '../events/agent-events';
 import { AgentConfig, Mode, PID_FILE, pinDirFor, runningAgentPid } from './agent-config';
@@ -128,20 +128,17 @@ export class Agent {
     this.dataPlane = DataPlane.attach({ cgroupPath: this.deployCgroup, pinDir: this.pinDir, config: this.dataPlaneConfig() });
     if (this.proxy instanceof ProxyPool) this.proxy.setAttributionPinDir(this.pinDir);
     // On the trie builder thread: the proxy already answers meanwhile (and the thread is warm for reloads).
-    await this.dataPlane.applyIpPolicyAsync(this.policy.cidrs);
-    // attach() stamped the last heartbeat and the timer below first fires in
-    // HEARTBEAT_MS: stamp now, so the apply's time does not count against
-    // --heartbeat-timeout-ms (the proxy answered all along).
-    this.dataPlane.heartbeat();
+    await this.dataPlane.applyIpPolicyAsync({ ...this.policy.cidrs, names: policyNames(this.policy.entries) });
+    // The heartbeat comes from a thread of its own (no DNS work can starve
+    // it); the kernel also checks the proxy's socket (libs/bpf liveness.ts).
+    await this.dataPlane.startHeartbeat(HEARTBEAT_MS);
     this.dataPlane.onEvent((e) => this.onKernelEvent(e));
     this.proxy.onEvent((e) => this.record(recordFromDnsEvent(e, this.recordContext())));
 
-    // With proxy workers, "the proxy lives" means at least one of them does (they answer all UDP).
-    this.timers.push(
-      setInterval(() => {
-        if (!(this.proxy instanceof ProxyPool) || this.proxy.workerPids().length > 0) this.dataPlane.heartbeat();
-      }, HEARTBEAT_MS),
-    );
+    // With proxy workers, "the proxy lives" means at least one of them does
+    // (they answer all UDP; the shared socket lives in this process).
+    const pool = this.proxy instanceof ProxyPool ? this.proxy : undefined;
+    if (pool) this.timers.push(setInterval(() => this.dataPlane.pauseHeartbeat(pool.workerPids().length === 0), HEARTBEAT_MS));
     this.timers.push(setInterval(() => this.reap(), REAP_MS));
     this.expectedPrograms = this.dataPlane.attachedPrograms();
     if ((c.driftCheckMs ?? 0) > 0) this.timers.push(setInterval(() => this.checkDrift(), c.driftCheckMs));
@@ -485,6 +482,17 @@ export class Agent {
 
   private onKernelEvent(e: KernelEvent): void {
     const ctx = this.recordContext();
+    if (e.kind === 'name_drop') {
+      // Queued by the kernel while the proxy was down (fail open), read when the agent is back.
+      this.record(
+        alertRecord(`DNS query for a listed (or unreadable) name dropped by the kernel while the DNS proxy was down; query to ${e.daddr}:${e.dport}`, ctx, {
+          time: new Date(),
+          process: describeProcess(e, procfsReader),
+          policy: { version: this.policy.version, hash: this.policy.hash },
+        }),
+      );
+      return;
+    }
     if (e.kind === 'proxy_down') {
       this.proxyHealthy = false;
       const what = this.config.failMode === 'open' ? 'DNS is not redirected (fail open)' : 'DNS fails (fail closed)';
