@@ -1,7 +1,7 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { encodeNameKeys, nameHash, nameHashBig, nameKeyHex, nameWire } from './name-backstop';
+import { encodeNameKeys, nameHash, nameHashBig, nameKey, nameKeyHex, nameWire } from './name-backstop';
 
 describe('name backstop keys', () => {
   it('encodes a name in lower-cased wire form without the terminating zero', () => {
@@ -22,6 +22,15 @@ describe('name backstop keys', () => {
       const wire = randomBytes(1 + (i % 200));
       const [hi, lo] = nameHash(wire);
       assert.equal((BigInt(hi) << 32n) | BigInt(lo), nameHashBig(wire), wire.toString('hex'));
+    }
+  });
+
+  it('keys a name from its characters exactly as from its wire form, and refuses the same names', () => {
+    for (const n of ['github.com', 'GitHub.COM.', '*.a.b.c', 'x', `${'a'.repeat(63)}.${'b'.repeat(63)}.${'c'.repeat(63)}.${'d'.repeat(61)}`, 'a_b-c.d9']) {
+      assert.deepEqual(nameKey(n), nameHash(nameWire(n)), n);
+    }
+    for (const bad of ['', '*.', '.', 'a..b', '.a', `${'a'.repeat(64)}.com`, Array.from({ length: 60 }, () => 'abcd').join('.'), 'bücher.de']) {
+      assert.throws(() => nameKey(bad), /cgfence bpf: applyIpPolicy names/, JSON.stringify(bad));
     }
   });
 

@@ -63,8 +63,8 @@ export function nameWire(name: string): Buffer {
 
 /** The kernel's key of a name: FNV-1a 64 of its wire form read backwards, as [high, low] 32-bit halves. */
 export function nameHash(wire: Uint8Array): [number, number] {
-  let hi = SEED_HI;
-  let lo = SEED_LO;
+  let hi: number = SEED_HI;
+  let lo: number = SEED_LO;
   for (let i = wire.length - 1; i >= 0; i--) {
     lo = (lo ^ wire[i]!) >>> 0;
     // Every intermediate stays below 2^53, so the doubles are exact.
@@ -83,30 +83,74 @@ export function nameHashBig(wire: Uint8Array): bigint {
   return h;
 }
 
-/** Encodes a name policy: one key per distinct name, its CGF_NAME_* bits OR-ed when a name is listed both ways. */
-export function encodeNameKeys(p: NamePolicy): NameKeys {
-  const index = new Map<string, number>();
-  const total = p.exact.length + p.wildcard.length;
-  const keys = Buffer.alloc(NAME_KEY_SIZE * total);
-  const values = Buffer.alloc(NAME_VALUE_SIZE * total);
-  let count = 0;
-  const add = (name: string, bit: number): void => {
-    const [hi, lo] = nameHash(nameWire(name));
-    const id = `${hi}:${lo}`;
-    const seen = index.get(id);
-    if (seen !== undefined) {
-      values[seen] = values[seen]! | bit;
-      return;
+/**
+ * The kernel's key of a name (canonical or not: '*.' prefix, trailing dot and
+ * letter case are dropped), as [high, low] 32-bit halves, computed straight
+ * from the string's characters walking its wire form backwards, without
+ * building it. Throws naming the entry if it cannot be a wire name.
+ */
+export function nameKey(name: string): [number, number] {
+  let start = name.startsWith('*.') ? 2 : 0;
+  let end = name.length;
+  if (end > start && name.charCodeAt(end - 1) === 0x2e) end--;
+  if (end <= start) start = end = 0;
+  // wire length = characters + 1 length byte for the first label (+ the terminating zero in the kernel)
+  if (end - start + 2 > CONSTANTS.CGF_NAME_MAX) nameWire(name); // throws the precise message
+  let hi: number = SEED_HI;
+  let lo: number = SEED_LO;
+  let labelLen = 0;
+  for (let i = end - 1; i >= start - 1; i--) {
+    const c = i >= start ? name.charCodeAt(i) : 0x2e; // a virtual dot before the first label
+    let byte: number;
+    if (c === 0x2e) {
+      if (labelLen === 0 || labelLen > 63) nameWire(name); // throws the precise message
+      byte = labelLen;
+      labelLen = 0;
+    } else {
+      if (c > 0x7f) nameWire(name); // throws: not ASCII
+      byte = c >= 0x41 && c <= 0x5a ? c + 0x20 : c;
+      labelLen++;
     }
-    index.set(id, count);
-    keys.writeUInt32LE(lo, count * NAME_KEY_SIZE);
-    keys.writeUInt32LE(hi, count * NAME_KEY_SIZE + 4);
-    values[count] = bit;
-    count++;
+    // One FNV step as in nameHash(); every value stays below 2^53 (exact), and
+    // >>> 0 is the exact remainder mod 2^32.
+    lo = (lo ^ byte) >>> 0;
+    const loMul = lo * PRIME_LOW_PART;
+    const loNew = loMul >>> 0;
+    hi = (hi * PRIME_LOW_PART + (loMul - loNew) / 2 ** 32 + lo * 256) >>> 0;
+    lo = loNew;
+  }
+  if (end === start) nameWire(name); // throws: empty
+  return [hi, lo];
+}
+
+/**
+ * Encodes a name policy: one key per distinct name (case and '*.' folded),
+ * its CGF_NAME_* bits OR-ed when a name is listed both ways. Two different
+ * names with the same 64-bit key (odds ~3e-10 for 100,000 names) would keep
+ * only the later one's bits.
+ */
+export function encodeNameKeys(p: NamePolicy): NameKeys {
+  const bits = new Map<string, number>();
+  const add = (name: string, bit: number): void => {
+    let n = name.startsWith('*.') ? name.slice(2) : name;
+    if (n.endsWith('.')) n = n.slice(0, -1);
+    n = n.toLowerCase();
+    bits.set(n, (bits.get(n) ?? 0) | bit);
   };
   for (const n of p.exact) add(n, CONSTANTS.CGF_NAME_EXACT);
   for (const n of p.wildcard) add(n, CONSTANTS.CGF_NAME_WILDCARD);
-  return { keys: keys.subarray(0, count * NAME_KEY_SIZE), values: values.subarray(0, count * NAME_VALUE_SIZE), count };
+  const count = bits.size;
+  const keys = Buffer.alloc(NAME_KEY_SIZE * count);
+  const values = Buffer.alloc(NAME_VALUE_SIZE * count);
+  let i = 0;
+  for (const [name, b] of bits) {
+    const [hi, lo] = nameKey(name);
+    keys.writeUInt32LE(lo, i * NAME_KEY_SIZE);
+    keys.writeUInt32LE(hi, i * NAME_KEY_SIZE + 4);
+    values[i] = b;
+    i++;
+  }
+  return { keys, values, count };
 }
 
 /** Creates a name map sized to `k` and fills it with one batch update; the caller owns (and must close) the fd. */
@@ -215,6 +259,6 @@ export class NameBackstop {
 
 /** A name policy's key in the hex form keysInKernel() returns (for tests). */
 export function nameKeyHex(name: string): string {
-  const [hi, lo] = nameHash(nameWire(name));
+  const [hi, lo] = nameKey(name);
   return hi.toString(16).padStart(8, '0') + lo.toString(16).padStart(8, '0');
 }
