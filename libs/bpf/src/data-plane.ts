@@ -101,11 +101,12 @@ export class DataPlane {
   }
 
   /**
-   * Stamps the heartbeat every `intervalMs` from a thread of its own, which
-   * no work on this thread can starve; resolves once it has stamped. Ends
-   * with close() (or the process).
+   * Stamps the heartbeat every `intervalMs` (default: an eighth of the
+   * configured timeout, at most 250 ms) from a thread of its own, which no
+   * work on this thread can starve; resolves once it has stamped. Ends with
+   * close() (or the process).
    */
-  startHeartbeat(intervalMs = 250): Promise<void> {
+  startHeartbeat(intervalMs?: number): Promise<void> {
     this.assertOpen();
     return this.liveness.startHeartbeatThread(intervalMs);
   }

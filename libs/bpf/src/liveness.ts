@@ -25,6 +25,16 @@ import { mapId } from './trie';
 
 const WORKER_PATH = join(__dirname, 'heartbeat-worker.js');
 
+/**
+ * How often the heartbeat thread stamps for a timeout: eight stamps per
+ * timeout (so seven in a row may come late on a loaded machine before the
+ * kernel notices), at most every 250 ms, at least every 10 ms.
+ */
+export function heartbeatIntervalFor(timeoutMs: number): number {
+  if (timeoutMs <= 0) return 250;
+  return Math.min(250, Math.max(10, Math.floor(timeoutMs / 8)));
+}
+
 export class ProxyLiveness {
   private config: DataPlaneConfig;
   private thread?: Worker;
@@ -66,7 +76,7 @@ export class ProxyLiveness {
    * Starts the heartbeat thread: it stamps every `intervalMs` until close().
    * Resolves once it has stamped the first time. Idempotent.
    */
-  async startHeartbeatThread(intervalMs: number): Promise<void> {
+  async startHeartbeatThread(intervalMs = heartbeatIntervalFor(this.config.heartbeatTimeoutMs)): Promise<void> {
     if (!Number.isInteger(intervalMs) || intervalMs < 10) throw new RangeError(`heartbeat intervalMs must be an integer >= 10, got ${intervalMs}`);
     if (this.thread) return;
     const worker = new Worker(WORKER_PATH, {

@@ -131,7 +131,7 @@ export class Agent {
     await this.dataPlane.applyIpPolicyAsync({ ...this.policy.cidrs, names: policyNames(this.policy.entries) });
     // The heartbeat comes from a thread of its own (no DNS work can starve
     // it); the kernel also checks the proxy's socket (libs/bpf liveness.ts).
-    await this.dataPlane.startHeartbeat(HEARTBEAT_MS);
+    await this.dataPlane.startHeartbeat();
     this.dataPlane.onEvent((e) => this.onKernelEvent(e));
     this.proxy.onEvent((e) => this.record(recordFromDnsEvent(e, this.recordContext())));
 

@@ -2,7 +2,8 @@ import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import dgram from 'node:dgram';
 import { randomInt } from 'node:crypto';
-import { statSync } from 'node:fs';
+import { statSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import dnsPacket from 'dns-packet';
 import { AgentUnderTest, exec, Ran } from './agent-harness';
 
@@ -153,3 +154,70 @@ for (const failMode of ['open', 'closed'] as const) {
     }
   });
 }
+
+describe('a busy agent never fails open', () => {
+  const TIMEOUT_MS = 300;
+  let sut: AgentUnderTest;
+  let original: OriginalResolver;
+  before(async () => {
+    original = await OriginalResolver.start();
+    sut = await AgentUnderTest.start({
+      policy: 'blocked.test\n',
+      failMode: 'open',
+      records: { 'probe.test': { A: [VIA_PROXY] } },
+      extraArgs: ['--heartbeat-timeout-ms', String(TIMEOUT_MS)],
+    });
+  });
+  after(async () => {
+    await sut?.stop();
+    await original?.close();
+  });
+
+  it('keeps redirecting DNS while its event loop is blocked for many heartbeat timeouts by a large policy reload', async () => {
+    // 200,000 names: reading and validating them runs on the agent's main
+    // thread, for far longer than the timeout (seconds on this machine).
+    const big = ['blocked.test', ...Array.from({ length: 200_000 }, (_, i) => `host-${i}.busy.example`)].join('\n') + '\n';
+    // A process in the deploy cgroup asks the original resolver every 20 ms meanwhile, until stopFile exists.
+    const stopFile = join(sut.dir, 'stop-sender');
+    const query = dnsPacket.encode({ type: 'query', id: 7, questions: [{ type: 'A', name: 'probe.test' }] }).toString('hex');
+    const sender = exec(
+      'sh',
+      [
+        '-c',
+        'echo $$ > "$1/cgroup.procs" || exit 99; exec python3 -c "$2" "$3" "$4" "$5"',
+        'sh',
+        sut.cgroupPath,
+        'import socket,sys,time\ns=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\nq=bytes.fromhex(sys.argv[2])\nimport os\nn=0\nwhile not os.path.exists(sys.argv[3]):\n  s.sendto(q,(sys.argv[1],53)); n+=1; time.sleep(0.02)\nprint(n)',
+        original.host,
+        query,
+        stopFile,
+      ],
+      { timeoutMs: 60_000 },
+    );
+    await sleep(300);
+    sut.writePolicy(big);
+    const t0 = performance.now();
+    sut.signal('SIGHUP');
+    // Done when the status reports the new policy (the control socket cannot answer while the loop is blocked).
+    for (;;) {
+      const st = await sut.cli(['agent', 'status', '--json'], { timeoutMs: 60_000 });
+      if (st.code !== 0) assert.match(st.stderr, /did not answer/, 'busy, not broken');
+      else if ((JSON.parse(st.stdout) as { policy: { domains: number } }).policy.domains > 200_000) break;
+      assert.ok(performance.now() - t0 < 60_000, 'the reload finished within a minute');
+      await sleep(50);
+    }
+    const reloadMs = performance.now() - t0;
+    await sleep(500);
+    writeFileSync(stopFile, '');
+    const sent = await sender;
+
+    assert.equal(sent.code, 0, sent.stderr);
+    assert.ok(Number(sent.stdout.trim()) > 100, `the sender kept sending: ${sent.stdout}`);
+    assert.ok(reloadMs > 3 * TIMEOUT_MS, `the reload kept the agent busy for ${Math.round(reloadMs)} ms (> 3 heartbeat timeouts)`);
+    const counters = await kernelCounters(sut);
+    assert.deepEqual(original.queries.length, 0, `not one query bypassed the proxy (${sent.stdout.trim()} sent, reload ${Math.round(reloadMs)} ms): ${JSON.stringify(counters)}`);
+    assert.equal(counters['kernel_failopen_bypass'], '0', JSON.stringify(counters));
+    assert.equal(counters['kernel_proxy_socket_missing'], '0');
+    assert.equal(sut.events().filter((e) => e.action === 'alert' && /heartbeat stale/.test(e.message ?? '')).length, 0, 'no proxy-down alert');
+  });
+});
