@@ -39,6 +39,7 @@ export class ProxyLiveness {
   private config: DataPlaneConfig;
   private thread?: Worker;
   private paused = false;
+  private closed = false;
 
   constructor(
     private readonly configFd: number,
@@ -74,22 +75,52 @@ export class ProxyLiveness {
 
   /**
    * Starts the heartbeat thread: it stamps every `intervalMs` until close().
-   * Resolves once it has stamped the first time. Idempotent.
+   * Resolves once it has stamped the first time (rejects after 10 s if it
+   * cannot start). A thread that dies later is started again. Idempotent.
    */
   async startHeartbeatThread(intervalMs = heartbeatIntervalFor(this.config.heartbeatTimeoutMs)): Promise<void> {
     if (!Number.isInteger(intervalMs) || intervalMs < 10) throw new RangeError(`heartbeat intervalMs must be an integer >= 10, got ${intervalMs}`);
     if (this.thread) return;
+    this.closed = false;
+    await this.spawn(intervalMs);
+  }
+
+  private spawn(intervalMs: number): Promise<void> {
     const worker = new Worker(WORKER_PATH, {
       workerData: { heartbeatMapId: mapId(this.heartbeatFd, 'startHeartbeat'), intervalMs } satisfies HeartbeatWorkerData,
     });
     this.thread = worker;
     worker.unref();
-    await new Promise<void>((resolve, reject) => {
-      worker.once('message', () => resolve());
-      worker.once('error', (err) => reject(new DataPlaneError('startHeartbeat', `heartbeat thread failed: ${err.message}`)));
-      worker.once('exit', (code) => reject(new DataPlaneError('startHeartbeat', `heartbeat thread exited (${code})`)));
+    if (this.paused) worker.postMessage({ op: 'pause' } satisfies HeartbeatWorkerRequest);
+    return new Promise<void>((resolve, reject) => {
+      let started = false;
+      const timer = setTimeout(() => {
+        if (started) return;
+        void worker.terminate();
+        reject(new DataPlaneError('startHeartbeat', 'the heartbeat thread did not start within 10 s'));
+      }, 10_000);
+      timer.unref();
+      worker.once('message', () => {
+        started = true;
+        clearTimeout(timer);
+        resolve();
+      });
+      worker.once('error', (err) => {
+        if (!started) reject(new DataPlaneError('startHeartbeat', `heartbeat thread failed: ${err.message}`));
+      });
+      worker.once('exit', (code) => {
+        clearTimeout(timer);
+        if (!started) {
+          reject(new DataPlaneError('startHeartbeat', `heartbeat thread exited (${code})`));
+          return;
+        }
+        // Died while this DataPlane lives: start another, or the heartbeat would go stale with the proxy alive.
+        if (this.thread === worker && !this.closed) {
+          this.thread = undefined;
+          this.spawn(intervalMs).catch(() => undefined);
+        }
+      });
     });
-    if (this.paused) this.post({ op: 'pause' });
   }
 
   /** Stops (true) or resumes (false) stamping, from this thread and the heartbeat thread: the kernel then applies the fail mode after heartbeatTimeoutMs. */
@@ -106,6 +137,7 @@ export class ProxyLiveness {
 
   /** Ends the heartbeat thread: with a timeout configured, the kernel applies the fail mode once it has gone stale. */
   close(): void {
+    this.closed = true;
     this.post({ op: 'close' });
     this.thread = undefined;
   }
