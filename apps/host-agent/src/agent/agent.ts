@@ -127,11 +127,13 @@ export class Agent {
 
     this.dataPlane = DataPlane.attach({ cgroupPath: this.deployCgroup, pinDir: this.pinDir, config: this.dataPlaneConfig() });
     if (this.proxy instanceof ProxyPool) this.proxy.setAttributionPinDir(this.pinDir);
-    // On the trie builder thread: the proxy already answers meanwhile (and the thread is warm for reloads).
-    await this.dataPlane.applyIpPolicyAsync({ ...this.policy.cidrs, names: policyNames(this.policy.entries) });
     // The heartbeat comes from a thread of its own (no DNS work can starve
     // it); the kernel also checks the proxy's socket (libs/bpf liveness.ts).
-    await this.dataPlane.startHeartbeat();
+    // Started before the first apply, so a slow apply cannot let it go stale.
+    const heartbeat = this.dataPlane.startHeartbeat();
+    // On the trie builder thread: the proxy already answers meanwhile (and the thread is warm for reloads).
+    await this.dataPlane.applyIpPolicyAsync({ ...this.policy.cidrs, names: policyNames(this.policy.entries) });
+    await heartbeat;
     this.dataPlane.onEvent((e) => this.onKernelEvent(e));
     this.proxy.onEvent((e) => this.record(recordFromDnsEvent(e, this.recordContext())));
 
