@@ -131,6 +131,7 @@ export class Agent {
     // it); the kernel also checks the proxy's socket (libs/bpf liveness.ts).
     // Started before the first apply, so a slow apply cannot let it go stale.
     const heartbeat = this.dataPlane.startHeartbeat();
+    heartbeat.catch(() => undefined); // awaited below; must not go unhandled if the apply throws first
     // On the trie builder thread: the proxy already answers meanwhile (and the thread is warm for reloads).
     await this.dataPlane.applyIpPolicyAsync({ ...this.policy.cidrs, names: policyNames(this.policy.entries) });
     await heartbeat;
