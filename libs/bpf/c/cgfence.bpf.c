@@ -8,7 +8,9 @@
  *   cgroup/recvmsg4|6                     replies from the proxy get the original
  *                                         resolver address back
  *   cgroup_skb/egress                     drop packets to blocked addresses that got
- *                                         past the socket hooks; record
+ *                                         past the socket hooks; drop port-53 UDP
+ *                                         queries for listed names that do not go
+ *                                         to the proxy (the name backstop); record
  *                                         (client port, DNS id) -> process
  *
  * Shared structs and constants live in cgfence.h. See ../README.md.
@@ -129,6 +131,54 @@ struct {
 	__array(values, struct cgf_trie6);
 } cgf_block6 SEC(".maps");
 
+/* Listed names for the backstop in the egress hook (fail open, or a socket
+ * that got around the proxy). Same scheme as the tries: the outer array has
+ * one slot holding a hash map built by userspace for each policy, exactly as
+ * large as the policy's names (no fixed cap: about 100 B of kernel memory a
+ * name), and swapped in with one update. Key: 64-bit hash of a name's wire
+ * form (CGF_NAME_* in cgfence.h); value: CGF_NAME_EXACT | CGF_NAME_WILDCARD. */
+struct cgf_names_inner {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 1);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(key_size, sizeof(__u64));
+	__uint(value_size, sizeof(__u8));
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY_OF_MAPS);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__array(values, struct cgf_names_inner);
+} cgf_names SEC(".maps");
+
+/* One slot per enum cgf_dns_counter (name backstop, liveness), per CPU. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, CGF_DCNT_MAX);
+	__type(key, __u32);
+	__type(value, __u64);
+} cgf_dns_counters SEC(".maps");
+
+/* The proxy heartbeat, CLOCK_MONOTONIC ns, written by the agent's heartbeat
+ * thread alone (a map of its own so it never races a config update). One
+ * entry. The later of this and cgf_config.heartbeat_ns counts. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u64);
+} cgf_heartbeat SEC(".maps");
+
+/* Scratch for parsing a question name on egress: 512 bytes do not fit the
+ * 512-byte BPF stack next to the rest, so one per CPU here. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct cgf_name_scratch);
+} cgf_scratch SEC(".maps");
+
 /* Per-socket state: original DNS destination (for recvmsg) and the task that
  * sent to it (for TCP attribution). Lives and dies with the socket, so it
  * needs no size and never goes stale. */
@@ -149,6 +199,14 @@ __u64 proxy_down_reported_hb = 0;
 static __always_inline void count(__u32 idx)
 {
 	__u64 *c = bpf_map_lookup_elem(&cgf_counters, &idx);
+
+	if (c)
+		*c += 1;
+}
+
+static __always_inline void dcount(__u32 idx)
+{
+	__u64 *c = bpf_map_lookup_elem(&cgf_dns_counters, &idx);
 
 	if (c)
 		*c += 1;
@@ -265,31 +323,77 @@ static __always_inline int blocked6(const __u32 a[4])
 	return learned_hit((const __u8 *)a);
 }
 
-/* Should a DNS destination be redirected right now? Counts the fail-mode
- * outcomes and emits one proxy_down event per stale heartbeat. */
-static __always_inline int dns_redirect_allowed(struct cgf_config *cfg, __u8 hook, __u8 family,
-						__u8 protocol, const __u8 *addr16)
+/* Does the proxy's UDP socket (127.0.0.1:port, in this socket's network
+ * namespace) exist? The kernel looks it up itself: it is there as long as the
+ * process holding it lives, however busy that process is. */
+static __always_inline int proxy_socket_exists(struct bpf_sock_addr *ctx, __u16 port)
 {
-	__u64 now, hb;
+	struct bpf_sock_tuple t = {};
+	struct bpf_sock *sk;
+
+	t.ipv4.saddr = bpf_htonl(LOOPBACK4);
+	t.ipv4.daddr = bpf_htonl(LOOPBACK4);
+	t.ipv4.sport = bpf_htons(CGF_DNS_PORT);
+	t.ipv4.dport = bpf_htons(port);
+	sk = bpf_sk_lookup_udp(ctx, &t, sizeof(t.ipv4), BPF_F_CURRENT_NETNS, 0);
+	if (!sk)
+		return 0;
+	bpf_sk_release(sk);
+	return 1;
+}
+
+static __always_inline __u64 last_heartbeat(struct cgf_config *cfg)
+{
+	__u32 zero = 0;
+	__u64 *hb = bpf_map_lookup_elem(&cgf_heartbeat, &zero);
+	__u64 a = cfg->heartbeat_ns, b = hb ? *hb : 0;
+
+	return a > b ? a : b;
+}
+
+#define DNS_PASS 0     /* not redirected: goes where it was sent */
+#define DNS_REDIRECT 1 /* to the proxy */
+#define DNS_REFUSE 2   /* refused (EPERM) */
+
+/* What to do with a DNS destination right now. Counts the fail-mode outcomes
+ * and emits one proxy_down event per outage (keyed by the last heartbeat). */
+static __always_inline int dns_decision(struct bpf_sock_addr *ctx, struct cgf_config *cfg, __u8 hook,
+					__u8 family, __u8 protocol, const __u8 *addr16)
+{
+	__u64 now, hb = 0;
+	int alive = 1;
 
 	if (cfg->proxy_port == 0)
-		return 0;
-	if (cfg->heartbeat_timeout_ns == 0)
-		return 1;
-	now = bpf_ktime_get_ns();
-	hb = cfg->heartbeat_ns;
-	if (now <= hb || now - hb <= cfg->heartbeat_timeout_ns)
-		return 1;
+		return DNS_PASS;
+	if ((cfg->liveness & CGF_LIVE_SOCKET) && !proxy_socket_exists(ctx, cfg->proxy_port)) {
+		dcount(CGF_DCNT_PROXY_SOCKET_GONE);
+		alive = 0;
+	}
+	if (cfg->heartbeat_timeout_ns != 0 || !alive) {
+		now = bpf_ktime_get_ns();
+		hb = last_heartbeat(cfg);
+		if (cfg->heartbeat_timeout_ns != 0 && now > hb && now - hb > cfg->heartbeat_timeout_ns)
+			alive = 0;
+	}
+	if (alive)
+		return DNS_REDIRECT;
 	if (cfg->fail_mode == CGF_FAIL_CLOSED) {
 		count(CGF_CNT_FAILCLOSED_REDIRECT);
-		return 1;
+		return DNS_REDIRECT;
 	}
-	count(CGF_CNT_FAILOPEN_BYPASS);
 	if (*(volatile __u64 *)&proxy_down_reported_hb != hb) {
 		*(volatile __u64 *)&proxy_down_reported_hb = hb;
 		emit(CGF_EV_PROXY_DOWN, hook, family, protocol, addr16, CGF_DNS_PORT);
 	}
-	return 0;
+	/* Fail open. UDP goes direct; the egress hook still drops queries for
+	 * listed names. TCP cannot be read query by query there (a stream), so
+	 * port-53 TCP is refused while the proxy is dead. */
+	if (protocol == IPPROTO_TCP) {
+		dcount(CGF_DCNT_TCP_REFUSED);
+		return DNS_REFUSE;
+	}
+	count(CGF_CNT_FAILOPEN_BYPASS);
+	return DNS_PASS;
 }
 
 static __always_inline void remember_origin(struct bpf_sock_addr *ctx, const __u8 orig16[16],
@@ -330,8 +434,13 @@ static __always_inline int handle4(struct bpf_sock_addr *ctx, __u8 hook)
 	if (!cfg)
 		return 1;
 	if (dport == CGF_DNS_PORT && l4_protocol(ctx)) {
+		int dns;
+
 		v4_event(addr16, daddr);
-		if (dns_redirect_allowed(cfg, hook, CGF_FAMILY_V4, protocol, addr16)) {
+		dns = dns_decision(ctx, cfg, hook, CGF_FAMILY_V4, protocol, addr16);
+		if (dns == DNS_REFUSE)
+			return 0;
+		if (dns == DNS_REDIRECT) {
 			__u8 mapped[16];
 
 			v4_mapped(mapped, daddr);
@@ -370,7 +479,11 @@ static __always_inline int handle6(struct bpf_sock_addr *ctx, __u8 hook)
 	a[3] = ctx->user_ip6[3];
 
 	if (dport == CGF_DNS_PORT && l4_protocol(ctx)) {
-		if (dns_redirect_allowed(cfg, hook, CGF_FAMILY_V6, protocol, (__u8 *)a)) {
+		int dns = dns_decision(ctx, cfg, hook, CGF_FAMILY_V6, protocol, (__u8 *)a);
+
+		if (dns == DNS_REFUSE)
+			return 0;
+		if (dns == DNS_REDIRECT) {
 			remember_origin(ctx, (__u8 *)a, CGF_FAMILY_V6, cfg->proxy_port);
 			if (is_v4_mapped(a)) {
 				/* dual-stack socket talking to IPv4: keep it IPv4 (::ffff:127.0.0.1) */
@@ -530,6 +643,134 @@ static __always_inline void attribute(struct __sk_buff *skb, __u16 sport, __u32 
 		count(CGF_CNT_DNS_ATTRIBUTED);
 }
 
+#define NAME_NOT_LISTED 0
+#define NAME_LISTED 1
+#define NAME_UNREADABLE 2
+
+/* State of the two bpf_loop passes over a question name (on the stack). */
+struct name_walk {
+	__u64 h;     /* running hash (backward pass) */
+	__u32 len;   /* bytes of the name area read into the scratch */
+	__u32 next;  /* offset of the next label's length byte (forward pass) */
+	__u32 end;   /* offset of the terminating zero */
+	__u32 found_end;
+	__u32 result;
+	__u32 _pad;
+};
+
+/* Forward pass, one byte per call: marks label starts, lower-cases letters,
+ * finds the end. Stops (1) at the end or at anything a query name cannot hold. */
+static long name_forward(__u32 i, void *arg)
+{
+	struct name_walk *w = arg;
+	struct cgf_name_scratch *s;
+	__u32 zero = 0, at = i & 0xff;
+	__u8 b;
+
+	s = bpf_map_lookup_elem(&cgf_scratch, &zero);
+	if (!s || i >= w->len) {
+		w->result = NAME_UNREADABLE; /* runs past the packet (or the cap) */
+		return 1;
+	}
+	b = s->name[at];
+	if (i == w->next) {
+		s->label[at] = 1;
+		if (b == 0) {
+			w->end = i;
+			w->found_end = 1;
+			return 1;
+		}
+		if (b > 63) {
+			w->result = NAME_UNREADABLE; /* compression pointer or reserved label type */
+			return 1;
+		}
+		w->next = i + 1 + b;
+	} else {
+		s->label[at] = 0;
+		if (b >= 'A' && b <= 'Z')
+			s->name[at] = b + ('a' - 'A');
+	}
+	return 0;
+}
+
+/* Backward pass, one byte per call from the last: hashes, and looks up the
+ * hash of each suffix that starts on a label. */
+static long name_backward(__u32 i, void *arg)
+{
+	struct name_walk *w = arg;
+	struct cgf_name_scratch *s;
+	__u32 zero = 0, at;
+	__u64 key;
+	__u8 *flags;
+	void *names;
+
+	if (i >= w->end)
+		return 1;
+	at = (w->end - 1 - i) & 0xff;
+	s = bpf_map_lookup_elem(&cgf_scratch, &zero);
+	if (!s)
+		return 1;
+	w->h = (w->h ^ s->name[at]) * CGF_NAME_HASH_PRIME;
+	if (!s->label[at])
+		return 0;
+	names = bpf_map_lookup_elem(&cgf_names, &zero);
+	if (!names)
+		return 1;
+	key = w->h;
+	flags = bpf_map_lookup_elem(names, &key);
+	if (flags && (*flags & (at == 0 ? CGF_NAME_EXACT : CGF_NAME_WILDCARD))) {
+		w->result = NAME_LISTED;
+		return 1;
+	}
+	return 0;
+}
+
+/* The name backstop: is the question of the DNS query at payload offset
+ * dns_off for a listed name? One question only, labels of at most 63 bytes
+ * and no compression pointer (a query's question has none), within the first
+ * CGF_NAME_MAX bytes and within the packet; anything else is
+ * NAME_UNREADABLE. Two bpf_loop passes of at most CGF_NAME_MAX steps (each
+ * callback verified once): forward to find the label starts and lower-case,
+ * backward to hash every suffix (the key scheme in cgfence.h) and look up
+ * the ones that start on a label. */
+static __always_inline int query_name_listed(struct __sk_buff *skb, __u32 dns_off)
+{
+	struct name_walk w = {};
+	struct cgf_name_scratch *s;
+	__u32 zero = 0, len;
+	__u16 qdcount;
+
+	if (bpf_skb_load_bytes(skb, dns_off + 4, &qdcount, sizeof(qdcount)) < 0)
+		return NAME_UNREADABLE;
+	if (qdcount != bpf_htons(1))
+		return NAME_UNREADABLE;
+	if (skb->len <= dns_off + CGF_DNS_HEADER_LEN)
+		return NAME_UNREADABLE;
+	len = skb->len - dns_off - CGF_DNS_HEADER_LEN;
+	if (len > CGF_NAME_MAX)
+		len = CGF_NAME_MAX;
+	/* A no-op the compiler must keep: it bounds len for the verifier (1..255 bytes into name[256]). */
+	barrier_var(len);
+	len &= 0xff;
+	if (len == 0)
+		return NAME_UNREADABLE;
+	s = bpf_map_lookup_elem(&cgf_scratch, &zero);
+	if (!s)
+		return NAME_UNREADABLE;
+	if (bpf_skb_load_bytes(skb, dns_off + CGF_DNS_HEADER_LEN, s->name, len) < 0)
+		return NAME_UNREADABLE;
+	w.len = len;
+	w.result = NAME_NOT_LISTED;
+	bpf_loop(CGF_NAME_MAX, name_forward, &w, 0);
+	if (w.result != NAME_NOT_LISTED)
+		return w.result;
+	if (!w.found_end)
+		return NAME_UNREADABLE;
+	w.h = ((__u64)CGF_NAME_HASH_SEED_HI << 32) | CGF_NAME_HASH_SEED_LO;
+	bpf_loop(CGF_NAME_MAX, name_backward, &w, 0);
+	return w.result;
+}
+
 struct l4_ports {
 	__u16 sport;
 	__u16 dport;
@@ -597,6 +838,22 @@ int cgf_egress(struct __sk_buff *skb)
 			}
 		}
 		return 1;
+	}
+
+	/* A DNS query that does not go to the proxy (fail open, or a socket
+	 * connected while the proxy was dead): listed names get no answer. */
+	if (has_l4 && protocol == IPPROTO_UDP && ports.dport == bpf_htons(CGF_DNS_PORT)) {
+		int listed = query_name_listed(skb, l4_off + 8);
+
+		if (listed != NAME_NOT_LISTED) {
+			if (cfg && cfg->mode == CGF_MODE_AUDIT) {
+				dcount(CGF_DCNT_NAME_AUDIT);
+			} else {
+				dcount(listed == NAME_LISTED ? CGF_DCNT_NAME_DROP : CGF_DCNT_UNREADABLE_DROP);
+				emit(CGF_EV_NAME_DROP, CGF_HOOK_SKB, family, protocol, addr16, CGF_DNS_PORT);
+				return 0;
+			}
+		}
 	}
 
 	/* Only now the blocked lookup: DNS packets to the proxy never pay for it. */

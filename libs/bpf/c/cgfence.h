@@ -17,7 +17,7 @@
 #define CGF_MODE_ENFORCE 0
 #define CGF_MODE_AUDIT 1
 
-/* config.fail_mode: what happens to DNS when the proxy heartbeat is stale */
+/* config.fail_mode: what happens to DNS when the proxy is dead (see config.liveness) */
 #define CGF_FAIL_OPEN 0   /* stop redirecting: queries go to their original resolver */
 #define CGF_FAIL_CLOSED 1 /* keep redirecting: DNS fails while the proxy is dead */
 
@@ -29,6 +29,26 @@
 #define CGF_DNS_PORT 53
 
 #define CGF_COMM_LEN 16
+
+/* config.liveness: bits saying how the kernel decides the proxy is alive.
+ * CGF_LIVE_SOCKET: a UDP socket bound to 127.0.0.1:proxy_port exists (looked
+ * up with bpf_sk_lookup_udp on every port-53 connect/sendmsg). The socket
+ * vanishes only when the process holding it dies (or closes it), so no amount
+ * of work in the proxy can make it look dead. Combined (AND) with the
+ * heartbeat check when heartbeat_timeout_ns is non-zero. */
+#define CGF_LIVE_SOCKET 1
+
+/* The name backstop (cgf_names): keys are a 64-bit FNV-1a hash of a name's
+ * lower-cased wire form (length-prefixed labels, without the terminating zero
+ * byte), fed from its LAST byte to its first, so the kernel gets the hash of
+ * every suffix in one backward pass. Value: CGF_NAME_* bits. */
+#define CGF_NAME_EXACT 1    /* the name itself is listed */
+#define CGF_NAME_WILDCARD 2 /* every strict subdomain of the name is listed (*.name) */
+#define CGF_NAME_MAX 255    /* longest wire-format name, terminating zero included (RFC 1035) */
+#define CGF_NAME_HASH_SEED_HI 0xcbf29ce4 /* FNV-1a 64 offset basis, high and low 32 bits */
+#define CGF_NAME_HASH_SEED_LO 0x84222325
+#define CGF_NAME_HASH_PRIME 0x100000001b3 /* FNV 64 prime */
+#define CGF_DNS_HEADER_LEN 12
 
 /* cgf_prefilter4: one slot per IPv4 /16, indexed by the top 16 bits of the
  * address in host order (addr >> CGF_PREFILTER4_SHIFT). Slot value (one byte):
@@ -51,11 +71,24 @@ enum cgf_counter {
 	CGF_CNT_MAX = 10,
 };
 
+/* Index of each per-CPU counter in the cgf_dns_counters map (a second map,
+ * added after the first release: growing cgf_counters would make a pinned one
+ * impossible to adopt). */
+enum cgf_dns_counter {
+	CGF_DCNT_NAME_DROP = 0,      /* port-53 UDP query for a listed name dropped on egress */
+	CGF_DCNT_NAME_AUDIT = 1,     /* the same, passed because mode is audit */
+	CGF_DCNT_UNREADABLE_DROP = 2, /* port-53 UDP datagram that is not a readable one-question query, dropped */
+	CGF_DCNT_TCP_REFUSED = 3,    /* port-53 TCP connect refused: proxy dead, fail open */
+	CGF_DCNT_PROXY_SOCKET_GONE = 4, /* port-53 destination seen while the proxy socket was missing */
+	CGF_DCNT_MAX = 5,
+};
+
 /* cgf_event.kind */
 enum cgf_event_kind {
 	CGF_EV_IP_BLOCK = 1,   /* blocked destination refused / dropped */
 	CGF_EV_IP_AUDIT = 2,   /* blocked destination allowed because mode is audit */
 	CGF_EV_PROXY_DOWN = 3, /* first DNS query that bypassed a stale proxy (fail open) */
+	CGF_EV_NAME_DROP = 4,  /* port-53 UDP query for a listed name (or unreadable) dropped on egress */
 };
 
 /* cgf_event.hook: which program saw it */
@@ -70,8 +103,9 @@ struct cgf_config {
 	__u16 proxy_port;           /* host byte order; 0 = redirect nothing */
 	__u8 mode;                  /* CGF_MODE_* */
 	__u8 fail_mode;             /* CGF_FAIL_* */
-	__u32 _pad0;
-	__u64 heartbeat_ns;         /* CLOCK_MONOTONIC ns (bpf_ktime_get_ns) of the last proxy heartbeat */
+	__u8 liveness;              /* CGF_LIVE_* bits; 0 = heartbeat only */
+	__u8 _pad0[3];
+	__u64 heartbeat_ns;         /* CLOCK_MONOTONIC ns (bpf_ktime_get_ns) of a heartbeat; the later of this and cgf_heartbeat counts */
 	__u64 heartbeat_timeout_ns; /* 0 = never consider the proxy dead */
 };
 
@@ -128,6 +162,13 @@ struct cgf_sock_state {
 	__u16 proxy_port;       /* host byte order: the port it was redirected to */
 	__u8 orig_family;       /* CGF_FAMILY_*: family of the hook that redirected */
 	__u8 _pad0[3];
+};
+
+/* Per-CPU scratch of the egress hook for the name backstop: the question
+ * name as read (lower-cased in place) and which bytes start a label. */
+struct cgf_name_scratch {
+	__u8 name[256];
+	__u8 label[256];
 };
 
 #endif /* CGFENCE_H */

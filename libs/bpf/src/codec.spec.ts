@@ -21,9 +21,15 @@ describe(encodeConfig.name, () => {
     const cfg: DataPlaneConfig = { proxyPort: 40053, mode: 'audit', failMode: 'closed', heartbeatTimeoutMs: 750 };
     const b = encodeConfig(cfg, 123_456_789_012n);
 
-    assert.deepEqual(decodeConfig(b), { ...cfg, heartbeatNs: 123_456_789_012n });
+    assert.deepEqual(decodeConfig(b), { ...cfg, proxySocketCheck: true, heartbeatNs: 123_456_789_012n });
     assert.equal(b.readBigUInt64LE(16), 750_000_000n, 'heartbeat_timeout_ns');
     assert.equal(b.readUInt16LE(0), 40053, 'proxy_port in host order');
+  });
+
+  it('checks the proxy socket unless told not to', () => {
+    assert.equal(encodeConfig(base, 1n).readUInt8(4), 1, 'liveness = CGF_LIVE_SOCKET by default');
+    assert.equal(encodeConfig({ ...base, proxySocketCheck: false }, 1n).readUInt8(4), 0);
+    assert.equal(decodeConfig(encodeConfig({ ...base, proxySocketCheck: false }, 1n)).proxySocketCheck, false);
   });
 });
 

@@ -2,7 +2,7 @@
 // Pure functions over Buffers: no kernel, no FFI. Host byte order is little
 // endian (x86-64, arm64); ports and DNS ids in these structs are host order.
 import { AddressError, Cidr, Family, formatIp, parseCidr, parseDottedCidrCode, parseIp, toMapped16 } from './addr';
-import { ADDR_KEY, CONFIG, CONSTANTS, COUNTERS, DNS_KEY, EVENT, LPM4_KEY, LPM6_KEY, PROC } from './layout';
+import { ADDR_KEY, CONFIG, CONSTANTS, COUNTERS, DNS_COUNTERS, DNS_KEY, EVENT, LPM4_KEY, LPM6_KEY, PROC } from './layout';
 
 export type Mode = 'enforce' | 'audit';
 export type FailMode = 'open' | 'closed';
@@ -14,6 +14,13 @@ export interface DataPlaneConfig {
   failMode: FailMode;
   /** Heartbeat age after which the proxy counts as dead; 0 = never. */
   heartbeatTimeoutMs: number;
+  /**
+   * The kernel also checks, on every port-53 connect/sendmsg, that a UDP
+   * socket is bound to 127.0.0.1:proxyPort (the proxy's): it vanishes only
+   * when the process holding it dies, so a busy proxy never looks dead and a
+   * dead one is noticed at once. Default true.
+   */
+  proxySocketCheck?: boolean;
 }
 
 export interface ProcessInfo {
@@ -27,7 +34,8 @@ export interface ProcessInfo {
 }
 
 export interface KernelEvent extends ProcessInfo {
-  kind: 'ip_block' | 'ip_audit' | 'proxy_down';
+  /** name_drop: a port-53 UDP query that did not go to the proxy, for a listed name (or unreadable), dropped on egress. */
+  kind: 'ip_block' | 'ip_audit' | 'proxy_down' | 'name_drop';
   family: 4 | 6;
   protocol: 'tcp' | 'udp' | 'other';
   daddr: string;
@@ -55,6 +63,9 @@ export function validateConfig(c: DataPlaneConfig): void {
   if (!Number.isInteger(c.heartbeatTimeoutMs) || c.heartbeatTimeoutMs < 0) {
     throw new RangeError(`config.heartbeatTimeoutMs must be an integer >= 0, got ${c.heartbeatTimeoutMs}`);
   }
+  if (c.proxySocketCheck !== undefined && typeof c.proxySocketCheck !== 'boolean') {
+    throw new RangeError(`config.proxySocketCheck must be a boolean, got ${String(c.proxySocketCheck)}`);
+  }
 }
 
 export function encodeConfig(c: DataPlaneConfig, heartbeatNs: bigint): Buffer {
@@ -63,6 +74,7 @@ export function encodeConfig(c: DataPlaneConfig, heartbeatNs: bigint): Buffer {
   b.writeUInt16LE(c.proxyPort, fl.proxy_port.offset);
   b.writeUInt8(c.mode === 'audit' ? CONSTANTS.CGF_MODE_AUDIT : CONSTANTS.CGF_MODE_ENFORCE, fl.mode.offset);
   b.writeUInt8(c.failMode === 'closed' ? CONSTANTS.CGF_FAIL_CLOSED : CONSTANTS.CGF_FAIL_OPEN, fl.fail_mode.offset);
+  b.writeUInt8(c.proxySocketCheck === false ? 0 : CONSTANTS.CGF_LIVE_SOCKET, fl.liveness.offset);
   b.writeBigUInt64LE(heartbeatNs, fl.heartbeat_ns.offset);
   b.writeBigUInt64LE(BigInt(c.heartbeatTimeoutMs) * 1_000_000n, fl.heartbeat_timeout_ns.offset);
   return b;
@@ -75,6 +87,7 @@ export function decodeConfig(b: Buffer): DataPlaneConfig & { heartbeatNs: bigint
     mode: b.readUInt8(fl.mode.offset) === CONSTANTS.CGF_MODE_AUDIT ? 'audit' : 'enforce',
     failMode: b.readUInt8(fl.fail_mode.offset) === CONSTANTS.CGF_FAIL_CLOSED ? 'closed' : 'open',
     heartbeatTimeoutMs: Number(b.readBigUInt64LE(fl.heartbeat_timeout_ns.offset) / 1_000_000n),
+    proxySocketCheck: (b.readUInt8(fl.liveness.offset) & CONSTANTS.CGF_LIVE_SOCKET) !== 0,
     heartbeatNs: b.readBigUInt64LE(fl.heartbeat_ns.offset),
   };
 }
@@ -100,6 +113,7 @@ const EVENT_KINDS: Record<number, KernelEvent['kind']> = {
   [CONSTANTS.CGF_EV_IP_BLOCK]: 'ip_block',
   [CONSTANTS.CGF_EV_IP_AUDIT]: 'ip_audit',
   [CONSTANTS.CGF_EV_PROXY_DOWN]: 'proxy_down',
+  [CONSTANTS.CGF_EV_NAME_DROP]: 'name_drop',
 };
 
 const IPPROTO_TCP = 6;
@@ -236,6 +250,7 @@ export function sumPerCpu(b: Buffer, cpus: number): bigint {
   return total;
 }
 
+/** Names of cgf_counters, then of cgf_dns_counters, as DataPlane.counters() reports them. */
 export function counterNames(): string[] {
-  return COUNTERS.map(([, name]) => name);
+  return [...COUNTERS, ...DNS_COUNTERS].map(([, name]) => name);
 }

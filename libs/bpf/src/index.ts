@@ -2,7 +2,9 @@
 export { findCgroup2Root, ensureBpffs, parseMounts, isMountedAs } from './mounts';
 export type { MountEntry } from './mounts';
 export { DataPlane, DataPlaneError, PreparedIpPolicy, BPF_OBJECT_PATH, COUNTER_NAMES } from './data-plane';
-export type { AttachOptions } from './data-plane';
+export type { AttachOptions, AppliedCounts, KernelPolicy } from './data-plane';
+export { encodeNameKeys, nameKeyHex, nameWire } from './name-backstop';
+export type { NamePolicy } from './name-backstop';
 export { DnsAttributionReader, dnsAttributionPin } from './dns-attribution';
 export type { Mode, FailMode, DataPlaneConfig, ProcessInfo, KernelEvent, DataPlaneCounters } from './codec';
 export { AddressError, parseCidr, parseIp, formatIp } from './addr';

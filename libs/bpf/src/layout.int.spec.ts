@@ -14,7 +14,10 @@ import {
   ADDR_KEY,
   CONSTANTS,
   COUNTERS,
+  DNS_COUNTERS,
+  HEARTBEAT_VALUE_SIZE,
   LEARNED_MAX_ENTRIES,
+  NAME_SCRATCH,
   LEARNED_VALUE_SIZE,
   PINNED_MAPS,
   PREFILTER4_KEY_SIZE,
@@ -63,6 +66,8 @@ function probeSource(): string {
   for (const name of Object.keys(CONSTANTS)) emit(`const:${name}`, name);
   COUNTERS.forEach(([cName]) => emit(`const:${cName}`, cName));
   emit('const:CGF_CNT_MAX', 'CGF_CNT_MAX');
+  DNS_COUNTERS.forEach(([cName]) => emit(`const:${cName}`, cName));
+  emit('const:CGF_DCNT_MAX', 'CGF_DCNT_MAX');
   for (const [key, expr] of Object.entries(KERNEL_ABI_C)) emit(`abi:${key}`, expr);
   return [
     '#include <stddef.h>',
@@ -127,9 +132,21 @@ describe('cgfence.h layout', () => {
     COUNTERS.forEach(([cName], idx) => assert.equal(values.get(`const:${cName}`), idx, cName));
   });
 
+  it('the DNS counter names follow enum cgf_dns_counter index by index', () => {
+    assert.equal(values.get('const:CGF_DCNT_MAX'), DNS_COUNTERS.length);
+    DNS_COUNTERS.forEach(([cName], idx) => assert.equal(values.get(`const:${cName}`), idx, cName));
+  });
+
   it('every constant and struct the header defines is known to the loader', () => {
     const header = readFileSync(HEADER, 'utf8');
-    const known = new Set([...Object.keys(CONSTANTS), ...COUNTERS.map(([c]) => c), 'CGF_CNT_MAX', 'CGFENCE_H']);
+    const known = new Set([
+      ...Object.keys(CONSTANTS),
+      ...COUNTERS.map(([c]) => c),
+      ...DNS_COUNTERS.map(([c]) => c),
+      'CGF_CNT_MAX',
+      'CGF_DCNT_MAX',
+      'CGFENCE_H',
+    ]);
     const defined = [...header.matchAll(/^#define\s+(CGF\w*)/gm), ...header.matchAll(/^\s+(CGF_\w+)\s*=/gm)].map((m) => m[1]!);
     assert.deepEqual(defined.filter((n) => !known.has(n)), [], 'constants in cgfence.h missing from layout.ts');
     const structs = [...header.matchAll(/^struct (cgf_\w+) \{/gm)].map((m) => `struct ${m[1]}`);
@@ -179,7 +196,7 @@ describe('cgfence.h layout', () => {
     }
   });
 
-  it('the maps the loader reads and writes by hand have the shape it assumes (prefilter, learned addresses)', () => {
+  it('the maps the loader reads and writes by hand have the shape it assumes (prefilter, learned addresses, heartbeat)', () => {
     const bpf = libbpf();
     const obj = bpf.bpf_object__open_file(BPF_OBJECT_PATH, null);
     assert.ok(obj, `libbpf could not open ${BPF_OBJECT_PATH}`);
@@ -202,6 +219,10 @@ describe('cgfence.h layout', () => {
         value: LEARNED_VALUE_SIZE,
         max: LEARNED_MAX_ENTRIES,
       });
+      assert.deepEqual(shape('cgf_heartbeat'), { type: KERNEL_ABI.BPF_MAP_TYPE_ARRAY, key: 4, value: HEARTBEAT_VALUE_SIZE, max: 1 });
+      assert.equal(shape('cgf_dns_counters').max, DNS_COUNTERS.length);
+      assert.equal(shape('cgf_scratch').value, NAME_SCRATCH.size);
+      assert.ok(CONSTANTS.CGF_NAME_MAX < NAME_SCRATCH.fields.name.size, 'the name scratch holds the longest name');
     } finally {
       bpf.bpf_object__close(obj);
     }

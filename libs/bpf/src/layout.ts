@@ -25,7 +25,8 @@ export const CONFIG = {
     proxy_port: f(0, 2),
     mode: f(2, 1),
     fail_mode: f(3, 1),
-    _pad0: f(4, 4),
+    liveness: f(4, 1),
+    _pad0: f(5, 3),
     heartbeat_ns: f(8, 8),
     heartbeat_timeout_ns: f(16, 8),
   },
@@ -84,8 +85,15 @@ export const ADDR_KEY = {
   fields: { addr: f(0, 16) },
 } as const satisfies StructLayout<string>;
 
+/** The egress hook's per-CPU scratch for the name backstop (only its size matters here). */
+export const NAME_SCRATCH = {
+  cType: 'struct cgf_name_scratch',
+  size: 512,
+  fields: { name: f(0, 256), label: f(256, 256) },
+} as const satisfies StructLayout<string>;
+
 /** All structs the loader reads or writes. */
-export const STRUCTS: StructLayout<string>[] = [CONFIG, PROC, EVENT, DNS_KEY, LPM4_KEY, LPM6_KEY, ADDR_KEY];
+export const STRUCTS: StructLayout<string>[] = [CONFIG, PROC, EVENT, DNS_KEY, LPM4_KEY, LPM6_KEY, ADDR_KEY, NAME_SCRATCH];
 
 /** Value size of the LPM tries (a __u32 marker) and of cgf_learned (a __u64 expiry). */
 export const TRIE_VALUE_SIZE = 4;
@@ -95,6 +103,11 @@ export const LEARNED_MAX_ENTRIES = 65536;
 /** Key (a __u32 slot index) and value (a __u8 mark) sizes of cgf_prefilter4. */
 export const PREFILTER4_KEY_SIZE = 4;
 export const PREFILTER4_VALUE_SIZE = 1;
+/** Key (a __u64 name hash) and value (__u8 CGF_NAME_* bits) sizes of the name maps in cgf_names. */
+export const NAME_KEY_SIZE = 8;
+export const NAME_VALUE_SIZE = 1;
+/** Value of cgf_heartbeat: a __u64 CLOCK_MONOTONIC ns. */
+export const HEARTBEAT_VALUE_SIZE = 8;
 
 export const CONSTANTS = {
   CGF_MODE_ENFORCE: 0,
@@ -105,11 +118,20 @@ export const CONSTANTS = {
   CGF_FAMILY_V6: 6,
   CGF_DNS_PORT: 53,
   CGF_COMM_LEN: 16,
+  CGF_LIVE_SOCKET: 1,
+  CGF_NAME_EXACT: 1,
+  CGF_NAME_WILDCARD: 2,
+  CGF_NAME_MAX: 255,
+  CGF_NAME_HASH_SEED_HI: 0xcbf29ce4,
+  CGF_NAME_HASH_SEED_LO: 0x84222325,
+  CGF_NAME_HASH_PRIME: 0x100000001b3,
+  CGF_DNS_HEADER_LEN: 12,
   CGF_PREFILTER4_SHIFT: 16,
   CGF_PREFILTER4_SLOTS: 65536,
   CGF_EV_IP_BLOCK: 1,
   CGF_EV_IP_AUDIT: 2,
   CGF_EV_PROXY_DOWN: 3,
+  CGF_EV_NAME_DROP: 4,
   CGF_HOOK_CONNECT: 1,
   CGF_HOOK_SENDMSG: 2,
   CGF_HOOK_SKB: 3,
@@ -130,6 +152,18 @@ export const COUNTERS: readonly (readonly [string, string])[] = [
   ['CGF_CNT_FAILCLOSED_REDIRECT', 'failclosed_redirects'],
   ['CGF_CNT_DNS_ATTRIBUTED', 'dns_attributed'],
   ['CGF_CNT_RECV_RESTORED', 'recv_restored'],
+];
+
+/**
+ * Per-CPU counters of cgf_dns_counters in index order (enum cgf_dns_counter),
+ * reported by DataPlane.counters() next to COUNTERS. CGF_DCNT_MAX must equal the length.
+ */
+export const DNS_COUNTERS: readonly (readonly [string, string])[] = [
+  ['CGF_DCNT_NAME_DROP', 'name_drops'],
+  ['CGF_DCNT_NAME_AUDIT', 'name_audits'],
+  ['CGF_DCNT_UNREADABLE_DROP', 'unreadable_dns_drops'],
+  ['CGF_DCNT_TCP_REFUSED', 'failopen_tcp_refused'],
+  ['CGF_DCNT_PROXY_SOCKET_GONE', 'proxy_socket_missing'],
 ];
 
 /** Programs in the object: section-derived function name -> attach point name used for pins. */
@@ -156,6 +190,12 @@ export const PINNED_MAPS = [
   // Added after the first release: attach() creates and pins it next to pins
   // of an older agent that lack it (libbpf creates what is not pinned).
   'cgf_prefilter4',
+  // Added with the name backstop and the socket liveness check (created next
+  // to older pins the same way).
+  'cgf_names',
+  'cgf_dns_counters',
+  'cgf_heartbeat',
+  'cgf_scratch',
 ] as const;
 
 export type ProgramName = (typeof PROGRAMS)[number];

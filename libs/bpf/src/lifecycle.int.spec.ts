@@ -4,10 +4,11 @@ import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { existsSync, mkdirSync, readdirSync, rmdirSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, rmdirSync, unlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import { DataPlane, DataPlaneError } from './data-plane';
 import { PINNED_MAPS, PROGRAMS } from './layout';
+import { nameKeyHex } from './name-backstop';
 import { cgroupPrograms, closedPort, KernelSandbox } from './testing/kernel-fixture';
 
 describe(DataPlane.name, () => {
@@ -36,7 +37,7 @@ describe(DataPlane.name, () => {
     const script = `
       const { DataPlane } = require(${JSON.stringify(join(__dirname, 'index.js'))});
       const dp = DataPlane.attach(${JSON.stringify({ cgroupPath: box.cgroupPath, pinDir: box.pinDir, config })});
-      dp.applyIpPolicy({ v4: ['127.0.0.2/32'], v6: [] });
+      dp.applyIpPolicy({ v4: ['127.0.0.2/32'], v6: [], names: { exact: ['kept.test'], wildcard: [] } });
       process.stdout.write(JSON.stringify({ adopted: dp.adopted, programs: dp.attachedPrograms() }) + '\\n');
       setInterval(() => dp.heartbeat(), 100);
     `;
@@ -64,6 +65,7 @@ describe(DataPlane.name, () => {
     assert.deepEqual([...sut.attachedPrograms()].sort(), [...PROGRAMS].sort());
     assert.equal((await box.run({ op: 'connect', host: '127.0.0.2', port })).result, 'EPERM', 'the pinned policy survived');
     assert.ok(sut.counters().ip_blocks! >= 2n, 'counters survived too');
+    assert.deepEqual(sut.nameBackstopKeys(), [nameKeyHex('kept.test')], "the backstop's names survived");
   });
 
   it('keeps enforcing after close() and adopts again', async () => {
@@ -75,6 +77,22 @@ describe(DataPlane.name, () => {
     assert.equal(whileClosed.result, 'EPERM');
     assert.equal(sut.adopted, true);
     assert.equal(cgroupPrograms(box.cgroupPath).length, PROGRAMS.length);
+  });
+
+  it('adopts the pins of an agent from before the name backstop: the maps it lacked are created and pinned', async () => {
+    for (const dp of open.splice(0)) dp.close();
+    const added = ['cgf_names', 'cgf_dns_counters', 'cgf_heartbeat', 'cgf_scratch'];
+    for (const name of added) unlinkSync(join(box.pinDir, 'maps', name));
+
+    const sut = attach();
+
+    assert.equal(sut.adopted, true);
+    assert.deepEqual(readdirSync(join(box.pinDir, 'maps')).sort(), [...PINNED_MAPS].sort());
+    assert.deepEqual(sut.nameBackstopKeys(), [], 'a new, empty name map until the next apply');
+    assert.equal(sut.counters().name_drops, 0n);
+    assert.equal((await box.run({ op: 'connect', host: '127.0.0.2', port })).result, 'EPERM', 'the adopted IP policy still holds');
+    sut.applyNamePolicy({ exact: ['kept.test'], wildcard: [] });
+    assert.deepEqual(sut.nameBackstopKeys(), [nameKeyHex('kept.test')]);
   });
 
   it('refuses to adopt pins that belong to another cgroup', () => {

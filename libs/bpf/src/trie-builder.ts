@@ -6,6 +6,7 @@ import { Worker } from 'node:worker_threads';
 import { AddressError } from './addr';
 import { DataPlaneError } from './errors';
 import { LpmKeys } from './ip-digest';
+import type { NamePolicy } from './name-backstop';
 import type { SerializedError, TrieWorkerData, TrieWorkerRequest, TrieWorkerResponse, WireKeys } from './trie-worker';
 
 const WORKER_PATH = join(__dirname, 'trie-worker.js');
@@ -33,6 +34,10 @@ export interface BuiltOnThread {
   id: number;
   keys4: LpmKeys;
   keys6: LpmKeys;
+  /** Distinct names in the built name map; undefined when the policy carried no names (the names in force stay). */
+  names?: number;
+  /** Of `ms`, the time spent encoding and filling the name map. */
+  namesMs?: number;
   /** Time the thread took to encode and build, ms. */
   ms: number;
 }
@@ -40,6 +45,7 @@ export interface BuiltOnThread {
 export interface CommitOutcome {
   swapped4: boolean;
   swapped6: boolean;
+  swappedNames: boolean;
   ms: number;
 }
 
@@ -68,10 +74,10 @@ export class TrieBuilderThread {
   constructor(private readonly data: TrieWorkerData) {}
 
   /** Encodes and builds both tries on the thread; it holds them until commit() or discard(). */
-  build(p: { v4: readonly string[]; v6: readonly string[] }): { id: number; built: Promise<BuiltOnThread> } {
+  build(p: { v4: readonly string[]; v6: readonly string[]; names?: NamePolicy }): { id: number; built: Promise<BuiltOnThread> } {
     const id = this.nextId++;
-    const built = this.request({ op: 'build', id, v4: p.v4, v6: p.v6 }, `built:${id}`, (res) =>
-      res.op === 'built' ? { id, keys4: keysOf(res.keys4), keys6: keysOf(res.keys6), ms: res.ms } : undefined,
+    const built = this.request({ op: 'build', id, v4: p.v4, v6: p.v6, names: p.names }, `built:${id}`, (res) =>
+      res.op === 'built' ? { id, keys4: keysOf(res.keys4), keys6: keysOf(res.keys6), names: res.names, namesMs: res.namesMs, ms: res.ms } : undefined,
     );
     return { id, built };
   }
@@ -83,7 +89,7 @@ export class TrieBuilderThread {
    */
   commit(id: number): Promise<CommitOutcome> {
     return this.request({ op: 'commit', id }, `committed:${id}`, (res) =>
-      res.op === 'committed' ? { swapped4: res.swapped4, swapped6: res.swapped6, ms: res.ms } : undefined,
+      res.op === 'committed' ? { swapped4: res.swapped4, swapped6: res.swapped6, swappedNames: res.swappedNames, ms: res.ms } : undefined,
     );
   }
 

@@ -7,7 +7,8 @@
 //            marks the v4 policy's /16s in the prefilter (cgf_prefilter4;
 //            marking only sets slots, so it is safe on this thread; clearing
 //            is the DataPlane's, after the swap), then
-//            swaps a built pair into the outer maps (v4, then v6; each swap
+//            swaps a built pair into the outer maps (v4, then v6, then the
+//            name map of the backstop if the policy had names; each swap
 //            waits for an RCU grace period in the kernel, which is why it
 //            happens here and not on the agent's event loop) and closes them;
 //   discard: closes a built pair unused;
@@ -20,6 +21,7 @@ import { AddressError } from './addr';
 import { DataPlaneError, intStep } from './errors';
 import { libbpf, libc } from './libbpf';
 import { addLpm4Slots, emptySlotSet, slotList, writeSlots } from './prefilter';
+import { buildNameMap, encodeNameKeys, NamePolicy, swapNameMap } from './name-backstop';
 import { buildPolicyTries, BuiltTries, closeTries, swapTrie } from './trie';
 
 export interface TrieWorkerData {
@@ -28,10 +30,12 @@ export interface TrieWorkerData {
   outer6Id: number;
   /** Kernel id of cgf_prefilter4. */
   prefilter4Id: number;
+  /** Kernel id of cgf_names (the name backstop's outer map). */
+  namesId: number;
 }
 
 export type TrieWorkerRequest =
-  | { op: 'build'; id: number; v4: readonly string[]; v6: readonly string[] }
+  | { op: 'build'; id: number; v4: readonly string[]; v6: readonly string[]; names?: NamePolicy }
   | { op: 'commit'; id: number }
   | { op: 'discard'; id: number }
   | { op: 'close' };
@@ -53,8 +57,8 @@ export interface WireKeys {
 }
 
 export type TrieWorkerResponse =
-  | { op: 'built'; id: number; ok: true; keys4: WireKeys; keys6: WireKeys; ms: number }
-  | { op: 'committed'; id: number; ok: true; swapped4: boolean; swapped6: boolean; ms: number }
+  | { op: 'built'; id: number; ok: true; keys4: WireKeys; keys6: WireKeys; names?: number; namesMs?: number; ms: number }
+  | { op: 'committed'; id: number; ok: true; swapped4: boolean; swapped6: boolean; swappedNames: boolean; ms: number }
   | { op: 'built' | 'committed'; id: number; ok: false; error: SerializedError; swapped4?: boolean };
 
 function serialize(err: unknown): SerializedError {
@@ -73,8 +77,19 @@ const outer6 = intStep('trie builder', `bpf_map_get_fd_by_id(cgf_block6 ${data.o
 const prefilter4 = intStep('trie builder', `bpf_map_get_fd_by_id(cgf_prefilter4 ${data.prefilter4Id})`, () =>
   bpf.bpf_map_get_fd_by_id(data.prefilter4Id),
 );
-/** Built tries and the prefilter slots their v4 keys need (computed before the keys move to the main thread). */
-const held = new Map<number, BuiltTries & { slots4: Uint32Array }>();
+const namesOuter = intStep('trie builder', `bpf_map_get_fd_by_id(cgf_names ${data.namesId})`, () => bpf.bpf_map_get_fd_by_id(data.namesId));
+/** A built name map of the backstop: its fd and how many distinct names it holds. */
+interface BuiltNames {
+  fd: number;
+  count: number;
+}
+/** Built tries (and name map), and the prefilter slots their v4 keys need (computed before the keys move to the main thread). */
+const held = new Map<number, BuiltTries & { slots4: Uint32Array; names?: BuiltNames }>();
+
+function closeHeld(built: BuiltTries & { names?: BuiltNames }): void {
+  closeTries(built);
+  if (built.names) libc().close(built.names.fd);
+}
 /** Builds that failed, until their commit or discard: a commit answers with the build's error. */
 const failed = new Map<number, SerializedError>();
 
@@ -85,14 +100,37 @@ function wire(k: { keys: Buffer; count: number }, transfer: ArrayBuffer[]): Wire
   return { buf, offset: k.keys.byteOffset, length: k.keys.byteLength, count: k.count };
 }
 
-function build(id: number, v4: readonly string[], v6: readonly string[]): void {
+function buildNames(p: NamePolicy): BuiltNames {
+  const k = encodeNameKeys(p);
+  return { fd: buildNameMap(k), count: k.count };
+}
+
+function build(id: number, v4: readonly string[], v6: readonly string[], namePolicy: NamePolicy | undefined): void {
   const t0 = performance.now();
   const transfer: ArrayBuffer[] = [];
   let res: TrieWorkerResponse;
   try {
     const built = buildPolicyTries({ v4, v6 });
-    held.set(id, { ...built, slots4: slotList(addLpm4Slots(emptySlotSet(), built.keys4)) });
-    res = { op: 'built', id, ok: true, keys4: wire(built.keys4, transfer), keys6: wire(built.keys6, transfer), ms: performance.now() - t0 };
+    let builtNames: BuiltNames | undefined;
+    const tNames = performance.now();
+    try {
+      builtNames = namePolicy ? buildNames(namePolicy) : undefined;
+    } catch (err) {
+      closeTries(built);
+      throw err;
+    }
+    const namesMs = performance.now() - tNames;
+    held.set(id, { ...built, slots4: slotList(addLpm4Slots(emptySlotSet(), built.keys4)), names: builtNames });
+    res = {
+      op: 'built',
+      id,
+      ok: true,
+      keys4: wire(built.keys4, transfer),
+      keys6: wire(built.keys6, transfer),
+      names: builtNames?.count,
+      namesMs: builtNames ? namesMs : undefined,
+      ms: performance.now() - t0,
+    };
   } catch (err) {
     res = { op: 'built', id, ok: false, error: serialize(err) };
     failed.set(id, res.error);
@@ -118,12 +156,13 @@ function commit(id: number): void {
     writeSlots(prefilter4, built.slots4, 1, 'applyIpPolicy prefilter');
     swapped4 = swapTrie(outer4, 'cgf_block4', built.fd4, built.keys4.count);
     const swapped6 = swapTrie(outer6, 'cgf_block6', built.fd6, built.keys6.count);
-    res = { op: 'committed', id, ok: true, swapped4, swapped6, ms: performance.now() - t0 };
+    const swappedNames = built.names ? swapNameMap(namesOuter, built.names.fd, built.names.count) : false;
+    res = { op: 'committed', id, ok: true, swapped4, swapped6, swappedNames, ms: performance.now() - t0 };
   } catch (err) {
     res = { op: 'committed', id, ok: false, error: serialize(err), swapped4 };
   } finally {
     // The outer maps hold their own references; ours are no longer needed.
-    if (built) closeTries(built);
+    if (built) closeHeld(built);
   }
   port!.postMessage(res);
 }
@@ -131,19 +170,20 @@ function commit(id: number): void {
 port.on('message', (req: TrieWorkerRequest) => {
   switch (req.op) {
     case 'build':
-      return build(req.id, req.v4, req.v6);
+      return build(req.id, req.v4, req.v6, req.names);
     case 'commit':
       return commit(req.id);
     case 'discard': {
       const built = held.get(req.id);
       held.delete(req.id);
       failed.delete(req.id);
-      if (built) closeTries(built);
+      if (built) closeHeld(built);
       return;
     }
     case 'close':
-      for (const built of held.values()) closeTries(built);
+      for (const built of held.values()) closeHeld(built);
       held.clear();
+      libc().close(namesOuter);
       libc().close(outer4);
       libc().close(outer6);
       libc().close(prefilter4);

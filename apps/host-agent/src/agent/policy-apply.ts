@@ -4,13 +4,13 @@
 // are swapped in as soon as both are done (on that thread), then the proxy's
 // policy (with proxy workers: once they all have it). All or nothing: if the kernel build fails (or the matcher does),
 // nothing changes.
-import type { PreparedIpPolicy } from '@cgfence/bpf';
+import type { KernelPolicy, PreparedIpPolicy } from '@cgfence/bpf';
 import type { BlocklistEntry } from '../policy/entry-types';
-import { createPolicy, Policy, policyCidrs } from '../policy/policy';
+import { createPolicy, Policy, policyCidrs, policyNames } from '../policy/policy';
 
 /** What applyPolicy needs of the DataPlane. */
 export interface IpPolicyPreparer {
-  prepareIpPolicy(p: { v4: readonly string[]; v6: readonly string[] }): Pick<PreparedIpPolicy, 'commit' | 'discard'>;
+  prepareIpPolicy(p: KernelPolicy): Pick<PreparedIpPolicy, 'commit' | 'discard'>;
 }
 
 export interface PolicyMeta {
@@ -20,8 +20,8 @@ export interface PolicyMeta {
 
 export interface AppliedPolicy {
   readonly policy: Policy;
-  /** Distinct CIDRs the kernel now holds per family. */
-  readonly kernel: { v4: number; v6: number };
+  /** Distinct CIDRs the kernel now holds per family (and distinct names in the backstop). */
+  readonly kernel: { v4: number; v6: number; names?: number };
 }
 
 /**
@@ -38,7 +38,8 @@ export async function applyPolicy(
   meta: PolicyMeta | (() => PolicyMeta | undefined),
   install: (policy: Policy) => void | Promise<void>,
 ): Promise<AppliedPolicy | undefined> {
-  const prepared = plane.prepareIpPolicy(policyCidrs(entries));
+  // The CIDR tries and the name backstop's map: built and swapped together on the builder thread.
+  const prepared = plane.prepareIpPolicy({ ...policyCidrs(entries), names: policyNames(entries) });
   let policy: Policy;
   try {
     const m = typeof meta === 'function' ? meta() : meta;

@@ -45,6 +45,8 @@ const CASES = [
 const CLEAN_DST = '127.0.0.1';
 /** Not listed, in a /16 with listed entries: the full lookup. */
 const LISTED16_DST = '127.1.0.1';
+/** A resolver address: port 53 there is redirected to the agent's proxy inside the run. */
+const DNS_DST = '127.0.0.53';
 /** Listed: the loop must be refused with it. */
 const LISTED_DST = '127.1.7.7';
 
@@ -221,15 +223,30 @@ async function main(): Promise<void> {
     const rows: (string | number)[][] = [];
     for (const c of CASES) {
       const argsFor = (dst: string) => [c.mode, dst, String(port), String(c.iterations)];
-      const samples = { outClean: [] as LoopTime[], outListed: [] as LoopTime[], inClean: [] as LoopTime[], inListed: [] as LoopTime[], floor: [] as LoopTime[] };
+      const samples = {
+        outClean: [] as LoopTime[],
+        outListed: [] as LoopTime[],
+        inClean: [] as LoopTime[],
+        inListed: [] as LoopTime[],
+        floor: [] as LoopTime[],
+        outDns: [] as LoopTime[],
+        inDns: [] as LoopTime[],
+      };
       for (let round = 0; round < ROUNDS; round++) {
         samples.outClean.push(mustSucceed('outside', await exec(loop, argsFor(CLEAN_DST))));
         samples.inClean.push(mustSucceed('inside', await agent.run([loop, ...argsFor(CLEAN_DST)])));
         samples.floor.push(mustSucceed('floor', await floor.run([loop, ...argsFor(CLEAN_DST)])));
         samples.outListed.push(mustSucceed('outside', await exec(loop, argsFor(LISTED16_DST))));
         samples.inListed.push(mustSucceed('inside', await agent.run([loop, ...argsFor(LISTED16_DST)])));
+        if (c.mode === 'udp') {
+          // A resolver's UDP connect() to port 53: inside, the DNS redirect path
+          // (the kernel's proxy-socket lookup, the heartbeat, socket storage).
+          const dns = [c.mode, DNS_DST, '53', String(c.iterations)];
+          samples.outDns.push(mustSucceed('outside', await exec(loop, dns)));
+          samples.inDns.push(mustSucceed('inside', await agent.run([loop, ...dns])));
+        }
       }
-      const row = (what: string, outside: LoopTime[], inside: LoopTime[]) => {
+      const row = (what: string, outside: LoopTime[], inside: LoopTime[], hasTarget = true) => {
         const cpu = pairedOverhead(
           outside.map((t) => t.cpu),
           inside.map((t) => t.cpu),
@@ -246,12 +263,13 @@ async function main(): Promise<void> {
           `${cpu.pct.toFixed(2)}%`,
           `${cpu.iqr.toFixed(2)}`,
           `${wall.pct.toFixed(2)}%`,
-          verdict(cpu.pct < TARGET_PCT),
+          hasTarget ? verdict(cpu.pct < TARGET_PCT) : '(no target)',
         ]);
       };
       row(`floor: empty ${c.hooks} program`, samples.outClean, samples.floor);
       row(`${CLEAN_DST}, clean /16 (prefilter)`, samples.outClean, samples.inClean);
       row(`${LISTED16_DST}, listed /16 (full lookup)`, samples.outListed, samples.inListed);
+      if (c.mode === 'udp') row(`${DNS_DST}:53, redirected to the proxy (liveness check: socket lookup + heartbeat)`, samples.outDns, samples.inDns, false);
     }
     printTable({
       title: `connect() inside vs outside the deploy cgroup, ${CIDRS.toLocaleString('en-US')} CIDRs + 100,000 names loaded`,
@@ -260,6 +278,7 @@ async function main(): Promise<void> {
       notes: [
         `target: overhead under ${TARGET_PCT}% · policy in force: ${names.toLocaleString('en-US')} names, ${policy.cidr4.toLocaleString('en-US')} CIDRs (/32, /24, /20) over ${slash16s.toLocaleString('en-US')} of 65,536 /16s`,
         `floor: the same loop in a cgroup of its own whose connect4 and egress programs only return 1 (inside = that cgroup, outside = the clean-/16 baseline)`,
+        `${DNS_DST}:53: connect() only (no packet); inside it is rewritten to the proxy after the kernel looked up the proxy's UDP socket (issue 12), so the 2% target does not apply to it (it is the DNS redirect's whole cost)`,
         `prefilter slot of ${LISTED16_DST.split('.').slice(0, 2).join('.')}.0.0/16 checked set, of ${CLEAN_DST.split('.').slice(0, 2).join('.')}.0.0/16 clear (pinned map)`,
         `ns per iteration of the loop, CPU time of its thread: median of ${ROUNDS} alternating rounds per side; added ns and overhead: median of the per-round differences and ratios, IQR pp: their interquartile range in percentage points; wall clock: the same overhead on wall-clock time`,
       ],

@@ -15,12 +15,16 @@
 //     thread, then both are swapped. Timed from the parsed entries to both
 //     swapped; a 1 ms interval timer running meanwhile measures the longest
 //     stretch the event loop could not run (what a DNS answer would wait).
+//     Since issue 12 this also builds and swaps the kernel's name backstop
+//     map (the policy's 100,000 names); the same apply without it (how the
+//     agent applied before) is measured in the same rounds as the baseline.
 import { execFileSync } from 'node:child_process';
 import { mkdirSync, rmdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { DataPlane, ensureBpffs, findCgroup2Root } from '@cgfence/bpf';
 import { median, printTable, quantile, verdict } from '@cgfence/devservices';
 import { compilePolicy, createPolicy, protoBlocklistCodec } from '../index';
+import { policyNames } from '../policy/policy';
 import { applyPolicy } from '../agent/policy-apply';
 
 const DOMAINS = 100_000;
@@ -45,10 +49,10 @@ function ms(t0: bigint): number {
   return Number(process.hrtime.bigint() - t0) / 1e6;
 }
 
-/** Kernel memory the two tries hold (bpftool's memlock figure). */
-function trieBytes(): number {
+/** Kernel memory the maps with these names hold (bpftool's memlock figure). */
+function mapBytes(names: string[]): number {
   const maps = JSON.parse(execFileSync('bpftool', ['-j', 'map', 'show'], { encoding: 'utf8' })) as { name?: string; bytes_memlock?: number }[];
-  return maps.filter((m) => m.name === 'cgf_trie4' || m.name === 'cgf_trie6').reduce((sum, m) => sum + (m.bytes_memlock ?? 0), 0);
+  return maps.filter((m) => m.name !== undefined && names.includes(m.name)).reduce((sum, m) => sum + (m.bytes_memlock ?? 0), 0);
 }
 
 /** Longest gap between ticks of a 1 ms interval timer while `work` runs: the longest the event loop was blocked. */
@@ -108,6 +112,9 @@ async function main(): Promise<void> {
     sequential: [] as number[],
     worker: [] as number[],
     apply: [] as number[],
+    applyNoNames: [] as number[],
+    namesSync: [] as number[],
+    namesWorker: [] as number[],
     lag: [] as number[],
     total: [] as number[],
   };
@@ -140,13 +147,20 @@ async function main(): Promise<void> {
       // Now: as the agent applies (trie build on the worker thread, overlapping the matcher).
       globalThis.gc();
       let buildMs = 0;
+      let namesMs = 0;
       const applyStart = process.hrtime.bigint();
       const { value: applied, maxLagMs } = await withLoopLag(() =>
         applyPolicy(
           {
             prepareIpPolicy: (p) => {
               const prepared = plane.prepareIpPolicy(p);
-              prepared.ready.then((r) => (buildMs = r.buildMs), () => undefined);
+              prepared.ready.then(
+                (r) => {
+                  buildMs = r.buildMs;
+                  namesMs = r.namesMs ?? 0;
+                },
+                () => undefined,
+              );
               return prepared;
             },
           },
@@ -157,8 +171,24 @@ async function main(): Promise<void> {
       );
       rows.apply.push(ms(applyStart));
       if (applied?.kernel.v4 !== CIDRS) throw new Error(`the kernel took ${applied?.kernel.v4} CIDRs, expected ${CIDRS}`);
+      if (applied.kernel.names === undefined) throw new Error('the agent\'s apply did not fill the name backstop');
       rows.worker.push(buildMs);
+      rows.namesWorker.push(namesMs);
       rows.lag.push(maxLagMs);
+      await sleep(100);
+
+      // Baseline: the same apply without the name backstop (the agent before issue 12).
+      globalThis.gc();
+      const noNamesStart = process.hrtime.bigint();
+      await applyPolicy({ prepareIpPolicy: (p) => plane.prepareIpPolicy({ v4: p.v4, v6: p.v6 }) }, parsed.entries, { version: `v${round}n`, hash }, () => undefined);
+      rows.applyNoNames.push(ms(noNamesStart));
+      await sleep(100);
+
+      // The name map alone, on the calling thread: encode 100,000 names, fill, swap.
+      globalThis.gc();
+      t = process.hrtime.bigint();
+      plane.applyNamePolicy(policyNames(parsed.entries));
+      rows.namesSync.push(ms(t));
       await sleep(100);
 
       // A file reload as the agent does it: the tries start building right
@@ -176,7 +206,8 @@ async function main(): Promise<void> {
       await sleep(100);
     }
     const heapBytes = policyHeapBytes(text);
-    const kernelBytes = trieBytes();
+    const kernelBytes = mapBytes(['cgf_trie4', 'cgf_trie6']);
+    const nameMapBytes = mapBytes(['cgf_names_in']);
     const row = (name: string, xs: number[], target?: number): (string | number)[] => [
       name,
       median(xs),
@@ -192,13 +223,16 @@ async function main(): Promise<void> {
         row('compile the DNS matcher', rows.matcher),
         row('kernel: build both LPM tries + swap', rows.kernel),
         row('apply, sequential on the event loop (before)', rows.sequential),
-        row('apply as the agent does (tries on worker ‖ matcher)', rows.apply, TARGET_MS),
-        row('  of which trie build in the worker thread', rows.worker),
+        row('apply as the agent did before issue 12 (tries on worker ‖ matcher)', rows.applyNoNames),
+        row('apply as the agent does (tries + name map on worker ‖ matcher)', rows.apply, TARGET_MS),
+        row('  of which trie + name map build in the worker thread', rows.worker),
+        row('  of which name map build (encode + fill) in the worker', rows.namesWorker),
+        row('kernel: name map alone (encode, fill, swap) on the event loop', rows.namesSync),
         row('  event loop blocked, longest stall', rows.lag),
         row('whole file reload (validate, then hash ‖ tries)', rows.total),
       ],
       notes: [
-        `memory: JS heap held by a compiled policy ≈ ${mib(heapBytes)}; kernel LPM tries ${mib(kernelBytes)} (bpftool memlock)`,
+        `memory: JS heap held by a compiled policy ≈ ${mib(heapBytes)}; kernel LPM tries ${mib(kernelBytes)}, name backstop map ${mib(nameMapBytes)} (bpftool memlock)`,
         `peak RSS of this process: ${mib(process.resourceUsage().maxRSS * 1024)}`,
         'sequential apply blocks the event loop for its whole duration; the agent\'s apply only for the matcher compile (longest stall row)',
         'whole file reload: read + validate, then as the agent reloads a file: the tries build while the hash and the matcher run on the event loop',

@@ -10,7 +10,7 @@ import { describeProcess, procfsReader } from '../dns/process-details';
 import { JournalService } from '../journal/journal.service';
 import { alertRecord, recordFromIpBlock } from '../journal/journal-record';
 import type { BlocklistEntry } from '../policy/entry-types';
-import type { Policy } from '../policy/policy';
+import { policyNames, type Policy } from '../policy/policy';
 import type { PolicyEnforcer } from '../policy/policy-source';
 import { PolicyService } from '../policy/policy.service';
 
@@ -45,11 +45,15 @@ export class DataPlaneService implements OnModuleInit, OnApplicationShutdown, Po
       lookupDnsOrigin: (port, id) => plane.lookupDnsOrigin(port, id),
       learnAddresses: (addrs, ttl) => plane.learnAddresses(addrs, ttl),
     });
-    // On the trie builder thread: the proxy already answers meanwhile (and the thread is warm for reloads).
-    await plane.applyIpPolicyAsync(this.policy.current.cidrs);
-    // attach() stamped the last heartbeat: stamp again so the apply's time
-    // does not count against --heartbeat-timeout-ms (the proxy answered all along).
-    plane.heartbeat();
+    // The heartbeat comes from a thread of its own (no DNS work can starve
+    // it); the kernel also checks the proxy's socket (libs/bpf liveness.ts).
+    // Started before the first apply, so a slow apply cannot let it go stale.
+    const heartbeat = plane.startHeartbeat();
+    heartbeat.catch(() => undefined); // awaited below; must not go unhandled if the apply throws first
+    // On the trie builder thread, with the names of the kernel's backstop: the
+    // proxy already answers meanwhile (and the thread is warm for reloads).
+    await plane.applyIpPolicyAsync({ ...this.policy.current.cidrs, names: policyNames(this.policy.current.entries) });
+    await heartbeat;
     plane.onEvent((e) => this.onKernelEvent(e));
     this.expected = plane.attachedPrograms();
     this.policy.bindEnforcer(this);
@@ -108,6 +112,17 @@ export class DataPlaneService implements OnModuleInit, OnApplicationShutdown, Po
   private onKernelEvent(e: KernelEvent): void {
     const ctx = this.journal.context();
     const policy = { version: this.policy.current.version, hash: this.policy.current.hash };
+    if (e.kind === 'name_drop') {
+      // Queued by the kernel's name backstop while the proxy was down (fail open), read when the agent is back.
+      this.journal.record(
+        alertRecord(`DNS query for a listed (or unreadable) name dropped by the kernel while the DNS proxy was down; query to ${e.daddr}:${e.dport}`, ctx, {
+          time: new Date(),
+          process: describeProcess(e, procfsReader),
+          policy,
+        }),
+      );
+      return;
+    }
     if (e.kind === 'proxy_down') {
       this.proxyHealthy = false;
       const what = this.config.failMode === 'open' ? 'DNS is not redirected (fail open)' : 'DNS fails (fail closed)';

@@ -2,12 +2,16 @@ import { BeforeApplicationShutdown, Injectable, OnModuleInit } from '@nestjs/com
 import { DnsProxyService } from '../dns/dns-proxy.service';
 import { DataPlaneService } from './data-plane.service';
 
-const HEARTBEAT_MS = 250;
+const CHECK_MS = 250;
 
 /**
- * Tells the kernel the DNS proxy lives, every 250 ms while it does; after
- * --heartbeat-timeout-ms of silence the kernel applies the fail mode. Kept
- * apart so the liveness mechanism can be swapped without touching the rest.
+ * Whether the kernel may count the DNS proxy alive. The heartbeat itself is
+ * stamped by the DataPlane's own thread (libs/bpf liveness.ts), which no
+ * work on this event loop can starve, and the kernel also checks the proxy's
+ * socket itself. This provider only pauses the heartbeat while the proxy
+ * cannot answer although the agent lives (every proxy worker gone: the shared
+ * socket stays in this process), so the fail mode applies after
+ * --heartbeat-timeout-ms; and resumes it when a worker is back.
  */
 @Injectable()
 export class ProxyHeartbeat implements OnModuleInit, BeforeApplicationShutdown {
@@ -20,8 +24,8 @@ export class ProxyHeartbeat implements OnModuleInit, BeforeApplicationShutdown {
 
   onModuleInit(): void {
     this.timer = setInterval(() => {
-      if (this.proxy.alive()) this.dataPlane.kernel.heartbeat();
-    }, HEARTBEAT_MS);
+      if (this.dataPlane.attached) this.dataPlane.kernel.pauseHeartbeat(!this.proxy.alive());
+    }, CHECK_MS);
     this.timer.unref();
   }
 

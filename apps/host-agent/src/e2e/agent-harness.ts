@@ -127,7 +127,7 @@ export class AgentUnderTest {
       if (proc.exitCode !== null) throw new Error(`agent exited with ${proc.exitCode}:\n${this.log}`);
       const r = await this.cli(['agent', 'status', '--json']);
       return r.code === 0;
-    }, 20_000);
+    }, 60_000); // a 200,000-entry policy on a loaded 2-core machine takes ~20 s to start
   }
 
   /** `cgfence ARGS... --state-dir <ours>` (state dir appended where it is accepted). */

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { protoBlocklistCodec, type BlocklistCodec } from './entry-types';
-import { PolicyStore, compilePolicy } from './policy';
+import { PolicyStore, compilePolicy, policyNames } from './policy';
 
 const GOOD = [
   '# deploy blocklist',
@@ -86,5 +86,14 @@ describe(PolicyStore.name, () => {
     assert.equal(sut.current?.version, 'v4');
     assert.equal(sut.current?.matcher.match('github.com'), undefined);
     assert.equal(sut.current?.matcher.match('ok.example')?.value, 'ok.example');
+  });
+});
+
+describe(policyNames.name, () => {
+  it('hands the kernel backstop the exact names and the wildcards, nothing else', () => {
+    const parsed = protoBlocklistCodec.parseBlocklistText('github.com\n*.github.com\nBlocked.Test\n10.0.0.0/8\n2001:db8::/32\n');
+    assert.deepEqual(parsed.errors, []);
+    const names = policyNames(parsed.entries);
+    assert.deepEqual({ exact: [...names.exact].sort(), wildcard: names.wildcard }, { exact: ['blocked.test', 'github.com'], wildcard: ['*.github.com'] });
   });
 });

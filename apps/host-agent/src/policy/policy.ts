@@ -33,6 +33,20 @@ export function policyCidrs(entries: readonly BlocklistEntry[]): { v4: string[];
   return { v4, v6 };
 }
 
+/**
+ * The listed names for the kernel's name backstop (fail open keeps them
+ * blocked): exact names and wildcard suffixes, as the entries hold them.
+ */
+export function policyNames(entries: readonly BlocklistEntry[]): { exact: string[]; wildcard: string[] } {
+  const exact: string[] = [];
+  const wildcard: string[] = [];
+  for (const e of entries) {
+    if (e.kind === 'domain' && e.value !== '') exact.push(e.value);
+    else if (e.kind === 'wildcard' && e.value !== '' && e.value !== '*.') wildcard.push(e.value);
+  }
+  return { exact, wildcard };
+}
+
 /** Builds a Policy from entries that are already parsed and canonical. */
 export function createPolicy(entries: readonly BlocklistEntry[], meta: { version: string; hash: string }): Policy {
   // The policy owns its list from here on (callers pass what the parser

@@ -160,12 +160,15 @@ export function sleep(ms: number): Promise<void> {
 }
 
 export interface ClientArgs {
-  op: 'udp_connected' | 'udp_sendto' | 'tcp_dns' | 'connect' | 'probe_loop' | 'probe_seq' | 'udp_send_twice';
+  op: 'udp_connected' | 'udp_sendto' | 'tcp_dns' | 'connect' | 'probe_loop' | 'probe_seq' | 'udp_send_twice' | 'udp_many';
   host: string;
   port: number;
   /** probe_seq: TCP connect() to these in turn, over and over, until `stop` exists. */
   hosts?: string[];
   payload?: string;
+  /** udp_many: sendto() each (hex) in turn from one socket, `interval` seconds apart, never reading. */
+  payloads?: string[];
+  interval?: number;
   timeout?: number;
   stop?: string;
 }
@@ -178,6 +181,8 @@ export interface ClientResult {
   from?: [string, number];
   localPort?: number;
   tally?: Record<string, number>;
+  /** udp_many: the errno name (or OK) of each sendto, in order. */
+  sent?: string[];
   /** probe_seq: one letter per attempt, in order: E = EPERM, R = ECONNREFUSED, X = anything else. */
   seq?: string;
   stage?: string;
@@ -440,6 +445,19 @@ try:
             i += 1
         # whole rounds only, so position i % len(hosts) names the host
         out['seq'] = ''.join(seq[: len(seq) - len(seq) % len(hosts)])
+    elif op == 'udp_many':
+        import time
+        s = socket.socket(fam, socket.SOCK_DGRAM)
+        sent = []
+        for p in a['payloads']:
+            try:
+                s.sendto(bytes.fromhex(p), dst)
+                sent.append('OK')
+            except OSError as e:
+                sent.append(name(e.errno))
+            if a.get('interval'):
+                time.sleep(a['interval'])
+        out['sent'] = sent
     elif op == 'udp_send_twice':
         s = socket.socket(fam, socket.SOCK_DGRAM)
         s.connect(dst)
