@@ -9,7 +9,7 @@ import { KeyObject, randomUUID } from 'node:crypto';
 import { hostname, release } from 'node:os';
 import type { Logger } from 'pino';
 import { connect, NatsConnection, type Msg, type NodeConnectionOptions } from '@nats-io/transport-node';
-import { natsConnectOptions } from '@cgfence/nats-auth';
+import { natsConnectOptions, natsTlsOptions } from '@cgfence/nats-auth';
 import {
   Applied,
   ApplyError,
@@ -87,8 +87,12 @@ export interface FleetClientOptions {
   /** last-good.json and last-good.content go to <stateDir>/fleet. */
   readonly stateDir: string;
   readonly logger: Logger;
-  /** nkey seed file; without one the agent connects without authentication. */
+  /** nkey seed file; without one (and no credsFile) the agent connects without authentication. */
   readonly seedFile?: string;
+  /** NATS creds file (user JWT + seed, from enrollment); not with seedFile. */
+  readonly credsFile?: string;
+  /** PEM CA the NATS servers' certificates must chain to; set, the connection uses TLS. */
+  readonly caFile?: string;
   readonly agentVersion?: string;
   /** Anti-entropy sync interval, jittered ±20%. Default 30 s. */
   readonly syncIntervalMs?: number;
@@ -109,6 +113,17 @@ export const AGENT_CAPABILITIES = ['dns', 'ip', 'resolve', 'audit', 'chunks'] as
 
 /** Thrown when bundle content cannot be fetched. */
 class FetchError extends Error {}
+
+/**
+ * Credentials and TLS of the agent's NATS connection: an nkey seed or an
+ * enrollment's creds file, and the CA; the name alone without credentials.
+ */
+export function fleetAuthOptions(o: { hostId: string; seedFile?: string; credsFile?: string; caFile?: string }): Partial<NodeConnectionOptions> {
+  if (o.seedFile === undefined && o.credsFile === undefined) {
+    return { name: `cgfence-agent-${o.hostId}`, ...(o.caFile === undefined ? {} : { tls: natsTlsOptions(o.caFile) }) };
+  }
+  return natsConnectOptions({ seedFile: o.seedFile, credsFile: o.credsFile, caFile: o.caFile, hostId: o.hostId });
+}
 
 export class FleetClient {
   private readonly log: Logger;
@@ -289,9 +304,7 @@ export class FleetClient {
   // ---- connection -------------------------------------------------------
 
   private connectOptions(): NodeConnectionOptions {
-    const auth = this.opts.seedFile
-      ? natsConnectOptions({ seedFile: this.opts.seedFile, hostId: this.opts.hostId })
-      : { name: `cgfence-agent-${this.opts.hostId}` };
+    const auth = fleetAuthOptions(this.opts);
     return {
       servers: this.servers,
       ...auth,
