@@ -200,6 +200,8 @@ export interface NatsClusterOptions {
   /** Extra configuration for node i (e.g. JWT authorization with a resolver directory of its own). */
   extraConfig?: (node: number, nodeDir: string) => string;
   include?: string[];
+  /** Client ports of the nodes (default: free ones). */
+  clientPorts?: number[];
 }
 
 /** A nats-server cluster with JetStream on loopback: every node routes to every other. */
@@ -208,7 +210,7 @@ export class NatsCluster {
 
   static async start(opts: NatsClusterOptions): Promise<NatsCluster> {
     const size = opts.size ?? 3;
-    const clientPorts: number[] = [];
+    const clientPorts: number[] = [...(opts.clientPorts ?? [])];
     const routePorts: number[] = [];
     while (clientPorts.length < size) {
       const p = await freePort();

@@ -18,11 +18,11 @@ const Schema = z.object({
   CGFENCE_NATS_URL: z.string().regex(/^(nats|tls):\/\//, 'must be a nats:// URL').optional(),
   /** The server's nkey seed file (cgfence nats init); without it the server connects without credentials. */
   CGFENCE_NATS_SEED: z.string().min(1).optional(),
-  /** The server's NATS creds file (JWT authorization: cgfence nats init --jwt writes server.creds). Not with CGFENCE_NATS_SEED. */
+  /** The server's NATS creds file (JWT authorization: cgfence nats init-jwt writes server.creds). Not with CGFENCE_NATS_SEED. */
   CGFENCE_NATS_CREDS: z.string().min(1).optional(),
   /** PEM CA the NATS servers' certificates must chain to; set, every NATS connection uses TLS. */
   CGFENCE_NATS_CA: z.string().min(1).optional(),
-  /** The JWT directory (cgfence nats init --jwt): with it the server enrolls hosts (issues user JWTs) and revokes them. */
+  /** The JWT directory (cgfence nats init-jwt): with it the server enrolls hosts (issues user JWTs) and revokes them. */
   CGFENCE_NATS_JWT_DIR: z.string().min(1).optional(),
   /** NATS URLs handed to enrolling hosts (comma-separated); default CGFENCE_NATS_URL. */
   CGFENCE_NATS_ADVERTISE: z.string().regex(/^(nats|tls):\/\/[^,]+(,(nats|tls):\/\/[^,]+)*$/, 'comma-separated nats:// or tls:// URLs').optional(),

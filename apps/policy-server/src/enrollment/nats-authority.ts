@@ -33,7 +33,7 @@ export class NatsAuthority implements OnModuleInit {
 
   private load(): JwtIssuer {
     if (this.config.natsJwtDir === undefined) {
-      throw new DomainError('enroll.not_configured', 'this policy server does not enroll hosts: set CGFENCE_NATS_JWT_DIR to the directory of `cgfence nats init --jwt`');
+      throw new DomainError('enroll.not_configured', 'this policy server does not enroll hosts: set CGFENCE_NATS_JWT_DIR to the directory of `cgfence nats init-jwt`');
     }
     this.issuer ??= loadJwtIssuer(this.config.natsJwtDir);
     return this.issuer;
