@@ -56,6 +56,12 @@ describe('the fleet on a three-node NATS cluster with TLS, JWT enrollment and re
       tls: { ...cert, caFile },
       extraConfig: (_i, nodeDir) => renderResolverConfig(jwtDir, join(nodeDir, 'resolver')),
     });
+    // A deployment from before replication: both streams exist with one replica; the server scales them up on start.
+    const pre = await connect({ servers: cluster.urls(), ...natsConnectOptions({ credsFile: init.serverCredsFile, caFile }) });
+    const preJsm = await jetstreamManager(pre);
+    await preJsm.streams.add({ name: FLEET_STREAM.name, subjects: [...FLEET_STREAM.subjects], num_replicas: 1 });
+    await preJsm.streams.add({ name: EVENTS_STREAM.name, subjects: [...EVENTS_STREAM.subjects], num_replicas: 1 });
+    await pre.close();
     env = await TestPolicyServer.start('cluster_int', {
       natsUrl: cluster.urls().join(','),
       env: { CGFENCE_NATS_CREDS: init.serverCredsFile, CGFENCE_NATS_CA: caFile, CGFENCE_NATS_JWT_DIR: jwtDir },
@@ -97,7 +103,7 @@ describe('the fleet on a three-node NATS cluster with TLS, JWT enrollment and re
     return nc;
   };
 
-  it('creates the streams with three replicas', async () => {
+  it('scales the existing single-replica streams up to three replicas on start', async () => {
     const nc = await connect({ servers: cluster.urls(), ...natsConnectOptions({ credsFile: join(dir, 'jwt', 'server.creds'), caFile }) });
     const jsm = await jetstreamManager(nc);
     for (const name of [FLEET_STREAM.name, EVENTS_STREAM.name]) {
