@@ -63,7 +63,7 @@ class SimAgent {
   ) {}
 
   async start(): Promise<void> {
-    this.nc = await connect({ servers: args.natsUrl, inboxPrefix: FLEET_SUBJECTS.inboxPrefix(this.hostId), name: this.hostId, maxReconnectAttempts: -1 });
+    this.nc = await connect({ servers: args.natsUrl.split(','), inboxPrefix: FLEET_SUBJECTS.inboxPrefix(this.hostId), name: this.hostId, maxReconnectAttempts: -1 });
     this.nc.subscribe(FLEET_SUBJECTS.desired, {
       callback: (_err, msg) => {
         const parsed = DesiredMessageSchema.safeParse(msg.json());

@@ -16,7 +16,7 @@ import { enrollTokenDecider, streamOfEnrollToken } from './enroll-token';
 import { EnrollTokensReadModel } from './enroll-tokens.read-model';
 import { NatsAuthority } from './nats-authority';
 
-/** Concurrent enrollments with one token conflict on its stream; each retries this many times. */
+/** Enrollments with one token take turns (an advisory lock); should they still conflict on its stream, each retries this many times. */
 const ENROLL_ATTEMPTS = 5;
 
 /** Join tokens, host enrollment and removal. */
@@ -78,6 +78,9 @@ export class EnrollmentService {
       const now = this.clock.now();
       try {
         await this.db.transaction(async (tx) => {
+          // Hosts of one autoscaling group enroll with one token at once: take turns on it
+          // (a transaction lock) instead of failing on the stream's optimistic concurrency.
+          await tx.query('select pg_advisory_xact_lock(hashtext($1))', [streamOfEnrollToken(tokenId)]);
           const used = await this.commands.handleIn(
             tx,
             streamOfEnrollToken(tokenId),
