@@ -6,7 +6,8 @@ import { join } from 'node:path';
 import type { Account, User } from '@nats-io/jwt';
 import { NatsAuthError } from './auth-dir';
 import { natsConnectOptions, readCreds } from './connect';
-import { decodeJwt, initJwtAuth, issueHostJwt, JWT_FILES, loadJwtIssuer, newUserKey, revokedAccountJwt } from './jwt-dir';
+import { createAccount } from '@nats-io/nkeys';
+import { decodeJwt, initJwtAuth, issueHostJwt, JWT_FILES, loadJwtIssuer, nativeSigning, newUserKey, revokedAccountJwt } from './jwt-dir';
 import { hostPermissions, InvalidHostIdError } from './render';
 
 const mode = (file: string): number => statSync(file).mode & 0o777;
@@ -32,7 +33,7 @@ describe('nats-auth: the JWT directory', () => {
     const again = await initJwtAuth(dir);
     assert.equal(again.created, false);
     assert.deepEqual([again.operatorPublicKey, again.accountPublicKey], [first.operatorPublicKey, first.accountPublicKey]);
-    assert.equal(/SU[A-Z2-7]+/.exec(readFileSync(again.serverCredsFile, 'utf8'))?.[0], /SU[A-Z2-7]+/.exec(serverCreds)?.[0], 'the server keeps its key');
+    assert.equal(/^SU[A-Z2-7]{56}$/m.exec(readFileSync(again.serverCredsFile, 'utf8'))?.[0], /^SU[A-Z2-7]{56}$/m.exec(serverCreds)?.[0], 'the server keeps its key');
     const account = decodeJwt<Account>(readFileSync(join(dir, JWT_FILES.accountJwt), 'utf8').trim());
     assert.ok(account.nats.revocations?.[revoked] !== undefined);
     assert.equal(account.nats.limits?.conn, -1, 'no account-wide connection cap (a missing limit is 0 for nats-server)');
@@ -55,6 +56,20 @@ describe('nats-auth: the JWT directory', () => {
     await assert.rejects(issueHostJwt(issuer, 'Web.1', key.getPublicKey()), InvalidHostIdError);
     await assert.rejects(issueHostJwt(issuer, 'web-1', 'UNOPE'), NatsAuthError);
     await assert.rejects(issueHostJwt(issuer, 'web-1', init.accountPublicKey), NatsAuthError, 'an account key is not a user key');
+  });
+
+  it('signs through node:crypto with the very bytes nkeys.js would, and JWTs verify alike', async () => {
+    const kp = createAccount();
+    const fast = nativeSigning(kp);
+    assert.notEqual(fast, kp, 'the raw seed is reachable (else the fallback is used)');
+    assert.equal(fast.getPublicKey(), kp.getPublicKey());
+    for (const text of ['', 'a', 'x'.repeat(1000)]) {
+      const data = new TextEncoder().encode(text);
+      assert.deepEqual(fast.sign(data), kp.sign(data));
+      assert.equal(kp.verify(data, fast.sign(data)), true);
+    }
+    assert.deepEqual(fast.getPrivateKey(), kp.getPrivateKey());
+    assert.deepEqual(fast.getSeed(), kp.getSeed(), 'everything else is the key pair itself');
   });
 
   it('names a directory never initialised, a damaged seed, and a creds file that is not one', async () => {

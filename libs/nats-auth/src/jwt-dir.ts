@@ -17,6 +17,7 @@
 // operator → account → user. Adding a host needs no reload; removing one
 // pushes a new account JWT with the host's key revoked, and every node of the
 // cluster disconnects it (full resolvers share account updates).
+import { createPrivateKey, sign as cryptoSign } from 'node:crypto';
 import { chmodSync, existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import {
@@ -217,6 +218,31 @@ export function renderResolverConfig(dir: string, resolverDir: string): string {
 }
 
 /** What the policy server needs to issue and revoke hosts' credentials. */
+/** DER header of a PKCS#8 Ed25519 private key; the 32-byte seed follows it. */
+const PKCS8_ED25519 = Buffer.from('302e020100300506032b657004220420', 'hex');
+
+/**
+ * The same key pair, signing through node:crypto. nkeys.js derives the key
+ * pair from the seed in pure JavaScript on every call (getPublicKey, sign):
+ * several scalar multiplications per JWT, about 200 ms on this loaded
+ * machine. Ed25519 signatures are deterministic, so the bytes are the same
+ * (the unit test compares them); @nats-io/jwt still builds and encodes the
+ * claims. Falls back to the key pair as it is if nkeys.js stops exposing the
+ * raw seed.
+ */
+export function nativeSigning(kp: KeyPair): KeyPair {
+  const raw = (kp as Partial<{ getRawSeed(): Uint8Array }>).getRawSeed?.();
+  if (!(raw instanceof Uint8Array) || raw.length !== 32) return kp;
+  const key = createPrivateKey({ key: Buffer.concat([PKCS8_ED25519, raw]), format: 'der', type: 'pkcs8' });
+  const publicKey = kp.getPublicKey();
+  let privateKey: Uint8Array | undefined;
+  const fast: KeyPair = Object.create(kp) as KeyPair;
+  fast.getPublicKey = () => publicKey;
+  fast.getPrivateKey = () => (privateKey ??= kp.getPrivateKey());
+  fast.sign = (data: Uint8Array) => new Uint8Array(cryptoSign(null, data, key));
+  return fast;
+}
+
 export interface JwtIssuer {
   accountPublicKey: string;
   accountSigning: KeyPair;
@@ -234,8 +260,8 @@ export function loadJwtIssuer(dir: string): JwtIssuer {
   }
   return {
     accountPublicKey: decode(readText(path(dir, 'accountJwt'), 'account JWT')).sub,
-    accountSigning: readKey(path(dir, 'accountSigningSeed'), 'A'),
-    operatorSigning: readKey(path(dir, 'operatorSigningSeed'), 'O'),
+    accountSigning: nativeSigning(readKey(path(dir, 'accountSigningSeed'), 'A')),
+    operatorSigning: nativeSigning(readKey(path(dir, 'operatorSigningSeed'), 'O')),
     sysCreds: bytes(readText(path(dir, 'sysCreds'), 'system creds')),
     operatorJwt: readText(path(dir, 'operatorJwt'), 'operator JWT'),
   };

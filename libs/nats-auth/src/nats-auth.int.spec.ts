@@ -421,7 +421,7 @@ function readLog(nats: NatsServer): string {
 }
 
 function publicKeyOfCreds(file: string): string {
-  const seed = /SU[A-Z2-7]{56}/.exec(readFileSync(file, 'utf8'))?.[0];
+  const seed = /^SU[A-Z2-7]{56}$/m.exec(readFileSync(file, 'utf8'))?.[0];
   assert.ok(seed, `${file} holds a user seed`);
   return fromSeed(new TextEncoder().encode(seed)).getPublicKey();
 }
