@@ -17,7 +17,7 @@ import { createTestCa, freePort, issueCert, ManagedProcess, NatsServer, Postgres
 import type { AgentStatus, HostView } from '@cgfence/proto';
 import { LoopbackUpstream } from '../dns/testing/loopback-upstream';
 import { CGFENCE, exec, Ran, stopChild } from './agent-harness';
-import { BRIDGE_ADDRESS, LabHost, NetnsLab } from './netns-lab';
+import { LabHost, NetnsLab, randomLabSubnet } from './netns-lab';
 
 const POLICY_SERVER = join(__dirname, '..', '..', '..', '..', 'policy-server', 'dist', 'src', 'main.js');
 
@@ -111,23 +111,25 @@ describe('enrollment end to end over TLS (real CLI, real agents in network names
 
   before(async () => {
     dir = mkdtempSync(join(tmpdir(), 'cgfence-enroll-e2e-'));
-    lab = NetnsLab.create(3);
+    // A subnet of its own: other engineers' and CI's labs on the default one may run at the same time.
+    lab = NetnsLab.create(3, { subnet: randomLabSubnet() });
+    const bridge = lab.bridgeAddress;
     const authority = createTestCa(join(dir, 'ca'));
     caFile = authority.caFile;
     ca = readFileSync(caFile, 'utf8');
     // nats.js checks a server reached by IP address against the name "localhost" (it sets no TLS server name for an IP):
     // the NATS certificate carries both (docs/operations.md: use DNS names in production).
-    const natsCert = issueCert(authority, 'nats', [BRIDGE_ADDRESS, '127.0.0.1', 'localhost']);
-    const httpsCert = issueCert(authority, 'policy', [BRIDGE_ADDRESS, '127.0.0.1']);
+    const natsCert = issueCert(authority, 'nats', [bridge, '127.0.0.1', 'localhost']);
+    const httpsCert = issueCert(authority, 'policy', [bridge, '127.0.0.1']);
     const jwtDir = join(dir, 'nats-jwt');
     const init = await exec(process.execPath, [CGFENCE, 'nats', 'init-jwt', '--dir', jwtDir, '--resolver-dir', join(dir, 'resolver'), '--nats-conf', join(dir, 'nats', 'nats.conf')]);
     assert.equal(init.code, 0, init.stderr);
     assert.match(init.stdout, /CGFENCE_NATS_CREDS=/);
     pg = await PostgresServer.start({ dir: join(dir, 'pg'), fast: true });
-    nats = await NatsServer.start({ dir: join(dir, 'nats'), host: BRIDGE_ADDRESS, tls: { ...natsCert, caFile }, include: [join(jwtDir, 'resolver.conf')] });
-    upstream = await LoopbackUpstream.start((name) => (name.toLowerCase().replace(/\.$/, '').endsWith('.test') ? { A: ['192.0.2.10'] } : undefined), BRIDGE_ADDRESS);
+    nats = await NatsServer.start({ dir: join(dir, 'nats'), host: bridge, tls: { ...natsCert, caFile }, include: [join(jwtDir, 'resolver.conf')] });
+    upstream = await LoopbackUpstream.start((name) => (name.toLowerCase().replace(/\.$/, '').endsWith('.test') ? { A: ['192.0.2.10'] } : undefined), bridge);
     const port = await freePort();
-    api = `https://${BRIDGE_ADDRESS}:${port}`;
+    api = `https://${bridge}:${port}`;
     server = await startPolicyServer({
       main: POLICY_SERVER,
       port,
@@ -138,7 +140,7 @@ describe('enrollment end to end over TLS (real CLI, real agents in network names
       env: {
         ...process.env,
         CGFENCE_DATABASE_URL: await pg.createDatabase('enroll_e2e'),
-        CGFENCE_HTTP_HOST: BRIDGE_ADDRESS,
+        CGFENCE_HTTP_HOST: bridge,
         CGFENCE_STATE_DIR: join(dir, 'server'),
         CGFENCE_NATS_URL: nats.url(),
         CGFENCE_NATS_CREDS: join(jwtDir, 'server.creds'),
