@@ -189,6 +189,11 @@ describe('Agent in fleet mode', () => {
     assert.equal(view().agent.status().policy.version, 'prod-deny v2', 'the last good policy stays in force meanwhile');
     await nats.restart();
     await waitFor('the link up again in the metrics', () => linked(1), 20_000);
+    // The stand-in policy server's own connection comes back on its own schedule.
+    await waitFor('the stand-in server back on NATS', async () => {
+      await server.nc.flush();
+      return true;
+    }, 20_000);
 
     const v3 = makeBundle(key, { text: 'evil.example\nafter-restart.example\n10.68.0.0/16\n', version: 3 });
     const d = makeDesired(key, { revision: 4, baseline: v3 });
