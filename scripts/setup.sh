@@ -26,6 +26,10 @@ have dig || need+=(dnsutils)
 have python3 || need+=(python3)
 have setpriv || need+=(util-linux)
 have curl || need+=(curl)
+# Test certificate authorities (NATS and HTTPS TLS in the tests and the local fleet).
+have openssl || need+=(openssl)
+# systemd-analyze verify checks the shipped systemd units in the tests.
+have systemd-analyze || need+=(systemd)
 # The benchmarks' peers (npm run bench sets CGFENCE_SETUP_BENCH=1).
 if [ "${CGFENCE_SETUP_BENCH:-0}" = 1 ]; then
   have dnsperf || need+=(dnsperf)

@@ -5,6 +5,7 @@ import { blocklistReplayCommand, eventsCommand, runsCommand } from './commands/e
 import { fleetCommand, hostsCommand } from './commands/fleet';
 import { localCommand } from './commands/local';
 import { natsCommand } from './commands/nats';
+import { enrollTokenCommand, removeHostCommand } from './commands/enroll';
 import { rolloutCommand } from './commands/rollout';
 import { tokenCommand } from './commands/token';
 import { DEFAULT_SERVER } from './context';
@@ -18,13 +19,14 @@ export function buildProgram(): Command {
     .addOption(new Option('-s, --server <url>', 'policy server URL').env('CGFENCE_SERVER').default(DEFAULT_SERVER))
     .addOption(new Option('-t, --token <secret>', 'API token').env('CGFENCE_TOKEN'))
     .addOption(new Option('--token-file <path>', 'read the API token from a file').env('CGFENCE_TOKEN_FILE'))
+    .addOption(new Option('--ca <file>', "PEM CA the policy server's HTTPS certificate must chain to").env('CGFENCE_CA'))
     .option('--json', 'machine-readable JSON output', false)
     .showHelpAfterError('(add --help for usage)')
     .enablePositionalOptions(false);
   program.addCommand(blocklistCommand().addCommand(blocklistReplayCommand()));
   program.addCommand(tokenCommand());
   program.addCommand(auditCommand());
-  program.addCommand(hostsCommand());
+  program.addCommand(hostsCommand().addCommand(enrollTokenCommand()).addCommand(removeHostCommand()));
   program.addCommand(fleetCommand());
   program.addCommand(rolloutCommand());
   program.addCommand(eventsCommand());

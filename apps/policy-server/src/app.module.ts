@@ -14,6 +14,7 @@ import { SERVER_CONFIG, ServerConfig } from './config/config';
 import { EventStoreModule } from './event-store/event-store.module';
 import { EventsModule } from './events/events.module';
 import { FleetModule } from './fleet/fleet.module';
+import { EnrollmentModule } from './enrollment/enrollment.module';
 import { HealthController } from './health/health.controller';
 import { MetricsModule } from './metrics/metrics.module';
 
@@ -46,6 +47,7 @@ export class AppModule implements NestModule {
         BlocklistsModule,
         AuditModule,
         FleetModule,
+        EnrollmentModule,
         EventsModule,
       ],
       controllers: [HealthController],

@@ -1,4 +1,5 @@
 import 'reflect-metadata';
+import { readFileSync } from 'node:fs';
 import { INestApplication } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
 import { NestExpressApplication } from '@nestjs/platform-express';
@@ -32,6 +33,8 @@ export async function createServer(config: ServerConfig, opts: { listen?: boolea
   const app = await NestFactory.create<NestExpressApplication>(AppModule.forRoot(config, logger), {
     logger: new PinoNestLogger(logger),
     bodyParser: false,
+    // HTTPS when CGFENCE_TLS_CERT/KEY are set (enrollment hands out credentials: never over plain HTTP across a network).
+    ...(config.tls ? { httpsOptions: { cert: readFileSync(config.tls.certFile), key: readFileSync(config.tls.keyFile) } } : {}),
   });
   app.use(json({ limit: config.maxBody }));
   app.use(text({ type: 'text/plain', limit: config.maxBody }));
@@ -71,7 +74,7 @@ export async function createServer(config: ServerConfig, opts: { listen?: boolea
     await app.listen(config.httpPort, config.httpHost);
     const addr = app.getHttpServer().address();
     const port = typeof addr === 'object' && addr ? addr.port : config.httpPort;
-    url = `http://${config.httpHost.includes(':') ? `[${config.httpHost}]` : config.httpHost}:${port}`;
+    url = `${config.tls ? 'https' : 'http'}://${config.httpHost.includes(':') ? `[${config.httpHost}]` : config.httpHost}:${port}`;
   }
   return { app, url, logger, bootstrapSecret, close: () => app.close() };
 }

@@ -18,6 +18,36 @@ export interface NatsOptions {
   include?: string[];
   /** Address to listen on (default 127.0.0.1); e.g. a bridge address that test network namespaces reach. */
   host?: string;
+  /** Serve clients (and cluster routes) over TLS with this certificate; url() is then tls://. */
+  tls?: NatsTls;
+  /** Join a cluster: this node's route port and every node's route port (its own included). */
+  cluster?: { name: string; port: number; routePorts: number[] };
+  /** server_name (default cgfence-<port>); must be unique in a cluster. */
+  serverName?: string;
+}
+
+export interface NatsTls {
+  certFile: string;
+  keyFile: string;
+  /** The CA cluster routes verify each other against. */
+  caFile: string;
+}
+
+/** The nats-server configuration lines for TLS on client connections and, in a cluster, on routes. */
+export function natsTlsConfig(tls: NatsTls, indent = ''): string {
+  return `${indent}tls { cert_file: ${JSON.stringify(resolve(tls.certFile))}, key_file: ${JSON.stringify(resolve(tls.keyFile))}, ca_file: ${JSON.stringify(resolve(tls.caFile))}, timeout: 5 }`;
+}
+
+function clusterConfig(host: string, c: NonNullable<NatsOptions['cluster']>, tls: NatsTls | undefined): string {
+  const routes = c.routePorts.filter((p) => p !== c.port).map((p) => JSON.stringify(`nats-route://${host}:${p}`));
+  return [
+    'cluster {',
+    `  name: ${JSON.stringify(c.name)}`,
+    `  listen: "${host}:${c.port}"`,
+    `  routes: [${routes.join(', ')}]`,
+    ...(tls ? [natsTlsConfig({ ...tls }, '  ').replace('timeout: 5', 'timeout: 5, verify: true')] : []),
+    '}',
+  ].join('\n');
 }
 
 /**
@@ -51,6 +81,7 @@ export class NatsServer {
     private readonly configFile: string,
     proc: ManagedProcess,
     readonly host: string,
+    readonly tls = false,
   ) {
     this.proc = proc;
   }
@@ -64,14 +95,16 @@ export class NatsServer {
       configFile,
       [
         `listen: "${opts.host ?? '127.0.0.1'}:${port}"`,
-        `server_name: "cgfence-${port}"`,
+        `server_name: ${JSON.stringify(opts.serverName ?? `cgfence-${port}`)}`,
+        ...(opts.tls ? [natsTlsConfig(opts.tls)] : []),
+        ...(opts.cluster ? [clusterConfig(opts.host ?? '127.0.0.1', opts.cluster, opts.tls)] : []),
         `jetstream { store_dir: ${JSON.stringify(storeDir)}, max_memory_store: 256MB, max_file_store: 4GB }`,
         `max_payload: 8MB`,
         ...(opts.include ?? []).map((f) => includeLine(configFile, f)),
         opts.extraConfig ?? '',
       ].join('\n'),
     );
-    const server = new NatsServer(opts.dir, port, configFile, NatsServer.spawn(opts.dir, configFile), opts.host ?? '127.0.0.1');
+    const server = new NatsServer(opts.dir, port, configFile, NatsServer.spawn(opts.dir, configFile), opts.host ?? '127.0.0.1', opts.tls !== undefined);
     await server.ready();
     return server;
   }
@@ -95,7 +128,7 @@ export class NatsServer {
   }
 
   url(): string {
-    return `nats://${this.host}:${this.port}`;
+    return `${this.tls ? 'tls' : 'nats'}://${this.host}:${this.port}`;
   }
 
   private log(): string {
@@ -139,4 +172,99 @@ export class NatsServer {
   async stop(): Promise<void> {
     await this.proc.stop();
   }
+
+  /** Kills the server at once (SIGKILL), as a crash or a lost machine would. start() brings it back. */
+  async kill(): Promise<void> {
+    await this.proc.kill();
+  }
+
+  /** Starts a stopped or killed server again (same port, same data). */
+  async start(): Promise<void> {
+    if (this.proc.running) return;
+    this.proc = NatsServer.spawn(this.dir, this.configFile);
+    await this.ready();
+  }
+
+  /** The configuration file nats-server runs with. */
+  get config(): string {
+    return this.configFile;
+  }
+}
+
+export interface NatsClusterOptions {
+  /** Parent directory; node i lives in <dir>/n<i>. */
+  dir: string;
+  /** Number of nodes (default 3). */
+  size?: number;
+  tls?: NatsTls;
+  /** Extra configuration for node i (e.g. JWT authorization with a resolver directory of its own). */
+  extraConfig?: (node: number, nodeDir: string) => string;
+  include?: string[];
+  /** Client ports of the nodes (default: free ones). */
+  clientPorts?: number[];
+}
+
+/** A nats-server cluster with JetStream on loopback: every node routes to every other. */
+export class NatsCluster {
+  private constructor(readonly nodes: NatsServer[]) {}
+
+  static async start(opts: NatsClusterOptions): Promise<NatsCluster> {
+    const size = opts.size ?? 3;
+    const clientPorts: number[] = [...(opts.clientPorts ?? [])];
+    const routePorts: number[] = [];
+    while (clientPorts.length < size) {
+      const p = await freePort();
+      if (!clientPorts.includes(p) && !routePorts.includes(p)) clientPorts.push(p);
+    }
+    while (routePorts.length < size) {
+      const p = await freePort();
+      if (!clientPorts.includes(p) && !routePorts.includes(p)) routePorts.push(p);
+    }
+    const name = `cgfence-${clientPorts[0]}`;
+    const nodes = await Promise.all(
+      clientPorts.map((port, i) => {
+        const dir = join(opts.dir, `n${i}`);
+        mkdirSync(dir, { recursive: true });
+        return NatsServer.start({
+          dir,
+          port,
+          serverName: `${name}-n${i}`,
+          tls: opts.tls,
+          include: opts.include,
+          cluster: { name, port: routePorts[i]!, routePorts },
+          extraConfig: opts.extraConfig?.(i, dir),
+        });
+      }),
+    );
+    const cluster = new NatsCluster(nodes);
+    await cluster.waitForJetStream();
+    return cluster;
+  }
+
+  /** Every node's client URL, comma-separated (as the agents' --server takes them). */
+  urls(): string[] {
+    return this.nodes.map((n) => n.url());
+  }
+
+  /**
+   * Waits until the cluster has a JetStream meta leader (the nodes' logs say
+   * so): before then, stream creation fails with "JetStream not available".
+   */
+  async waitForJetStream(timeoutMs = 30_000): Promise<void> {
+    await waitFor(
+      'the NATS cluster to elect a JetStream meta leader',
+      () => this.nodes.some((n) => /JetStream cluster new metadata leader|Self is new JetStream cluster metadata leader/.test(readLog(n.dir))),
+      timeoutMs,
+      100,
+    );
+  }
+
+  async stop(): Promise<void> {
+    await Promise.allSettled(this.nodes.map((n) => n.stop()));
+  }
+}
+
+function readLog(dir: string): string {
+  const file = join(dir, 'nats.log');
+  return existsSync(file) ? readFileSync(file, 'latin1') : '';
 }

@@ -1,4 +1,5 @@
 import { existsSync, readFileSync } from 'node:fs';
+import { Agent, fetch as undiciFetch } from 'undici';
 import { waitFor } from './ports';
 import { ManagedProcess } from './process';
 
@@ -14,6 +15,10 @@ export interface PolicyServerProcessOptions {
   /** Also wait until its NATS connection is up (/ready says nats: connected). */
   nats?: boolean;
   name?: string;
+  /** Where /ready is asked (default http://127.0.0.1:PORT): e.g. https://ADDRESS:PORT when it serves HTTPS on another address. */
+  baseUrl?: string;
+  /** PEM CA its HTTPS certificate chains to. */
+  ca?: string;
 }
 
 /**
@@ -24,7 +29,9 @@ export async function startPolicyServer(o: PolicyServerProcessOptions): Promise<
   const p = ManagedProcess.start(o.name ?? 'policy-server', process.execPath, [o.main, 'serve'], o.log, {
     env: { ...o.env, CGFENCE_HTTP_PORT: String(o.port) },
   });
-  const ready = `http://127.0.0.1:${o.port}/ready`;
+  const ready = `${o.baseUrl ?? `http://127.0.0.1:${o.port}`}/ready`;
+  const dispatcher = o.ca === undefined ? undefined : new Agent({ connect: { ca: o.ca } });
+  const get = (url: string) => (dispatcher ? undiciFetch(url, { dispatcher }) : fetch(url));
   let exited = false;
   try {
     await waitFor(`the policy server (${ready}${o.nats ? ', NATS connected' : ''})`, async () => {
@@ -32,13 +39,15 @@ export async function startPolicyServer(o: PolicyServerProcessOptions): Promise<
         exited = true;
         return true;
       }
-      const res = await fetch(ready).catch(() => undefined);
+      const res = await get(ready).catch(() => undefined);
       if (res?.ok !== true) return false;
       return !o.nats || ((await res.json()) as { nats?: string }).nats === 'connected';
     }, 60_000);
   } catch (err) {
     await p.stop();
     throw err;
+  } finally {
+    void dispatcher?.close();
   }
   if (exited) {
     const tail = existsSync(o.log) ? readFileSync(o.log, 'utf8').slice(-3000) : '(no log)';

@@ -23,6 +23,21 @@ export {
   renderAuthorization,
 } from './render';
 export type { AuthUsers, Permissions } from './render';
-export { natsConnectOptions } from './connect';
-export type { NatsAuthOptions } from './connect';
+export { natsConnectOptions, natsTlsOptions, readCreds } from './connect';
+export type { NatsAuthOptions, NatsCredentialSource } from './connect';
+export {
+  CGFENCE_ACCOUNT_NAME,
+  JWT_FILES,
+  assertUserPublicKey,
+  decodeJwt,
+  formatCreds,
+  initJwtAuth,
+  issueHostJwt,
+  loadJwtIssuer,
+  newUserKey,
+  renderResolverConfig,
+  revokedAccountJwt,
+} from './jwt-dir';
+export type { JwtInitResult, JwtIssuer, KeyPair } from './jwt-dir';
+export { CLAIMS_UPDATE_SUBJECT, lookupAccountJwt, pushAccountJwt, revokeUsers } from './jwt-push';
 export { reloadNats } from './reload';

@@ -1,14 +1,30 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { copyFileSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { copyFileSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { AuthorizationError, connect, PermissionViolationError, type NatsConnection, type Status } from '@nats-io/transport-node';
 import { jetstream, jetstreamManager } from '@nats-io/jetstream';
-import { createUser } from '@nats-io/nkeys';
-import { NatsServer, waitFor } from '@cgfence/devservices';
+import { createUser, fromSeed } from '@nats-io/nkeys';
+import { createAccount as createAccountKey, createUser as createUserKey, encodeUser, fmtCreds } from '@nats-io/jwt';
+import { createTestCa, issueCert, NatsServer, waitFor, type NatsOptions } from '@cgfence/devservices';
 import { FLEET_STREAM, FLEET_SUBJECTS, hostOfSubject, SERVER_PATTERNS, SERVER_QUEUE } from '@cgfence/proto';
-import { addHost, authConfigFile, initAuth, natsConnectOptions, removeHost } from './index';
+import {
+  addHost,
+  authConfigFile,
+  formatCreds,
+  initAuth,
+  initJwtAuth,
+  issueHostJwt,
+  JWT_FILES,
+  loadJwtIssuer,
+  natsConnectOptions,
+  newUserKey,
+  removeHost,
+  renderResolverConfig,
+  revokeUsers,
+  type NatsCredentialSource,
+} from './index';
 
 interface Client {
   nc: NatsConnection;
@@ -45,21 +61,93 @@ function violationOf(err: unknown): PermissionViolationError {
 const isAuthorizationViolation = (err: unknown): boolean =>
   err instanceof AuthorizationError || (err instanceof Error && /authorization violation/i.test(err.message));
 
-describe('nats-auth against a real nats-server', () => {
+/**
+ * How a suite gets credentials: today's nkeys listed in auth.conf, or
+ * decentralized JWTs (operator mode, full resolver) over TLS.
+ */
+interface AuthMode {
+  name: string;
+  /** nats-server options, and the policy server's credentials. */
+  setup(root: string): Promise<{ nats: Partial<NatsOptions>; server: NatsCredentialSource }>;
+  /** Gives host `hostId` credentials; returns them. */
+  addHost(hostId: string): Promise<NatsCredentialSource>;
+  /** Credentials of no known identity (a random key, or a JWT from a foreign account). */
+  stranger(root: string): Promise<NatsCredentialSource>;
+}
+
+const NKEY_MODE = (() => {
+  let authDir = '';
+  const mode: AuthMode = {
+    name: 'nkeys in auth.conf',
+    async setup(root) {
+      authDir = join(root, 'auth');
+      const init = initAuth(authDir);
+      return { nats: { include: [authConfigFile(authDir)] }, server: { seedFile: init.serverSeedFile } };
+    },
+    async addHost(hostId) {
+      return { seedFile: addHost(authDir, hostId).seedFile };
+    },
+    async stranger(root) {
+      const file = join(root, 'stranger.nk');
+      writeFileSync(file, new TextDecoder().decode(createUser().getSeed()), { mode: 0o600 });
+      return { seedFile: file };
+    },
+  };
+  return { mode, dir: () => authDir };
+})();
+
+const JWT_MODE = (() => {
+  let authDir = '';
+  let caFile = '';
+  let root = '';
+  const mode: AuthMode = {
+    name: 'JWTs (operator mode, full resolver) over TLS',
+    async setup(r) {
+      root = r;
+      authDir = join(root, 'jwt');
+      const init = await initJwtAuth(authDir);
+      const ca = createTestCa(join(root, 'ca'));
+      caFile = ca.caFile;
+      const cert = issueCert(ca, 'nats', ['localhost', '127.0.0.1']);
+      return {
+        nats: { tls: { ...cert, caFile: ca.caFile }, extraConfig: renderResolverConfig(authDir, join(root, 'resolver')) },
+        server: { credsFile: init.serverCredsFile, caFile },
+      };
+    },
+    async addHost(hostId) {
+      const user = newUserKey();
+      const jwt = await issueHostJwt(loadJwtIssuer(authDir), hostId, user.getPublicKey());
+      const file = join(root, `${hostId}-${user.getPublicKey().slice(0, 8)}.creds`);
+      writeFileSync(file, formatCreds(jwt, user), { mode: 0o600 });
+      return { credsFile: file, caFile };
+    },
+    async stranger(r) {
+      // A well-formed user JWT for a's subjects, signed by an account nats-server does not know.
+      const user = createUserKey();
+      const jwt = await encodeUser('host-a', user, createAccountKey(), { pub: { allow: ['>'] }, sub: { allow: ['>'] } });
+      const file = join(r, 'stranger.creds');
+      writeFileSync(file, fmtCreds(jwt, user), { mode: 0o600 });
+      return { credsFile: file, caFile };
+    },
+  };
+  return { mode, dir: () => authDir, ca: () => caFile, root: () => root };
+})();
+
+function permissionSuite(mode: AuthMode, modeSpecific: (ctx: SuiteContext) => void): void {
+describe(`nats-auth against a real nats-server: ${mode.name}`, () => {
   const root = mkdtempSync(join(tmpdir(), 'cgfence-nats-auth-int-'));
-  const authDir = join(root, 'auth');
   let nats: NatsServer;
-  let serverSeed: string;
-  const seeds: Record<string, string> = {};
+  let serverCreds: NatsCredentialSource;
+  const seeds: Record<string, NatsCredentialSource> = {};
   let server: Client;
   let a: Client;
   let b: Client;
   const clients: Client[] = [];
 
-  async function connectAs(seedFile: string, hostId?: string): Promise<Client> {
+  async function connectAs(src: NatsCredentialSource, hostId?: string): Promise<Client> {
     const nc = await connect({
       servers: nats.url(),
-      ...natsConnectOptions({ seedFile, hostId }),
+      ...natsConnectOptions({ ...src, hostId }),
       reconnectTimeWait: 200,
       maxReconnectAttempts: 10,
     });
@@ -72,10 +160,11 @@ describe('nats-auth against a real nats-server', () => {
   }
 
   before(async () => {
-    serverSeed = initAuth(authDir).serverSeedFile;
-    for (const h of ['a', 'b']) seeds[h] = addHost(authDir, h).seedFile;
-    nats = await NatsServer.start({ dir: join(root, 'nats'), include: [authConfigFile(authDir)] });
-    server = await connectAs(serverSeed);
+    const setup = await mode.setup(root);
+    serverCreds = setup.server;
+    for (const h of ['a', 'b']) seeds[h] = await mode.addHost(h);
+    nats = await NatsServer.start({ dir: join(root, 'nats'), ...setup.nats });
+    server = await connectAs(serverCreds);
     a = await connectAs(seeds.a!, 'a');
     b = await connectAs(seeds.b!, 'b');
   });
@@ -145,7 +234,8 @@ describe('nats-auth against a real nats-server', () => {
   });
 
   it('(c) a host on the default inbox prefix gets no replies: its inbox subscription is refused', async () => {
-    const nc = await connect({ servers: nats.url(), authenticator: natsConnectOptions({ seedFile: seeds.a!, hostId: 'a' }).authenticator });
+    const { authenticator, tls } = natsConnectOptions({ ...seeds.a!, hostId: 'a' });
+    const nc = await connect({ servers: nats.url(), authenticator, tls });
     clients.push({ nc, statuses: [] });
     const sync = server.nc.subscribe(SERVER_PATTERNS.sync, { callback: (_err, m) => void m.respond('doc') });
     await server.nc.flush();
@@ -188,15 +278,47 @@ describe('nats-auth against a real nats-server', () => {
     });
   });
 
+  modeSpecific({
+    root,
+    nats: () => nats,
+    server: () => server,
+    a: () => a,
+    b: () => b,
+    seeds,
+    connectAs,
+  });
+
+  it('(f) refuses an unknown key and a connection without credentials', async () => {
+    const stranger = await mode.stranger(root);
+    await assert.rejects(connectAs(stranger, 'a'), isAuthorizationViolation);
+    await assert.rejects(connectAs(stranger), isAuthorizationViolation);
+    const { tls } = natsConnectOptions({ ...serverCreds });
+    await assert.rejects(connect({ servers: nats.url(), tls }), isAuthorizationViolation);
+  });
+});
+}
+
+interface SuiteContext {
+  root: string;
+  nats: () => NatsServer;
+  server: () => Client;
+  a: () => Client;
+  b: () => Client;
+  seeds: Record<string, NatsCredentialSource>;
+  connectAs: (src: NatsCredentialSource, hostId?: string) => Promise<Client>;
+}
+
+permissionSuite(NKEY_MODE.mode, ({ root, nats: natsOf, server: serverOf, a: aOf, b: bOf, seeds, connectAs }) => {
   it('(e) takes a host added live after a reload; rotation and removal lock the old key out at the reload', async () => {
+    const [server, nats, a, b] = [serverOf(), natsOf(), aOf(), bOf()];
     const reports: string[] = [];
     const sub = server.nc.subscribe(SERVER_PATTERNS.report, { callback: (_err, m) => void reports.push(m.subject) });
     await server.nc.flush();
 
-    const c = addHost(authDir, 'c');
-    await assert.rejects(connectAs(c.seedFile, 'c'), isAuthorizationViolation, 'a key nats-server has not loaded yet');
+    const c = addHost(NKEY_MODE.dir(), 'c');
+    await assert.rejects(connectAs({ seedFile: c.seedFile }, 'c'), isAuthorizationViolation, 'a key nats-server has not loaded yet');
     await nats.reload();
-    const cc = await connectAs(c.seedFile, 'c');
+    const cc = await connectAs({ seedFile: c.seedFile }, 'c');
     cc.nc.publish(FLEET_SUBJECTS.report('c'), 'hello');
     await cc.nc.flush();
     await eventually("c's report", () => reports.includes(FLEET_SUBJECTS.report('c')));
@@ -204,10 +326,10 @@ describe('nats-auth against a real nats-server', () => {
     // Rotation: the old key stops working; the open connection re-reads its seed file and comes back with the new one.
     const oldSeed = join(root, 'c-old.nk');
     copyFileSync(c.seedFile, oldSeed);
-    const rotated = addHost(authDir, 'c', { rotate: true });
+    const rotated = addHost(NKEY_MODE.dir(), 'c', { rotate: true });
     assert.notEqual(rotated.publicKey, c.publicKey);
     await nats.reload();
-    await assert.rejects(connectAs(oldSeed, 'c'), isAuthorizationViolation, 'the old key after rotation');
+    await assert.rejects(connectAs({ seedFile: oldSeed }, 'c'), isAuthorizationViolation, 'the old key after rotation');
     await eventually('c to be disconnected and reconnect with its new key', () =>
       cc.statuses.some((s) => s.type === 'disconnect') && cc.statuses.some((s) => s.type === 'reconnect'));
     reports.length = 0;
@@ -217,21 +339,90 @@ describe('nats-auth against a real nats-server', () => {
 
     // Removal: b's open connection is closed and b cannot come back.
     const bSeed = join(root, 'b-old.nk');
-    copyFileSync(seeds.b!, bSeed);
-    assert.equal(removeHost(authDir, 'b'), true);
+    copyFileSync(seeds.b!.seedFile!, bSeed);
+    assert.equal(removeHost(NKEY_MODE.dir(), 'b'), true);
     await nats.reload();
     await within("b's connection to be closed", b.nc.closed(), 10_000);
-    await assert.rejects(connectAs(bSeed, 'b'), isAuthorizationViolation, 'a removed host');
+    await assert.rejects(connectAs({ seedFile: bSeed }, 'b'), isAuthorizationViolation, 'a removed host');
     // a is untouched by all of it
     assert.equal(a.nc.isClosed(), false);
     sub.unsubscribe();
   });
+});
 
-  it('(f) refuses an unknown key and a connection without credentials', async () => {
-    const stranger = join(root, 'stranger.nk');
-    writeFileSync(stranger, new TextDecoder().decode(createUser().getSeed()), { mode: 0o600 });
-    await assert.rejects(connectAs(stranger, 'a'), isAuthorizationViolation);
-    await assert.rejects(connectAs(stranger), isAuthorizationViolation);
-    await assert.rejects(connect({ servers: nats.url() }), isAuthorizationViolation);
+permissionSuite(JWT_MODE.mode, (ctx) => {
+  it('(e) takes a host issued live with no reload; revocation disconnects it at once and refuses it after', async () => {
+    const server = ctx.server();
+    const reports: string[] = [];
+    const sub = server.nc.subscribe(SERVER_PATTERNS.report, { callback: (_err, m) => void reports.push(m.subject) });
+    await server.nc.flush();
+    const reloadsBefore = readLog(ctx.nats()).split('Reloaded server configuration').length;
+
+    const c = await JWT_MODE.mode.addHost('c');
+    const cc = await ctx.connectAs(c, 'c');
+    cc.nc.publish(FLEET_SUBJECTS.report('c'), 'hello');
+    cc.nc.publish(FLEET_SUBJECTS.report('a'), 'c pretending to be a');
+    await cc.nc.flush();
+    await eventually("c's report", () => reports.includes(FLEET_SUBJECTS.report('c')));
+    await eventually("c's permissions violation", () => violations(cc, 'publish', FLEET_SUBJECTS.report('a')).length === 1);
+
+    // Revocation, as the policy server does it: the account JWT with b's key revoked, pushed through the system account.
+    const issuer = loadJwtIssuer(JWT_MODE.dir());
+    const sysNc = await connect({ servers: ctx.nats().url(), ...natsConnectOptions({ credsFile: join(JWT_MODE.dir(), JWT_FILES.sysCreds), caFile: JWT_MODE.ca() }) });
+    const bKey = publicKeyOfCreds(ctx.seeds.b!.credsFile!);
+    const started = Date.now();
+    await revokeUsers(sysNc, issuer, [bKey], new Date());
+    await within("b's connection to be closed", ctx.b().nc.closed(), 10_000);
+    assert.ok(Date.now() - started < 5000, `disconnected within seconds (${Date.now() - started} ms)`);
+    await assert.rejects(ctx.connectAs(ctx.seeds.b!, 'b'), isAuthorizationViolation, 'a revoked host');
+    // A later revocation keeps the earlier ones (the account JWT is read back, not rebuilt).
+    const d = await JWT_MODE.mode.addHost('d');
+    await ctx.connectAs(d, 'd');
+    await revokeUsers(sysNc, issuer, [publicKeyOfCreds(d.credsFile!)], new Date());
+    await assert.rejects(ctx.connectAs(ctx.seeds.b!, 'b'), isAuthorizationViolation, 'b stays revoked');
+    await assert.rejects(ctx.connectAs(d, 'd'), isAuthorizationViolation, 'd revoked too');
+    // Re-enrolled with a new key, b is welcome again.
+    const b2 = await JWT_MODE.mode.addHost('b');
+    const bb = await ctx.connectAs(b2, 'b');
+    assert.equal(bb.nc.isClosed(), false);
+    // a and c untouched, and nats-server was never reloaded.
+    assert.equal(ctx.a().nc.isClosed(), false);
+    assert.equal(cc.nc.isClosed(), false);
+    assert.equal(readLog(ctx.nats()).split('Reloaded server configuration').length, reloadsBefore);
+    await sysNc.close();
+    sub.unsubscribe();
+  });
+
+  it('(g) a host cannot pass off a JWT it signed itself, nor reach the system account', async () => {
+    // c's own seed signing a JWT with wide permissions: the issuer is not the account, so it is refused.
+    const self = newUserKey();
+    const forged = await encodeUser('host-x', self, createAccountKey(), { pub: { allow: ['>'] }, sub: { allow: ['>'] } }, {});
+    const file = join(ctx.root, 'forged.creds');
+    writeFileSync(file, fmtCreds(forged, self), { mode: 0o600 });
+    await assert.rejects(ctx.connectAs({ credsFile: file, caFile: JWT_MODE.ca() }), isAuthorizationViolation);
+    const a = ctx.a();
+    const sub = a.nc.subscribe('$SYS.>');
+    const closed = await within('the $SYS subscription to be refused', sub.closed);
+    assert.ok(closed instanceof PermissionViolationError, String(closed));
+  });
+
+  it('(h) refuses a client that does not use TLS', async () => {
+    const { authenticator } = natsConnectOptions({ ...ctx.seeds.a!, hostId: 'a' });
+    await assert.rejects(connect({ servers: ctx.nats().url().replace('tls://', 'nats://'), authenticator, tls: null, maxReconnectAttempts: 0 }));
   });
 });
+
+function readLog(nats: NatsServer): string {
+  try {
+    return readFileSync(join(nats.dir, 'nats.log'), 'latin1');
+  } catch {
+    return '';
+  }
+}
+
+function publicKeyOfCreds(file: string): string {
+  const seed = /^SU[A-Z2-7]{56}$/m.exec(readFileSync(file, 'utf8'))?.[0];
+  assert.ok(seed, `${file} holds a user seed`);
+  return fromSeed(new TextEncoder().encode(seed)).getPublicKey();
+}
+

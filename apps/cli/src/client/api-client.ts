@@ -1,14 +1,30 @@
+import { Agent, fetch as undiciFetch } from 'undici';
 import type { ErrorBody } from '@cgfence/proto';
 import { CliError } from '../errors';
 
 export interface ClientOptions {
   server: string;
   token?: string;
+  /** PEM CA the policy server's HTTPS certificate must chain to (--ca); default: the system's CAs. */
+  ca?: string;
+}
+
+type Fetch = (url: URL, init: { method: string; headers: Record<string, string>; body?: string }) => Promise<Response>;
+
+/** fetch, verifying HTTPS against `ca` when given (undici's Agent: Node's global fetch takes no CA). */
+export function fetcherFor(ca: string | undefined): Fetch {
+  if (ca === undefined) return (url, init) => fetch(url, init);
+  const dispatcher = new Agent({ connect: { ca } });
+  return (url, init) => undiciFetch(url, { ...init, dispatcher }) as unknown as Promise<Response>;
 }
 
 /** A thin HTTP client of the policy server's REST API. */
 export class ApiClient {
-  constructor(private readonly opts: ClientOptions) {}
+  private readonly fetch: Fetch;
+
+  constructor(private readonly opts: ClientOptions) {
+    this.fetch = fetcherFor(opts.ca);
+  }
 
   get<T>(path: string): Promise<T> {
     return this.request<T>('GET', path);
@@ -30,6 +46,11 @@ export class ApiClient {
     return this.request<void>('DELETE', path);
   }
 
+  /** DELETE whose answer has a body. */
+  deleteJson<T>(path: string): Promise<T> {
+    return this.request<T>('DELETE', path);
+  }
+
   private async request<T>(method: string, path: string, body?: { type: string; data: string }, expect: 'json' | 'text' = 'json'): Promise<T> {
     const url = new URL(path, this.opts.server.endsWith('/') ? this.opts.server : `${this.opts.server}/`);
     const headers: Record<string, string> = { Accept: expect === 'json' ? 'application/json' : 'text/plain' };
@@ -37,7 +58,7 @@ export class ApiClient {
     if (body) headers['Content-Type'] = body.type;
     let res: Response;
     try {
-      res = await fetch(url, { method, headers, body: body?.data });
+      res = await this.fetch(url, { method, headers, body: body?.data });
     } catch (err) {
       const cause = (err as { cause?: { code?: string; message?: string } }).cause;
       throw new CliError(`cannot reach the policy server at ${this.opts.server}: ${cause?.code ?? cause?.message ?? (err as Error).message}`);

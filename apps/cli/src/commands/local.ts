@@ -25,7 +25,12 @@ export function localCommand(): Command {
     .option('--api-port <port>', 'policy server API port', port, 28080)
     .option('--agent-upstream <host:port>', 'resolver the local agent forwards allowed DNS to (default: first nameserver of /etc/resolv.conf)')
     .option('--agent-cgroup <name>', 'deploy cgroup of the local agent', 'cgfence-local')
-    .action(async (o: { stateDir: string; pgPort: number; natsPort: number; apiPort: number; agentUpstream?: string; agentCgroup: string }) => {
+    .option('--nats-cluster <n>', 'run NATS as a cluster of n nodes (3: streams replicated three times) on --nats-port and the next ports', (v: string) => {
+      const n = Number(v);
+      if (!Number.isInteger(n) || n < 1 || n > 5) throw new InvalidArgumentError('must be 1 to 5');
+      return n;
+    }, 1)
+    .action(async (o: { stateDir: string; pgPort: number; natsPort: number; apiPort: number; agentUpstream?: string; agentCgroup: string; natsCluster: number }) => {
       const fleet = await startLocalFleet(o, (l) => printLines([`· ${l}`]));
       printLines([
         '',
@@ -34,7 +39,8 @@ export function localCommand(): Command {
         `  API docs: ${fleet.apiUrl}/docs   (OpenAPI: ${fleet.apiUrl}/openapi.json)`,
         `  metrics:  ${fleet.apiUrl}/metrics`,
         `  admin token: ${fleet.tokenFile}`,
-        `  host agent: host "${fleet.agentHostId}" (cohort local), state ${fleet.agentStateDir}; NATS credentials in ${fleet.natsAuthDir}`,
+        `  NATS:     ${fleet.natsUrls.join(',')} (TLS, CA ${fleet.caFile}; JWT authorization from ${fleet.natsAuthDir})`,
+        `  host agent: host "${fleet.agentHostId}" (cohort local, enrolled with a join token), state ${fleet.agentStateDir}`,
         `              (cgfence agent status --state-dir ${fleet.agentStateDir}; cgfence run --state-dir ${fleet.agentStateDir} -- COMMAND)`,
         '',
         'Try this in another shell:',

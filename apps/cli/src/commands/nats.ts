@@ -1,8 +1,10 @@
 import { Command, Option } from 'commander';
+import { dirname, relative, resolve } from 'node:path';
 import {
   addHost,
   hostPermissions,
   initAuth,
+  initJwtAuth,
   InvalidHostIdError,
   listHosts,
   natsIncludeDirective,
@@ -15,6 +17,8 @@ import { CliError, EXIT_FAILURE, EXIT_USAGE } from '../errors';
 import { printJson, printLines, printTable } from '../output';
 
 export const DEFAULT_NATS_DIR = '/etc/cgfence/nats';
+export const DEFAULT_NATS_JWT_DIR = '/etc/cgfence/nats-jwt';
+const DEFAULT_RESOLVER_DIR = '/var/lib/nats/cgfence-resolver';
 /** Where Debian's nats-server package keeps its configuration. */
 const DEBIAN_NATS_CONF = '/etc/nats-server.conf';
 
@@ -124,6 +128,32 @@ export function natsCommand(): Command {
       printLines([`removed host ${hostId}; ${reloaded.line}`]);
     }),
   );
+  cmd
+    .command('init-jwt')
+    .description('JWT authorization (scales to any number of hosts, no reload per host): create the operator, accounts and signing keys (kept if present), the policy server creds and resolver.conf')
+    .addOption(new Option('--dir <dir>', 'the JWT directory (keys, creds, resolver.conf); keep it root-only').env('CGFENCE_NATS_JWT_DIR').default(DEFAULT_NATS_JWT_DIR))
+    .option('--resolver-dir <dir>', "where nats-server keeps account JWTs (one per node; nats-server's user must own it)", DEFAULT_RESOLVER_DIR)
+    .option('--nats-conf <file>', 'the nats-server configuration file that will include resolver.conf', DEBIAN_NATS_CONF)
+    .action(async (o: { dir: string; resolverDir: string; natsConf: string }, self: Command) => {
+      let r;
+      try {
+        r = await initJwtAuth(o.dir, { resolverDir: o.resolverDir });
+      } catch (err) {
+        if (err instanceof NatsAuthError) throw new CliError(err.message, EXIT_FAILURE);
+        throw err;
+      }
+      const include = `include ${JSON.stringify(relative(dirname(resolve(o.natsConf)), r.resolverConfigFile))}`;
+      if (globals(self).json) return printJson({ ...r, include });
+      printLines([
+        `${r.created ? 'created' : 'kept'} operator ${r.operatorPublicKey} and account ${r.accountPublicKey} in ${r.dir}`,
+        `wrote ${r.resolverConfigFile}; add this line to ${o.natsConf} (and copy resolver.conf to every cluster node), then restart nats-server:`,
+        `  ${include}`,
+        'the policy server needs:',
+        `  CGFENCE_NATS_CREDS=${r.serverCredsFile}`,
+        `  CGFENCE_NATS_JWT_DIR=${r.dir}   (it signs hosts' user JWTs and pushes revocations)`,
+        'next: cgfence hosts enroll-token create --uses N, then on each host: cgfence agent --enroll URL --enroll-token-file FILE',
+      ]);
+    });
   cmd
     .command('hosts')
     .description('list the hosts with a key')

@@ -1,9 +1,9 @@
-import { existsSync, mkdirSync, readFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { spawnSync } from 'node:child_process';
 import { createServer } from 'node:net';
 import { join, resolve } from 'node:path';
-import { ManagedProcess, NatsServer, PostgresServer, waitFor } from '@cgfence/devservices';
-import { addHost, authConfigFile, initAuth } from '@cgfence/nats-auth';
+import { createTestCa, issueCert, ManagedProcess, NatsCluster, NatsServer, PostgresServer, waitFor } from '@cgfence/devservices';
+import { initJwtAuth, renderResolverConfig } from '@cgfence/nats-auth';
 import { CliError } from '../errors';
 
 export interface LocalFleetOptions {
@@ -15,6 +15,8 @@ export interface LocalFleetOptions {
   agentUpstream?: string;
   /** Deploy cgroup of the local agent. */
   agentCgroup: string;
+  /** nats-server nodes: 1, or a cluster (3) on natsPort, natsPort+1, … */
+  natsCluster?: number;
 }
 
 export interface LocalFleet {
@@ -24,6 +26,9 @@ export interface LocalFleet {
   /** The local agent's host id in the fleet. */
   agentHostId: string;
   natsAuthDir: string;
+  /** The CA of the local NATS servers' certificates. */
+  caFile: string;
+  natsUrls: string[];
   stop(): Promise<void>;
 }
 
@@ -70,14 +75,34 @@ export async function startLocalFleet(opts: LocalFleetOptions, log: (line: strin
     stops.push(() => pg.stop());
     const databaseUrl = await pg.createDatabase('cgfence');
 
-    // Every process on NATS has its own nkey (kept across starts): the server,
-    // and the local agent as host "local".
-    const natsAuthDir = join(opts.stateDir, 'nats-auth');
-    const natsAuth = initAuth(natsAuthDir);
-    const hostKey = addHost(natsAuthDir, LOCAL_HOST_ID);
-    log(`starting nats-server with JetStream on 127.0.0.1:${opts.natsPort} (per-host credentials in ${natsAuthDir})`);
-    const nats = await NatsServer.start({ dir: join(opts.stateDir, 'nats'), port: opts.natsPort, include: [authConfigFile(natsAuthDir)] });
-    stops.push(() => nats.stop());
+    // As in production: JWT authorization (the agent enrolls with a join
+    // token) and TLS with a CA made here (both kept across starts).
+    const natsAuthDir = join(opts.stateDir, 'nats-jwt');
+    const natsAuth = await initJwtAuth(natsAuthDir);
+    const ca = createTestCa(join(opts.stateDir, 'tls'), { name: 'cgfence local fleet CA', days: 365 });
+    const cert = existsSync(join(ca.dir, 'nats.pem')) ? { certFile: join(ca.dir, 'nats.pem'), keyFile: join(ca.dir, 'nats-key.pem') } : issueCert(ca, 'nats', ['localhost', '127.0.0.1'], { days: 365 });
+    const tls = { ...cert, caFile: ca.caFile };
+    const size = opts.natsCluster ?? 1;
+    const natsUrls: string[] = [];
+    if (size === 1) {
+      log(`starting nats-server with JetStream and TLS on 127.0.0.1:${opts.natsPort} (JWT authorization from ${natsAuthDir})`);
+      const nats = await NatsServer.start({ dir: join(opts.stateDir, 'nats'), port: opts.natsPort, tls, extraConfig: renderResolverConfig(natsAuthDir, join(opts.stateDir, 'nats', 'resolver')) });
+      stops.push(() => nats.stop());
+      natsUrls.push(nats.url());
+    } else {
+      const ports = Array.from({ length: size }, (_, i) => opts.natsPort + i);
+      for (const p of ports.slice(1)) await ensurePortFree(p, 'NATS', opts.stateDir);
+      log(`starting a ${size}-node nats-server cluster with JetStream and TLS on 127.0.0.1:${ports.join(',')} (JWT authorization from ${natsAuthDir})`);
+      const cluster = await NatsCluster.start({
+        dir: join(opts.stateDir, `nats-cluster-${size}`),
+        size,
+        tls,
+        clientPorts: ports,
+        extraConfig: (_i, nodeDir) => renderResolverConfig(natsAuthDir, join(nodeDir, 'resolver')),
+      });
+      stops.push(() => cluster.stop());
+      natsUrls.push(...cluster.urls());
+    }
 
     const serverState = join(opts.stateDir, 'server');
     const logFile = join(opts.stateDir, 'logs', 'policy-server.log');
@@ -89,8 +114,10 @@ export async function startLocalFleet(opts: LocalFleetOptions, log: (line: strin
         CGFENCE_HTTP_HOST: '127.0.0.1',
         CGFENCE_HTTP_PORT: String(opts.apiPort),
         CGFENCE_STATE_DIR: serverState,
-        CGFENCE_NATS_URL: nats.url(),
-        CGFENCE_NATS_SEED: natsAuth.serverSeedFile,
+        CGFENCE_NATS_URL: natsUrls.join(','),
+        CGFENCE_NATS_CREDS: natsAuth.serverCredsFile,
+        CGFENCE_NATS_CA: ca.caFile,
+        CGFENCE_NATS_JWT_DIR: natsAuthDir,
       },
     });
     stops.push(() => server.stop());
@@ -103,6 +130,18 @@ export async function startLocalFleet(opts: LocalFleetOptions, log: (line: strin
 
     const agentState = join(opts.stateDir, 'agent');
     mkdirSync(agentState, { recursive: true, mode: 0o700 });
+    // The local agent enrolls like any host: a one-use join token, once (the enrollment is kept in its state dir).
+    const tokenFile = join(opts.stateDir, 'agent-enroll-token');
+    if (!existsSync(join(agentState, 'fleet', 'enrollment', 'enrollment.json'))) {
+      const admin = readFileSync(join(serverState, 'admin-token'), 'utf8').trim();
+      const res = await fetch(`${apiUrl}/enroll-tokens`, {
+        method: 'POST',
+        headers: { Authorization: `Bearer ${admin}`, 'Content-Type': 'application/json' },
+        body: JSON.stringify({ cohort: 'local', ttl: '10m', uses: 1, description: 'cgfence local up' }),
+      });
+      if (!res.ok) throw new CliError(`cannot create the local agent's enrollment token: ${res.status} ${await res.text()}`);
+      writeFileSync(tokenFile, `${((await res.json()) as { secret: string }).secret}\n`, { mode: 0o600 });
+    }
     const agentLog = join(opts.stateDir, 'logs', 'host-agent.log');
     log(`starting the host agent "${LOCAL_HOST_ID}" on deploy cgroup ${opts.agentCgroup}, fed by the policy server over NATS (log: ${agentLog})`);
     const agent = ManagedProcess.start(
@@ -110,11 +149,9 @@ export async function startLocalFleet(opts: LocalFleetOptions, log: (line: strin
       process.execPath,
       [
         CGFENCE_BIN, 'agent',
-        '--server', nats.url(),
-        '--server-key', join(serverState, 'signing-key.pem.pub'),
-        '--nats-seed', hostKey.seedFile,
+        '--enroll', apiUrl,
+        '--enroll-token-file', tokenFile,
         '--host-id', LOCAL_HOST_ID,
-        '--label', 'cohort=local',
         ...(opts.agentUpstream ? ['--upstream', opts.agentUpstream] : []),
         '--cgroup', opts.agentCgroup,
         '--state-dir', agentState,
@@ -131,7 +168,7 @@ export async function startLocalFleet(opts: LocalFleetOptions, log: (line: strin
       if (!agent.running) throw new Error(`the host agent exited: ${readFileSync(agentLog, 'utf8').split('\n').slice(-5).join('\n')}`);
       return existsSync(join(agentState, 'agent.sock'));
     }, 30_000);
-    return { apiUrl, tokenFile: join(serverState, 'admin-token'), agentStateDir: agentState, agentHostId: LOCAL_HOST_ID, natsAuthDir, stop };
+    return { apiUrl, tokenFile: join(serverState, 'admin-token'), agentStateDir: agentState, agentHostId: LOCAL_HOST_ID, natsAuthDir, caFile: ca.caFile, natsUrls, stop };
   } catch (err) {
     await stop();
     throw err;

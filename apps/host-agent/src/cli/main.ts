@@ -7,6 +7,7 @@ import type { AgentStatus } from '@cgfence/proto';
 import { AgentConfig, DEFAULT_CGROUP, DEFAULT_METRICS_LISTEN, DEFAULT_STATE_DIR, defaultHost, defaultProxyWorkers, parseMetricsListen } from '../agent/agent-config';
 import { DEFAULT_SPOOL_MAX_BYTES } from '../events/spool';
 import { FleetConfigError, FleetSettings, parseServers, readServerKeys, resolveHostId, resolveLabels } from '../fleet/fleet-config';
+import { enrollHostWithRetry, readEnrollment, readEnrollToken, type Enrollment } from '../fleet/enrollment';
 import { formatBlockLine } from '../journal/block-log';
 import { JournalReader } from '../journal/event-journal';
 import { callAgent } from './control-client';
@@ -46,6 +47,12 @@ interface StartOptions {
   policyFile?: string;
   server?: string;
   natsSeed?: string;
+  natsCreds?: string;
+  natsCa?: string;
+  enroll?: string;
+  enrollToken?: string;
+  enrollTokenFile?: string;
+  ca?: string;
   serverKey?: string;
   hostId?: string;
   label: string[];
@@ -72,14 +79,74 @@ interface StartOptions {
   metricsListen: string;
 }
 
-/** Fleet mode's settings, validated; undefined without --server. */
-function fleetSettings(o: StartOptions): FleetSettings | undefined {
+/**
+ * Enrollment (issue 17): with --enroll, enrolls the host unless its state
+ * directory already holds an enrollment (so one systemd ExecStart serves the
+ * first start and every restart). Returns the enrollment to run with, if any.
+ */
+async function enrollmentOf(o: StartOptions): Promise<Enrollment | undefined> {
+  const stateDir = resolve(o.stateDir);
+  try {
+    if (o.enroll === undefined) {
+      for (const [flag, given] of [['--enroll-token', o.enrollToken], ['--enroll-token-file', o.enrollTokenFile], ['--ca', o.ca]] as const) {
+        if (given !== undefined) throw new UsageError(`${flag} needs --enroll URL`);
+      }
+      return o.server === undefined && o.policyFile === undefined ? readEnrollment(stateDir) : undefined;
+    }
+    if (o.server !== undefined || o.policyFile !== undefined) throw new UsageError('--enroll excludes --server and --policy-file: the enrollment says where the fleet is');
+    if (o.natsSeed !== undefined || o.natsCreds !== undefined || o.serverKey !== undefined) {
+      throw new UsageError('--enroll brings the NATS credentials and the server key: drop --nats-seed, --nats-creds and --server-key');
+    }
+    const existing = readEnrollment(stateDir);
+    if (existing) return existing;
+    const token = readEnrollToken({ token: o.enrollToken, tokenFile: o.enrollTokenFile });
+    let ca: string | undefined;
+    if (o.ca !== undefined) {
+      try {
+        ca = readFileSync(o.ca, 'utf8');
+      } catch (err) {
+        throw new UsageError(`--ca ${o.ca}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+      }
+    }
+    return await enrollHostWithRetry({ url: o.enroll, token, hostId: resolveHostId(o.hostId), stateDir, ca }, (m) => process.stderr.write(`cgfence agent: ${m}\n`));
+  } catch (err) {
+    if (err instanceof FleetConfigError) throw new UsageError(err.message);
+    throw err;
+  }
+}
+
+/** An enrollment as fleet settings: its servers, key, creds and CA; labels from the token, then the flags. */
+function enrolledSettings(e: Enrollment, o: StartOptions): FleetSettings {
+  if (o.hostId !== undefined && o.hostId !== e.hostId) throw new UsageError(`--host-id ${o.hostId}: this host enrolled as ${e.hostId} (state dir ${o.stateDir})`);
+  try {
+    return {
+      servers: e.servers,
+      ring: readServerKeys(e.serverKeyFile),
+      hostId: e.hostId,
+      labels: { ...e.labels, ...resolveLabels({ labelsFile: o.labelsFile, label: o.label, cohort: o.cohort ?? e.labels.cohort }) },
+      credsFile: e.credsFile,
+      caFile: o.natsCa === undefined ? e.caFile : resolve(o.natsCa),
+      syncIntervalMs: o.syncIntervalMs,
+      reportIntervalMs: o.reportIntervalMs,
+      spoolMaxBytes: o.spoolMaxBytes,
+    };
+  } catch (err) {
+    if (err instanceof FleetConfigError) throw new UsageError(err.message);
+    throw err;
+  }
+}
+
+/** Fleet mode's settings, validated; undefined without --server (or an enrollment). */
+function fleetSettings(o: StartOptions, enrollment?: Enrollment): FleetSettings | undefined {
+  if (enrollment !== undefined) return enrolledSettings(enrollment, o);
   if (o.server === undefined) {
-    for (const [flag, given] of [['--nats-seed', o.natsSeed], ['--server-key', o.serverKey], ['--host-id', o.hostId], ['--labels-file', o.labelsFile]] as const) {
+    for (const [flag, given] of [['--nats-seed', o.natsSeed], ['--nats-creds', o.natsCreds], ['--nats-ca', o.natsCa], ['--server-key', o.serverKey], ['--host-id', o.hostId], ['--labels-file', o.labelsFile]] as const) {
       if (given !== undefined) throw new UsageError(`${flag} needs --server (fleet mode)`);
     }
     if (o.label.length > 0) throw new UsageError('--label needs --server (fleet mode)');
-    if (o.policyFile === undefined) throw new UsageError('give --policy-file FILE (local policy) or --server nats://HOST:PORT (policy from the policy server)');
+    if (o.policyFile === undefined) {
+      throw new UsageError('give --policy-file FILE (local policy) or --server nats://HOST:PORT (policy from the policy server), or --enroll URL --enroll-token TOKEN (join a fleet)');
+    }
     return undefined;
   }
   if (o.policyFile !== undefined) {
@@ -89,28 +156,33 @@ function fleetSettings(o: StartOptions): FleetSettings | undefined {
   try {
     const hostId = resolveHostId(o.hostId);
     const seedFile = o.natsSeed === undefined ? undefined : resolve(o.natsSeed);
-    // Read the seed now: a bad file is a usage error, not a reconnect loop.
-    if (seedFile !== undefined) natsConnectOptions({ seedFile, hostId });
+    const credsFile = o.natsCreds === undefined ? undefined : resolve(o.natsCreds);
+    const caFile = o.natsCa === undefined ? undefined : resolve(o.natsCa);
+    if (seedFile !== undefined && credsFile !== undefined) throw new UsageError('--nats-seed and --nats-creds exclude each other');
+    // Read the credentials now: a bad file is a usage error, not a reconnect loop.
+    if (seedFile !== undefined || credsFile !== undefined) natsConnectOptions({ seedFile, credsFile, caFile, hostId });
     return {
       servers: parseServers(o.server),
       ring: readServerKeys(o.serverKey),
       hostId,
       labels: resolveLabels({ labelsFile: o.labelsFile, label: o.label, cohort: o.cohort }),
       seedFile,
+      credsFile,
+      caFile,
       syncIntervalMs: o.syncIntervalMs,
       reportIntervalMs: o.reportIntervalMs,
       spoolMaxBytes: o.spoolMaxBytes,
     };
   } catch (err) {
     if (err instanceof FleetConfigError) throw new UsageError(err.message);
-    if (err instanceof NatsAuthError) throw new UsageError(`--nats-seed: ${err.message}`);
+    if (err instanceof NatsAuthError) throw new UsageError(`${o.natsCreds !== undefined ? '--nats-creds' : o.natsSeed !== undefined ? '--nats-seed' : '--nats-ca'}: ${err.message}`);
     throw err;
   }
 }
 
 /** Parses and validates `cgfence agent start`'s options once; a bad one is a UsageError (exit 2) naming the flag. */
-export function agentSettings(o: StartOptions): { config: AgentConfig; fleet: FleetSettings | undefined } {
-  const fleet = fleetSettings(o);
+export function agentSettings(o: StartOptions, enrollment?: Enrollment): { config: AgentConfig; fleet: FleetSettings | undefined } {
+  const fleet = fleetSettings(o, enrollment);
   const upstream = o.upstream ?? defaultUpstream();
   if (!upstream) throw new UsageError('no --upstream given and no nameserver in /etc/resolv.conf');
   let metricsListen: AgentConfig['metricsListen'];
@@ -143,7 +215,9 @@ export function agentSettings(o: StartOptions): { config: AgentConfig; fleet: Fl
 }
 
 async function startAgent(o: StartOptions): Promise<void> {
-  const { config, fleet } = agentSettings(o);
+  // Enrollment first (issue 17): it may make the fleet settings this start runs with.
+  const enrollment = await enrollmentOf(o);
+  const { config, fleet } = agentSettings(o, enrollment);
   if (process.getuid?.() !== 0) throw new Error('the agent needs root (cgroups, bpffs and eBPF programs)');
   const logger = pino({ level: o.logLevel, base: { service: 'host-agent', host: config.host } });
   // Loaded here, not at the top: `cgfence run` and `cgfence agent status` do not pay for NestJS.
@@ -235,6 +309,12 @@ export function buildHostProgram(): Command {
     .option('--server <url>', 'fleet mode: NATS URL(s) of the policy server, nats://HOST:PORT (comma-separated for several)')
     .option('--server-key <file>', "fleet mode: the policy server's Ed25519 public key(s), PEM (required with --server)")
     .option('--nats-seed <file>', "fleet mode: this host's NATS nkey seed (SU…); without it the agent connects unauthenticated")
+    .option('--nats-creds <file>', 'fleet mode: NATS creds file (user JWT + seed) instead of --nats-seed')
+    .option('--nats-ca <file>', "fleet mode: PEM CA the NATS servers' certificates must chain to (TLS)")
+    .option('--enroll <url>', 'join a fleet: enroll at this policy server (https://…) with --enroll-token; kept in the state dir, later starts need no flag')
+    .option('--enroll-token <token>', 'the join token (cgfence hosts enroll-token create)')
+    .option('--enroll-token-file <file>', 'read the join token from a file')
+    .option('--ca <file>', "PEM CA of the policy server's HTTPS certificate (with --enroll)")
     .option('--host-id <id>', 'fleet mode: host id (a-z, 0-9, "-", "_"; default: /etc/machine-id)')
     .option('--label <key=value>', 'fleet mode: host label (repeatable)', collect, [])
     .option('--labels-file <file>', 'fleet mode: host labels, key=value lines, # comments')

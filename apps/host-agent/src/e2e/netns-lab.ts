@@ -18,6 +18,11 @@ function ip(args: string[]): void {
   execFileSync('ip', args, { stdio: ['ignore', 'ignore', 'pipe'] });
 }
 
+/** A random 10.252.X subnet for a lab, away from the default one other tests share. */
+export function randomLabSubnet(): string {
+  return `10.252.${1 + (randomBytes(1)[0]! % 254)}`;
+}
+
 export interface LabHost {
   readonly ns: string;
   readonly address: string;
@@ -32,15 +37,29 @@ export class NetnsLab {
   /** A resolv.conf naming the bridge address. */
   readonly resolvConf = join(this.dir, 'resolv.conf');
 
-  /** Creates the bridge and `count` namespaces. */
-  static create(count: number): NetnsLab {
-    const lab = new NetnsLab();
+  private constructor(
+    /** The lab's /24 without its last number (default 10.251.0). */
+    readonly subnet: string,
+  ) {}
+
+  /** The bridge's address: where the services the hosts reach listen. */
+  get bridgeAddress(): string {
+    return `${this.subnet}.1`;
+  }
+
+  /**
+   * Creates the bridge and `count` namespaces. Labs on the same subnet must
+   * not run at once (two bridges with one address): a test that may run
+   * beside others passes a subnet of its own (`randomLabSubnet()`).
+   */
+  static create(count: number, opts: { subnet?: string } = {}): NetnsLab {
+    const lab = new NetnsLab(opts.subnet ?? BRIDGE_ADDRESS.split('.').slice(0, 3).join('.'));
     try {
       ip(['link', 'add', lab.bridge, 'type', 'bridge']);
       lab.bridgeUp = true;
-      ip(['addr', 'add', `${BRIDGE_ADDRESS}/24`, 'dev', lab.bridge]);
+      ip(['addr', 'add', `${lab.bridgeAddress}/24`, 'dev', lab.bridge]);
       ip(['link', 'set', lab.bridge, 'up']);
-      writeFileSync(lab.resolvConf, `nameserver ${BRIDGE_ADDRESS}\n`);
+      writeFileSync(lab.resolvConf, `nameserver ${lab.bridgeAddress}\n`);
       for (let i = 1; i <= count; i++) lab.addHost(i);
     } catch (err) {
       lab.destroy();
@@ -53,7 +72,7 @@ export class NetnsLab {
     const ns = `cgf-e2e-${this.tag}-${i}`;
     const outside = `cgfv${this.tag}${i}`;
     const inside = `cgfn${this.tag}${i}`;
-    const address = `10.251.0.${10 + i}`;
+    const address = `${this.subnet}.${10 + i}`;
     ip(['netns', 'add', ns]);
     this.hosts.push({ ns, address });
     ip(['link', 'add', outside, 'type', 'veth', 'peer', 'name', inside]);

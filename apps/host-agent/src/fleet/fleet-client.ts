@@ -90,8 +90,12 @@ export interface FleetClientOptions {
   /** last-good.json and last-good.content go to <stateDir>/fleet. */
   readonly stateDir: string;
   readonly logger: Logger;
-  /** nkey seed file; without one the agent connects without authentication. */
+  /** nkey seed file; without one (and no credsFile) the agent connects without authentication. */
   readonly seedFile?: string;
+  /** NATS creds file (user JWT + seed, from enrollment); not with seedFile. */
+  readonly credsFile?: string;
+  /** PEM CA the NATS servers' certificates must chain to; set, the connection uses TLS. */
+  readonly caFile?: string;
   readonly agentVersion?: string;
   /** Anti-entropy sync interval, jittered ±20%. Default 30 s. */
   readonly syncIntervalMs?: number;
@@ -164,6 +168,8 @@ export class FleetClient {
         servers: this.servers,
         hostId: opts.hostId,
         seedFile: opts.seedFile,
+        credsFile: opts.credsFile,
+        caFile: opts.caFile,
         reconnectWaitMs: this.reconnectWaitMs,
         requestTimeoutMs: this.requestTimeoutMs,
       }),

@@ -143,8 +143,12 @@ export interface FleetSettings {
   readonly ring: ReadonlyMap<string, KeyObject>;
   readonly hostId: string;
   readonly labels: Readonly<Record<string, string>>;
-  /** This host's NATS nkey seed file; without it the agent connects unauthenticated. */
+  /** This host's NATS nkey seed file; without it (and no credsFile) the agent connects unauthenticated. */
   readonly seedFile?: string;
+  /** NATS creds file (user JWT + seed, from enrollment); not with seedFile. */
+  readonly credsFile?: string;
+  /** PEM CA the NATS servers' certificates must chain to; set, the connection uses TLS. */
+  readonly caFile?: string;
   readonly syncIntervalMs?: number;
   readonly reportIntervalMs?: number;
   /** Pause between connection attempts. Default 2 s. */

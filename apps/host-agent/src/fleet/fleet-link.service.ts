@@ -32,6 +32,8 @@ export class FleetLinkService implements OnModuleInit, OnApplicationBootstrap, B
       hostId: settings.hostId,
       labels: settings.labels,
       seedFile: settings.seedFile,
+      credsFile: settings.credsFile,
+      caFile: settings.caFile,
       stateDir: config.stateDir,
       logger,
       agentVersion: agentVersion(),

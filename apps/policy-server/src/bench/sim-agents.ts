@@ -65,7 +65,7 @@ class SimAgent {
 
   async start(): Promise<void> {
     // As the agent does: NestJS's NATS client against the server's @MessagePattern handlers.
-    this.rpc = new ClientNats({ servers: args.natsUrl, inboxPrefix: FLEET_SUBJECTS.inboxPrefix(this.hostId), name: this.hostId, maxReconnectAttempts: -1 });
+    this.rpc = new ClientNats({ servers: args.natsUrl.split(','), inboxPrefix: FLEET_SUBJECTS.inboxPrefix(this.hostId), name: this.hostId, maxReconnectAttempts: -1 });
     this.nc = (await this.rpc.connect()) as NatsConnection;
     this.nc.subscribe(FLEET_SUBJECTS.desired, {
       callback: (_err, msg) => {

@@ -23,7 +23,13 @@ export type ErrorCode =
   | 'rollout.stage_moved'
   | 'auth.missing_token'
   | 'auth.invalid_token'
-  | 'auth.forbidden';
+  | 'auth.forbidden'
+  | 'enroll.token_refused'
+  | 'enroll.token_not_found'
+  | 'enroll.host_exists'
+  | 'enroll.key_revoked'
+  | 'enroll.not_configured'
+  | 'nats.unavailable';
 
 export class DomainError extends Error {
   constructor(

@@ -19,6 +19,7 @@ export function httpStatusOf(code: ErrorCode): number {
     case 'auth.invalid_token':
       return 401;
     case 'auth.forbidden':
+    case 'enroll.token_refused':
       return 403;
     case 'blocklist.not_found':
     case 'version.not_found':
@@ -26,6 +27,7 @@ export function httpStatusOf(code: ErrorCode): number {
     case 'host.not_found':
     case 'rollout.not_found':
     case 'run.not_found':
+    case 'enroll.token_not_found':
       return 404;
     case 'blocklist.already_exists':
     case 'version.conflict':
@@ -34,7 +36,12 @@ export function httpStatusOf(code: ErrorCode): number {
     case 'rollout.active_exists':
     case 'rollout.state_conflict':
     case 'rollout.stage_moved':
+    case 'enroll.host_exists':
+    case 'enroll.key_revoked':
       return 409;
+    case 'enroll.not_configured':
+    case 'nats.unavailable':
+      return 503;
     default: {
       const unhandled: never = code;
       throw new Error(`no HTTP status for error code ${String(unhandled)}`);

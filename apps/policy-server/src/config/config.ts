@@ -18,6 +18,19 @@ const Schema = z.object({
   CGFENCE_NATS_URL: z.string().regex(/^(nats|tls):\/\//, 'must be a nats:// URL').optional(),
   /** The server's nkey seed file (cgfence nats init); without it the server connects without credentials. */
   CGFENCE_NATS_SEED: z.string().min(1).optional(),
+  /** The server's NATS creds file (JWT authorization: cgfence nats init-jwt writes server.creds). Not with CGFENCE_NATS_SEED. */
+  CGFENCE_NATS_CREDS: z.string().min(1).optional(),
+  /** PEM CA the NATS servers' certificates must chain to; set, every NATS connection uses TLS. */
+  CGFENCE_NATS_CA: z.string().min(1).optional(),
+  /** The JWT directory (cgfence nats init-jwt): with it the server enrolls hosts (issues user JWTs) and revokes them. */
+  CGFENCE_NATS_JWT_DIR: z.string().min(1).optional(),
+  /** NATS URLs handed to enrolling hosts (comma-separated); default CGFENCE_NATS_URL. */
+  CGFENCE_NATS_ADVERTISE: z.string().regex(/^(nats|tls):\/\/[^,]+(,(nats|tls):\/\/[^,]+)*$/, 'comma-separated nats:// or tls:// URLs').optional(),
+  /** JetStream stream replicas: 1-5, or "auto" (3 when the NATS server is in a cluster of 3 or more, else 1). */
+  CGFENCE_JETSTREAM_REPLICAS: z.union([z.literal('auto'), z.coerce.number().int().min(1).max(5)]).default('auto'),
+  /** Serve the API over HTTPS with this certificate (PEM) and CGFENCE_TLS_KEY. */
+  CGFENCE_TLS_CERT: z.string().min(1).optional(),
+  CGFENCE_TLS_KEY: z.string().min(1).optional(),
   /** Ed25519 key that signs bundles; created on first start. Default STATE_DIR/signing-key.pem. */
   CGFENCE_SIGNING_KEY_FILE: z.string().min(1).optional(),
   /** How long a signed bundle or desired-state document stays valid. */
@@ -40,6 +53,12 @@ export type ServerConfig = Readonly<{
   maxBody: string;
   natsUrl: string | undefined;
   natsSeedFile: string | undefined;
+  natsCredsFile: string | undefined;
+  natsCaFile: string | undefined;
+  natsJwtDir: string | undefined;
+  natsAdvertise: string[];
+  jetstreamReplicas: number | 'auto';
+  tls: { certFile: string; keyFile: string } | undefined;
   signingKeyFile: string;
   bundleTtlMs: number;
   hostStaleMs: number;
@@ -56,6 +75,11 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): ServerConfig {
     throw new ConfigError(`invalid configuration:\n${lines.join('\n')}`);
   }
   const e = parsed.data;
+  const problems: string[] = [];
+  if (e.CGFENCE_NATS_SEED !== undefined && e.CGFENCE_NATS_CREDS !== undefined) problems.push('  CGFENCE_NATS_CREDS: give CGFENCE_NATS_SEED (nkey) or CGFENCE_NATS_CREDS (JWT), not both');
+  if ((e.CGFENCE_TLS_CERT === undefined) !== (e.CGFENCE_TLS_KEY === undefined)) problems.push('  CGFENCE_TLS_KEY: CGFENCE_TLS_CERT and CGFENCE_TLS_KEY go together');
+  if (problems.length > 0) throw new ConfigError(`invalid configuration:\n${problems.join('\n')}`);
+  const advertise = e.CGFENCE_NATS_ADVERTISE ?? e.CGFENCE_NATS_URL;
   return {
     databaseUrl: e.CGFENCE_DATABASE_URL,
     httpHost: e.CGFENCE_HTTP_HOST,
@@ -66,6 +90,12 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): ServerConfig {
     maxBody: e.CGFENCE_MAX_BODY,
     natsUrl: e.CGFENCE_NATS_URL,
     natsSeedFile: e.CGFENCE_NATS_SEED,
+    natsCredsFile: e.CGFENCE_NATS_CREDS,
+    natsCaFile: e.CGFENCE_NATS_CA,
+    natsJwtDir: e.CGFENCE_NATS_JWT_DIR,
+    natsAdvertise: advertise ? advertise.split(',').map((u) => u.trim()) : [],
+    jetstreamReplicas: e.CGFENCE_JETSTREAM_REPLICAS,
+    tls: e.CGFENCE_TLS_CERT && e.CGFENCE_TLS_KEY ? { certFile: e.CGFENCE_TLS_CERT, keyFile: e.CGFENCE_TLS_KEY } : undefined,
     signingKeyFile: e.CGFENCE_SIGNING_KEY_FILE ?? `${e.CGFENCE_STATE_DIR}/signing-key.pem`,
     bundleTtlMs: e.CGFENCE_BUNDLE_TTL_HOURS * 3_600_000,
     hostStaleMs: e.CGFENCE_HOST_STALE_SECONDS * 1000,

@@ -6,12 +6,13 @@ import { TokensReadModel } from '../read-models/tokens/tokens.read-model';
 import { FleetReadModel } from '../read-models/fleet/fleet.read-model';
 import { HostsReadModel } from '../read-models/hosts/hosts.read-model';
 import { RolloutsReadModel } from '../read-models/rollouts/rollouts.read-model';
+import { EnrollTokensReadModel } from '../enrollment/enroll-tokens.read-model';
 import { CommandHandler } from './command-handler.service';
 import { EventStore } from './event-store.service';
 
 /** The event store, the command handler on top of it, and the read models it feeds. */
 @Module({
-  providers: [Clock, EventStore, CommandHandler, ReadModels, BlocklistsReadModel, TokensReadModel, FleetReadModel, HostsReadModel, RolloutsReadModel],
-  exports: [Clock, EventStore, CommandHandler, ReadModels, BlocklistsReadModel, TokensReadModel, FleetReadModel, HostsReadModel, RolloutsReadModel],
+  providers: [Clock, EventStore, CommandHandler, ReadModels, BlocklistsReadModel, TokensReadModel, FleetReadModel, HostsReadModel, RolloutsReadModel, EnrollTokensReadModel],
+  exports: [Clock, EventStore, CommandHandler, ReadModels, BlocklistsReadModel, TokensReadModel, FleetReadModel, HostsReadModel, RolloutsReadModel, EnrollTokensReadModel],
 })
 export class EventStoreModule {}

@@ -4,6 +4,7 @@
  * capabilities), and every version it applied or rejected. Heartbeats are not
  * events: they only refresh the read model.
  */
+import { DomainError } from '../common/errors';
 import type { Decider } from '../event-store/decider';
 
 export const hostStreamOf = (hostId: string): string => `host-${hostId}`;
@@ -37,16 +38,32 @@ export interface PolicyRejected {
   data: { hostId: string; revision: number | null; reason: string; message: string; rejectedAt: string };
 }
 
-export type HostEvent = HostRegistered | HostUpdated | PolicyApplied | PolicyRejected;
+/** The host enrolled with a join token: its NATS user key (the JWT issued for it is not stored: it can be re-issued). */
+export interface HostEnrolled {
+  type: 'HostEnrolled';
+  data: { hostId: string; natsPublicKey: string; tokenId: string; labels: Record<string, string>; enrolledAt: string };
+}
+
+/** An operator removed the host: its NATS keys are revoked; it must enroll again to come back. */
+export interface HostRemoved {
+  type: 'HostRemoved';
+  data: { hostId: string; revokedKeys: string[]; removedAt: string };
+}
+
+export type HostEvent = HostRegistered | HostUpdated | PolicyApplied | PolicyRejected | HostEnrolled | HostRemoved;
 
 export interface HostState {
   registered: boolean;
   facts: HostFacts | null;
   applied: { revision: number; blocklist: string; version: number; contentHash: string } | null;
   lastRejection: { revision: number | null; reason: string; at: string } | null;
+  /** NATS user keys issued since the last removal (enrollment). */
+  natsKeys: string[];
+  /** Keys revoked by removals (a removal is pushed again if asked twice). */
+  revokedKeys: string[];
 }
 
-export const initialHostState: HostState = { registered: false, facts: null, applied: null, lastRejection: null };
+export const initialHostState: HostState = { registered: false, facts: null, applied: null, lastRejection: null, natsKeys: [], revokedKeys: [] };
 
 export function evolveHost(s: HostState, e: HostEvent): HostState {
   switch (e.type) {
@@ -62,6 +79,10 @@ export function evolveHost(s: HostState, e: HostEvent): HostState {
       return { ...s, applied: { revision: e.data.revision, blocklist: e.data.blocklist, version: e.data.version, contentHash: e.data.contentHash } };
     case 'PolicyRejected':
       return { ...s, lastRejection: { revision: e.data.revision, reason: e.data.reason, at: e.data.rejectedAt } };
+    case 'HostEnrolled':
+      return { ...s, natsKeys: [...s.natsKeys, e.data.natsPublicKey] };
+    case 'HostRemoved':
+      return { ...initialHostState, revokedKeys: [...s.revokedKeys, ...e.data.revokedKeys] };
   }
 }
 
@@ -81,7 +102,22 @@ export interface RecordReport {
   now: Date;
 }
 
-export type HostCommand = RegisterHost | RecordReport;
+export interface EnrollHost {
+  type: 'EnrollHost';
+  hostId: string;
+  natsPublicKey: string;
+  tokenId: string;
+  labels: Record<string, string>;
+  now: Date;
+}
+
+export interface RemoveHost {
+  type: 'RemoveHost';
+  hostId: string;
+  now: Date;
+}
+
+export type HostCommand = RegisterHost | RecordReport | EnrollHost | RemoveHost;
 
 function sameLabels(a: Record<string, string>, b: Record<string, string>): boolean {
   const ka = Object.keys(a).sort();
@@ -126,6 +162,19 @@ export function decideHost(c: HostCommand, s: HostState): HostEvent[] {
       }
       return out;
     }
+    case 'EnrollHost':
+      // A join token must not let its holder take over a host that is enrolled: remove it first.
+      if (s.natsKeys.length > 0) {
+        throw new DomainError('enroll.host_exists', `host ${c.hostId} is already enrolled; remove it first (cgfence hosts remove ${c.hostId}) to enroll it again`);
+      }
+      if (s.revokedKeys.includes(c.natsPublicKey)) throw new DomainError('enroll.key_revoked', `this NATS key was revoked for host ${c.hostId}: enroll with a new key`);
+      return [{ type: 'HostEnrolled', data: { hostId: c.hostId, natsPublicKey: c.natsPublicKey, tokenId: c.tokenId, labels: c.labels, enrolledAt: c.now.toISOString() } }];
+    case 'RemoveHost':
+      if (!s.registered && s.natsKeys.length === 0) {
+        if (s.revokedKeys.length > 0) return []; // removed already
+        throw new DomainError('host.not_found', `host ${c.hostId} is neither enrolled nor registered`);
+      }
+      return [{ type: 'HostRemoved', data: { hostId: c.hostId, revokedKeys: s.natsKeys, removedAt: c.now.toISOString() } }];
   }
 }
 

@@ -117,6 +117,9 @@ export class HostsService {
           facts: { hostname: '', labels: row.labels, kernel: '', agentVersion: '', capabilities: [] },
           applied: row.applied ? { revision: row.applied.revision, blocklist: row.applied.blocklist, version: row.applied.version, contentHash: row.applied.contentHash } : null,
           lastRejection: row.last_error ? { revision: row.last_error.revision, reason: row.last_error.reason, at: row.last_error.at } : null,
+          // Reports decide nothing about enrollment: the keys play no part here.
+          natsKeys: [],
+          revokedKeys: [],
         };
         const streamId = hostStreamOf(row.host_id);
         return {

@@ -1,17 +1,36 @@
 import { Inject, Injectable, OnApplicationShutdown, OnModuleInit } from '@nestjs/common';
-import { readFileSync } from 'node:fs';
 import { AckPolicy, Consumer, DeliverPolicy, jetstream, jetstreamManager, JetStreamClient, RetentionPolicy, StorageType } from '@nats-io/jetstream';
-import { connect, NatsConnection, nkeyAuthenticator, type Authenticator } from '@nats-io/transport-node';
+import { connect, NatsConnection, type ConnectionOptions, type ServerInfo } from '@nats-io/transport-node';
+import { natsConnectOptions, natsTlsOptions } from '@cgfence/nats-auth';
 import type { Logger } from 'pino';
 import { EVENTS_STREAM, FLEET_STREAM } from '@cgfence/proto';
 import { LOGGER } from '../common/logger';
 import { SERVER_CONFIG, ServerConfig } from '../config/config';
 
-/** Credentials of the server's NATS connections (the Nest transport's and this one). */
-export function natsAuth(config: ServerConfig): { authenticator?: Authenticator } {
-  if (!config.natsSeedFile) return {};
-  const seed = readFileSync(config.natsSeedFile, 'utf8').trim();
-  return { authenticator: nkeyAuthenticator(new TextEncoder().encode(seed)) };
+/**
+ * Credentials and TLS of the server's NATS connections (the Nest transport's
+ * and this one): an nkey seed or a JWT creds file, and the CA to verify the
+ * NATS servers against.
+ */
+export function natsAuth(config: ServerConfig): Pick<ConnectionOptions, 'authenticator' | 'tls'> {
+  if (config.natsSeedFile === undefined && config.natsCredsFile === undefined) {
+    return config.natsCaFile === undefined ? {} : { tls: natsTlsOptions(config.natsCaFile) };
+  }
+  const { authenticator, tls } = natsConnectOptions({ seedFile: config.natsSeedFile, credsFile: config.natsCredsFile, caFile: config.natsCaFile });
+  return tls === undefined ? { authenticator } : { authenticator, tls };
+}
+
+/**
+ * Replicas of the JetStream streams: the configured number, or with "auto"
+ * 3 when the server is part of a cluster (of 3 or more, as its INFO says) and
+ * 1 otherwise. An existing stream is updated to it on every start (scaled up
+ * or down; nats-server moves the data).
+ */
+export function streamReplicas(configured: number | 'auto', info: ServerInfo | undefined): number {
+  if (configured !== 'auto') return configured;
+  if (info?.cluster === undefined || info.cluster === '') return 1;
+  const known = info.connect_urls?.length;
+  return known === undefined ? 3 : Math.max(1, Math.min(3, known));
 }
 
 /** The one durable pull consumer all replicas share: each message is ingested by one of them. */
@@ -86,7 +105,9 @@ export class NatsService implements OnModuleInit, OnApplicationShutdown {
     for (let attempt = 0; !this.closed && this.nc; attempt++) {
       try {
         const jsm = await jetstreamManager(this.nc);
+        const num_replicas = streamReplicas(this.config.jetstreamReplicas, this.nc.info);
         const config = {
+          num_replicas,
           subjects: [...FLEET_STREAM.subjects],
           max_msgs_per_subject: 16,
           duplicate_window: 600_000_000_000,
@@ -105,6 +126,7 @@ export class NatsService implements OnModuleInit, OnApplicationShutdown {
           subjects: [...EVENTS_STREAM.subjects],
           retention: RetentionPolicy.Limits,
           storage: StorageType.File,
+          num_replicas,
           duplicate_window: 600 * SECOND_NS,
           max_age: 3 * 24 * 3600 * SECOND_NS,
         };

@@ -8,6 +8,7 @@ import { TokensReadModel } from './tokens/tokens.read-model';
 import { FleetReadModel } from './fleet/fleet.read-model';
 import { HostsReadModel } from './hosts/hosts.read-model';
 import { RolloutsReadModel } from './rollouts/rollouts.read-model';
+import { EnrollTokensReadModel } from '../enrollment/enroll-tokens.read-model';
 
 const REBUILD_PAGE = 1000;
 
@@ -24,8 +25,9 @@ export class ReadModels {
     fleet: FleetReadModel,
     hosts: HostsReadModel,
     rollouts: RolloutsReadModel,
+    enrollTokens: EnrollTokensReadModel,
   ) {
-    this.all = [blocklists, tokens, fleet, hosts, rollouts];
+    this.all = [blocklists, tokens, fleet, hosts, rollouts, enrollTokens];
   }
 
   get tables(): string[] {

@@ -5,7 +5,7 @@ import type { StoredEvent } from '../../event-store/event-store';
 import type { HostEvent } from '../../hosts/host';
 import { ReadModel } from '../read-model';
 
-const HANDLES = new Set(['HostRegistered', 'HostUpdated', 'PolicyApplied', 'PolicyRejected']);
+const HANDLES = new Set(['HostRegistered', 'HostUpdated', 'PolicyApplied', 'PolicyRejected', 'HostRemoved']);
 
 export interface HostRow {
   host_id: string;
@@ -80,6 +80,12 @@ export class HostsReadModel implements ReadModel {
         ]);
         return;
       }
+      case 'HostRemoved':
+        // Gone from the list until it enrolls and registers again.
+        await m.query(`delete from rm_hosts where host_id = $1`, [e.data.hostId]);
+        return;
+      case 'HostEnrolled':
+        return;
     }
   }
 

@@ -1,0 +1,45 @@
+// Account updates through the system account: how a revocation reaches every
+// nats-server of the cluster without a reload (full resolvers share them).
+import type { NatsConnection } from '@nats-io/transport-node';
+import { NatsAuthError } from './auth-dir';
+import { revokedAccountJwt, type JwtIssuer } from './jwt-dir';
+
+const lookupSubject = (account: string): string => `$SYS.REQ.ACCOUNT.${account}.CLAIMS.LOOKUP`;
+export const CLAIMS_UPDATE_SUBJECT = '$SYS.REQ.CLAIMS.UPDATE';
+
+/** The account JWT the resolver holds now. `sys` is a connection as the system user. */
+export async function lookupAccountJwt(sys: NatsConnection, account: string, timeoutMs = 5000): Promise<string> {
+  const reply = await sys.request(lookupSubject(account), '', { timeout: timeoutMs });
+  const jwt = reply.string().trim();
+  if (!/^[\w-]+\.[\w-]+\.[\w-]+$/.test(jwt)) throw new NatsAuthError(`nats-server has no JWT for account ${account}: ${jwt.slice(0, 200)}`);
+  return jwt;
+}
+
+/** Hands an account JWT to the resolver; throws NatsAuthError with nats-server's reason if refused. */
+export async function pushAccountJwt(sys: NatsConnection, jwt: string, timeoutMs = 5000): Promise<void> {
+  const reply = await sys.request(CLAIMS_UPDATE_SUBJECT, jwt, { timeout: timeoutMs });
+  let body: { data?: { code?: number; message?: string }; error?: { code?: number; description?: string } };
+  try {
+    body = reply.json();
+  } catch {
+    throw new NatsAuthError(`unexpected reply to an account update: ${reply.string().slice(0, 200)}`);
+  }
+  if (body.error !== undefined || (body.data?.code !== undefined && body.data.code !== 200)) {
+    throw new NatsAuthError(`nats-server refused the account update: ${body.error?.description ?? body.data?.message ?? reply.string()}`);
+  }
+}
+
+/**
+ * Revokes user keys: reads the account JWT from the resolver, adds the keys
+ * to its revocations, signs it with the operator signing key and pushes it.
+ * nats-server closes the revoked users' connections and refuses them after.
+ * Two concurrent revocations may race (last write wins); the callers
+ * serialise them (the policy server does, per process) and a lost one is
+ * found by `revocationsMissing`.
+ */
+export async function revokeUsers(sys: NatsConnection, issuer: JwtIssuer, userPublicKeys: string[], at: Date): Promise<string> {
+  const current = await lookupAccountJwt(sys, issuer.accountPublicKey);
+  const next = await revokedAccountJwt(issuer, current, userPublicKeys, at);
+  await pushAccountJwt(sys, next);
+  return next;
+}
