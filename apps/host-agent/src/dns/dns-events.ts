@@ -59,7 +59,7 @@ export interface DnsProxyStats {
   overloaded: number;
   /** Upstream datagrams that matched no query in flight (late or spoofed). */
   upstreamStray: number;
-  /** Messages beyond a decode cap: too large or too many additional records (answered FORMERR, also in formerr), or a question name past its caps (labels, length, pointer hops or direction) or running off the message (dropped, also in malformed). */
+  /** Messages beyond a decode cap: too large, not exactly one question, or too many additional records (answered FORMERR, also in formerr), or a question name past its caps (labels, length, pointer hops or direction) or running off the message (dropped, also in malformed). */
   limitExceeded: number;
   /** Allowed queries answered SERVFAIL at once because the loop lagged or the client had its share in flight; also in servfail. */
   shed: number;

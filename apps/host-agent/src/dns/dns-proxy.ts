@@ -108,7 +108,8 @@ export function zeroStats(): DnsProxyStats {
  * The DNS proxy of the deploy cgroup. Listens on loopback (UDP and TCP, IPv4
  * and IPv6, one port), answers NXDOMAIN for names the policy blocks (enforce)
  * or forwards them and records that they would have been blocked (audit),
- * forwards everything else over the transport it came in on, and answers
+ * forwards everything else over UDP (over TCP when a TCP client's answer
+ * comes back truncated), and answers
  * SERVFAIL when the upstream does not. A packet it cannot parse is dropped
  * and counted; no input makes a handler throw.
  */
@@ -354,7 +355,7 @@ export class DnsProxy {
       // Too large, too many records, or not exactly one question (with
       // several, the upstream would answer all of them but only the first
       // would have been checked against the policy): FORMERR.
-      if (parsed.problem !== 'question-count') this.counters.limitExceeded++;
+      this.counters.limitExceeded++;
       this.counters.formerr++;
       return buildLocalAnswer(query, parsed.questionEnd, { rcode: RCODE.FORMERR });
     }
@@ -436,10 +437,13 @@ export class DnsProxy {
     }
     this.inFlight++;
     try {
-      const answer =
-        transport === 'udp'
-          ? await this.udpPool.query(query, questionEnd, this.timeoutMs)
-          : await this.tcpUpstream.query(query, this.timeoutMs);
+      // Over UDP whatever transport the client used: a client pipelining
+      // thousands of queries over TCP must not cost one upstream TCP
+      // connection each. A TCP client whose answer comes back truncated gets
+      // it over TCP (a UDP client gets the truncated answer and retries over
+      // TCP itself, as stub resolvers do).
+      let answer = await this.udpPool.query(query, questionEnd, this.timeoutMs);
+      if (transport === 'tcp' && isTruncated(answer)) answer = await this.tcpUpstream.query(query, this.timeoutMs);
       this.counters.forwarded++;
       return answer;
     } catch (err) {
@@ -471,6 +475,10 @@ export class DnsProxy {
       }
     }
   }
+}
+
+function isTruncated(answer: Buffer): boolean {
+  return answer.length >= 4 && (answer[2] & 0x02) !== 0;
 }
 
 /** Whose share of the in-flight queries a query counts against: the process the kernel named, else the source address and port. */

@@ -185,7 +185,7 @@ export class TcpClients {
   }
 
   private enqueue(c: Connection): void {
-    if (c.inReady || c.queued === 0 || c.writeBlocked) return;
+    if (c.inReady || c.queued === 0 || c.writeBlocked || c.pending >= this.caps.maxPipelined) return;
     c.inReady = true;
     this.ready.push(c);
     if (!this.scheduled) {
@@ -202,7 +202,11 @@ export class TcpClients {
       const c = this.ready.shift() as Connection;
       c.inReady = false;
       if (!this.conns.has(c)) continue;
-      for (let n = 0; n < this.caps.framesPerClientPerTurn && budget > 0 && c.queued > 0 && !c.writeBlocked; n++, budget--) {
+      for (
+        let n = 0;
+        n < this.caps.framesPerClientPerTurn && budget > 0 && c.queued > 0 && !c.writeBlocked && c.pending < this.caps.maxPipelined;
+        n++, budget--
+      ) {
         this.dispatch(c, c.shift());
       }
       this.enqueue(c);
@@ -223,6 +227,7 @@ export class TcpClients {
       c.pending--;
       if (!this.conns.has(c)) return;
       if (answer) this.write(c, tcpFrame(answer));
+      this.enqueue(c);
       this.maybeResume(c);
     });
   }
