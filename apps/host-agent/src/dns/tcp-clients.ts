@@ -54,7 +54,7 @@ class Connection {
   pending = 0;
   queuedBytes = 0;
   unread = 0;
-  buffered: Buffer = Buffer.alloc(0);
+  readonly splitter = new FrameSplitter(QUERY_CAPS.maxMessageBytes);
   writeBlocked = false;
   inReady = false;
   slowTimer: NodeJS.Timeout | undefined;
@@ -80,6 +80,50 @@ class Connection {
 }
 
 const EMPTY = Buffer.alloc(0);
+
+/**
+ * Splits a TCP byte stream into DNS messages (2-byte length, then the
+ * message), keeping at most one partial message, itself at most `maxFrame`
+ * bytes: a length over `maxFrame` is reported as oversized (the stream
+ * cannot be resynchronised without reading it, so the caller closes it).
+ */
+export class FrameSplitter {
+  private buffered: Buffer = EMPTY;
+  private broken = false;
+
+  constructor(private readonly maxFrame: number) {}
+
+  push(chunk: Buffer): { frames: Buffer[]; oversized: boolean } {
+    const frames: Buffer[] = [];
+    if (this.broken) return { frames, oversized: true };
+    const buf = this.buffered.length === 0 ? chunk : Buffer.concat([this.buffered, chunk]);
+    let pos = 0;
+    while (buf.length - pos >= 2) {
+      const len = buf.readUInt16BE(pos);
+      if (len > this.maxFrame) {
+        this.broken = true;
+        this.buffered = EMPTY;
+        return { frames, oversized: true };
+      }
+      if (buf.length - pos - 2 < len) break;
+      frames.push(buf.subarray(pos + 2, pos + 2 + len));
+      pos += 2 + len;
+    }
+    // Keep the partial frame as a copy, so the chunk it came in can go.
+    this.buffered = pos === buf.length ? EMPTY : Buffer.from(buf.subarray(pos));
+    return { frames, oversized: false };
+  }
+
+  /** Bytes of the partial message kept. */
+  get pending(): number {
+    return this.buffered.length;
+  }
+
+  reset(): void {
+    this.buffered = EMPTY;
+    this.broken = false;
+  }
+}
 
 /**
  * The client side of DNS over TCP, bounded in every dimension: frames are
@@ -146,30 +190,23 @@ export class TcpClients {
     c.queuedBytes = 0;
     c.frames.length = 0;
     c.head = 0;
-    c.buffered = EMPTY;
+    c.splitter.reset();
     this.pausedForTotal.delete(c);
     this.resumeHeldBack();
   }
 
   private onData(c: Connection, chunk: Buffer): void {
-    let buf = c.buffered.length === 0 ? chunk : Buffer.concat([c.buffered, chunk]);
-    let pos = 0;
-    while (buf.length - pos >= 2) {
-      const len = buf.readUInt16BE(pos);
-      if (len > QUERY_CAPS.maxMessageBytes) {
-        this.counters.tcpOversizedFrames++;
-        c.sock.destroy();
-        return;
-      }
-      if (buf.length - pos - 2 < len) break;
-      c.frames.push(buf.subarray(pos + 2, pos + 2 + len));
-      c.queuedBytes += len;
-      this.queuedTotal += len;
-      pos += 2 + len;
+    const { frames, oversized } = c.splitter.push(chunk);
+    if (oversized) {
+      this.counters.tcpOversizedFrames++;
+      c.sock.destroy();
+      return;
     }
-    // Keep the partial frame as a copy, so the chunk it came in can go.
-    c.buffered = pos === buf.length ? EMPTY : Buffer.from(buf.subarray(pos));
-    buf = EMPTY;
+    for (const f of frames) {
+      c.frames.push(f);
+      c.queuedBytes += f.length;
+      this.queuedTotal += f.length;
+    }
     if (c.queued + c.pending >= this.caps.maxPipelined) this.pause(c);
     if (this.queuedTotal >= this.caps.maxQueuedBytesTotal) {
       this.pause(c);
