@@ -7,75 +7,27 @@
 // listed name would resolve (VIA_ORIGINAL) and the kernel would count a
 // fail-open bypass. Fail mode is 'open' with the default heartbeat timeout.
 import assert from 'node:assert/strict';
-import dgram from 'node:dgram';
-import { randomInt } from 'node:crypto';
-import { readFileSync, statSync } from 'node:fs';
+import { statSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import dnsPacket from 'dns-packet';
 import { CMDLINE_CUT_MARKER, MAX_CMDLINE_BYTES } from '../dns/process-details';
 import type { FloodReport, ProbeReport } from '../dns/testing/flood-client';
 import { JOURNAL_FILE } from '../journal/event-journal';
 import { AgentUnderTest } from './agent-harness';
+import { agentRss, floodAsNobody, type OriginalResolver, startOriginalResolver } from './load-lab';
 
-const FLOOD_CLIENT = join(__dirname, '..', 'dns', 'testing', 'flood-client.js');
-const NOBODY = ['setpriv', '--reuid=65534', '--regid=65534', '--clear-groups'];
 const SECONDS = 6;
 /** The documented memory bound of the agent (docs/operations.md). */
 const MEMORY_BOUND_BYTES = 256 * 1024 * 1024;
 const VIA_PROXY = '192.0.2.1';
-const VIA_ORIGINAL = '192.0.2.77';
 const BIG_TXT = Array.from({ length: 250 }, (_, i) => `${i}`.padEnd(240, 'x'));
-
-/** A resolver on port 53 of a random loopback address that answers every A query with VIA_ORIGINAL. */
-async function startOriginal(): Promise<{ host: string; queries: string[]; close: () => Promise<void> }> {
-  const host = `127.78.${randomInt(1, 255)}.${randomInt(1, 255)}`;
-  const sock = dgram.createSocket('udp4');
-  const queries: string[] = [];
-  sock.on('message', (msg, rinfo) => {
-    try {
-      const q = dnsPacket.decode(msg);
-      const question = q.questions?.[0];
-      if (!question) return;
-      queries.push(question.name);
-      const answers = question.type === 'A' ? [{ type: 'A' as const, name: question.name, ttl: 5, data: VIA_ORIGINAL }] : [];
-      sock.send(dnsPacket.encode({ id: q.id, type: 'response', flags: dnsPacket.RECURSION_AVAILABLE, questions: q.questions, answers }), rinfo.port, rinfo.address);
-    } catch {
-      // not DNS
-    }
-  });
-  await new Promise<void>((resolve, reject) => {
-    sock.once('error', reject);
-    sock.bind(53, host, () => resolve());
-  });
-  return { host, queries, close: () => new Promise((r) => sock.close(() => r())) };
-}
-
-/** RSS of the agent and its child processes (proxy workers), from /proc. */
-function agentRss(pid: number): number {
-  const rssOf = (p: number): number => {
-    try {
-      const m = /^VmRSS:\s+(\d+) kB/m.exec(readFileSync(`/proc/${p}/status`, 'utf8'));
-      return m ? Number(m[1]) * 1024 : 0;
-    } catch {
-      return 0;
-    }
-  };
-  let children: number[] = [];
-  try {
-    children = readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').trim().split(/\s+/).filter(Boolean).map(Number);
-  } catch {
-    // gone
-  }
-  return rssOf(pid) + children.reduce((sum, c) => sum + rssOf(c), 0);
-}
 
 describe('enforcement never lapses under load and hostile input (real kernel, unprivileged clients in runs)', () => {
   let sut: AgentUnderTest;
-  let original: Awaited<ReturnType<typeof startOriginal>>;
+  let original: OriginalResolver;
 
   before(async () => {
-    original = await startOriginal();
+    original = await startOriginalResolver();
     sut = await AgentUnderTest.start({
       policy: 'blocked.test\n*.blocked.test\n',
       failMode: 'open',
@@ -95,13 +47,7 @@ describe('enforcement never lapses under load and hostile input (real kernel, un
     return (JSON.parse(st.stdout) as { counters: Record<string, string> }).counters;
   }
 
-  /** Runs `args` of the flood client as uid 65534 in a run of the deploy cgroup; returns its JSON report. */
-  async function asNobody<T>(args: string[], extra: string[] = []): Promise<T> {
-    const r = await sut.run([...NOBODY, process.execPath, FLOOD_CLIENT, ...args, ...extra], { timeoutMs: (SECONDS + 30) * 1000 });
-    assert.equal(r.code, 0, `flood client ${args[0]}: ${r.stdout}${r.stderr}`);
-    const line = r.stdout.trim().split('\n').pop() ?? '';
-    return JSON.parse(line) as T;
-  }
+  const asNobody = <T>(args: string[], extra: string[] = []): Promise<T> => floodAsNobody<T>(sut, args, extra, SECONDS + 30);
 
   const scenarios: Array<{ what: string; args: string[]; extra?: string[]; check?: (before: Record<string, string>, after: Record<string, string>) => void }> = [
     {

@@ -206,8 +206,10 @@ async function main(argv: string[]): Promise<void> {
   const seconds = Number(secondsText);
   if (!host || !Number.isInteger(port) || !(seconds > 0)) throw new Error('usage: flood-client MODE HOST PORT SECONDS [NAME]');
   if (mode === 'probe') {
-    const [listed, allowed] = (name ?? 'x.blocked.test,probe.test').split(',');
-    process.stdout.write(`${JSON.stringify(await probe(host, port, seconds, listed, allowed))}\n`);
+    // probe HOST PORT SECONDS LISTED,ALLOWED [unused] [INTERVAL_MS]
+    const [listed, allowed] = (name || 'x.blocked.test,probe.test').split(',');
+    const interval = Number(argv[6] ?? 50);
+    process.stdout.write(`${JSON.stringify(await probe(host, port, seconds, listed, allowed, interval > 0 ? interval : 50))}\n`);
     return;
   }
   const modes: FloodMode[] = ['udp-flood', 'expensive-udp', 'expensive-tcp', 'tcp-burst', 'tcp-noread'];
