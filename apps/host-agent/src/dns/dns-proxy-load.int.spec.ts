@@ -187,3 +187,31 @@ describe(`${DnsProxy.name} fairness`, () => {
     }
   });
 });
+
+describe(`${DnsProxy.name} and a process flooding listed names`, () => {
+  it('reads /proc for that process at most once a second, and still puts it in every event', async () => {
+    const upstream = await LoopbackUpstream.start(() => undefined);
+    const compiled = compilePolicy(protoBlocklistCodec, 'blocked.test\n', 'v1');
+    assert.ok(compiled.ok);
+    let reads = 0;
+    const sut = new DnsProxy({
+      upstream: upstream.address,
+      policy: compiled.policy,
+      listenAddresses: ['127.0.0.1'],
+      attribution: { lookup: () => ({ pid: 4242, tgid: 4242, comm: 'flooder', cgroupId: 7n }) },
+      processReader: { cmdline: () => (reads++, 'flooder --a-long-line'), uid: () => 1000, comm: () => 'flooder' },
+    });
+    const events: string[] = [];
+    sut.onEvent((e) => events.push(e.process?.cmdline ?? '-'));
+    await sut.start();
+    try {
+      for (let i = 0; i < 50; i++) assert.equal((await udpQuery('127.0.0.1', sut.port, makeQuery('blocked.test', 'A'))).answer.rcode, 'NXDOMAIN');
+      assert.equal(events.length, 50);
+      assert.ok(events.every((c) => c === 'flooder --a-long-line'));
+      assert.ok(reads >= 1 && reads <= 3, `${reads} reads of /proc for 50 queries`);
+    } finally {
+      await sut.close();
+      await upstream.close();
+    }
+  });
+});

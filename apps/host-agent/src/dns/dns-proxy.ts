@@ -1,5 +1,6 @@
 import dgram from 'node:dgram';
 import net from 'node:net';
+import { performance } from 'node:perf_hooks';
 import pino, { type Logger } from 'pino';
 import { normalizeDomainName } from '../policy/domain-matcher';
 import type { Policy } from '../policy/policy';
@@ -17,7 +18,7 @@ import { answersFormerr, parseQuery } from './dns-query';
 import { EDE, RCODE, buildLocalAnswer, qtypeName, typeName } from './dns-wire';
 import { LoadMonitor } from './load-monitor';
 import { DEFAULT_TCP_CLIENT_CAPS, TcpClients, type TcpClientCaps } from './tcp-clients';
-import { describeProcess, procfsReader, type AttributedProcess, type Attribution, type ProcessReader } from './process-details';
+import { describeProcess, procfsReader, type AttributedProcess, type Attribution, type ProcessDetails, type ProcessReader } from './process-details';
 import { TcpUpstream, UdpUpstreamPool, UpstreamError, parseUpstream, type UpstreamAddress } from './upstream';
 import { UpstreamResolver } from './upstream-resolver';
 
@@ -76,6 +77,10 @@ export interface DnsProxyOptions {
 
 /** Socket buffers large enough for thousands of queued datagrams (the kernel caps at net.core.[rw]mem_max). */
 const SOCKET_BUFFER_BYTES = 4 * 1024 * 1024;
+/** How long /proc details of a process are reused for its further listed queries. */
+const PROCESS_CACHE_MS = 1000;
+/** Processes whose details are kept at once (the cache starts over beyond it). */
+const PROCESS_CACHE_ENTRIES = 1024;
 /** Per-socket in-flight limit of the upstream pool: 1/16 of the id space keeps random id picks fast. */
 const UDP_PER_SOCKET = 4096;
 
@@ -129,6 +134,7 @@ export class DnsProxy {
   private readonly load: LoadMonitor;
   private readonly maxInFlightPerClient: number;
   private readonly inFlightByClient = new Map<string, number>();
+  private readonly processCache = new Map<string, { details: ProcessDetails; at: number }>();
   private readonly eventListeners = new Set<Listener<DnsPolicyEvent>>();
   private readonly queryListeners = new Set<Listener<DnsQueryNotice>>();
   private readonly counters: Omit<DnsProxyStats, 'inFlight'> = (({ inFlight: _inFlight, ...rest }) => rest)(zeroStats());
@@ -381,7 +387,7 @@ export class DnsProxy {
     if (entry !== undefined && policy !== undefined) {
       // Read /proc now, in the tick the query arrived in: a short-lived
       // process (curl) may be gone by the time the upstream would answer.
-      const processDetails = origin ? describeProcess(origin, this.reader) : undefined;
+      const processDetails = origin ? this.describe(origin) : undefined;
       this.emit(this.eventListeners, {
         kind: mode === 'enforce' ? 'dns_block' : 'dns_audit',
         qname,
@@ -454,6 +460,22 @@ export class DnsProxy {
     } finally {
       this.inFlight--;
     }
+  }
+
+  /**
+   * /proc details of the process that sent a listed query, read at most once
+   * a second per process: a process flooding listed names would otherwise
+   * cost three /proc reads per query.
+   */
+  private describe(origin: AttributedProcess): ProcessDetails {
+    const key = `${origin.tgid}/${origin.pid}/${origin.comm}/${origin.cgroupId}`;
+    const now = performance.now();
+    const hit = this.processCache.get(key);
+    if (hit && now - hit.at < PROCESS_CACHE_MS) return hit.details;
+    const details = describeProcess(origin, this.reader);
+    if (this.processCache.size >= PROCESS_CACHE_ENTRIES) this.processCache.clear();
+    this.processCache.set(key, { details, at: now });
+    return details;
   }
 
   private lookupOrigin(clientPort: number, dnsId: number): AttributedProcess | undefined {
