@@ -70,4 +70,8 @@ export interface DnsProxyStats {
   /** Times reading from a client TCP connection was paused for back-pressure. */
   tcpPaused: number;
   inFlight: number;
+  /** Answers (and drops) per latency bucket, from the query's arrival (LATENCY_BOUNDS_MS; not cumulative). */
+  latencyBuckets: number[];
+  /** Sum of those latencies, in milliseconds. */
+  latencySumMs: number;
 }
