@@ -6,11 +6,11 @@ import { tcpFrame } from './dns-wire';
 
 const ANSWER_BYTES = 60_000;
 
-/** A real loopback server whose TcpClients answer every frame at once with a 60 KB message. */
-async function serve(caps: Partial<typeof DEFAULT_TCP_CLIENT_CAPS>): Promise<{ sut: TcpClients; counters: TcpClientCounters; server: net.Server; port: number; handled: () => number }> {
+/** A real loopback server whose TcpClients answer every frame at once with an `answerBytes` message (default 60 KB). */
+async function serve(caps: Partial<typeof DEFAULT_TCP_CLIENT_CAPS>, answerBytes = ANSWER_BYTES): Promise<{ sut: TcpClients; counters: TcpClientCounters; server: net.Server; port: number; handled: () => number }> {
   const counters: TcpClientCounters = { tcpSlowReadersClosed: 0, tcpOversizedFrames: 0, tcpPaused: 0 };
   let handled = 0;
-  const answer = Buffer.alloc(ANSWER_BYTES, 0x61);
+  const answer = Buffer.alloc(answerBytes, 0x61);
   const sut = new TcpClients({ ...DEFAULT_TCP_CLIENT_CAPS, ...caps }, async (frame) => {
     handled++;
     const a = Buffer.from(answer);
@@ -66,8 +66,9 @@ describe(TcpClients.name, () => {
   });
 
   it('answers every query of a client that pipelines thousands and reads, in turns that leave room for another client', { timeout: 60_000 }, async () => {
-    // Its own server, with the default slow-reader timeout: the test reads in the same (busy) process.
-    const own = await serve({});
+    // Its own server, with the default slow-reader timeout and small answers: the test reads in the same (busy) process.
+    const small = 600;
+    const own = await serve({}, small);
     after(async () => {
       own.sut.closeAll();
       await new Promise((r) => own.server.close(r));
@@ -77,7 +78,7 @@ describe(TcpClients.name, () => {
         let bytes = 0;
         c.on('data', (d: Buffer) => {
           bytes += d.length;
-          if (bytes >= want * (ANSWER_BYTES + 2)) resolve(bytes / (ANSWER_BYTES + 2));
+          if (bytes >= want * (small + 2)) resolve(bytes / (small + 2));
         });
       });
     const busy = net.connect({ host: '127.0.0.1', port: own.port });
