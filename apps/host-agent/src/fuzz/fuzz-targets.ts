@@ -42,12 +42,22 @@ export interface FuzzTarget<T> {
   readonly revive: (saved: string) => T;
 }
 
+/**
+ * The check, failing when one input takes longer than HANG_MS. A slow first
+ * run is tried twice more and counts only if every run is slow: on a busy
+ * machine a GC pause or a descheduled process would otherwise look like a
+ * hang (the first fuzz run in check.sh found exactly that, kept in
+ * REGRESSIONS['bundle-verifier']).
+ */
 function timed<T>(check: (input: T) => void): (input: T) => void {
   return (input) => {
-    const t0 = performance.now();
-    check(input);
-    const ms = performance.now() - t0;
-    if (ms > HANG_MS) throw new Error(`one input took ${ms.toFixed(0)} ms (hang threshold ${HANG_MS} ms)`);
+    let fastest = Infinity;
+    for (let attempt = 0; attempt < 3 && fastest > HANG_MS; attempt++) {
+      const t0 = performance.now();
+      check(input);
+      fastest = Math.min(fastest, performance.now() - t0);
+    }
+    if (fastest > HANG_MS) throw new Error(`one input took ${fastest.toFixed(0)} ms, three times (hang threshold ${HANG_MS} ms)`);
   };
 }
 
@@ -299,7 +309,10 @@ export const REGRESSIONS: Readonly<Record<string, readonly string[]>> = {
   'dns-udp': [],
   'dns-tcp': [],
   'policy-file': [],
-  'bundle-verifier': [],
+  'bundle-verifier': [
+    // A JSON number as the document: reported as a 332 ms "hang" under a load average of 17 (a GC pause; it takes < 1 ms).
+    '{"which":"desired","json":"3.215068542869215e-269","transfer":"1f8b08000000000000034bcf2cc9644dd24bcecfe5d2d2cb2bc8cd2ad6cb2f4ae70200bb06abdb17000000"}',
+  ],
 };
 
 export { hex };
