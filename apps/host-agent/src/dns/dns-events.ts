@@ -59,6 +59,16 @@ export interface DnsProxyStats {
   overloaded: number;
   /** Upstream datagrams that matched no query in flight (late or spoofed). */
   upstreamStray: number;
+  /** Messages beyond a decode cap: too large, not exactly one question, or too many additional records (answered FORMERR, also in formerr), or a question name past its caps (labels, length, pointer hops or direction) or running off the message (dropped, also in malformed). */
+  limitExceeded: number;
+  /** Allowed queries answered SERVFAIL at once because the loop lagged or the client had its share in flight; also in servfail. */
+  shed: number;
+  /** Client TCP connections closed because the client did not read its answers. */
+  tcpSlowReadersClosed: number;
+  /** Client TCP connections closed because a frame was larger than the message cap. */
+  tcpOversizedFrames: number;
+  /** Times reading from a client TCP connection was paused for back-pressure. */
+  tcpPaused: number;
   inFlight: number;
   /** Answers (and drops) per latency bucket, from the query's arrival (LATENCY_BOUNDS_MS; not cumulative). */
   latencyBuckets: number[];

@@ -1,6 +1,6 @@
 import dgram from 'node:dgram';
 import net from 'node:net';
-import dnsPacket from 'dns-packet';
+import { performance } from 'node:perf_hooks';
 import pino, { type Logger } from 'pino';
 import { normalizeDomainName } from '../policy/domain-matcher';
 import type { Policy } from '../policy/policy';
@@ -14,18 +14,11 @@ import type {
   ProxyMode,
   QueryDecision,
 } from './dns-events';
-import {
-  EDE,
-  HEADER_BYTES,
-  RCODE,
-  TcpFrameReader,
-  buildLocalAnswer,
-  firstQuestionEnd,
-  firstQuestionType,
-  qtypeName,
-  tcpFrame,
-} from './dns-wire';
-import { describeProcess, procfsReader, type AttributedProcess, type Attribution, type ProcessReader } from './process-details';
+import { answersFormerr, parseQuery } from './dns-query';
+import { EDE, RCODE, buildLocalAnswer, qtypeName, typeName } from './dns-wire';
+import { LoadMonitor } from './load-monitor';
+import { DEFAULT_TCP_CLIENT_CAPS, TcpClients, type TcpClientCaps } from './tcp-clients';
+import { describeProcess, procfsReader, type AttributedProcess, type Attribution, type ProcessDetails, type ProcessReader } from './process-details';
 import { TcpUpstream, UdpUpstreamPool, UpstreamError, parseUpstream, type UpstreamAddress } from './upstream';
 import { UpstreamResolver } from './upstream-resolver';
 import { emptyLatencyBuckets, observeLatency } from './latency-histogram';
@@ -51,6 +44,16 @@ export interface DnsProxyOptions {
   readonly maxTcpClients?: number;
   /** A client TCP connection with no traffic for this long is closed. Default 10 s (RFC 7766 §6.2.3). */
   readonly tcpIdleTimeoutMs?: number;
+  /** Caps of client TCP connections (pipelining, unread answers, work per turn); see TcpClientCaps for defaults. */
+  readonly tcpCaps?: Partial<TcpClientCaps>;
+  /**
+   * Forwarded queries one client (the process the kernel attributed, else
+   * the source address and port) may have in flight; beyond it its allowed queries
+   * are answered SERVFAIL at once (counted as shed). Default maxInFlight / 16.
+   */
+  readonly maxInFlightPerClient?: number;
+  /** Event-loop lag beyond which allowed queries are answered SERVFAIL at once (shed). Default 250 ms. */
+  readonly maxLoopLagMs?: number;
   /** Who sent a query; without it events carry no process. */
   readonly attribution?: Attribution;
   /** Where addresses of '!resolve' names go; without it '!resolve' is ignored. */
@@ -75,8 +78,10 @@ export interface DnsProxyOptions {
 
 /** Socket buffers large enough for thousands of queued datagrams (the kernel caps at net.core.[rw]mem_max). */
 const SOCKET_BUFFER_BYTES = 4 * 1024 * 1024;
-/** Queries one TCP client may have in flight before the proxy stops reading from it. */
-const TCP_PIPELINE_LIMIT = 128;
+/** How long /proc details of a process are reused for its further listed queries. */
+const PROCESS_CACHE_MS = 1000;
+/** Processes whose details are kept at once (the cache starts over beyond it). */
+const PROCESS_CACHE_ENTRIES = 1024;
 /** Per-socket in-flight limit of the upstream pool: 1/16 of the id space keeps random id picks fast. */
 const UDP_PER_SOCKET = 4096;
 
@@ -96,6 +101,11 @@ export function zeroStats(): DnsProxyStats {
     notimp: 0,
     overloaded: 0,
     upstreamStray: 0,
+    limitExceeded: 0,
+    shed: 0,
+    tcpSlowReadersClosed: 0,
+    tcpOversizedFrames: 0,
+    tcpPaused: 0,
     inFlight: 0,
     latencyBuckets: emptyLatencyBuckets(),
     latencySumMs: 0,
@@ -106,7 +116,8 @@ export function zeroStats(): DnsProxyStats {
  * The DNS proxy of the deploy cgroup. Listens on loopback (UDP and TCP, IPv4
  * and IPv6, one port), answers NXDOMAIN for names the policy blocks (enforce)
  * or forwards them and records that they would have been blocked (audit),
- * forwards everything else over the transport it came in on, and answers
+ * forwards everything else over UDP (over TCP when a TCP client's answer
+ * comes back truncated), and answers
  * SERVFAIL when the upstream does not. A packet it cannot parse is dropped
  * and counted; no input makes a handler throw.
  */
@@ -122,7 +133,11 @@ export class DnsProxy {
   private readonly learner: AddressLearner | undefined;
   private readonly udpSockets: dgram.Socket[] = [];
   private readonly tcpServers: net.Server[] = [];
-  private readonly tcpClients = new Set<net.Socket>();
+  private readonly tcpClients: TcpClients;
+  private readonly load: LoadMonitor;
+  private readonly maxInFlightPerClient: number;
+  private readonly inFlightByClient = new Map<string, number>();
+  private readonly processCache = new Map<string, { details: ProcessDetails; at: number }>();
   private readonly eventListeners = new Set<Listener<DnsPolicyEvent>>();
   private readonly queryListeners = new Set<Listener<DnsQueryNotice>>();
   private readonly counters: Omit<DnsProxyStats, 'inFlight'> = (({ inFlight: _inFlight, ...rest }) => rest)(zeroStats());
@@ -141,6 +156,13 @@ export class DnsProxy {
     this.reader = options.processReader ?? procfsReader;
     this.mode = options.mode ?? 'enforce';
     this.policy = options.policy;
+    this.maxInFlightPerClient = options.maxInFlightPerClient ?? Math.max(1, Math.floor(this.maxInFlight / 16));
+    this.load = new LoadMonitor({ maxLagMs: options.maxLoopLagMs });
+    this.tcpClients = new TcpClients(
+      { ...DEFAULT_TCP_CLIENT_CAPS, ...(options.tcpIdleTimeoutMs !== undefined ? { idleTimeoutMs: options.tcpIdleTimeoutMs } : {}), ...options.tcpCaps },
+      (frame, client) => this.handle(frame, 'tcp', client),
+      this.counters,
+    );
     this.udpPool = new UdpUpstreamPool(this.upstream, {
       sockets: options.upstreamUdpSockets ?? 8,
       maxPerSocket: UDP_PER_SOCKET,
@@ -196,6 +218,7 @@ export class DnsProxy {
       }
     }
     this.started = true;
+    this.load.start();
     if (this.policy) this.pinNames(this.policy);
     this.log.info({ port: this.listenPort, addresses, upstream: this.options.upstream, mode: this.mode }, 'dns proxy listening');
     return { port: this.listenPort };
@@ -230,8 +253,8 @@ export class DnsProxy {
   async close(): Promise<void> {
     this.started = false;
     this.learner?.close();
-    for (const c of this.tcpClients) c.destroy();
-    this.tcpClients.clear();
+    this.load.stop();
+    this.tcpClients.closeAll();
     await this.closeListeners();
     this.udpPool.close();
     this.tcpUpstream.close();
@@ -278,7 +301,7 @@ export class DnsProxy {
   }
 
   private listenTcp(address: string, port: number): Promise<net.Server> {
-    const server = net.createServer((sock) => this.onTcpConnection(sock));
+    const server = net.createServer((sock) => this.tcpClients.accept(sock));
     server.maxConnections = this.options.maxTcpClients ?? 1024;
     return new Promise((resolve, reject) => {
       const fail = (err: Error): void => {
@@ -315,28 +338,6 @@ export class DnsProxy {
     });
   }
 
-  private onTcpConnection(sock: net.Socket): void {
-    this.tcpClients.add(sock);
-    sock.setNoDelay(true);
-    sock.setTimeout(this.options.tcpIdleTimeoutMs ?? 10_000, () => sock.destroy());
-    sock.on('error', () => undefined); // resets by clients are normal; the socket closes itself
-    sock.on('close', () => this.tcpClients.delete(sock));
-    const client = { address: sock.remoteAddress ?? '', port: sock.remotePort ?? 0 };
-    const reader = new TcpFrameReader();
-    let pending = 0;
-    sock.on('data', (chunk: Buffer) => {
-      for (const frame of reader.push(chunk)) {
-        pending++;
-        if (pending >= TCP_PIPELINE_LIMIT) sock.pause();
-        void this.handle(frame, 'tcp', client).then((answer) => {
-          pending--;
-          if (pending < TCP_PIPELINE_LIMIT && sock.isPaused() && !sock.destroyed) sock.resume();
-          if (answer && sock.writable) sock.write(tcpFrame(answer));
-        });
-      }
-    });
-  }
-
   /** Never rejects: whatever goes wrong, the packet is dropped or answered. */
   private async handle(query: Buffer, transport: DnsTransport, client: DnsClient): Promise<Buffer | undefined> {
     const started = performance.now();
@@ -354,42 +355,37 @@ export class DnsProxy {
   }
 
   private async answer(query: Buffer, transport: DnsTransport, client: DnsClient): Promise<Buffer | undefined> {
-    let packet: dnsPacket.DecodedPacket;
-    try {
-      packet = dnsPacket.decode(query);
-    } catch {
-      this.counters.malformed++;
-      return undefined;
-    }
-    // A response arriving here is not a question: never answer it, or two
-    // misconfigured proxies could bounce packets between them forever.
-    if (packet.flag_qr) {
-      this.counters.malformed++;
-      return undefined;
+    // Bounded decode (dns-query.ts): header, the one question, the OPT record; nothing past the caps.
+    const parsed = parseQuery(query);
+    if (!parsed.ok) {
+      // Too short, a response arriving here (never answer one, or two
+      // misconfigured proxies could bounce packets between them forever), a
+      // name or record that breaks a cap or runs off the message: drop.
+      if (!answersFormerr(parsed.problem)) {
+        this.counters.malformed++;
+        if (parsed.problem === 'bad-name') this.counters.limitExceeded++;
+        return undefined;
+      }
+      // Too large, too many records, or not exactly one question (with
+      // several, the upstream would answer all of them but only the first
+      // would have been checked against the policy): FORMERR.
+      this.counters.limitExceeded++;
+      this.counters.formerr++;
+      return buildLocalAnswer(query, parsed.questionEnd, { rcode: RCODE.FORMERR });
     }
     this.counters.queries++;
-    const optRecord = packet.additionals?.find((rr) => rr.type === 'OPT');
-    const dnssecOk = optRecord?.type === 'OPT' ? optRecord.flag_do : false;
-    const local = (rcode: number, questionEnd: number, ede?: { code: number; text: string }): Buffer =>
-      buildLocalAnswer(query, questionEnd, { rcode, edns: optRecord ? { dnssecOk, ede } : undefined });
+    const { questionEnd } = parsed;
+    const local = (rcode: number, end: number, ede?: { code: number; text: string }): Buffer =>
+      buildLocalAnswer(query, end, { rcode, edns: parsed.edns ? { dnssecOk: parsed.edns.dnssecOk, ede } : undefined });
 
-    const questions = packet.questions ?? [];
-    const questionEnd = firstQuestionEnd(query);
-    // Exactly one question: with several, the upstream would answer all of
-    // them but only the first would have been checked against the policy.
-    if (questions.length !== 1 || questionEnd < 0) {
-      this.counters.formerr++;
-      return local(RCODE.FORMERR, HEADER_BYTES);
-    }
-    const opcode = (query.readUInt16BE(2) >> 11) & 0xf;
-    if (opcode !== 0) {
+    if (parsed.opcode !== 0) {
       this.counters.notimp++;
       return local(RCODE.NOTIMP, questionEnd, { code: EDE.NOT_SUPPORTED, text: 'cgfence proxy answers standard queries only' });
     }
 
-    const qname = normalizeDomainName(questions[0].name);
-    const qtype = qtypeName(firstQuestionType(query, questionEnd), questions[0].type);
-    const origin = this.lookupOrigin(client.port, query.readUInt16BE(0));
+    const qname = normalizeDomainName(parsed.name);
+    const qtype = qtypeName(parsed.qtype, typeName(parsed.qtype));
+    const origin = this.lookupOrigin(client.port, parsed.id);
     const policy = this.policy;
     const entry = policy?.matcher.match(qname);
     const mode = this.mode;
@@ -399,7 +395,7 @@ export class DnsProxy {
     if (entry !== undefined && policy !== undefined) {
       // Read /proc now, in the tick the query arrived in: a short-lived
       // process (curl) may be gone by the time the upstream would answer.
-      const processDetails = origin ? describeProcess(origin, this.reader) : undefined;
+      const processDetails = origin ? this.describe(origin) : undefined;
       this.emit(this.eventListeners, {
         kind: mode === 'enforce' ? 'dns_block' : 'dns_audit',
         qname,
@@ -418,7 +414,28 @@ export class DnsProxy {
       }
       this.counters.audited++;
     }
-    return this.forward(query, questionEnd, transport, local);
+    // Overload is shed, not queued: when the event loop lags or this client
+    // already has its fair share in flight, answer at once.
+    if (this.load.overloaded()) {
+      this.counters.shed++;
+      this.counters.servfail++;
+      return local(RCODE.SERVFAIL, questionEnd, { code: EDE.NETWORK_ERROR, text: 'cgfence proxy overloaded' });
+    }
+    const key = fairnessKey(client, origin);
+    const mine = this.inFlightByClient.get(key) ?? 0;
+    if (mine >= this.maxInFlightPerClient) {
+      this.counters.shed++;
+      this.counters.servfail++;
+      return local(RCODE.SERVFAIL, questionEnd, { code: EDE.NETWORK_ERROR, text: 'cgfence proxy: too many queries in flight from this client' });
+    }
+    this.inFlightByClient.set(key, mine + 1);
+    try {
+      return await this.forward(query, questionEnd, transport, local);
+    } finally {
+      const left = (this.inFlightByClient.get(key) ?? 1) - 1;
+      if (left <= 0) this.inFlightByClient.delete(key);
+      else this.inFlightByClient.set(key, left);
+    }
   }
 
   private async forward(
@@ -434,10 +451,13 @@ export class DnsProxy {
     }
     this.inFlight++;
     try {
-      const answer =
-        transport === 'udp'
-          ? await this.udpPool.query(query, questionEnd, this.timeoutMs)
-          : await this.tcpUpstream.query(query, this.timeoutMs);
+      // Over UDP whatever transport the client used: a client pipelining
+      // thousands of queries over TCP must not cost one upstream TCP
+      // connection each. A TCP client whose answer comes back truncated gets
+      // it over TCP (a UDP client gets the truncated answer and retries over
+      // TCP itself, as stub resolvers do).
+      let answer = await this.udpPool.query(query, questionEnd, this.timeoutMs);
+      if (transport === 'tcp' && isTruncated(answer)) answer = await this.tcpUpstream.query(query, this.timeoutMs);
       this.counters.forwarded++;
       return answer;
     } catch (err) {
@@ -448,6 +468,22 @@ export class DnsProxy {
     } finally {
       this.inFlight--;
     }
+  }
+
+  /**
+   * /proc details of the process that sent a listed query, read at most once
+   * a second per process: a process flooding listed names would otherwise
+   * cost three /proc reads per query.
+   */
+  private describe(origin: AttributedProcess): ProcessDetails {
+    const key = `${origin.tgid}/${origin.pid}/${origin.comm}/${origin.cgroupId}`;
+    const now = performance.now();
+    const hit = this.processCache.get(key);
+    if (hit && now - hit.at < PROCESS_CACHE_MS) return hit.details;
+    const details = describeProcess(origin, this.reader);
+    if (this.processCache.size >= PROCESS_CACHE_ENTRIES) this.processCache.clear();
+    this.processCache.set(key, { details, at: now });
+    return details;
   }
 
   private lookupOrigin(clientPort: number, dnsId: number): AttributedProcess | undefined {
@@ -469,4 +505,13 @@ export class DnsProxy {
       }
     }
   }
+}
+
+function isTruncated(answer: Buffer): boolean {
+  return answer.length >= 4 && (answer[2] & 0x02) !== 0;
+}
+
+/** Whose share of the in-flight queries a query counts against: the process the kernel named, else the source address and port. */
+function fairnessKey(client: DnsClient, origin: AttributedProcess | undefined): string {
+  return origin !== undefined && origin.tgid > 0 ? `pid:${origin.tgid}` : `addr:${client.address}:${client.port}`;
 }

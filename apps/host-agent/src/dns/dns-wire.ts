@@ -1,6 +1,8 @@
 // Byte-level helpers for the few things the proxy does without a full
 // encode/decode round trip: answering with the client's own question bytes,
-// and rewriting transaction ids. Decoding proper is done with dns-packet.
+// and rewriting transaction ids. Queries are decoded by dns-query.ts (bounded);
+// dns-packet decodes only the upstream's answers of '!resolve' lookups.
+import { toString as dnsTypeToString } from 'dns-packet/types';
 
 export const HEADER_BYTES = 12;
 
@@ -52,6 +54,11 @@ export function firstQuestionType(buf: Buffer, questionEnd: number): number {
 }
 
 const EXTRA_TYPE_NAMES: Readonly<Record<number, string>> = { 64: 'SVCB', 65: 'HTTPS' };
+
+/** dns-packet's mnemonic for a type number ('A', 'AAAA', 'UNKNOWN_65'). */
+export function typeName(typeNumber: number): string {
+  return dnsTypeToString(typeNumber);
+}
 
 /** Mnemonic for a query type; dns-packet 5 does not know SVCB/HTTPS and says UNKNOWN_65. */
 export function qtypeName(typeNumber: number, decodedName: string): string {

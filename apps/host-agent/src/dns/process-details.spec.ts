@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { describeProcess, type ProcessReader } from './process-details';
+import { CMDLINE_CUT_MARKER, MAX_CMDLINE_BYTES, capCmdline, describeProcess, type ProcessReader } from './process-details';
 
 function reader(table: Record<number, { cmdline?: string; uid?: number; comm?: string }>): ProcessReader {
   return {
@@ -31,5 +31,23 @@ describe(describeProcess.name, () => {
     assert.equal(live.comm, 'dig');
     const gone = describeProcess({ pid: 201, tgid: 200, uid: 0, comm: 'isc-net-0000', cgroupId: 9n }, reader({}));
     assert.equal(gone.comm, 'isc-net-0000');
+  });
+
+  it(`cuts a command line longer than ${MAX_CMDLINE_BYTES} bytes and marks the cut`, () => {
+    const sut = describeProcess({ pid: 100, tgid: 100, comm: 'sh', cgroupId: 9n }, reader({ 100: { cmdline: `sh -c ${'x'.repeat(1 << 20)}` } }));
+    assert.equal(Buffer.byteLength(sut.cmdline ?? '', 'utf8'), MAX_CMDLINE_BYTES);
+    assert.ok(sut.cmdline?.startsWith('sh -c xxx'));
+    assert.ok(sut.cmdline?.endsWith(CMDLINE_CUT_MARKER));
+  });
+});
+
+describe(capCmdline.name, () => {
+  it('leaves a line that fits alone and never splits a character', () => {
+    assert.equal(capCmdline('a'.repeat(MAX_CMDLINE_BYTES)), 'a'.repeat(MAX_CMDLINE_BYTES));
+    assert.equal(capCmdline(null), null);
+    const cut = capCmdline('é'.repeat(MAX_CMDLINE_BYTES)) ?? '';
+    assert.ok(Buffer.byteLength(cut, 'utf8') <= MAX_CMDLINE_BYTES);
+    assert.ok(!cut.includes('\ufffd'));
+    assert.ok(cut.endsWith(CMDLINE_CUT_MARKER));
   });
 });

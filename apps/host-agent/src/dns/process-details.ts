@@ -1,4 +1,4 @@
-import { readFileSync } from 'node:fs';
+import { closeSync, openSync, readFileSync, readSync } from 'node:fs';
 
 /**
  * What the kernel's attribution map tells about the process that sent a DNS
@@ -37,6 +37,46 @@ export interface ProcessReader {
   comm(pid: number): string | null;
 }
 
+/**
+ * Longest command line an event carries, in bytes of UTF-8: a deploy can
+ * start a process with megabytes of arguments, and every blocked query of it
+ * would otherwise copy them into the journal, the block log and the spool.
+ */
+export const MAX_CMDLINE_BYTES = 4096;
+/** Appended to a command line that was cut at MAX_CMDLINE_BYTES. */
+export const CMDLINE_CUT_MARKER = ' …[cut]';
+
+/** A command line within MAX_CMDLINE_BYTES (marker included), cut on a character boundary and marked when it was longer. */
+export function capCmdline(cmdline: string | null): string | null {
+  if (cmdline === null || Buffer.byteLength(cmdline, 'utf8') <= MAX_CMDLINE_BYTES) return cmdline;
+  const room = MAX_CMDLINE_BYTES - Buffer.byteLength(CMDLINE_CUT_MARKER, 'utf8');
+  let cut = Buffer.from(cmdline.slice(0, room), 'utf8').subarray(0, room).toString('utf8');
+  // A multi-byte character split at the cut decodes to U+FFFD: drop it.
+  if (cut.endsWith('�') && !cmdline.startsWith(cut)) cut = cut.slice(0, -1);
+  return cut + CMDLINE_CUT_MARKER;
+}
+
+/** Reads at most `max` bytes of a /proc file (cmdline can be megabytes). */
+function readProcHead(pid: number, file: string, max: number): Buffer | null {
+  if (!Number.isInteger(pid) || pid <= 0) return null;
+  let fd = -1;
+  try {
+    fd = openSync(`/proc/${pid}/${file}`, 'r');
+    const buf = Buffer.alloc(max);
+    let n = 0;
+    while (n < max) {
+      const got = readSync(fd, buf, n, max - n, null);
+      if (got === 0) break;
+      n += got;
+    }
+    return buf.subarray(0, n);
+  } catch {
+    return null; // exited, or not ours to read: best effort
+  } finally {
+    if (fd >= 0) closeSync(fd);
+  }
+}
+
 function readProc(pid: number, file: string): Buffer | null {
   if (!Number.isInteger(pid) || pid <= 0) return null;
   try {
@@ -49,10 +89,11 @@ function readProc(pid: number, file: string): Buffer | null {
 /** Reads /proc synchronously, so it happens in the same tick the query arrived in. */
 export const procfsReader: ProcessReader = {
   cmdline(pid) {
-    const raw = readProc(pid, 'cmdline');
+    // One byte past the cap tells a cut line from one that fits exactly.
+    const raw = readProcHead(pid, 'cmdline', MAX_CMDLINE_BYTES + 1);
     if (raw === null || raw.length === 0) return null; // kernel threads and zombies have none
     const text = raw.toString('utf8');
-    return (text.endsWith('\0') ? text.slice(0, -1) : text).split('\0').join(' ');
+    return capCmdline((text.endsWith('\0') ? text.slice(0, -1) : text).split('\0').join(' '));
   },
   uid(pid) {
     const raw = readProc(pid, 'status');
@@ -67,7 +108,8 @@ export const procfsReader: ProcessReader = {
 };
 
 /**
- * Completes the kernel's view of a process from /proc: cmdline always, uid
+ * Completes the kernel's view of a process from /proc: cmdline always (cut
+ * to MAX_CMDLINE_BYTES with CMDLINE_CUT_MARKER), uid
  * when the kernel did not record it. The kernel's comm is the name of the
  * sending thread (dig sends from "isc-net-0000"); events name the process, so
  * the process's own comm wins and the thread's is the fallback for a process
@@ -81,7 +123,7 @@ export function describeProcess(info: AttributedProcess, reader: ProcessReader):
     pid: info.pid,
     tgid: info.tgid,
     comm: reader.comm(procPid) ?? info.comm,
-    cmdline: reader.cmdline(procPid),
+    cmdline: capCmdline(reader.cmdline(procPid)),
     uid: kernelUid ?? reader.uid(procPid),
     cgroupId: info.cgroupId,
   };

@@ -107,9 +107,13 @@ export class UdpUpstreamPool {
     for (let i = 0; i < this.options.sockets; i++) {
       const socket = dgram.createSocket({ type: this.upstream.family === 6 ? 'udp6' : 'udp4', recvBufferSize: this.options.recvBufferSize });
       const member: PoolSocket = { socket, pending: new Map() };
-      // Errors on a connected UDP socket (ICMP unreachable and the like) are not
-      // tied to one query; the queries concerned time out into SERVFAIL.
-      socket.on('error', () => undefined);
+      // Errors on a connected UDP socket are not tied to one query. "Port
+      // unreachable" (ECONNREFUSED) means the upstream does not listen: fail
+      // this socket's queries at once (SERVFAIL now, not at the timeout);
+      // the others time out into SERVFAIL.
+      socket.on('error', (err: NodeJS.ErrnoException) => {
+        if (err.code === 'ECONNREFUSED') this.failAll(member, new UpstreamError('UPSTREAM_ERROR', 'upstream refused the query (port unreachable)'));
+      });
       socket.on('message', (msg) => this.onAnswer(member, msg));
       await new Promise<void>((resolve, reject) => {
         socket.once('error', reject);
@@ -161,6 +165,14 @@ export class UdpUpstreamPool {
       m.socket.close();
     }
     this.members.length = 0;
+  }
+
+  private failAll(member: PoolSocket, err: UpstreamError): void {
+    for (const p of member.pending.values()) {
+      clearTimeout(p.timer);
+      p.reject(err);
+    }
+    member.pending.clear();
   }
 
   private pickMember(): PoolSocket | undefined {

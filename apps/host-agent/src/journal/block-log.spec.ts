@@ -74,4 +74,53 @@ describe(BlockLog.name, () => {
     assert.equal(logged.msg, formatBlockLine(record));
     assert.equal(logged.eventId, record.id);
   });
+
+  function capture(): { logger: pino.Logger; lines: Array<{ level: number; msg: string; runId: string | null; suppressed?: number }> } {
+    const lines: Array<{ level: number; msg: string; runId: string | null; suppressed?: number }> = [];
+    const sink = new Writable({
+      write(chunk: Buffer, _enc, done) {
+        lines.push(JSON.parse(chunk.toString()) as { level: number; msg: string; runId: string | null });
+        done();
+      },
+    });
+    return { logger: pino({ base: undefined }, sink), lines };
+  }
+
+  it('writes at most linesPerWindow lines per run per window and then says how many it held back', () => {
+    const { logger, lines } = capture();
+    let now = 1_000_000;
+    const sut = new BlockLog(logger, { linesPerWindow: 3, windowMs: 1000, clock: () => now });
+    for (let i = 0; i < 1000; i++) sut.write({ ...record, id: `e${i}` });
+    for (let i = 0; i < 5; i++) sut.write({ ...record, runId: 'other-run', id: `o${i}` });
+    assert.equal(lines.filter((l) => l.runId === record.runId).length, 3);
+    assert.equal(lines.filter((l) => l.runId === 'other-run').length, 3, 'one noisy run does not use up the others');
+    assert.equal(sut.suppressed, 997 + 2);
+    now += 1000;
+    sut.write({ ...record, id: 'next' });
+    const summary = lines.find((l) => l.suppressed !== undefined && l.runId === record.runId);
+    assert.equal(summary?.suppressed, 997);
+    assert.match(summary?.msg ?? '', /^BLOCK LOG suppressed=997 run=0190c2d3-1111-7000-8000-000000000002 /);
+    assert.equal(lines.at(-1)?.msg, formatBlockLine({ ...record, id: 'next' }));
+    sut.close();
+    assert.equal(lines.find((l) => l.suppressed !== undefined && l.runId === 'other-run')?.suppressed, 2);
+  });
+
+  it('never holds back alerts', () => {
+    const { logger, lines } = capture();
+    const sut = new BlockLog(logger, { linesPerWindow: 1, clock: () => 0 });
+    for (let i = 0; i < 10; i++) sut.write({ ...record, action: 'alert', message: `a${i}` });
+    assert.equal(lines.length, 10);
+    sut.close();
+  });
+
+  it('keeps at most maxTrackedRuns windows: further runs share one allowance', () => {
+    const { logger, lines } = capture();
+    const sut = new BlockLog(logger, { linesPerWindow: 2, maxTrackedRuns: 4, clock: () => 0 });
+    for (let r = 0; r < 100; r++) for (let i = 0; i < 5; i++) sut.write({ ...record, runId: `run-${r}` });
+    // 4 tracked runs × 2 lines, then the shared allowance of 2 for the 96 others.
+    assert.equal(lines.length, 4 * 2 + 2);
+    assert.equal(sut.suppressed, 500 - 10);
+    sut.close();
+  });
 });
+

@@ -31,6 +31,7 @@ export class JournalService implements OnModuleInit, OnApplicationShutdown {
   }
 
   onApplicationShutdown(): void {
+    this.blockLog.close(); // says how many block lines were held back, if any
     this.journal?.close();
     this.journal = undefined;
   }

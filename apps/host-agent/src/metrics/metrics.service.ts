@@ -114,10 +114,15 @@ export class MetricsService implements OnModuleInit {
     add(
       pulled('cgfence_agent_dns_upstream_errors_total', 'SERVFAIL answers for upstream failures other than timeouts', 'counter', () => {
         const d = dns();
-        return [{ value: d ? Math.max(0, d.servfail - d.upstreamTimeouts - d.overloaded) : 0 }];
+        return [{ value: d ? Math.max(0, d.servfail - d.upstreamTimeouts - d.overloaded - d.shed) : 0 }];
       }),
     );
     add(pulled('cgfence_agent_dns_upstream_stray_total', 'Upstream datagrams that matched no query in flight (late or spoofed)', 'counter', () => [{ value: dns()?.upstreamStray ?? 0 }]));
+    add(pulled('cgfence_agent_dns_limit_exceeded_total', 'DNS messages beyond a decode cap (size, question count, records: FORMERR; question name: dropped)', 'counter', () => [{ value: dns()?.limitExceeded ?? 0 }]));
+    add(pulled('cgfence_agent_dns_shed_total', 'Allowed queries answered SERVFAIL at once: loop lag or the client had its share in flight', 'counter', () => [{ value: dns()?.shed ?? 0 }]));
+    add(pulled('cgfence_agent_dns_tcp_paused_total', 'Times reading from a DNS TCP client was paused (pipelining or unread answers)', 'counter', () => [{ value: dns()?.tcpPaused ?? 0 }]));
+    add(pulled('cgfence_agent_dns_tcp_slow_readers_closed_total', 'DNS TCP clients closed for not reading their answers', 'counter', () => [{ value: dns()?.tcpSlowReadersClosed ?? 0 }]));
+    add(pulled('cgfence_agent_dns_tcp_oversized_frames_total', 'DNS TCP connections closed for a frame over the message cap', 'counter', () => [{ value: dns()?.tcpOversizedFrames ?? 0 }]));
     add(pulled('cgfence_agent_dns_in_flight', 'Forwarded queries waiting for the upstream', 'gauge', () => [{ value: dns()?.inFlight ?? 0 }]));
     const latencyName = 'cgfence_agent_dns_latency_seconds';
     const latencyHelp = "Time from a query's arrival at the proxy to its answer (or drop)";
