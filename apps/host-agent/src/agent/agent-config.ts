@@ -1,6 +1,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { availableParallelism, hostname } from 'node:os';
 import { join } from 'node:path';
+import type { GroupEntry } from '../runs/user-lookup';
 
 export type Mode = 'enforce' | 'audit';
 export type FailMode = 'open' | 'closed';
@@ -37,6 +38,8 @@ export interface AgentConfig {
   readonly heartbeatTimeoutMs: number;
   readonly upstreamTimeoutMs: number;
   readonly logLevel: string;
+  /** `--run-group`: members may start runs through the control socket (root always can). */
+  readonly runGroup?: GroupEntry;
 }
 
 export const DEFAULT_STATE_DIR = '/var/lib/cgfence';

@@ -14,10 +14,11 @@ import type { FleetApplyMeta, FleetSink, SinkApplyResult, SinkStatus } from '../
 import type { BlocklistEntry } from '../policy/entry-types';
 import { createPolicy, formatPolicyErrors, Policy } from '../policy/policy';
 import { RunRegistry } from '../runs/run-registry';
+import { endRun, startRun } from '../runs/run-start';
 import type { AgentEvents } from '../events/agent-events';
 import { AgentConfig, Mode, PID_FILE, pinDirFor, runningAgentPid } from './agent-config';
 import { applyLimits, LimitsReport } from './cgroup-limits';
-import { ControlServer } from './control-server';
+import { ControlCaller, ControlServer } from './control-server';
 import { applyPolicy, PolicyMeta } from './policy-apply';
 
 const HEARTBEAT_MS = 250;
@@ -151,7 +152,7 @@ export class Agent {
     for (const a of this.earlyAlerts.splice(0)) this.alert(a.message, a.time);
     if ((c.driftCheckMs ?? 0) > 0) this.checkDrift(); // a baseline for status and the first report
 
-    this.control = new ControlServer(join(c.stateDir, CONTROL_SOCKET), (req) => this.onControl(req));
+    this.control = new ControlServer(join(c.stateDir, CONTROL_SOCKET), (req, caller) => this.onControl(req, caller), { runGroup: c.runGroup });
     await this.control.listen();
     const policyFile = c.policyFile;
     if (policyFile !== undefined) watchFile(policyFile, { interval: 500 }, () => void this.reload('file changed'));
@@ -458,18 +459,17 @@ export class Agent {
     return { ok: true, entries: parsed.entries };
   }
 
-  private async onControl(req: ControlRequest): Promise<unknown> {
+  private async onControl(req: ControlRequest, caller: ControlCaller): Promise<unknown> {
     switch (req.op) {
       case 'status':
         return this.freshStatus();
       case 'run.start': {
-        const run = this.runs.create(req.labels, req.command.join(' '));
-        this.logger.info({ runId: run.runId, labels: run.labels, command: req.command, pid: req.pid }, 'run started');
-        const started: RunStarted = { runId: run.runId, cgroupPath: run.cgroupPath };
+        const started: RunStarted = startRun(this.runs, req, caller);
+        this.logger.info({ runId: started.runId, labels: req.labels, command: req.command, pid: caller.pid, uid: started.uid, user: started.user }, 'run started');
         return started;
       }
       case 'run.end': {
-        const run = this.runs.finish(req.runId, req.exitCode);
+        const run = endRun(this.runs, req, caller);
         this.events?.runEnded(run, req.signal, this.policy.version);
         this.logger.info({ runId: run.runId, exitCode: req.exitCode, signal: req.signal }, 'run ended');
         return { runId: run.runId };

@@ -16,6 +16,7 @@ import { JournalReader } from '../journal/event-journal';
 import { callAgent } from './control-client';
 import { parseLabels, RUN_FAILED, runProtected } from './run-command';
 import { teardown } from './teardown';
+import { GroupEntry, lookupGroup } from '../runs/user-lookup';
 
 const EXIT_USAGE = 2;
 
@@ -73,6 +74,7 @@ interface StartOptions {
   heartbeatTimeoutMs: number;
   upstreamTimeoutMs: number;
   logLevel: string;
+  runGroup?: string;
 }
 
 /** Fleet mode's settings, validated; undefined without --server. */
@@ -108,6 +110,15 @@ function fleetSettings(o: StartOptions) {
   }
 }
 
+/** `--run-group NAME|GID`, resolved now: an unknown group stops the agent with a usage error. */
+function runGroupOf(name: string | undefined): GroupEntry | undefined {
+  if (name === undefined) return undefined;
+  const group = lookupGroup(name);
+  if (!group) throw new UsageError(`--run-group ${name}: no such group (create it with \`groupadd ${name}\`)`);
+  if (group.gid === 0) throw new UsageError(`--run-group ${name}: the root group gives nothing root does not have; name a group of deploy users`);
+  return group;
+}
+
 async function startAgent(o: StartOptions): Promise<void> {
   const fleetOpts = fleetSettings(o);
   const upstream = o.upstream ?? defaultUpstream();
@@ -131,6 +142,7 @@ async function startAgent(o: StartOptions): Promise<void> {
     heartbeatTimeoutMs: o.heartbeatTimeoutMs,
     upstreamTimeoutMs: o.upstreamTimeoutMs,
     logLevel: o.logLevel,
+    runGroup: runGroupOf(o.runGroup),
   };
   const logger = pino({ level: o.logLevel, base: { service: 'host-agent', host: config.host } });
   const agent = new Agent(config, logger);
@@ -275,6 +287,7 @@ export function buildHostProgram(): Command {
     .option('--heartbeat-timeout-ms <ms>', 'proxy silence before the fail mode applies', int('--heartbeat-timeout-ms', 0, 600_000), 2000)
     .option('--upstream-timeout-ms <ms>', 'upstream answer deadline before SERVFAIL', int('--upstream-timeout-ms', 50, 60_000), 2000)
     .option('--log-level <level>', 'pino log level', 'info')
+    .option('--run-group <group>', 'members of this group may use `cgfence run` (control socket root:GROUP 0660); root always can')
     .action((o: StartOptions) => startAgent(o));
 
   agent
@@ -324,17 +337,23 @@ export function buildHostProgram(): Command {
     .command('run')
     .description('run COMMAND in a new run cgroup of the deploy cgroup, protected by the local agent')
     .option('-l, --label <key=value>', 'label of the run (repeatable)', collect, [])
+    .option('-q, --quiet', 'do not print the run id on stderr at start (CGFENCE_RUN_ID still has it)')
+    .option('--user <name>', 'root only: run COMMAND as this user, with its groups (like setpriv --reuid --regid --init-groups)')
+    .option('--group <group>', "with --user: this primary group instead of the user's own")
     .addOption(stateDirOption())
     .argument('<command...>', 'the command and its arguments (after --)')
     .passThroughOptions()
-    .action(async (command: string[], o: { label: string[]; stateDir: string }) => {
+    .action(async (command: string[], o: { label: string[]; stateDir: string; quiet?: boolean; user?: string; group?: string }) => {
       let labels: Record<string, string>;
       try {
         labels = parseLabels(o.label);
       } catch (err) {
         throw new UsageError((err as Error).message);
       }
-      process.exitCode = await runProtected(o.stateDir, labels, command, (l) => process.stderr.write(`${l}\n`));
+      process.exitCode = await runProtected(
+        { stateDir: o.stateDir, labels, command, quiet: o.quiet, user: o.user, group: o.group },
+        (l) => process.stderr.write(`${l}\n`),
+      );
     });
 
   program.exitOverride();
