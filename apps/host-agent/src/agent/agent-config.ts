@@ -40,6 +40,8 @@ export interface AgentConfig {
   readonly logLevel: string;
   /** `--run-group`: members may start runs through the control socket (root always can). */
   readonly runGroup?: GroupEntry;
+  /** `--protect-cgroup` (and fleet mode's labels file): existing cgroups, relative to the cgroup v2 root, under the same programs. */
+  readonly protectCgroups?: readonly string[];
 }
 
 export const DEFAULT_STATE_DIR = '/var/lib/cgfence';

@@ -15,6 +15,8 @@ import type { BlocklistEntry } from '../policy/entry-types';
 import { createPolicy, formatPolicyErrors, Policy } from '../policy/policy';
 import { RunRegistry } from '../runs/run-registry';
 import { endRun, startRun } from '../runs/run-start';
+import { PROTECT_POLL_MS, ProtectedCgroups, protectedPinRoot } from '../runs/protected-cgroups';
+import type { RunLookup } from '../journal/journal-record';
 import type { AgentEvents } from '../events/agent-events';
 import { AgentConfig, Mode, PID_FILE, pinDirFor, runningAgentPid } from './agent-config';
 import { applyLimits, LimitsReport } from './cgroup-limits';
@@ -57,6 +59,9 @@ export class Agent {
   private proxyPort = 0;
   private journal!: EventJournal;
   private runs!: RunRegistry;
+  private protectedCgroups?: ProtectedCgroups;
+  /** Runs, then the synthetic runs of protected cgroups: whom an event's cgroup id belongs to. */
+  private readonly lookup: RunLookup = { byCgroupId: (id) => this.runs?.byCgroupId(id) ?? this.protectedCgroups?.byCgroupId(id) };
   private control!: ControlServer;
   private limits!: LimitsReport;
   private timers: NodeJS.Timeout[] = [];
@@ -144,6 +149,17 @@ export class Agent {
       }, HEARTBEAT_MS),
     );
     this.timers.push(setInterval(() => this.reap(), REAP_MS));
+    // Existing cgroups (--protect-cgroup) under the same programs; those dropped from the configuration are detached.
+    const protectedCgroups = new ProtectedCgroups({
+      cgroupRoot: findCgroup2Root(),
+      paths: c.protectCgroups ?? [],
+      sourcePinDir: this.pinDir,
+      pinRoot: protectedPinRoot(this.pinDir),
+      logger: this.logger,
+    });
+    this.protectedCgroups = protectedCgroups;
+    protectedCgroups.reconcile();
+    this.timers.push(setInterval(() => protectedCgroups.reconcile(), PROTECT_POLL_MS));
     this.expectedPrograms = this.dataPlane.attachedPrograms();
     if ((c.driftCheckMs ?? 0) > 0) this.timers.push(setInterval(() => this.checkDrift(), c.driftCheckMs));
     for (const t of this.timers) t.unref();
@@ -284,6 +300,7 @@ export class Agent {
       proxy: { port: this.proxyPort, upstream: this.config.upstream, healthy: this.proxyHealthy },
       counters,
       runs: { active: this.runs.list().filter((r) => r.state === 'running').length },
+      ...(this.protectedCgroups ? { protectedCgroups: this.protectedCgroups.status() } : {}),
       ...(this.fleet ? { fleet: this.fleet.status() } : {}),
       ...(this.events ? { spool: this.events.status() } : {}),
     };
@@ -518,7 +535,7 @@ export class Agent {
   }
 
   private recordContext(): RecordContext {
-    return { host: this.config.host, cohort: this.config.cohort, runs: this.runs };
+    return { host: this.config.host, cohort: this.config.cohort, runs: this.lookup };
   }
 
   private reap(): void {

@@ -17,6 +17,8 @@ import { callAgent } from './control-client';
 import { parseLabels, RUN_FAILED, runProtected } from './run-command';
 import { teardown } from './teardown';
 import { GroupEntry, lookupGroup } from '../runs/user-lookup';
+import { PROTECT_LABEL, ProtectCgroupError, protectedPaths } from '../runs/protected-cgroups';
+import { findCgroup2Root } from '@cgfence/bpf';
 
 const EXIT_USAGE = 2;
 
@@ -75,6 +77,7 @@ interface StartOptions {
   upstreamTimeoutMs: number;
   logLevel: string;
   runGroup?: string;
+  protectCgroup: string[];
 }
 
 /** Fleet mode's settings, validated; undefined without --server. */
@@ -119,6 +122,17 @@ function runGroupOf(name: string | undefined): GroupEntry | undefined {
   return group;
 }
 
+/** `--protect-cgroup` values and, in fleet mode, the labels file's `cgfence.protect-cgroups=a,b`. */
+function protectCgroupsOf(o: StartOptions, labels: Record<string, string> | undefined): string[] {
+  const fromLabels = labels?.[PROTECT_LABEL];
+  try {
+    return protectedPaths([...o.protectCgroup, ...(fromLabels === undefined ? [] : [fromLabels])], findCgroup2Root(), o.cgroup);
+  } catch (err) {
+    if (err instanceof ProtectCgroupError) throw new UsageError(err.message);
+    throw err;
+  }
+}
+
 async function startAgent(o: StartOptions): Promise<void> {
   const fleetOpts = fleetSettings(o);
   const upstream = o.upstream ?? defaultUpstream();
@@ -143,6 +157,7 @@ async function startAgent(o: StartOptions): Promise<void> {
     upstreamTimeoutMs: o.upstreamTimeoutMs,
     logLevel: o.logLevel,
     runGroup: runGroupOf(o.runGroup),
+    protectCgroups: protectCgroupsOf(o, fleetOpts?.labels),
   };
   const logger = pino({ level: o.logLevel, base: { service: 'host-agent', host: config.host } });
   const agent = new Agent(config, logger);
@@ -201,6 +216,14 @@ function printStatus(s: AgentStatus): void {
     `mode:       ${s.mode}, fail mode ${s.failMode}`,
     `dns proxy:  127.0.0.1/::1 port ${s.proxy.port} → ${s.proxy.upstream} (${s.proxy.healthy ? 'healthy' : 'UNHEALTHY'})`,
     `runs:       ${s.runs.active} active`,
+    ...(s.protectedCgroups && s.protectedCgroups.length > 0
+      ? [
+          'protected cgroups:',
+          ...s.protectedCgroups.map(
+            (p) => `  ${p.path}${p.unit ? ` (${p.unit})` : ''}: ${p.state}${p.runId ? `, run ${p.runId}` : ''}${p.error ? `: ${p.error}` : ''}`,
+          ),
+        ]
+      : []),
     ...(s.fleet ? fleetLines(s.fleet) : []),
     ...(s.spool ? spoolLines(s.spool) : []),
     'counters:',
@@ -287,6 +310,12 @@ export function buildHostProgram(): Command {
     .option('--heartbeat-timeout-ms <ms>', 'proxy silence before the fail mode applies', int('--heartbeat-timeout-ms', 0, 600_000), 2000)
     .option('--upstream-timeout-ms <ms>', 'upstream answer deadline before SERVFAIL', int('--upstream-timeout-ms', 50, 60_000), 2000)
     .option('--log-level <level>', 'pino log level', 'info')
+    .option(
+      '--protect-cgroup <path>',
+      `an existing cgroup v2 dir (e.g. system.slice/deployd.service) under the same programs (repeatable; fleet mode also reads ${PROTECT_LABEL}=a,b from --labels-file)`,
+      collect,
+      [],
+    )
     .option('--run-group <group>', 'members of this group may use `cgfence run` (control socket root:GROUP 0660); root always can')
     .action((o: StartOptions) => startAgent(o));
 
@@ -329,6 +358,7 @@ export function buildHostProgram(): Command {
       const r = teardown(o.cgroup, o.stateDir);
       if (json(self)) return void process.stdout.write(`${JSON.stringify(r, null, 2)}\n`);
       process.stdout.write(`detached and unpinned ${r.pinDir}${r.detached ? '' : ' (nothing was pinned)'}\n`);
+      for (const p of r.protectedCgroups) process.stdout.write(`detached from protected cgroup ${p}\n`);
       if (r.busy.length > 0) process.stdout.write(`kept ${r.cgroup}: processes still live in ${r.busy.join(', ')}\n`);
       else process.stdout.write(`removed ${r.cgroup}\n`);
     });

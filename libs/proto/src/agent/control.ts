@@ -60,10 +60,26 @@ export interface AgentStatus {
   proxy: { port: number; upstream: string; healthy: boolean };
   counters: Record<string, string>;
   runs: { active: number };
+  /** `--protect-cgroup`: existing cgroups under the same programs. */
+  protectedCgroups?: ProtectedCgroupStatus[];
   /** Present when the agent takes its policy from the policy server (`cgfence agent --server`). */
   fleet?: FleetAgentStatus;
   /** The event spool (fleet mode): what is not shipped to the central history yet. */
   spool?: SpoolStatus;
+}
+
+/** One `--protect-cgroup` cgroup in `cgfence agent status`. */
+export interface ProtectedCgroupStatus {
+  /** Relative to the cgroup v2 root, with a leading slash (as /proc/PID/cgroup shows it). */
+  path: string;
+  /** The systemd unit, when the last path element is one (deployd.service). */
+  unit: string | null;
+  /** protected: programs attached; waiting: no such cgroup now (service stopped); failed: attaching failed (error). */
+  state: 'protected' | 'waiting' | 'failed';
+  cgroupId: string | null;
+  /** The synthetic run of this start of the service (`cgroup-<cgroup id>`); events carry it. */
+  runId: string | null;
+  error?: string;
 }
 
 /** The agent's disk spool of events on their way to JetStream. */
