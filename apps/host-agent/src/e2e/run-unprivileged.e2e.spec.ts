@@ -127,6 +127,34 @@ describe('cgfence run by a non-root user', () => {
     }
   });
 
+  it('lets a member neither reload the agent nor end a run that is not its own, speaking to the socket directly', async () => {
+    const root = await sut!.cli(['run', '--', 'sh', '-c', 'echo "run=$CGFENCE_RUN_ID"; sleep 2']);
+    const rootRun = lineValue(root.stdout, 'run');
+    assert.ok(rootRun);
+    // A client that is not `cgfence run`: raw JSON lines, and a pid of someone else's process.
+    const script = `
+      const sock = require('node:net').connect(process.argv[1]);
+      const reqs = process.argv.slice(2);
+      let buf = '';
+      sock.on('data', (d) => { buf += d; if (buf.split('\\n').length > reqs.length) { process.stdout.write(buf); sock.end(); } });
+      sock.on('connect', () => { for (const r of reqs) sock.write(r + '\\n'); });`;
+    const r = await exec('setpriv', [`--reuid=${MEMBER}`, `--regid=${MEMBER}`, '--init-groups', '--', process.execPath, '-e', script, join(sut!.stateDir, 'agent.sock'),
+      JSON.stringify({ op: 'reload' }),
+      JSON.stringify({ op: 'run.end', runId: rootRun, exitCode: 0, signal: null }),
+      JSON.stringify({ op: 'run.start', labels: {}, command: ['true'], pid: 1 }),
+    ]);
+    const [reload, end, start] = r.stdout.trim().split('\n').map((l) => JSON.parse(l) as { ok: boolean; error?: string; code?: string; result?: { runId: string; uid: number } });
+    assert.deepEqual([reload!.ok, reload!.code], [false, 'PERMISSION_DENIED'], JSON.stringify(reload));
+    assert.match(reload!.error!, /reload needs root/);
+    assert.deepEqual([end!.ok, end!.code], [false, 'PERMISSION_DENIED'], JSON.stringify(end));
+    assert.match(end!.error!, /is not yours/);
+    assert.equal(runRecord(sut!, rootRun).uid, 0);
+    // The pid it named (1, init) is ignored: the agent moved the client itself.
+    assert.equal(start!.ok, true, JSON.stringify(start));
+    assert.equal(start!.result!.uid, idOf('-u', MEMBER));
+    assert.doesNotMatch(readFileSync('/proc/1/cgroup', 'utf8'), new RegExp(sut!.cgroupName), 'init was not moved');
+  });
+
   it('cannot leave its run: no move to the deploy, root or another run cgroup, no signal to the agent, no packet socket', async () => {
     // Another run of the same user, holding its cgroup open.
     holder = spawn('setpriv', [`--reuid=${MEMBER}`, `--regid=${MEMBER}`, '--init-groups', '--', process.execPath, CGFENCE, 'run', '--quiet', '--state-dir', sut!.stateDir, '--', 'sleep', '60'], {
