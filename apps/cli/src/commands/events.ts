@@ -168,11 +168,12 @@ export function runsCommand(): Command {
       if (globals(self).json) return printJson(page);
       if (page.runs.length === 0) return printLines([`no runs since ${page.since}`]);
       printTable(
-        ['STARTED', 'RUN', 'HOST', 'EXIT', 'DURATION', 'BLOCKS', 'DOMAINS', 'LABELS', 'COMMAND'],
+        ['STARTED', 'RUN', 'HOST', 'USER', 'EXIT', 'DURATION', 'BLOCKS', 'DOMAINS', 'LABELS', 'COMMAND'],
         page.runs.map((r) => [
           r.startedAt.slice(0, 19).replace('T', ' '),
           r.runId,
           r.host,
+          r.user ?? (r.uid === null ? '-' : r.uid),
           r.signal ?? (r.exitCode === null ? '-' : r.exitCode),
           r.durationMs === null ? '-' : formatDuration(r.durationMs),
           r.audited > 0 ? `${r.blocks} (+${r.audited} audited)` : r.blocks,

@@ -232,7 +232,7 @@ describe('block event queries', () => {
         blockEvent('h7', 902, now - HOUR + 3000, { runId: 'lr1', action: 'audited' }),
       ],
       [
-        summary('lr1', 'h7', 'listing', 1, { endedAt: lr1End, exitCode: 0, domains: names(3), overflow: 2 }),
+        summary('lr1', 'h7', 'listing', 1, { endedAt: lr1End, exitCode: 0, domains: names(3), overflow: 2, uid: 1001, user: 'deployer' }),
         summary('lr2', 'h8', 'listing', 2, { endedAt: at(1.5), exitCode: null, signal: 'SIGTERM' }),
         summary('lr3', 'h7', 'listing', 30, { endedAt: at(29), exitCode: 1 }),
         summary('lr4', 'h7', 'other', 0.5, { endedAt: at(0.4), exitCode: 0 }),
@@ -247,10 +247,10 @@ describe('block event queries', () => {
     assert.deepEqual(page.runs.map((r) => r.runId), ['lr1', 'lr2'], 'newest first, only the last 24 h by default');
     const [lr1, lr2] = page.runs;
     assert.deepEqual(
-      { exit: lr1!.exitCode, duration: lr1!.durationMs, blocks: lr1!.blocks, audited: lr1!.audited, domains: lr1!.domains, host: lr1!.host },
-      { exit: 0, duration: 90_000, blocks: 2, audited: 1, domains: 5, host: 'h7' },
+      { exit: lr1!.exitCode, duration: lr1!.durationMs, blocks: lr1!.blocks, audited: lr1!.audited, domains: lr1!.domains, host: lr1!.host, uid: lr1!.uid, user: lr1!.user },
+      { exit: 0, duration: 90_000, blocks: 2, audited: 1, domains: 5, host: 'h7', uid: 1001, user: 'deployer' },
     );
-    assert.deepEqual({ signal: lr2!.signal, blocks: lr2!.blocks, domains: lr2!.domains }, { signal: 'SIGTERM', blocks: 0, domains: 0 });
+    assert.deepEqual({ signal: lr2!.signal, blocks: lr2!.blocks, domains: lr2!.domains, user: lr2!.user }, { signal: 'SIGTERM', blocks: 0, domains: 0, user: null });
     assert.deepEqual((await list('label=team=listing&since=2d')).runs.map((r) => r.runId), ['lr1', 'lr2', 'lr3']);
     assert.deepEqual((await list('host=h7&since=2d&label=team=listing')).runs.map((r) => r.runId), ['lr1', 'lr3']);
     assert.deepEqual((await list('host=h7')).runs.map((r) => r.runId).filter((id) => id.startsWith('lr')), ['lr4', 'lr1']);

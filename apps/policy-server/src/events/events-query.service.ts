@@ -185,8 +185,9 @@ export class EventsQueryService {
     const rows = await this.db.query<{
       run_id: string; host: string; cohort: string | null; labels: Record<string, string>; command: string | null; started_at: Date;
       ended_at: Date | null; exit_code: number | null; signal: string | null; blocks: string; audited: string; domains: string;
+      uid: number | null; run_user: string | null;
     }>(
-      `select r.run_id, r.host, r.cohort, r.labels, r.command, r.started_at, r.ended_at, r.exit_code, r.signal,
+      `select r.run_id, r.host, r.cohort, r.labels, r.command, r.started_at, r.ended_at, r.exit_code, r.signal, r.uid, r.run_user,
               coalesce(e.blocks, 0) as blocks, coalesce(e.audited, 0) as audited,
               (select count(*) from run_domains d where d.run_id = r.run_id) + r.overflow as domains
          from runs r
@@ -215,6 +216,8 @@ export class EventsQueryService {
         blocks: Number(r.blocks),
         audited: Number(r.audited),
         domains: Number(r.domains),
+        uid: r.uid,
+        user: r.run_user,
       })),
     };
   }

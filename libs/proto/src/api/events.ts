@@ -248,6 +248,9 @@ export interface RunListItem {
   audited: number;
   /** Distinct names the run resolved, including those past the agent's per-run limit. */
   domains: number;
+  /** Whom the command ran as; null from older agents. */
+  uid: number | null;
+  user: string | null;
 }
 
 export interface RunsPage {
