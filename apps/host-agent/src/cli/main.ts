@@ -1,16 +1,13 @@
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
 import { existsSync, readFileSync } from 'node:fs';
-import { join, resolve } from 'node:path';
+import { resolve } from 'node:path';
 import pino from 'pino';
 import { NatsAuthError, natsConnectOptions } from '@cgfence/nats-auth';
 import type { AgentStatus } from '@cgfence/proto';
-import { Agent } from '../agent/agent';
 import { AgentConfig, DEFAULT_CGROUP, DEFAULT_STATE_DIR, defaultHost, defaultProxyWorkers } from '../agent/agent-config';
-import { AgentEvents } from '../events/agent-events';
-import { JetStreamTransport } from '../events/jetstream-transport';
+import { reloadOnSighup, startAgentApp } from '../app/agent-app';
 import { DEFAULT_SPOOL_MAX_BYTES } from '../events/spool';
-import { FleetClient } from '../fleet/fleet-client';
-import { agentVersion, FleetConfigError, parseServers, readServerKeys, resolveHostId, resolveLabels } from '../fleet/fleet-config';
+import { FleetConfigError, FleetSettings, parseServers, readServerKeys, resolveHostId, resolveLabels } from '../fleet/fleet-config';
 import { formatBlockLine } from '../journal/block-log';
 import { JournalReader } from '../journal/event-journal';
 import { callAgent } from './control-client';
@@ -81,7 +78,7 @@ interface StartOptions {
 }
 
 /** Fleet mode's settings, validated; undefined without --server. */
-function fleetSettings(o: StartOptions) {
+function fleetSettings(o: StartOptions): FleetSettings | undefined {
   if (o.server === undefined) {
     for (const [flag, given] of [['--nats-seed', o.natsSeed], ['--server-key', o.serverKey], ['--host-id', o.hostId], ['--labels-file', o.labelsFile]] as const) {
       if (given !== undefined) throw new UsageError(`${flag} needs --server (fleet mode)`);
@@ -105,6 +102,9 @@ function fleetSettings(o: StartOptions) {
       hostId,
       labels: resolveLabels({ labelsFile: o.labelsFile, label: o.label, cohort: o.cohort }),
       seedFile,
+      syncIntervalMs: o.syncIntervalMs,
+      reportIntervalMs: o.reportIntervalMs,
+      spoolMaxBytes: o.spoolMaxBytes,
     };
   } catch (err) {
     if (err instanceof FleetConfigError) throw new UsageError(err.message);
@@ -125,6 +125,7 @@ function runGroupOf(name: string | undefined): GroupEntry | undefined {
 /** `--protect-cgroup` values and, in fleet mode, the labels file's `cgfence.protect-cgroups=a,b`. */
 function protectCgroupsOf(o: StartOptions, labels: Record<string, string> | undefined): string[] {
   const fromLabels = labels?.[PROTECT_LABEL];
+  if (o.protectCgroup.length === 0 && fromLabels === undefined) return [];
   try {
     return protectedPaths([...o.protectCgroup, ...(fromLabels === undefined ? [] : [fromLabels])], findCgroup2Root(), o.cgroup);
   } catch (err) {
@@ -133,15 +134,15 @@ function protectCgroupsOf(o: StartOptions, labels: Record<string, string> | unde
   }
 }
 
-async function startAgent(o: StartOptions): Promise<void> {
-  const fleetOpts = fleetSettings(o);
+/** Parses and validates `cgfence agent start`'s options once; a bad one is a UsageError (exit 2) naming the flag. */
+export function agentSettings(o: StartOptions): { config: AgentConfig; fleet: FleetSettings | undefined } {
+  const fleet = fleetSettings(o);
   const upstream = o.upstream ?? defaultUpstream();
   if (!upstream) throw new UsageError('no --upstream given and no nameserver in /etc/resolv.conf');
-  if (process.getuid?.() !== 0) throw new Error('the agent needs root (cgroups, bpffs and eBPF programs)');
   const config: AgentConfig = {
     policyFile: o.policyFile === undefined ? undefined : resolve(o.policyFile),
-    fleetServer: fleetOpts?.servers.join(','),
-    driftCheckMs: fleetOpts ? o.driftCheckMs : undefined,
+    fleetServer: fleet?.servers.join(','),
+    driftCheckMs: fleet ? o.driftCheckMs : undefined,
     upstream,
     mode: o.mode,
     failMode: o.failMode,
@@ -150,53 +151,36 @@ async function startAgent(o: StartOptions): Promise<void> {
     proxyPort: o.proxyPort,
     proxyWorkers: o.proxyWorkers,
     // Fleet mode: events carry the host id their NATS subjects are named by.
-    host: fleetOpts?.hostId ?? o.host,
-    cohort: fleetOpts?.labels.cohort ?? o.cohort,
+    host: fleet?.hostId ?? o.host,
+    cohort: fleet?.labels.cohort ?? o.cohort,
     limits: { 'cpu.max': o.cpuMax, 'memory.max': o.memoryMax, 'pids.max': o.pidsMax },
     heartbeatTimeoutMs: o.heartbeatTimeoutMs,
     upstreamTimeoutMs: o.upstreamTimeoutMs,
     logLevel: o.logLevel,
     runGroup: runGroupOf(o.runGroup),
-    protectCgroups: protectCgroupsOf(o, fleetOpts?.labels),
+    protectCgroups: protectCgroupsOf(o, fleet?.labels),
   };
+  return { config, fleet };
+}
+
+async function startAgent(o: StartOptions): Promise<void> {
+  const { config, fleet } = agentSettings(o);
+  if (process.getuid?.() !== 0) throw new Error('the agent needs root (cgroups, bpffs and eBPF programs)');
   const logger = pino({ level: o.logLevel, base: { service: 'host-agent', host: config.host } });
-  const agent = new Agent(config, logger);
-  let fleet: FleetClient | undefined;
-  if (fleetOpts) {
-    fleet = new FleetClient({
-      ...fleetOpts,
-      sink: agent.fleetSink(),
-      stateDir: config.stateDir,
-      logger,
-      agentVersion: agentVersion(),
-      syncIntervalMs: o.syncIntervalMs,
-      reportIntervalMs: o.reportIntervalMs,
-    });
-    agent.attachFleet(fleet);
-    // Every journal record and run summary goes to JetStream, through the disk spool.
-    const client = fleet;
-    const events = new AgentEvents({
-      hostId: fleetOpts.hostId,
-      cohort: config.cohort ?? null,
-      transport: new JetStreamTransport(() => client.natsConnection()),
-      spool: { dir: join(config.stateDir, 'spool'), maxBytes: o.spoolMaxBytes },
-      logger,
-    });
-    fleet.onConnected(() => events.wake());
-    agent.attachEvents(events);
-    // Before the agent starts and before NATS: the host is protected even if the server is unreachable.
-    await fleet.restoreLastGood();
-  }
+  let app: Awaited<ReturnType<typeof startAgentApp>>;
   try {
-    await agent.start();
+    app = await startAgentApp(config, logger, { fleet });
   } catch (err) {
-    await agent.stop().catch(() => undefined);
-    throw err;
+    // Whatever started (proxy sockets, workers) goes with the process; pins and the cgroup stay, as after any stop.
+    process.stderr.write(`error: ${err instanceof Error ? err.message : String(err)}\n`);
+    process.exit(1);
   }
-  fleet?.start();
-  process.on('SIGHUP', () => void agent.reload('SIGHUP'));
+  const stopReloading = reloadOnSighup(app, logger);
   await new Promise<void>((done) => {
-    const stop = () => void (fleet?.stop() ?? Promise.resolve()).then(() => agent.stop()).then(done);
+    const stop = () => {
+      stopReloading();
+      void app.close().then(done);
+    };
     process.once('SIGINT', stop);
     process.once('SIGTERM', stop);
   });

@@ -14,11 +14,15 @@ import { join } from 'node:path';
 import { connect } from '@nats-io/transport-node';
 import { ensureBpffs } from '@cgfence/bpf';
 import { NatsServer, waitFor } from '@cgfence/devservices';
-import { Agent } from '../agent/agent';
+import type { INestApplicationContext } from '@nestjs/common';
 import { AgentConfig, pinDirFor } from '../agent/agent-config';
+import { startAgentApp } from '../app/agent-app';
+import { AgentStatusService } from '../control/agent-status.service';
 import { teardown } from '../cli/teardown';
 import { JournalReader } from '../journal/event-journal';
+import { DriftService } from './drift.service';
 import { FleetClient } from './fleet-client';
+import { FleetLinkService } from './fleet-link.service';
 import { makeBundle, makeDesired, makeMessage, quietLogger, ringOf, signingKey, StandInServer } from './testing/fleet-fixtures';
 
 const key = signingKey();
@@ -44,8 +48,13 @@ describe('Agent in fleet mode', () => {
   let server: StandInServer;
   const cgroupName = `cgf-fleet-int-${randomBytes(3).toString('hex')}`;
   let stateDir: string;
-  let agent: Agent | undefined;
-  let fleet: FleetClient | undefined;
+  let app: INestApplicationContext | undefined;
+
+  /** The agent as the tests see it: status, drift check. */
+  interface AgentView {
+    status(): ReturnType<AgentStatusService['status']>;
+    checkDrift(): ReturnType<DriftService['check']>;
+  }
 
   const config = (): AgentConfig => ({
     upstream: '127.0.0.1:9', // never queried here
@@ -64,34 +73,25 @@ describe('Agent in fleet mode', () => {
     logLevel: 'silent',
   });
 
-  async function boot(): Promise<{ agent: Agent; fleet: FleetClient }> {
-    const a = new Agent(config(), quietLogger);
-    const f = new FleetClient({
-      servers: nats.url(),
-      hostId: 'kernel-1',
-      labels: { cohort: 'canary' },
-      ring: ringOf(key),
-      sink: a.fleetSink(),
-      stateDir,
-      logger: quietLogger,
-      reportIntervalMs: 200,
-      reconnectWaitMs: 100,
+  /** The agent's fleet composition, booted as `cgfence agent --server` boots it. */
+  async function boot(): Promise<{ agent: AgentView; fleet: FleetClient }> {
+    const a = await startAgentApp(config(), quietLogger, {
+      fleet: { servers: [nats.url()], hostId: 'kernel-1', labels: { cohort: 'canary' }, ring: ringOf(key), reportIntervalMs: 200, reconnectWaitMs: 100 },
     });
-    a.attachFleet(f);
-    await f.restoreLastGood();
-    await a.start();
-    f.start();
-    agent = a;
-    fleet = f;
-    return { agent: a, fleet: f };
+    app = a;
+    const status = a.get(AgentStatusService);
+    const drift = a.get(DriftService);
+    return { agent: { status: () => status.status(), checkDrift: () => drift.check() }, fleet: a.get(FleetLinkService).client };
   }
 
   async function shutdown(): Promise<void> {
-    await fleet?.stop();
-    await agent?.stop();
-    fleet = undefined;
-    agent = undefined;
+    await app?.close();
+    app = undefined;
   }
+
+  const view = (): { agent: AgentView } => ({
+    agent: { status: () => app!.get(AgentStatusService).status(), checkDrift: () => app!.get(DriftService).check() },
+  });
 
   before(async () => {
     dir = mkdtempSync(join(tmpdir(), 'cgfence-fleet-agent-int-'));
@@ -135,7 +135,7 @@ describe('Agent in fleet mode', () => {
   });
 
   it('puts the kernel and the proxy in audit when the server says so, and back', async () => {
-    const a = agent!;
+    const { agent: a } = view();
     const pinDir = pinDirFor(ensureBpffs(), cgroupName);
     const audit = makeDesired(key, { revision: 2, baseline: v1, audit: { cohorts: ['canary'] } });
     await server.broadcast(makeMessage(audit.signed, [v1]), 2, [v1]);
@@ -150,7 +150,7 @@ describe('Agent in fleet mode', () => {
   });
 
   it('reports drift when an entry disappears from the kernel behind its back', async () => {
-    const a = agent!;
+    const { agent: a } = view();
     const pinDir = pinDirFor(ensureBpffs(), cgroupName);
     // 10.67.0.0/16 as an LPM key: prefixlen 16 (LE), then the address.
     execFileSync('bpftool', ['map', 'delete', 'id', String(innerMapId(pinDir, 'cgf_block4')), 'key', 'hex', '10', '00', '00', '00', '0a', '43', '00', '00']);

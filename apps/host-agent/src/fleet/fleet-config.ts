@@ -136,3 +136,19 @@ export function agentVersion(): string {
 export function jittered(ms: number, fraction = 0.2, random = Math.random): number {
   return Math.round(ms * (1 - fraction + random() * 2 * fraction));
 }
+
+/** Fleet mode's settings, validated at boot (cli/main.ts) and injected as FLEET_SETTINGS. */
+export interface FleetSettings {
+  readonly servers: readonly string[];
+  readonly ring: ReadonlyMap<string, KeyObject>;
+  readonly hostId: string;
+  readonly labels: Readonly<Record<string, string>>;
+  /** This host's NATS nkey seed file; without it the agent connects unauthenticated. */
+  readonly seedFile?: string;
+  readonly syncIntervalMs?: number;
+  readonly reportIntervalMs?: number;
+  /** Pause between connection attempts. Default 2 s. */
+  readonly reconnectWaitMs?: number;
+  /** Bound of the disk spool of events not yet shipped. */
+  readonly spoolMaxBytes?: number;
+}

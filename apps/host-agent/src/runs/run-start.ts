@@ -1,11 +1,10 @@
 import { readFileSync } from 'node:fs';
 import type { ControlRequest, RunStarted } from '@cgfence/proto';
 import { ControlCaller, ControlPermissionError } from '../agent/control-server';
-import type { RunRecord, RunRegistry } from './run-registry';
+import type { RunRegistry } from './run-registry';
 import { lookupUser, userNameOf } from './user-lookup';
 
 type StartRequest = Extract<ControlRequest, { op: 'run.start' }>;
-type EndRequest = Extract<ControlRequest, { op: 'run.end' }>;
 
 /** The real uid of a live process (first field of the Uid: line of /proc/PID/status). */
 export function realUidOf(pid: number): number | undefined {
@@ -47,8 +46,7 @@ export function startRun(runs: RunRegistry, req: StartRequest, caller: ControlCa
 }
 
 /** `run.end`: root may end any run, others only the runs that run as them. */
-export function endRun(runs: RunRegistry, req: EndRequest, caller: ControlCaller): RunRecord {
-  const run = runs.get(req.runId);
-  if (run && !caller.root && run.uid !== caller.uid) throw new ControlPermissionError(`permission denied: run ${req.runId} is not yours`);
-  return runs.finish(req.runId, req.exitCode);
+export function assertMayEnd(runs: RunRegistry, runId: string, caller: ControlCaller): void {
+  const run = runs.get(runId);
+  if (run && !caller.root && run.uid !== caller.uid) throw new ControlPermissionError(`permission denied: run ${runId} is not yours`);
 }

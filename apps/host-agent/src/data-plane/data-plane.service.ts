@@ -1,0 +1,132 @@
+import { Inject, Injectable, OnApplicationShutdown, OnModuleInit } from '@nestjs/common';
+import type { Logger } from 'pino';
+import { DataPlane, DataPlaneConfig, KernelEvent } from '@cgfence/bpf';
+import type { AgentConfig, Mode } from '../agent/agent-config';
+import { applyPolicy, type PolicyMeta } from '../agent/policy-apply';
+import { DeployCgroup } from '../app/deploy-cgroup.service';
+import { AGENT_CONFIG, AGENT_LOGGER } from '../app/tokens';
+import { DnsProxyService } from '../dns/dns-proxy.service';
+import { describeProcess, procfsReader } from '../dns/process-details';
+import { JournalService } from '../journal/journal.service';
+import { alertRecord, recordFromIpBlock } from '../journal/journal-record';
+import type { BlocklistEntry } from '../policy/entry-types';
+import type { Policy } from '../policy/policy';
+import type { PolicyEnforcer } from '../policy/policy-source';
+import { PolicyService } from '../policy/policy.service';
+
+/**
+ * The kernel half (libs/bpf DataPlane) on the deploy cgroup: attached (or
+ * adopted from its pins) once the DNS proxy answers, the boot policy's IP
+ * lists applied, kernel events journaled. From then on it is the policy's
+ * enforcer: kernel first, then the proxy. At shutdown its links and maps stay
+ * pinned: IP enforcement outlives the agent.
+ */
+@Injectable()
+export class DataPlaneService implements OnModuleInit, OnApplicationShutdown, PolicyEnforcer {
+  private plane: DataPlane | undefined;
+  private expected: string[] = [];
+  /** False once the kernel said the proxy heartbeat went stale. */
+  proxyHealthy = true;
+
+  constructor(
+    @Inject(AGENT_CONFIG) private readonly config: AgentConfig,
+    @Inject(AGENT_LOGGER) private readonly logger: Logger,
+    private readonly cgroup: DeployCgroup,
+    private readonly proxy: DnsProxyService,
+    private readonly policy: PolicyService,
+    private readonly journal: JournalService,
+  ) {}
+
+  async onModuleInit(): Promise<void> {
+    const plane = DataPlane.attach({ cgroupPath: this.cgroup.path, pinDir: this.cgroup.pinDir, config: this.dataPlaneConfig(this.policy.mode) });
+    this.plane = plane;
+    this.proxy.connectKernel({
+      pinDir: this.cgroup.pinDir,
+      lookupDnsOrigin: (port, id) => plane.lookupDnsOrigin(port, id),
+      learnAddresses: (addrs, ttl) => plane.learnAddresses(addrs, ttl),
+    });
+    // On the trie builder thread: the proxy already answers meanwhile (and the thread is warm for reloads).
+    await plane.applyIpPolicyAsync(this.policy.current.cidrs);
+    // attach() stamped the last heartbeat: stamp again so the apply's time
+    // does not count against --heartbeat-timeout-ms (the proxy answered all along).
+    plane.heartbeat();
+    plane.onEvent((e) => this.onKernelEvent(e));
+    this.expected = plane.attachedPrograms();
+    this.policy.bindEnforcer(this);
+    this.logger.info(
+      {
+        cgroup: this.cgroup.path,
+        adoptedPins: plane.adopted,
+        proxyPort: this.proxy.port,
+        policy: this.policy.current.version,
+        hash: this.policy.current.hash,
+        mode: this.policy.mode,
+        failMode: this.config.failMode,
+        source: this.policy.source.description,
+      },
+      'cgfence agent enforcing',
+    );
+  }
+
+  onApplicationShutdown(): void {
+    this.plane?.close();
+    this.plane = undefined;
+  }
+
+  /** The attached DataPlane (libs/bpf). */
+  get kernel(): DataPlane {
+    if (!this.plane) throw new Error('the data plane is not attached');
+    return this.plane;
+  }
+
+  get attached(): boolean {
+    return this.plane !== undefined;
+  }
+
+  /** Programs attached at start that are no longer attached. */
+  missingPrograms(): string[] {
+    if (!this.plane) return [];
+    const now = this.plane.attachedPrograms();
+    return this.expected.filter((p) => !now.includes(p));
+  }
+
+  async apply(entries: readonly BlocklistEntry[], meta: PolicyMeta | (() => PolicyMeta | undefined)): Promise<Policy | undefined> {
+    const applied = await applyPolicy(this.kernel, entries, meta, (p) => this.proxy.setPolicy(p));
+    return applied?.policy;
+  }
+
+  setMode(mode: Mode): void {
+    this.kernel.setConfig(this.dataPlaneConfig(mode));
+    this.proxy.setMode(mode);
+  }
+
+  private dataPlaneConfig(mode: Mode): DataPlaneConfig {
+    const c = this.config;
+    return { proxyPort: this.proxy.port, mode, failMode: c.failMode, heartbeatTimeoutMs: c.heartbeatTimeoutMs };
+  }
+
+  private onKernelEvent(e: KernelEvent): void {
+    const ctx = this.journal.context();
+    const policy = { version: this.policy.current.version, hash: this.policy.current.hash };
+    if (e.kind === 'proxy_down') {
+      this.proxyHealthy = false;
+      const what = this.config.failMode === 'open' ? 'DNS is not redirected (fail open)' : 'DNS fails (fail closed)';
+      this.journal.record(
+        alertRecord(`DNS proxy heartbeat stale: ${what}; query to ${e.daddr}:${e.dport}`, ctx, { time: new Date(), process: describeProcess(e, procfsReader), policy }),
+      );
+      return;
+    }
+    this.journal.record(
+      recordFromIpBlock(
+        {
+          time: new Date(),
+          audited: e.kind === 'ip_audit',
+          destination: e.family === 6 ? `[${e.daddr}]:${e.dport}` : `${e.daddr}:${e.dport}`,
+          process: describeProcess(e, procfsReader),
+          policy,
+        },
+        ctx,
+      ),
+    );
+  }
+}

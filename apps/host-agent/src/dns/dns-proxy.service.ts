@@ -1,0 +1,105 @@
+import { BeforeApplicationShutdown, Inject, Injectable, OnModuleInit } from '@nestjs/common';
+import type { Logger } from 'pino';
+import type { ProcessInfo } from '@cgfence/bpf';
+import type { AgentConfig } from '../agent/agent-config';
+import { AGENT_CONFIG, AGENT_LOGGER } from '../app/tokens';
+import { JournalService } from '../journal/journal.service';
+import { recordFromDnsEvent } from '../journal/journal-record';
+import type { Policy } from '../policy/policy';
+import { PolicyService } from '../policy/policy.service';
+import type { DnsProxyStats } from './dns-events';
+import { DnsProxy } from './dns-proxy';
+import { type DnsService, ProxyPool } from './proxy-pool';
+
+/** What the proxy asks of the kernel: who sent a query, and where '!resolve' addresses go. */
+export interface KernelForProxy {
+  lookupDnsOrigin(port: number, id: number): ProcessInfo | undefined;
+  learnAddresses(addrs: string[], ttlSeconds: number): unknown;
+  readonly pinDir: string;
+}
+
+/**
+ * The DNS proxy's lifecycle: one DnsProxy in this process, or a ProxyPool
+ * (UDP in worker processes, TCP here). Queries never pass through Nest: this
+ * only starts, configures and stops the plain classes, and journals their
+ * block events. Starts before the data plane (the kernel redirects to its port).
+ */
+@Injectable()
+export class DnsProxyService implements OnModuleInit, BeforeApplicationShutdown {
+  private proxy: DnsService | undefined;
+  private kernel: KernelForProxy | undefined;
+  port = 0;
+
+  constructor(
+    @Inject(AGENT_CONFIG) private readonly config: AgentConfig,
+    @Inject(AGENT_LOGGER) private readonly logger: Logger,
+    private readonly policy: PolicyService,
+    private readonly journal: JournalService,
+  ) {}
+
+  async onModuleInit(): Promise<void> {
+    const c = this.config;
+    const options = {
+      upstream: c.upstream,
+      port: c.proxyPort,
+      mode: this.policy.mode,
+      policy: this.policy.current,
+      upstreamTimeoutMs: c.upstreamTimeoutMs,
+      attribution: { lookup: (port: number, id: number) => this.kernel?.lookupDnsOrigin(port, id) },
+      addressBlocker: { learn: (addrs: string[], ttl: number) => this.kernel?.learnAddresses([...addrs], ttl) },
+      logger: this.logger,
+    };
+    const workers = c.proxyWorkers ?? 1;
+    this.proxy = workers > 1 ? new ProxyPool({ ...options, workers }) : new DnsProxy(options);
+    this.port = (await this.proxy.start()).port;
+    this.proxy.onEvent((e) => this.journal.record(recordFromDnsEvent(e, this.journal.context())));
+  }
+
+  /** Stops answering before the data plane lets go of its maps. */
+  async beforeApplicationShutdown(): Promise<void> {
+    await this.proxy?.close();
+    this.proxy = undefined;
+  }
+
+  /** The data plane, once attached: attribution and learned addresses go to it. */
+  connectKernel(kernel: KernelForProxy): void {
+    this.kernel = kernel;
+    if (this.proxy instanceof ProxyPool) this.proxy.setAttributionPinDir(kernel.pinDir);
+  }
+
+  /** The plain proxy object (event shipping listens to its queries). */
+  get service(): DnsService {
+    if (!this.proxy) throw new Error('the DNS proxy is not running');
+    return this.proxy;
+  }
+
+  get pool(): ProxyPool | undefined {
+    return this.proxy instanceof ProxyPool ? this.proxy : undefined;
+  }
+
+  /** With workers, "the proxy lives" means at least one of them does (they answer all UDP). */
+  alive(): boolean {
+    const pool = this.pool;
+    return this.proxy !== undefined && (pool === undefined || pool.workerPids().length > 0);
+  }
+
+  setPolicy(policy: Policy): void | Promise<void> {
+    return this.service.setPolicy(policy);
+  }
+
+  setMode(mode: 'enforce' | 'audit'): void {
+    this.service.setMode(mode);
+  }
+
+  /** Counters without waiting: a pool's as its workers last reported them (each second). */
+  statsNow(): DnsProxyStats | undefined {
+    const p = this.proxy;
+    if (!p) return undefined;
+    return p instanceof ProxyPool ? p.statsSnapshot() : (p as DnsProxy).stats();
+  }
+
+  /** Counters asked for now (a pool asks its workers). */
+  async stats(): Promise<DnsProxyStats | undefined> {
+    return this.proxy ? await this.proxy.stats() : undefined;
+  }
+}
