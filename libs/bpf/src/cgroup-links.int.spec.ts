@@ -62,7 +62,7 @@ describe('attachCgroupLinks', () => {
     const r = attachCgroupLinks({ sourcePinDir: box.pinDir, cgroupPath: service, pinDir });
     assert.equal(r.attachedNow, true);
     assert.equal(r.cgroupId, statSync(service, { bigint: true }).ino);
-    assert.deepEqual(cgroupLinkState(pinDir), { cgroupId: r.cgroupId, attached: [...PROGRAMS].sort() });
+    assert.deepEqual(cgroupLinkState(pinDir), { cgroupId: r.cgroupId, attached: [...PROGRAMS].sort(), complete: true });
     assert.equal(await connectFrom(service, port), 'EPERM');
     dp.applyIpPolicy({ v4: ['127.0.0.3/32'], v6: [] });
     assert.equal(await connectFrom(service, port), 'ECONNREFUSED', 'a new policy holds there at once (shared maps)');
@@ -81,6 +81,7 @@ describe('attachCgroupLinks', () => {
     rmdirSync(service);
     await until('the kernel to detach the links of the removed cgroup', () => cgroupLinkState(pinDir).attached.length === 0);
     assert.equal(cgroupLinkState(pinDir).cgroupId, 0n);
+    assert.equal(cgroupLinkState(pinDir).complete, false);
     mkdirSync(service);
     const r = attachCgroupLinks({ sourcePinDir: box.pinDir, cgroupPath: service, pinDir });
     assert.equal(r.attachedNow, true);

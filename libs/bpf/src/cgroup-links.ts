@@ -82,6 +82,8 @@ export interface CgroupLinkState {
   cgroupId: bigint | undefined;
   /** Programs with a pinned link still attached. */
   attached: string[];
+  /** Every program of the data plane has an attached link here. */
+  complete: boolean;
 }
 
 /**
@@ -170,7 +172,7 @@ export function cgroupLinkState(pinDir: string): CgroupLinkState {
       // not a link: ignored
     }
   }
-  return { cgroupId, attached };
+  return { cgroupId, attached, complete: PROGRAMS.every((p) => attached.includes(p)) };
 }
 
 function detachPin(pin: string): string | undefined {

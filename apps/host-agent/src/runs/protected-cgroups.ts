@@ -1,7 +1,7 @@
-import { existsSync, readdirSync, rmdirSync } from 'node:fs';
+import { existsSync, readdirSync, rmdirSync, statSync } from 'node:fs';
 import { isAbsolute, join, posix, relative } from 'node:path';
 import type { Logger } from 'pino';
-import { attachCgroupLinks, detachCgroupLinks } from '@cgfence/bpf';
+import { attachCgroupLinks, cgroupLinkState, detachCgroupLinks } from '@cgfence/bpf';
 import type { ProtectedCgroupStatus } from '@cgfence/proto';
 import type { RunLabels, RunLookup } from '../journal/journal-record';
 
@@ -133,6 +133,11 @@ export class ProtectedCgroups implements RunLookup {
       return;
     }
     try {
+      // The common case, every 2 s: the same cgroup, every link still on it. Nothing to do.
+      if (e.cgroupId !== undefined && statSync(abs, { bigint: true }).ino === e.cgroupId) {
+        const now = cgroupLinkState(pinDir);
+        if (now.complete && now.cgroupId === e.cgroupId) return;
+      }
       const r = attachCgroupLinks({ sourcePinDir: this.o.sourcePinDir, cgroupPath: abs, pinDir });
       if (r.cgroupId !== e.cgroupId) {
         const runId = `cgroup-${r.cgroupId}`;
