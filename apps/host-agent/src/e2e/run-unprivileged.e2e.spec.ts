@@ -4,7 +4,7 @@
 // when a test fails.
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { ChildProcess, execFileSync, spawn } from 'node:child_process';
+import { ChildProcess, execFileSync, spawn, spawnSync } from 'node:child_process';
 import { chmodSync, existsSync, readdirSync, readFileSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
@@ -91,6 +91,15 @@ describe('cgfence run by a non-root user', () => {
     const e = await sut!.waitForEvent('the block of the member\'s connect', (x) => x.method === 'ip' && x.runId === runId);
     assert.equal(e.uid, uid, 'the block is attributed to the member\'s uid');
     assert.equal(e.labels['job'], 'unprivileged');
+  });
+
+  it('lets members reach the socket, not list the state dir or read runs.json and the journal', () => {
+    for (const args of [['ls', sut!.stateDir], ['cat', join(sut!.stateDir, 'runs.json')], ['cat', join(sut!.stateDir, 'events.jsonl')]]) {
+      assert.ok(args[0] === 'ls' || existsSync(args[1]!), `${args[1]} exists (the run before made it)`);
+      const r = spawnSync('setpriv', [`--reuid=${MEMBER}`, `--regid=${MEMBER}`, '--init-groups', '--', ...args], { encoding: 'utf8' });
+      assert.notEqual(r.status, 0, `${args.join(' ')} as a member: ${r.stdout}`);
+      assert.match(r.stderr, /Permission denied/);
+    }
   });
 
   it('--quiet leaves stderr alone', async () => {
