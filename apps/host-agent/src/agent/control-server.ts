@@ -66,6 +66,9 @@ export class ControlServer {
       chownSync(this.path, 0, group.gid);
       chmodSync(this.path, 0o660);
     } else {
+      // Root only; a group an earlier start gave the directory is taken back.
+      chownSync(dirname(this.path), 0, 0);
+      chmodSync(dirname(this.path), 0o700);
       chmodSync(this.path, 0o600);
     }
     this.server = server;

@@ -81,11 +81,11 @@ describe('cgfence agent --protect-cgroup', () => {
   it('waits, without errors, while the service is stopped, and picks up its next start as a new run', async () => {
     const first = statSync(service, { bigint: true }).ino.toString();
     emptyAndRemove(service);
-    await waitFor('the agent to see the service gone', async () => (await status(sut!)).protectedCgroups?.[0]?.state === 'waiting', 10_000);
+    await waitFor('the agent to see the service gone', async () => (await status(sut!)).protectedCgroups?.[0]?.state === 'waiting', 30_000);
     mkdirSync(service);
     const second = statSync(service, { bigint: true }).ino.toString();
     assert.notEqual(second, first);
-    await waitFor('the agent to protect the new start', async () => (await status(sut!)).protectedCgroups?.[0]?.runId === `cgroup-${second}`, 10_000);
+    await waitFor('the agent to protect the new start', async () => (await status(sut!)).protectedCgroups?.[0]?.runId === `cgroup-${second}`, 30_000);
     assert.equal(await connectFrom(service), 'EPERM');
     assert.equal(sut!.proc!.exitCode, null, 'the agent still runs');
     assert.doesNotMatch(sut!.log, /"level":50/, `no error logged:\n${sut!.log}`);
@@ -96,7 +96,7 @@ describe('cgfence agent --protect-cgroup', () => {
     assert.equal(await connectFrom(service), 'EPERM', 'pinned links outlive the agent');
     sut!.opts.extraArgs = [];
     await sut!.launch();
-    await waitFor('the links of the dropped cgroup to go', async () => (await connectFrom(service)) === 'ECONNREFUSED', 10_000);
+    await waitFor('the links of the dropped cgroup to go', async () => (await connectFrom(service)) === 'ECONNREFUSED', 30_000);
     assert.deepEqual((await status(sut!)).protectedCgroups, []);
   });
 

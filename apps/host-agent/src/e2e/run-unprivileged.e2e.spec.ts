@@ -22,7 +22,8 @@ const gidOfGroup = (name: string): number => Number(execFileSync('getent', ['gro
 
 /** `cgfence ARGS` as USER (its own uid, primary group and supplementary groups), like `su USER -c`. */
 function asUser(user: string, args: string[]): Promise<Ran> {
-  return exec('setpriv', [`--reuid=${user}`, `--regid=${user}`, '--init-groups', '--', process.execPath, CGFENCE, ...args]);
+  // A shared, loaded machine can take seconds to start node twice.
+  return exec('setpriv', [`--reuid=${user}`, `--regid=${user}`, '--init-groups', '--', process.execPath, CGFENCE, ...args], { timeoutMs: 60_000 });
 }
 
 /** The runs.json record of a run. */
@@ -176,7 +177,7 @@ describe('cgfence run by a non-root user', () => {
         if (procs.split('\n').some((p) => p !== '' && readFileSync(`/proc/${p}/cmdline`, 'utf8').startsWith('sleep'))) other = join(sut!.cgroupPath, n);
       }
       return other !== '';
-    }, 10_000);
+    }, 60_000);
     const agentPid = sut!.proc!.pid!;
     const targets = { deploy: join(sut!.cgroupPath, 'cgroup.procs'), root: join(findCgroup2Root(), 'cgroup.procs'), other: join(other, 'cgroup.procs') };
     const script = [
@@ -227,6 +228,18 @@ describe('cgfence run by a non-root user', () => {
     const unknown = await sut!.cli(['run', '--user', `nouser${tag}`, '--', 'true']);
     assert.equal(unknown.code, 125);
     assert.match(unknown.stderr, new RegExp(`--user nouser${tag}: no such user`));
+  });
+
+  it('takes the socket back to root only when restarted without --run-group', async () => {
+    await sut!.stopProcess();
+    sut!.opts.extraArgs = [];
+    await sut!.launch();
+    const dir = execFileSync('stat', ['-c', '%U:%G %a', sut!.stateDir], { encoding: 'utf8' }).trim();
+    assert.equal(dir, 'root:root 700');
+    const r = await asUser(MEMBER, ['run', '--state-dir', sut!.stateDir, '--', 'sh', '-c', 'echo RAN']);
+    assert.equal(r.code, 125);
+    assert.match(r.stderr, /permission denied: this agent takes runs from root only/);
+    assert.doesNotMatch(r.stdout, /RAN/);
   });
 });
 
