@@ -6,10 +6,13 @@ import { lookupUser, userNameOf } from './user-lookup';
 
 type StartRequest = Extract<ControlRequest, { op: 'run.start' }>;
 
-/** The real uid of a live process (first field of the Uid: line of /proc/PID/status). */
-export function realUidOf(pid: number): number | undefined {
+/**
+ * The effective uid of a live process (second field of the Uid: line of
+ * /proc/PID/status): what SO_PEERCRED reports for the connection.
+ */
+export function effectiveUidOf(pid: number): number | undefined {
   try {
-    const m = /^Uid:\s+(\d+)/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+    const m = /^Uid:\s+\d+\s+(\d+)/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
     return m ? Number(m[1]) : undefined;
   } catch {
     return undefined;
@@ -34,7 +37,7 @@ export function startRun(runs: RunRegistry, req: StartRequest, caller: ControlCa
   }
   // SO_PEERCRED names the process that connected. Should it have exited and
   // its pid gone to someone else's process, that process is not moved.
-  if (realUidOf(caller.pid) !== caller.uid) throw new Error(`the calling process ${caller.pid} is gone or changed owner; not starting a run`);
+  if (effectiveUidOf(caller.pid) !== caller.uid) throw new Error(`the calling process ${caller.pid} is gone or changed owner; not starting a run`);
   const run = runs.create(req.labels, req.command.join(' '), owner);
   try {
     runs.addProcess(run.runId, caller.pid);
