@@ -38,6 +38,8 @@ export interface AgentConfig {
   readonly heartbeatTimeoutMs: number;
   readonly upstreamTimeoutMs: number;
   readonly logLevel: string;
+  /** Where the Prometheus endpoint (/metrics, /healthz, /readyz) listens; undefined: nowhere (--metrics-listen none). */
+  readonly metricsListen?: { readonly host: string; readonly port: number };
   /** `--run-group`: members may start runs through the control socket (root always can). */
   readonly runGroup?: GroupEntry;
   /** `--protect-cgroup` (and fleet mode's labels file): existing cgroups, relative to the cgroup v2 root, under the same programs. */
@@ -47,6 +49,17 @@ export interface AgentConfig {
 export const DEFAULT_STATE_DIR = '/var/lib/cgfence';
 export const DEFAULT_CGROUP = 'cgfence-deploy';
 export const PID_FILE = 'agent.pid';
+export const DEFAULT_METRICS_LISTEN = '127.0.0.1:9464';
+
+/** --metrics-listen: HOST:PORT ([v6]:PORT), or 'none'. Throws a message naming what is wrong. */
+export function parseMetricsListen(value: string): { host: string; port: number } | undefined {
+  const v = value.trim();
+  if (v === 'none') return undefined;
+  const m = /^(?:\[([0-9a-fA-F:.]+)\]|([^:\s]+)):(\d{1,5})$/.exec(v);
+  const port = m ? Number(m[3]) : NaN;
+  if (!m || port > 65535) throw new Error(`--metrics-listen must be HOST:PORT ([IPv6]:PORT) or none, got ${JSON.stringify(value)}`);
+  return { host: (m[1] ?? m[2])!, port };
+}
 
 /** Pid of the agent that owns `stateDir`, if one is alive. */
 export function runningAgentPid(stateDir: string): number | undefined {

@@ -1,10 +1,12 @@
 import 'reflect-metadata';
-import type { DynamicModule, INestApplicationContext } from '@nestjs/common';
+import type { DynamicModule, INestApplicationContext, INestMicroservice } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
 import type { Logger } from 'pino';
 import type { AgentConfig } from '../agent/agent-config';
 import { AgentStatusService } from '../control/agent-status.service';
+import { FleetClient } from '../fleet/fleet-client';
 import type { FleetSettings } from '../fleet/fleet-config';
+import { FleetBroadcastTransport } from '../fleet/fleet-transport';
 import { PolicyService } from '../policy/policy.service';
 import { AgentModule } from './agent.module';
 import { PinoNestLogger } from './nest-logger';
@@ -23,8 +25,29 @@ export interface AgentAppOptions {
  * the reverse order; pins and the deploy cgroup stay.
  */
 export async function startAgentApp(config: AgentConfig, logger: Logger, opts: AgentAppOptions = {}): Promise<INestApplicationContext> {
-  const root = opts.fleet ? AgentModule.fleet(config, logger, opts.fleet, opts.imports) : AgentModule.standalone(config, logger, opts.imports);
-  const app = await NestFactory.createApplicationContext(root, { logger: new PinoNestLogger(logger), abortOnError: false });
+  const nestLogger = new PinoNestLogger(logger);
+  let app: INestApplicationContext;
+  if (opts.fleet) {
+    // Fleet mode is a Nest microservice: the broadcast arrives through its NATS transport.
+    const strategy = new FleetBroadcastTransport();
+    const ms: INestMicroservice = await NestFactory.createMicroservice(AgentModule.fleet(config, logger, opts.fleet, opts.imports), {
+      strategy,
+      logger: nestLogger,
+      abortOnError: false,
+    });
+    strategy.useConnectionsOf(ms.get(FleetClient));
+    // listen() registers the handlers, runs the lifecycle hooks (start), then
+    // the transport (ms.init() first would run the hooks twice).
+    try {
+      await ms.listen();
+    } catch (err) {
+      await ms.close().catch(() => undefined);
+      throw err;
+    }
+    app = ms;
+  } else {
+    app = await NestFactory.createApplicationContext(AgentModule.standalone(config, logger, opts.imports), { logger: nestLogger, abortOnError: false });
+  }
   const s = app.get(AgentStatusService).status();
   logger.info(
     { cgroup: s.cgroup.path, adoptedPins: s.adoptedPins, proxyPort: s.proxy.port, policy: s.policy.version, hash: s.policy.hash, mode: s.mode, failMode: s.failMode, source: s.policy.source },

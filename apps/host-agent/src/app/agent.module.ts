@@ -8,13 +8,14 @@ import { EventsModule } from '../events/events.module';
 import type { FleetSettings } from '../fleet/fleet-config';
 import { FleetModule } from '../fleet/fleet.module';
 import { JournalModule } from '../journal/journal.module';
+import { MetricsModule } from '../metrics/metrics.module';
 import { PolicyFileModule } from '../policy/policy-file.module';
 import { RunsModule } from '../runs/runs.module';
 import { CoreModule } from './core.module';
 import { FLEET_SETTINGS } from './tokens';
 
 /** What both compositions hold: the agent's parts, one module per folder. */
-const COMMON = [RunsModule, JournalModule, DnsModule, DataPlaneModule, ControlModule];
+const COMMON = [RunsModule, JournalModule, DnsModule, DataPlaneModule, ControlModule, MetricsModule];
 
 /**
  * The host agent as two module compositions. Start order follows the

@@ -4,7 +4,7 @@ import { resolve } from 'node:path';
 import pino from 'pino';
 import { NatsAuthError, natsConnectOptions } from '@cgfence/nats-auth';
 import type { AgentStatus } from '@cgfence/proto';
-import { AgentConfig, DEFAULT_CGROUP, DEFAULT_STATE_DIR, defaultHost, defaultProxyWorkers } from '../agent/agent-config';
+import { AgentConfig, DEFAULT_CGROUP, DEFAULT_METRICS_LISTEN, DEFAULT_STATE_DIR, defaultHost, defaultProxyWorkers, parseMetricsListen } from '../agent/agent-config';
 import { reloadOnSighup, startAgentApp } from '../app/agent-app';
 import { DEFAULT_SPOOL_MAX_BYTES } from '../events/spool';
 import { FleetConfigError, FleetSettings, parseServers, readServerKeys, resolveHostId, resolveLabels } from '../fleet/fleet-config';
@@ -73,6 +73,7 @@ interface StartOptions {
   heartbeatTimeoutMs: number;
   upstreamTimeoutMs: number;
   logLevel: string;
+  metricsListen: string;
   runGroup?: string;
   protectCgroup: string[];
 }
@@ -139,6 +140,12 @@ export function agentSettings(o: StartOptions): { config: AgentConfig; fleet: Fl
   const fleet = fleetSettings(o);
   const upstream = o.upstream ?? defaultUpstream();
   if (!upstream) throw new UsageError('no --upstream given and no nameserver in /etc/resolv.conf');
+  let metricsListen: AgentConfig['metricsListen'];
+  try {
+    metricsListen = parseMetricsListen(o.metricsListen);
+  } catch (err) {
+    throw new UsageError((err as Error).message);
+  }
   const config: AgentConfig = {
     policyFile: o.policyFile === undefined ? undefined : resolve(o.policyFile),
     fleetServer: fleet?.servers.join(','),
@@ -157,6 +164,7 @@ export function agentSettings(o: StartOptions): { config: AgentConfig; fleet: Fl
     heartbeatTimeoutMs: o.heartbeatTimeoutMs,
     upstreamTimeoutMs: o.upstreamTimeoutMs,
     logLevel: o.logLevel,
+    metricsListen,
     runGroup: runGroupOf(o.runGroup),
     protectCgroups: protectCgroupsOf(o, fleet?.labels),
   };
@@ -294,6 +302,7 @@ export function buildHostProgram(): Command {
     .option('--heartbeat-timeout-ms <ms>', 'proxy silence before the fail mode applies', int('--heartbeat-timeout-ms', 0, 600_000), 2000)
     .option('--upstream-timeout-ms <ms>', 'upstream answer deadline before SERVFAIL', int('--upstream-timeout-ms', 50, 60_000), 2000)
     .option('--log-level <level>', 'pino log level', 'info')
+    .option('--metrics-listen <host:port>', 'Prometheus /metrics, /healthz and /readyz (HTTP; keep it on loopback); none: off', DEFAULT_METRICS_LISTEN)
     .option(
       '--protect-cgroup <path>',
       `an existing cgroup v2 dir (e.g. system.slice/deployd.service) under the same programs (repeatable; fleet mode also reads ${PROTECT_LABEL}=a,b from --labels-file)`,

@@ -58,7 +58,7 @@ export class AgentStatusService {
     const plane = this.dataPlane.kernel;
     for (const [k, v] of Object.entries(plane.counters())) counters[`kernel_${k}`] = v.toString();
     // A pool sums its workers' counters (and those of workers that died).
-    for (const [k, v] of Object.entries(this.proxy.statsNow() ?? {})) counters[`dns_${k}`] = String(v);
+    for (const [k, v] of Object.entries(this.proxy.statsNow() ?? {})) if (typeof v === 'number' && k !== 'latencySumMs') counters[`dns_${k}`] = String(v);
     const pool = this.proxy.pool;
     if (pool) {
       counters['dns_workers'] = String(pool.workerPids().length);

@@ -42,7 +42,7 @@ export class ControlService implements OnApplicationBootstrap, BeforeApplication
       case 'status':
         return this.status.freshStatus();
       case 'run.start': {
-        const started: RunStarted = startRun(this.runs.registry, req, caller);
+        const started: RunStarted = startRun(this.runs, req, caller);
         this.logger.info({ runId: started.runId, labels: req.labels, command: req.command, pid: caller.pid, uid: started.uid, user: started.user }, 'run started');
         return started;
       }

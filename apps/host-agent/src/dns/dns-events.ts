@@ -60,4 +60,8 @@ export interface DnsProxyStats {
   /** Upstream datagrams that matched no query in flight (late or spoofed). */
   upstreamStray: number;
   inFlight: number;
+  /** Answers (and drops) per latency bucket, from the query's arrival (LATENCY_BOUNDS_MS; not cumulative). */
+  latencyBuckets: number[];
+  /** Sum of those latencies, in milliseconds. */
+  latencySumMs: number;
 }

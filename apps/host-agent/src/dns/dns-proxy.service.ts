@@ -29,6 +29,8 @@ export class DnsProxyService implements OnModuleInit, BeforeApplicationShutdown 
   private proxy: DnsService | undefined;
   private kernel: KernelForProxy | undefined;
   port = 0;
+  /** Addresses of '!resolve' names handed to the kernel since start. */
+  learnedAddresses = 0;
 
   constructor(
     @Inject(AGENT_CONFIG) private readonly config: AgentConfig,
@@ -46,7 +48,13 @@ export class DnsProxyService implements OnModuleInit, BeforeApplicationShutdown 
       policy: this.policy.current,
       upstreamTimeoutMs: c.upstreamTimeoutMs,
       attribution: { lookup: (port: number, id: number) => this.kernel?.lookupDnsOrigin(port, id) },
-      addressBlocker: { learn: (addrs: string[], ttl: number) => this.kernel?.learnAddresses([...addrs], ttl) },
+      addressBlocker: {
+        learn: (addrs: string[], ttl: number) => {
+          if (!this.kernel) return;
+          this.learnedAddresses += addrs.length;
+          return this.kernel.learnAddresses([...addrs], ttl);
+        },
+      },
       logger: this.logger,
     };
     const workers = c.proxyWorkers ?? 1;

@@ -28,6 +28,7 @@ import {
 import { describeProcess, procfsReader, type AttributedProcess, type Attribution, type ProcessReader } from './process-details';
 import { TcpUpstream, UdpUpstreamPool, UpstreamError, parseUpstream, type UpstreamAddress } from './upstream';
 import { UpstreamResolver } from './upstream-resolver';
+import { emptyLatencyBuckets, observeLatency } from './latency-histogram';
 
 export interface DnsProxyOptions {
   /** 'HOST:PORT' of the resolver allowed queries go to; IPv6 as '[::1]:53'. */
@@ -96,6 +97,8 @@ export function zeroStats(): DnsProxyStats {
     overloaded: 0,
     upstreamStray: 0,
     inFlight: 0,
+    latencyBuckets: emptyLatencyBuckets(),
+    latencySumMs: 0,
   };
 }
 
@@ -168,7 +171,7 @@ export class DnsProxy {
   }
 
   stats(): DnsProxyStats {
-    return { ...this.counters, inFlight: this.inFlight };
+    return { ...this.counters, inFlight: this.inFlight, latencyBuckets: [...this.counters.latencyBuckets] };
   }
 
   /** Starts listening on every listen address at one port and returns that port. */
@@ -336,12 +339,17 @@ export class DnsProxy {
 
   /** Never rejects: whatever goes wrong, the packet is dropped or answered. */
   private async handle(query: Buffer, transport: DnsTransport, client: DnsClient): Promise<Buffer | undefined> {
+    const started = performance.now();
     try {
       return await this.answer(query, transport, client);
     } catch (err) {
       this.counters.malformed++;
       this.log.warn({ err: (err as Error).message, client, transport }, 'dns query dropped: unexpected error');
       return undefined;
+    } finally {
+      const ms = performance.now() - started;
+      observeLatency(this.counters.latencyBuckets, ms);
+      this.counters.latencySumMs += ms;
     }
   }
 

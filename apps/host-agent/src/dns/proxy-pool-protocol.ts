@@ -76,8 +76,8 @@ export function fromWirePolicy(w: WirePolicy): Policy {
 
 /** Adds every counter of `b` to `a` (inFlight too: the sum of gauges is the pool's gauge). */
 export function addStats(a: DnsProxyStats, b: DnsProxyStats): DnsProxyStats {
-  const out = { ...a };
-  for (const k of Object.keys(out) as (keyof DnsProxyStats)[]) out[k] += b[k] ?? 0;
+  const out = { ...a, latencyBuckets: a.latencyBuckets.map((n, i) => n + (b.latencyBuckets?.[i] ?? 0)) };
+  for (const k of Object.keys(out) as (keyof DnsProxyStats)[]) if (k !== 'latencyBuckets') out[k] += b[k] ?? 0;
   return out;
 }
 

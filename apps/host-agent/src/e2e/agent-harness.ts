@@ -114,6 +114,8 @@ export class AgentUnderTest {
       '--state-dir', this.stateDir,
       '--host', 'e2e-host',
       '--upstream-timeout-ms', '1000',
+      // Agents of parallel runs share loopback: any free port, unless a test asks for one.
+      ...(o.extraArgs?.includes('--metrics-listen') ? [] : ['--metrics-listen', '127.0.0.1:0']),
       ...(o.extraArgs ?? []),
     ];
     this.log = '';

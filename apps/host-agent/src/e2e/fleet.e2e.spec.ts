@@ -3,6 +3,7 @@
 // network namespace with its own deploy cgroup, DNS proxy and state directory,
 // standing in for three hosts. Blocklists are committed and assigned through
 // the API and enforced through the kernel path inside each namespace.
+import 'reflect-metadata';
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { ChildProcess, spawn } from 'node:child_process';
@@ -24,7 +25,6 @@ import {
   encodeTransfer,
   FLEET_SUBJECTS,
   HostView,
-  nestRequest,
   sha256Tag,
   signDocument,
 } from '@cgfence/proto';
@@ -54,6 +54,7 @@ except Exception as e:
     out['connect'] = type(e).__name__
 print(json.dumps(out))
 `;
+import { NatsRecordSerializer } from '@nestjs/microservices/serializers/index.js';
 
 type Probe = Record<string, string[] | string>;
 
@@ -296,7 +297,8 @@ describe('fleet distribution end to end (3 hosts in network namespaces)', () => 
         for await (const s of nc.status()) if (s.type === 'error') errors.push(String(s.error));
       })();
       const before = (await hostsView()).find((h) => h.hostId === 'host-2')!;
-      nc.publish(FLEET_SUBJECTS.report('host-2'), nestRequest(FLEET_SUBJECTS.report('host-2'), { hostId: 'host-2', forged: true }));
+      const forged = new NatsRecordSerializer().serialize({ pattern: FLEET_SUBJECTS.report('host-2'), data: { hostId: 'host-2', forged: true } });
+      nc.publish(FLEET_SUBJECTS.report('host-2'), forged.data);
       const sub = nc.subscribe('_INBOX_host-2.>');
       await nc.flush();
       await waitFor('the permission violations', async () => errors.length >= 2, 5000);

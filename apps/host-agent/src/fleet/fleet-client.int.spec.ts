@@ -23,6 +23,7 @@ import {
   makeDesired,
   makeMessage,
   quietLogger,
+  receiveBroadcasts,
   RecordingSink,
   ringOf,
   signingKey,
@@ -37,6 +38,7 @@ describe(FleetClient.name, () => {
   let nats: NatsServer;
   let server: StandInServer;
   const running: FleetClient[] = [];
+  const transports: ReturnType<typeof receiveBroadcasts>[] = [];
   let revision = 0;
 
   before(async () => {
@@ -50,6 +52,7 @@ describe(FleetClient.name, () => {
   });
 
   afterEach(async () => {
+    for (const t of transports.splice(0)) t.close();
     for (const c of running.splice(0)) await c.stop();
     await server?.close();
   });
@@ -81,6 +84,7 @@ describe(FleetClient.name, () => {
       sink,
     });
     running.push(fc);
+    transports.push(receiveBroadcasts(fc));
     return { fc, sink, stateDir, hostId };
   }
 

@@ -1,15 +1,19 @@
 // The agent's side of the fleet protocol: one NATS connection to the policy
-// server, kept up for ever. It registers on every (re)connect, listens to the
-// signed desired-state broadcast, asks for it again every sync interval
-// (anti-entropy), fetches bundle content in chunks, and hands verified policy
-// text to a FleetSink (the Agent, or a test double). Whatever it rejects, the
+// server, kept up for ever, through NestJS's NATS client (ClientNats: the
+// requests and events the server's @MessagePattern/@EventPattern handlers
+// take). It registers on every (re)connect, takes the signed desired-state
+// broadcast (from the broadcast transport, fleet-transport.ts, via submit()),
+// asks for it again every sync interval (anti-entropy), fetches bundle content
+// in chunks, and hands verified policy text to a FleetSink (the agent's
+// PolicyService, or a test double). Whatever it rejects, the
 // last good policy stays in force; the last good bundle is kept on disk so a
 // rebooted host enforces it before the server is reachable.
-import { KeyObject, randomUUID } from 'node:crypto';
+import type { KeyObject } from 'node:crypto';
 import { hostname, release } from 'node:os';
 import type { Logger } from 'pino';
-import { connect, NatsConnection, type Msg, type NodeConnectionOptions } from '@nats-io/transport-node';
-import { natsConnectOptions } from '@cgfence/nats-auth';
+import { ClientNats } from '@nestjs/microservices';
+import type { NatsConnection } from '@nats-io/transport-node';
+import { firstValueFrom, timeout } from 'rxjs';
 import {
   Applied,
   ApplyError,
@@ -23,8 +27,6 @@ import {
   FleetAgentStatus,
   HostInfo,
   HostReport,
-  nestRequest,
-  nestResponse,
   RegisterReply,
   RegisterReplySchema,
   SyncReply,
@@ -36,6 +38,7 @@ import type { ZodType } from 'zod';
 import { claimedRevision, evaluateDesired, Evaluation, FleetError, FleetErrorReason } from './evaluate';
 import { jittered } from './fleet-config';
 import { LastGoodStore } from './last-good';
+import { fleetNatsOptions } from './nats-options';
 
 /** What the FleetClient hands over with a policy. */
 export interface FleetApplyMeta {
@@ -122,6 +125,7 @@ export class FleetClient {
   private readonly reconnectWaitMs: number;
   private readonly cohort: string | undefined;
 
+  private readonly rpc: ClientNats;
   private nc: NatsConnection | undefined;
   private connected = false;
   private registered = false;
@@ -131,6 +135,7 @@ export class FleetClient {
   private reportTimer: NodeJS.Timeout | undefined;
   private wake: (() => void) | undefined;
   private readonly connectedListeners = new Set<() => void>();
+  private readonly connectionListeners = new Set<(nc: NatsConnection) => void>();
 
   private seenRevision: number | null = null;
   private applied: Applied | null = null;
@@ -154,6 +159,15 @@ export class FleetClient {
     this.chunkAttempts = opts.chunkAttempts ?? 3;
     this.reconnectWaitMs = opts.reconnectWaitMs ?? 2_000;
     this.cohort = opts.labels.cohort;
+    this.rpc = new ClientNats(
+      fleetNatsOptions({
+        servers: this.servers,
+        hostId: opts.hostId,
+        seedFile: opts.seedFile,
+        reconnectWaitMs: this.reconnectWaitMs,
+        requestTimeoutMs: this.requestTimeoutMs,
+      }),
+    );
   }
 
   // ---- boot -------------------------------------------------------------
@@ -204,6 +218,9 @@ export class FleetClient {
   start(): void {
     if (!this.stopped) return;
     this.stopped = false;
+    // (close() drops these listeners: added at each start)
+    this.rpc.on('disconnect', (server) => this.onDisconnect(server));
+    this.rpc.on('reconnect', (server) => this.onReconnect(server));
     this.loop = this.connectLoop();
     this.scheduleSync();
     this.reportTimer = setInterval(() => this.report(), this.reportIntervalMs);
@@ -215,8 +232,7 @@ export class FleetClient {
     clearTimeout(this.syncTimer);
     clearInterval(this.reportTimer);
     this.wake?.();
-    const nc = this.nc;
-    if (nc) await nc.close().catch(() => undefined);
+    await this.rpc.close().catch(() => undefined);
     await this.draining;
     // A connect() still in flight closes itself when it returns (the loop sees `stopped`).
     await Promise.race([this.loop, new Promise((r) => setTimeout(r, 1000).unref())]);
@@ -282,35 +298,28 @@ export class FleetClient {
     return () => this.connectedListeners.delete(listener);
   }
 
+  /**
+   * Called with each new NATS connection (not on a reconnect of the same one,
+   * which keeps its subscriptions), before the agent registers: the broadcast
+   * transport subscribes there. Returns the unsubscribe function.
+   */
+  onConnection(listener: (nc: NatsConnection) => void): () => void {
+    this.connectionListeners.add(listener);
+    return () => this.connectionListeners.delete(listener);
+  }
+
   private notifyConnected(): void {
     for (const l of this.connectedListeners) l();
   }
 
   // ---- connection -------------------------------------------------------
 
-  private connectOptions(): NodeConnectionOptions {
-    const auth = this.opts.seedFile
-      ? natsConnectOptions({ seedFile: this.opts.seedFile, hostId: this.opts.hostId })
-      : { name: `cgfence-agent-${this.opts.hostId}` };
-    return {
-      servers: this.servers,
-      ...auth,
-      inboxPrefix: FLEET_SUBJECTS.inboxPrefix(this.opts.hostId),
-      reconnect: true,
-      maxReconnectAttempts: -1,
-      reconnectTimeWait: this.reconnectWaitMs,
-      timeout: Math.max(this.requestTimeoutMs, 2000),
-      pingInterval: 10_000,
-      maxPingOut: 3,
-    };
-  }
-
   private async connectLoop(): Promise<void> {
     let failures = 0;
     while (!this.stopped) {
       let nc: NatsConnection;
       try {
-        nc = await connect(this.connectOptions());
+        nc = (await this.rpc.connect()) as NatsConnection;
       } catch (err) {
         failures++;
         if (failures === 1 || failures % 30 === 0) {
@@ -319,16 +328,12 @@ export class FleetClient {
         await this.pause(this.reconnectWaitMs);
         continue;
       }
-      if (this.stopped) {
-        await nc.close().catch(() => undefined);
-        break;
-      }
+      if (this.stopped) break; // stop() closes the client
       failures = 0;
       this.nc = nc;
       this.connected = true;
       this.log.info({ server: nc.getServer(), hostId: this.opts.hostId }, 'connected to NATS');
-      nc.subscribe(FLEET_SUBJECTS.desired, { callback: (err, msg) => this.onBroadcast(err, msg) });
-      void this.watchStatus(nc);
+      for (const l of this.connectionListeners) l(nc);
       void this.register();
       this.notifyConnected();
       const err = await nc.closed();
@@ -342,19 +347,19 @@ export class FleetClient {
     }
   }
 
-  private async watchStatus(nc: NatsConnection): Promise<void> {
-    for await (const s of nc.status()) {
-      if (s.type === 'disconnect') {
-        this.connected = false;
-        this.registered = false;
-        this.log.warn({ server: s.server }, 'disconnected from NATS; the last good policy stays in force');
-      } else if (s.type === 'reconnect') {
-        this.connected = true;
-        this.log.info({ server: s.server }, 'reconnected to NATS');
-        void this.register();
-        this.notifyConnected();
-      }
-    }
+  private onDisconnect(server: unknown): void {
+    if (this.stopped) return;
+    this.connected = false;
+    this.registered = false;
+    this.log.warn({ server }, 'disconnected from NATS; the last good policy stays in force');
+  }
+
+  private onReconnect(server: unknown): void {
+    if (this.stopped || !this.nc) return;
+    this.connected = true;
+    this.log.info({ server }, 'reconnected to NATS');
+    void this.register();
+    this.notifyConnected();
   }
 
   private pause(ms: number): Promise<void> {
@@ -368,27 +373,16 @@ export class FleetClient {
     });
   }
 
-  private onBroadcast(err: Error | null, msg: Msg): void {
-    if (err) {
-      this.log.warn({ err: err.message }, 'desired-state subscription error');
-      return;
-    }
-    let body: unknown;
-    try {
-      body = JSON.parse(new TextDecoder().decode(msg.data));
-    } catch {
-      body = { unparsable: true };
-    }
-    // Accept a Nest event packet ({pattern, data}) as well as the bare message.
-    if (typeof body === 'object' && body !== null && !('desired' in body) && 'pattern' in body && 'data' in body) body = (body as { data: unknown }).data;
-    void this.submit(body, 'broadcast');
-  }
-
+  /** A request to one of the server's @MessagePattern handlers, with a deadline and the reply checked. */
   private async request<T>(subject: string, data: unknown, schema: ZodType<T>): Promise<T> {
-    const nc = this.nc;
-    if (!nc || !this.connected) throw new Error('not connected to NATS');
-    const reply = await nc.request(subject, nestRequest(subject, data, randomUUID()), { timeout: this.requestTimeoutMs });
-    const parsed = schema.safeParse(nestResponse<unknown>(reply.data));
+    if (!this.nc || !this.connected) throw new Error('not connected to NATS');
+    let reply: unknown;
+    try {
+      reply = await firstValueFrom(this.rpc.send<unknown>(subject, data).pipe(timeout(this.requestTimeoutMs)));
+    } catch (err) {
+      throw new Error(requestError(subject, err, this.requestTimeoutMs));
+    }
+    const parsed = schema.safeParse(reply);
     if (!parsed.success) throw new Error(`unexpected reply on ${subject}: ${parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ')}`);
     return parsed.data;
   }
@@ -615,16 +609,25 @@ export class FleetClient {
     };
   }
 
+  /** The heartbeat report: an event for the server's @EventPattern handler. */
   private report(): void {
-    const nc = this.nc;
-    if (!nc || !this.connected || this.stopped) return;
+    if (!this.nc || !this.connected || this.stopped) return;
     try {
-      const subject = FLEET_SUBJECTS.report(this.opts.hostId);
-      nc.publish(subject, nestRequest(subject, this.buildReport()));
+      this.rpc.emit(FLEET_SUBJECTS.report(this.opts.hostId), this.buildReport()).subscribe({
+        error: (err: unknown) => this.log.warn({ err: (err as Error)?.message ?? String(err) }, 'report to the policy server failed'),
+      });
     } catch (err) {
       this.log.warn({ err: (err as Error).message }, 'report to the policy server failed');
     }
   }
+}
+
+/** A failed request as one line: a timeout, the server's error (it replies with {message}), or the transport's. */
+function requestError(subject: string, err: unknown, timeoutMs: number): string {
+  if (err instanceof Error && err.name === 'TimeoutError') return `no reply on ${subject} within ${timeoutMs} ms`;
+  if (err instanceof Error) return err.message;
+  const message = typeof err === 'object' && err !== null && typeof (err as { message?: unknown }).message === 'string' ? (err as { message: string }).message : JSON.stringify(err);
+  return `policy server: ${message}`;
 }
 
 export type { FleetErrorReason };

@@ -2,6 +2,7 @@ import { readFileSync } from 'node:fs';
 import type { ControlRequest, RunStarted } from '@cgfence/proto';
 import { ControlCaller, ControlPermissionError } from '../agent/control-server';
 import type { RunRegistry } from './run-registry';
+import type { RunsService } from './runs.service';
 import { lookupUser, userNameOf } from './user-lookup';
 
 type StartRequest = Extract<ControlRequest, { op: 'run.start' }>;
@@ -25,7 +26,7 @@ export function effectiveUidOf(pid: number): number | undefined {
  * (the caller cannot write cgroup.procs itself unless it is root, and a pid
  * it names is never trusted). The run records whom its command runs as.
  */
-export function startRun(runs: RunRegistry, req: StartRequest, caller: ControlCaller): RunStarted {
+export function startRun(runs: Pick<RunsService, 'create' | 'finish' | 'registry'>, req: StartRequest, caller: ControlCaller): RunStarted {
   let owner: { uid: number; user: string };
   if (req.user !== undefined) {
     if (!caller.root) throw new ControlPermissionError('permission denied: --user needs root');
@@ -40,9 +41,9 @@ export function startRun(runs: RunRegistry, req: StartRequest, caller: ControlCa
   if (effectiveUidOf(caller.pid) !== caller.uid) throw new Error(`the calling process ${caller.pid} is gone or changed owner; not starting a run`);
   const run = runs.create(req.labels, req.command.join(' '), owner);
   try {
-    runs.addProcess(run.runId, caller.pid);
+    runs.registry.addProcess(run.runId, caller.pid);
   } catch (err) {
-    runs.finish(run.runId, null);
+    runs.finish(run.runId, null, null);
     throw err;
   }
   return { runId: run.runId, cgroupPath: run.cgroupPath, uid: owner.uid, user: owner.user };

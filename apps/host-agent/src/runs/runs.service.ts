@@ -4,7 +4,7 @@ import type { AgentConfig } from '../agent/agent-config';
 import { DeployCgroup } from '../app/deploy-cgroup.service';
 import { AGENT_CONFIG, AGENT_LOGGER } from '../app/tokens';
 import type { RunLookup } from '../journal/journal-record';
-import { ReapResult, RunRecord, RunRegistry } from './run-registry';
+import { ReapResult, RunOwner, RunRecord, RunRegistry } from './run-registry';
 
 const REAP_MS = 10_000;
 
@@ -23,6 +23,7 @@ export class RunsService implements OnModuleInit, OnApplicationBootstrap, Before
   private timer: NodeJS.Timeout | undefined;
   private readonly endedListeners = new Set<(e: RunEnded) => void>();
   private readonly reapedListeners = new Set<(r: ReapResult) => void>();
+  private readonly startedListeners = new Set<(run: RunRecord) => void>();
   private readonly lookups: RunLookup[] = [];
   /** Whom an event's cgroup id belongs to: a run, else what addLookup() added (protected cgroups' synthetic runs). */
   readonly lookup: RunLookup = {
@@ -55,6 +56,17 @@ export class RunsService implements OnModuleInit, OnApplicationBootstrap, Before
 
   activeCount(): number {
     return this.registry_ ? this.registry_.list().filter((r) => r.state === 'running').length : 0;
+  }
+
+  /** `cgfence run` starts a command: a new run cgroup. */
+  create(labels: Readonly<Record<string, string>>, command: string, owner?: RunOwner): RunRecord {
+    const run = this.registry.create(labels, command, owner);
+    for (const l of this.startedListeners) l(run);
+    return run;
+  }
+
+  onStarted(listener: (run: RunRecord) => void): void {
+    this.startedListeners.add(listener);
   }
 
   /** `cgfence run` reported its command's end. */

@@ -4,7 +4,9 @@
 // reports what it "applied" — no kernel, no DNS proxy.
 // Run by fleet-convergence.bench.ts through child_process.fork; talks to it
 // over IPC: {type:'ready'} once every agent registered.
-import { connect, NatsConnection } from '@nats-io/transport-node';
+import type { NatsConnection } from '@nats-io/transport-node';
+import { ClientNats } from '@nestjs/microservices';
+import { firstValueFrom, timeout } from 'rxjs';
 import {
   Applied,
   checkBundle,
@@ -16,8 +18,6 @@ import {
   DesiredMessageSchema,
   FLEET_SUBJECTS,
   HostReport,
-  nestRequest,
-  nestResponse,
   parsePublicKeys,
   RegisterReply,
   targetFor,
@@ -52,6 +52,7 @@ function once<T>(key: string, check: () => T): T {
 }
 
 class SimAgent {
+  private rpc!: ClientNats;
   private nc!: NatsConnection;
   private seen: number | null = null;
   private applied: Applied | null = null;
@@ -63,28 +64,26 @@ class SimAgent {
   ) {}
 
   async start(): Promise<void> {
-    this.nc = await connect({ servers: args.natsUrl, inboxPrefix: FLEET_SUBJECTS.inboxPrefix(this.hostId), name: this.hostId, maxReconnectAttempts: -1 });
+    // As the agent does: NestJS's NATS client against the server's @MessagePattern handlers.
+    this.rpc = new ClientNats({ servers: args.natsUrl, inboxPrefix: FLEET_SUBJECTS.inboxPrefix(this.hostId), name: this.hostId, maxReconnectAttempts: -1 });
+    this.nc = (await this.rpc.connect()) as NatsConnection;
     this.nc.subscribe(FLEET_SUBJECTS.desired, {
       callback: (_err, msg) => {
         const parsed = DesiredMessageSchema.safeParse(msg.json());
         if (parsed.success) this.enqueue(parsed.data);
       },
     });
-    const reply = nestResponse<RegisterReply>(
-      (
-        await this.nc.request(
-          FLEET_SUBJECTS.register(this.hostId),
-          nestRequest(FLEET_SUBJECTS.register(this.hostId), {
-            hostId: this.hostId,
-            hostname: `${this.hostId}.sim`,
-            labels: { cohort: this.cohort },
-            kernel: 'sim',
-            agentVersion: 'sim',
-            capabilities: ['dns', 'ip'],
-          }, '1'),
-          { timeout: 60_000 },
-        )
-      ).data,
+    const reply = await firstValueFrom(
+      this.rpc
+        .send<RegisterReply>(FLEET_SUBJECTS.register(this.hostId), {
+          hostId: this.hostId,
+          hostname: `${this.hostId}.sim`,
+          labels: { cohort: this.cohort },
+          kernel: 'sim',
+          agentVersion: 'sim',
+          capabilities: ['dns', 'ip'],
+        })
+        .pipe(timeout(60_000)),
     );
     if (reply.message) this.enqueue(reply.message);
     await this.queue;
@@ -121,8 +120,8 @@ class SimAgent {
           const parts: Buffer[] = [];
           for (let i = 0; i < h.value.chunks; i++) {
             const subject = FLEET_SUBJECTS.bundle(this.hostId);
-            const r = await this.nc.request(subject, nestRequest(subject, { hash: h.value.hash, index: i }, String(i)), { timeout: 30_000 });
-            parts.push(Buffer.from(nestResponse<ChunkReply>(r.data).data, 'base64'));
+            const r = await firstValueFrom(this.rpc.send<ChunkReply>(subject, { hash: h.value.hash, index: i }).pipe(timeout(30_000)));
+            parts.push(Buffer.from(r.data, 'base64'));
           }
           const decoded = decodeTransfer(header, Buffer.concat(parts));
           const c = decoded.ok ? checkContent(header, decoded.value) : decoded;
@@ -143,12 +142,11 @@ class SimAgent {
       drift: null,
       sentAt: new Date().toISOString(),
     };
-    const subject = FLEET_SUBJECTS.report(this.hostId);
-    this.nc.publish(subject, nestRequest(subject, report));
+    this.rpc.emit(FLEET_SUBJECTS.report(this.hostId), report);
   }
 
   async close(): Promise<void> {
-    await this.nc?.close();
+    await this.rpc?.close();
   }
 }
 

@@ -10,6 +10,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { connect, NatsConnection } from '@nats-io/transport-node';
 import { jetstream, jetstreamManager } from '@nats-io/jetstream';
+import { ClientNats } from '@nestjs/microservices';
+import { NatsRecordSerializer } from '@nestjs/microservices/serializers/index.js';
+import { firstValueFrom, lastValueFrom, timeout } from 'rxjs';
 import { NatsServer, waitFor } from '@cgfence/devservices';
 import {
   BundleHeader,
@@ -25,8 +28,6 @@ import {
   HostReport,
   HostView,
   keyIdOf,
-  nestRequest,
-  nestResponse,
   parsePublicKeys,
   RegisterReply,
   SyncReply,
@@ -44,8 +45,12 @@ describe('fleet distribution (server side)', () => {
   let ring: ReturnType<typeof parsePublicKeys>;
   const broadcasts: DesiredMessage[] = [];
 
-  const request = async <T>(subject: string, data: unknown): Promise<T> =>
-    nestResponse<T>((await nc.request(subject, nestRequest(subject, data, String(Math.random())), { timeout: 5000 })).data);
+  let rpc: ClientNats;
+  /** A request as an agent makes it: NestJS's NATS client; the server's error comes back as { message }. */
+  const request = <T>(subject: string, data: unknown): Promise<T> =>
+    firstValueFrom(rpc.send<T>(subject, data).pipe(timeout(5000))).catch((err: unknown) => {
+      throw err instanceof Error ? err : new Error(`policy server: ${(err as { message?: string }).message ?? JSON.stringify(err)}`);
+    });
 
   const commit = async (name: string, entries: string[]) => {
     const res = await env.http.post(`/blocklists/${name}/versions`).set(auth(operator)).send({ entries, message: 'test' });
@@ -80,6 +85,7 @@ describe('fleet distribution (server side)', () => {
     env = await TestPolicyServer.start('fleet_int', { natsUrl: nats.url() });
     operator = await env.tokenFor('operator');
     nc = await connect({ servers: nats.url() });
+    rpc = new ClientNats({ servers: nats.url() });
     nc.subscribe(FLEET_SUBJECTS.desired, { callback: (_err, msg) => void broadcasts.push(msg.json<DesiredMessage>()) });
     const key = await env.http.get('/fleet/signing-key');
     assert.equal(key.status, 200);
@@ -91,6 +97,7 @@ describe('fleet distribution (server side)', () => {
 
   after(async () => {
     try {
+      await rpc?.close();
       await nc?.close();
       await env?.stop();
     } finally {
@@ -151,7 +158,7 @@ describe('fleet distribution (server side)', () => {
       drift: { drifted: false, checkedAt: new Date().toISOString() },
       sentAt: new Date().toISOString(),
     };
-    nc.publish(FLEET_SUBJECTS.report('host-a'), nestRequest(FLEET_SUBJECTS.report('host-a'), report));
+    await lastValueFrom(rpc.emit(FLEET_SUBJECTS.report('host-a'), report), { defaultValue: undefined });
     await waitFor('the report to land', async () => {
       host = (await env.http.get('/hosts/host-a').set(auth(operator))).body as HostView;
       return host.inSync;
@@ -273,7 +280,8 @@ describe('fleet distribution (server side)', () => {
       const replies: unknown[] = [];
       const inbox = `_INBOX.replicas.${Date.now()}`;
       const sub = nc.subscribe(inbox, { callback: (_e, m) => void replies.push(m.data) });
-      nc.publish(FLEET_SUBJECTS.sync('host-a'), nestRequest(FLEET_SUBJECTS.sync('host-a'), { hostId: 'host-a', seenRevision: null }, 'x'), { reply: inbox });
+      const packet = new NatsRecordSerializer().serialize({ pattern: FLEET_SUBJECTS.sync('host-a'), data: { hostId: 'host-a', seenRevision: null }, id: 'x' });
+      nc.publish(FLEET_SUBJECTS.sync('host-a'), packet.data, { reply: inbox });
       await new Promise((r) => setTimeout(r, 800));
       sub.unsubscribe();
       assert.equal(replies.length, 1, 'the queue group gives each request to one replica');

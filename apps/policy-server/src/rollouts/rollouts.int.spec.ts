@@ -7,7 +7,9 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { connect, NatsConnection } from '@nats-io/transport-node';
+import type { NatsConnection } from '@nats-io/transport-node';
+import { ClientNats } from '@nestjs/microservices';
+import { firstValueFrom, timeout } from 'rxjs';
 import { NatsServer, waitFor } from '@cgfence/devservices';
 import {
   Applied,
@@ -19,8 +21,6 @@ import {
   FLEET_SUBJECTS,
   HostReport,
   HostView,
-  nestRequest,
-  nestResponse,
   parsePublicKeys,
   RegisterReply,
   RolloutView,
@@ -35,6 +35,7 @@ const auth = (t: string) => ({ Authorization: `Bearer ${t}` });
 
 class SimHost {
   nc!: NatsConnection;
+  private rpc!: ClientNats;
   applied: Applied | null = null;
   mode: 'audit' | 'enforce' = 'enforce';
   lastError: ApplyError | null = null;
@@ -51,10 +52,11 @@ class SimHost {
   ) {}
 
   async start(): Promise<void> {
-    this.nc = await connect({ servers: this.url, inboxPrefix: FLEET_SUBJECTS.inboxPrefix(this.id) });
+    this.rpc = new ClientNats({ servers: this.url, inboxPrefix: FLEET_SUBJECTS.inboxPrefix(this.id) });
+    this.nc = (await this.rpc.connect()) as NatsConnection;
     this.nc.subscribe(FLEET_SUBJECTS.desired, { callback: (_e, m) => this.apply(m.json<DesiredMessage>()) });
     const info = { hostId: this.id, hostname: this.id, labels: { cohort: this.cohort }, kernel: 'sim', agentVersion: 'sim', capabilities: [] };
-    const reply = nestResponse<RegisterReply>((await this.nc.request(FLEET_SUBJECTS.register(this.id), nestRequest(FLEET_SUBJECTS.register(this.id), info, '1'), { timeout: 5000 })).data);
+    const reply = await firstValueFrom(this.rpc.send<RegisterReply>(FLEET_SUBJECTS.register(this.id), info).pipe(timeout(5000)));
     if (reply.message) this.apply(reply.message);
   }
 
@@ -91,11 +93,11 @@ class SimHost {
       blocks: this.blocks,
       sentAt: new Date().toISOString(),
     };
-    this.nc.publish(FLEET_SUBJECTS.report(this.id), nestRequest(FLEET_SUBJECTS.report(this.id), r));
+    this.rpc.emit(FLEET_SUBJECTS.report(this.id), r);
   }
 
   close(): Promise<void> {
-    return this.nc.close();
+    return this.rpc.close();
   }
 }
 

@@ -5,6 +5,8 @@
 import { generateKeyPairSync, KeyObject } from 'node:crypto';
 import type { NatsConnection, Msg, Subscription } from '@nats-io/transport-node';
 import pino from 'pino';
+import { NatsRequestJSONDeserializer } from '@nestjs/microservices';
+import { NatsRecordSerializer } from '@nestjs/microservices/serializers/index.js';
 import {
   Assignment,
   AuditDirective,
@@ -20,7 +22,6 @@ import {
   HostInfo,
   HostReport,
   INLINE_CONTENT_BYTES,
-  NestRequestPacket,
   parseBlocklistText,
   parsePublicKeys,
   RollbackOrder,
@@ -30,6 +31,9 @@ import {
   SyncRequest,
 } from '@cgfence/proto';
 import type { FleetApplyMeta, FleetSink, SinkApplyResult, SinkStatus } from '../fleet-client';
+import { DesiredStateController } from '../desired-state.controller';
+import type { FleetClient } from '../fleet-client';
+import { FleetBroadcastTransport } from '../fleet-transport';
 
 export const quietLogger = pino({ level: process.env.CGFENCE_TEST_LOG ?? 'silent' });
 
@@ -143,6 +147,13 @@ interface Recorded<T> {
  * The policy server's NATS side, as the agent sees it: answers register,
  * sync and bundle requests with Nest reply packets and records reports.
  */
+/** A NestJS NATS packet: a request (with an id) or an event. */
+interface Packet<T> {
+  readonly pattern: string;
+  readonly data: T;
+  readonly id?: string;
+}
+
 export class StandInServer {
   current: DesiredMessage | null = null;
   currentRevision = 0;
@@ -160,6 +171,8 @@ export class StandInServer {
   /** Delay before each chunk reply. */
   chunkDelayMs = 0;
   private readonly subs: Subscription[] = [];
+  private readonly deserializer = new NatsRequestJSONDeserializer();
+  private readonly serializer = new NatsRecordSerializer();
 
   constructor(readonly nc: NatsConnection) {
     this.subs.push(nc.subscribe('cgf.agent.*.register', { callback: (_e, m) => this.onRegister(m) }));
@@ -198,15 +211,17 @@ export class StandInServer {
     await this.nc.close();
   }
 
-  private packet<T>(m: Msg): NestRequestPacket<T> & Recorded<T> {
-    const p = JSON.parse(new TextDecoder().decode(m.data)) as NestRequestPacket<T>;
+  /** A request or event as the server's NATS transport reads it (Nest's own deserializer). */
+  private packet<T>(m: Msg): Packet<T> & Recorded<T> {
+    const p = this.deserializer.deserialize(m, { channel: m.subject }) as Packet<T>;
     if (p.pattern !== m.subject) throw new Error(`packet pattern ${p.pattern} is not the subject ${m.subject}`);
     return { ...p, subject: m.subject, reply: m.reply };
   }
 
+  /** A reply as the server's NATS transport writes it (Nest's own serializer). */
   private respond(m: Msg, id: string | undefined, response: unknown): void {
     if (!this.answering) return;
-    m.respond(JSON.stringify({ id, response, isDisposed: true }));
+    m.respond(this.serializer.serialize({ id, response, isDisposed: true }).data);
   }
 
   private onRegister(m: Msg): void {
@@ -229,13 +244,13 @@ export class StandInServer {
     else this.answerBundle(m, p);
   }
 
-  private answerBundle(m: Msg, p: NestRequestPacket<ChunkRequest>): void {
+  private answerBundle(m: Msg, p: Packet<ChunkRequest>): void {
     const attempt = this.chunkRequests.filter((r) => r.data.hash === p.data.hash && r.data.index === p.data.index).length;
     if (this.dropChunk(p.data, attempt)) return;
     const b = this.bundles.get(p.data.hash);
     if (!this.answering) return;
     if (!b) {
-      m.respond(JSON.stringify({ id: p.id, err: { message: `no bundle ${p.data.hash}` }, isDisposed: true }));
+      m.respond(this.serializer.serialize({ id: p.id, err: { message: `no bundle ${p.data.hash}` }, isDisposed: true }).data);
       return;
     }
     const size = b.header.chunkBytes;
@@ -293,4 +308,19 @@ export class RecordingSink implements FleetSink {
   alert(message: string): void {
     this.alerts.push(message);
   }
+}
+
+/**
+ * A FleetClient outside the agent's Nest application takes broadcasts as the
+ * agent does: the broadcast transport on its connection, handing each message
+ * to the DesiredStateController. Close the returned transport when done.
+ */
+export function receiveBroadcasts(fc: FleetClient): FleetBroadcastTransport {
+  const transport = new FleetBroadcastTransport().useConnectionsOf(fc);
+  const controller = new DesiredStateController(fc);
+  transport.addHandler(FLEET_SUBJECTS.desired, (message: unknown) => controller.desired(message), true);
+  transport.listen((err) => {
+    if (err) throw err;
+  });
+  return transport;
 }
