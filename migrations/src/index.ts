@@ -6,6 +6,7 @@ import { Outbox1732000000005 } from './1732000000005-outbox';
 import { FleetReadModels1732000000006 } from './1732000000006-fleet-read-models';
 import { Rollouts1732000000007 } from './1732000000007-rollouts';
 import { BlockEvents1732000000008 } from './1732000000008-block-events';
+import { RunUsers1732000000014 } from './1732000000014-run-users';
 import { EnrollTokens1732000000017 } from './1732000000017-enroll-tokens';
 
 import type { MigrationInterface } from 'typeorm';
@@ -20,6 +21,7 @@ export const migrations: (new () => MigrationInterface)[] = [
   FleetReadModels1732000000006,
   Rollouts1732000000007,
   BlockEvents1732000000008,
+  RunUsers1732000000014,
   EnrollTokens1732000000017,
 ];
 

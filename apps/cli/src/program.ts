@@ -40,7 +40,7 @@ export function buildProgram(): Command {
       'Host commands (run as root on a host; see `cgfence agent --help`, `cgfence run --help`):',
       '  agent [options]          start the host agent on the deploy cgroup',
       '  agent status|events|teardown',
-      '  run [--label k=v]... -- COMMAND ARGS...   run COMMAND protected by the local agent',
+      '  run [--label k=v]... [--user NAME] [--quiet] -- COMMAND ARGS...   run COMMAND protected by the local agent',
       '',
       'cgfence --version prints the version.',
     ].join('\n'),

@@ -12,3 +12,5 @@ export type { Cidr, Family } from './addr';
 export { compareIpPolicy, ipPolicyDigest, sortLpmKeys } from './ip-digest';
 export { prefilterSlotOf } from './prefilter';
 export type { IpPolicyDigest, IpPolicyDrift, LpmKeys } from './ip-digest';
+export { attachCgroupLinks, cgroupLinkState, detachCgroupLinks } from './cgroup-links';
+export type { CgroupLinkState } from './cgroup-links';

@@ -2,7 +2,7 @@ import { Command, InvalidArgumentError, Option } from 'commander';
 import { existsSync, readFileSync } from 'node:fs';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import type { AggregateView, BlockEventView, EventsPage, ReplayView, RunView } from '@cgfence/proto';
+import type { AggregateView, BlockEventView, EventsPage, ReplayView, RunsPage, RunView } from '@cgfence/proto';
 import { client, globals } from '../context';
 import { CliError } from '../errors';
 import { printJson, printLines, printTable } from '../output';
@@ -42,14 +42,24 @@ function filterParams(o: Record<string, unknown>): URLSearchParams {
   return q;
 }
 
+/** 850 ms, 12.3 s, 4m05s, 2h03m. */
+export function formatDuration(ms: number): string {
+  if (ms < 1000) return `${ms} ms`;
+  if (ms < 59_950) return `${(ms / 1000).toFixed(1)} s`;
+  const s = Math.round(ms / 1000);
+  if (s < 3600) return `${Math.floor(s / 60)}m${String(s % 60).padStart(2, '0')}s`;
+  return `${Math.floor(s / 3600)}h${String(Math.floor((s % 3600) / 60)).padStart(2, '0')}m`;
+}
+
 const short = (s: string | null, n: number): string => (s === null ? '-' : s.length > n ? `${s.slice(0, n - 1)}…` : s);
 
 function printEvents(events: BlockEventView[]): void {
   printTable(
-    ['TIME', 'HOST', 'ACTION', 'METHOD', 'TARGET', 'ENTRY', 'VERSION', 'PROCESS'],
+    ['TIME', 'HOST', 'RUN', 'ACTION', 'METHOD', 'TARGET', 'ENTRY', 'VERSION', 'PROCESS'],
     events.map((e) => [
       e.time.slice(0, 23).replace('T', ' '),
       e.host,
+      e.runId ?? '-',
       e.action,
       e.method,
       e.qname ?? e.destination ?? '-',
@@ -141,6 +151,38 @@ export function eventsCommand(): Command {
 
 export function runsCommand(): Command {
   const cmd = new Command('runs').description('runs the agents recorded (cgfence run)');
+  cmd
+    .command('list')
+    .description('finished runs, newest first: exit code, duration, blocks, contacted domains')
+    .option('--since <time>', 'runs started since (ISO time or 30m, 24h, 7d, …)', '24h')
+    .option('--host <id>', 'one host')
+    .option('--cohort <name>', 'one cohort')
+    .option('--label <k=v>', 'run label (repeatable; all must match)', collect, [])
+    .option('--limit <n>', 'at most this many runs (1-1000)', '100')
+    .action(async (o: { since: string; host?: string; cohort?: string; label: string[]; limit: string }, self: Command) => {
+      const q = new URLSearchParams({ since: o.since, limit: o.limit });
+      if (o.host) q.set('host', o.host);
+      if (o.cohort) q.set('cohort', o.cohort);
+      for (const l of o.label) q.append('label', l);
+      const page = await client(self).get<RunsPage>(`runs?${q.toString()}`);
+      if (globals(self).json) return printJson(page);
+      if (page.runs.length === 0) return printLines([`no runs since ${page.since}`]);
+      printTable(
+        ['STARTED', 'RUN', 'HOST', 'USER', 'EXIT', 'DURATION', 'BLOCKS', 'DOMAINS', 'LABELS', 'COMMAND'],
+        page.runs.map((r) => [
+          r.startedAt.slice(0, 19).replace('T', ' '),
+          r.runId,
+          r.host,
+          r.user ?? (r.uid === null ? '-' : r.uid),
+          r.signal ?? (r.exitCode === null ? '-' : r.exitCode),
+          r.durationMs === null ? '-' : formatDuration(r.durationMs),
+          r.audited > 0 ? `${r.blocks} (+${r.audited} audited)` : r.blocks,
+          r.domains,
+          Object.entries(r.labels).map(([k, v]) => `${k}=${v}`).join(',') || '-',
+          short(r.command, 60),
+        ]),
+      );
+    });
   cmd
     .command('show')
     .description("a run's host, labels, start/end, exit code, block events and contacted domains")

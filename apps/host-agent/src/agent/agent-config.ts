@@ -1,6 +1,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { availableParallelism, hostname } from 'node:os';
 import { join } from 'node:path';
+import type { GroupEntry } from '../runs/user-lookup';
 
 export type Mode = 'enforce' | 'audit';
 export type FailMode = 'open' | 'closed';
@@ -39,6 +40,10 @@ export interface AgentConfig {
   readonly logLevel: string;
   /** Where the Prometheus endpoint (/metrics, /healthz, /readyz) listens; undefined: nowhere (--metrics-listen none). */
   readonly metricsListen?: { readonly host: string; readonly port: number };
+  /** `--run-group`: members may start runs through the control socket (root always can). */
+  readonly runGroup?: GroupEntry;
+  /** `--protect-cgroup` (and fleet mode's labels file): existing cgroups, relative to the cgroup v2 root, under the same programs. */
+  readonly protectCgroups?: readonly string[];
 }
 
 export const DEFAULT_STATE_DIR = '/var/lib/cgfence';

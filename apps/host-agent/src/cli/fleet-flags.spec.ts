@@ -47,6 +47,16 @@ describe('cgfence agent fleet flags', () => {
     assert.match(await refused([...fleet, '--label', 'cohort=a', '--cohort', 'b']), /--cohort b contradicts the label cohort=a/);
   });
 
+  it('reads cgroups to protect from the labels file and refuses bad ones, naming the flag; refuses an unknown --run-group', async () => {
+    const labels = join(dir, 'labels');
+    writeFileSync(labels, 'cohort=canary\ncgfence.protect-cgroups=system.slice/deployd.service,../etc\n');
+    const fleet = ['--server', 'nats://127.0.0.1:4222', '--server-key', keyFile, '--host-id', 'h1', '--labels-file', labels];
+    assert.match(await refused(fleet), /--protect-cgroup \.\.\/etc: "\.\." is not allowed/);
+    assert.match(await refused(['--policy-file', '/etc/hosts', '--protect-cgroup', '/']), /--protect-cgroup \/: the cgroup root itself cannot be protected/);
+    assert.match(await refused(['--policy-file', '/etc/hosts', '--run-group', 'cgfence-no-such-group-x']), /--run-group cgfence-no-such-group-x: no such group/);
+    assert.match(await refused(['--policy-file', '/etc/hosts', '--run-group', 'root']), /--run-group root: the root group/);
+  });
+
   it('cleans up', () => rmSync(dir, { recursive: true, force: true }));
 });
 

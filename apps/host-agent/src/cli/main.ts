@@ -13,6 +13,9 @@ import { JournalReader } from '../journal/event-journal';
 import { callAgent } from './control-client';
 import { parseLabels, RUN_FAILED, runProtected } from './run-command';
 import { teardown } from './teardown';
+import { GroupEntry, lookupGroup } from '../runs/user-lookup';
+import { PROTECT_LABEL, ProtectCgroupError, protectedPaths } from '../runs/protected-cgroups';
+import { findCgroup2Root } from '@cgfence/bpf';
 
 const EXIT_USAGE = 2;
 
@@ -77,6 +80,8 @@ interface StartOptions {
   upstreamTimeoutMs: number;
   logLevel: string;
   metricsListen: string;
+  runGroup?: string;
+  protectCgroup: string[];
 }
 
 /**
@@ -180,6 +185,27 @@ function fleetSettings(o: StartOptions, enrollment?: Enrollment): FleetSettings 
   }
 }
 
+/** `--run-group NAME|GID`, resolved now: an unknown group stops the agent with a usage error. */
+function runGroupOf(name: string | undefined): GroupEntry | undefined {
+  if (name === undefined) return undefined;
+  const group = lookupGroup(name);
+  if (!group) throw new UsageError(`--run-group ${name}: no such group (create it with \`groupadd ${name}\`)`);
+  if (group.gid === 0) throw new UsageError(`--run-group ${name}: the root group gives nothing root does not have; name a group of deploy users`);
+  return group;
+}
+
+/** `--protect-cgroup` values and, in fleet mode, the labels file's `cgfence.protect-cgroups=a,b`. */
+function protectCgroupsOf(o: StartOptions, labels: Record<string, string> | undefined): string[] {
+  const fromLabels = labels?.[PROTECT_LABEL];
+  if (o.protectCgroup.length === 0 && fromLabels === undefined) return [];
+  try {
+    return protectedPaths([...o.protectCgroup, ...(fromLabels === undefined ? [] : [fromLabels])], findCgroup2Root(), o.cgroup);
+  } catch (err) {
+    if (err instanceof ProtectCgroupError) throw new UsageError(err.message);
+    throw err;
+  }
+}
+
 /** Parses and validates `cgfence agent start`'s options once; a bad one is a UsageError (exit 2) naming the flag. */
 export function agentSettings(o: StartOptions, enrollment?: Enrollment): { config: AgentConfig; fleet: FleetSettings | undefined } {
   const fleet = fleetSettings(o, enrollment);
@@ -210,6 +236,8 @@ export function agentSettings(o: StartOptions, enrollment?: Enrollment): { confi
     upstreamTimeoutMs: o.upstreamTimeoutMs,
     logLevel: o.logLevel,
     metricsListen,
+    runGroup: runGroupOf(o.runGroup),
+    protectCgroups: protectCgroupsOf(o, fleet?.labels),
   };
   return { config, fleet };
 }
@@ -255,6 +283,14 @@ function printStatus(s: AgentStatus): void {
     `mode:       ${s.mode}, fail mode ${s.failMode}`,
     `dns proxy:  127.0.0.1/::1 port ${s.proxy.port} → ${s.proxy.upstream} (${s.proxy.healthy ? 'healthy' : 'UNHEALTHY'})`,
     `runs:       ${s.runs.active} active`,
+    ...(s.protectedCgroups && s.protectedCgroups.length > 0
+      ? [
+          'protected cgroups:',
+          ...s.protectedCgroups.map(
+            (p) => `  ${p.path}${p.unit ? ` (${p.unit})` : ''}: ${p.state}${p.runId ? `, run ${p.runId}` : ''}${p.error ? `: ${p.error}` : ''}`,
+          ),
+        ]
+      : []),
     ...(s.fleet ? fleetLines(s.fleet) : []),
     ...(s.spool ? spoolLines(s.spool) : []),
     'counters:',
@@ -348,6 +384,13 @@ export function buildHostProgram(): Command {
     .option('--upstream-timeout-ms <ms>', 'upstream answer deadline before SERVFAIL', int('--upstream-timeout-ms', 50, 60_000), 2000)
     .option('--log-level <level>', 'pino log level', 'info')
     .option('--metrics-listen <host:port>', 'Prometheus /metrics, /healthz and /readyz (HTTP; keep it on loopback); none: off', DEFAULT_METRICS_LISTEN)
+    .option(
+      '--protect-cgroup <path>',
+      `an existing cgroup v2 dir (e.g. system.slice/deployd.service) under the same programs (repeatable; fleet mode also reads ${PROTECT_LABEL}=a,b from --labels-file)`,
+      collect,
+      [],
+    )
+    .option('--run-group <group>', 'members of this group may use `cgfence run` (control socket root:GROUP 0660); root always can')
     .action((o: StartOptions) => startAgent(o));
 
   agent
@@ -389,6 +432,7 @@ export function buildHostProgram(): Command {
       const r = teardown(o.cgroup, o.stateDir);
       if (json(self)) return void process.stdout.write(`${JSON.stringify(r, null, 2)}\n`);
       process.stdout.write(`detached and unpinned ${r.pinDir}${r.detached ? '' : ' (nothing was pinned)'}\n`);
+      for (const p of r.protectedCgroups) process.stdout.write(`detached from protected cgroup ${p}\n`);
       if (r.busy.length > 0) process.stdout.write(`kept ${r.cgroup}: processes still live in ${r.busy.join(', ')}\n`);
       else process.stdout.write(`removed ${r.cgroup}\n`);
     });
@@ -397,17 +441,23 @@ export function buildHostProgram(): Command {
     .command('run')
     .description('run COMMAND in a new run cgroup of the deploy cgroup, protected by the local agent')
     .option('-l, --label <key=value>', 'label of the run (repeatable)', collect, [])
+    .option('-q, --quiet', 'do not print the run id on stderr at start (CGFENCE_RUN_ID still has it)')
+    .option('--user <name>', 'root only: run COMMAND as this user, with its groups (like setpriv --reuid --regid --init-groups)')
+    .option('--group <group>', "with --user: this primary group instead of the user's own")
     .addOption(stateDirOption())
     .argument('<command...>', 'the command and its arguments (after --)')
     .passThroughOptions()
-    .action(async (command: string[], o: { label: string[]; stateDir: string }) => {
+    .action(async (command: string[], o: { label: string[]; stateDir: string; quiet?: boolean; user?: string; group?: string }) => {
       let labels: Record<string, string>;
       try {
         labels = parseLabels(o.label);
       } catch (err) {
         throw new UsageError((err as Error).message);
       }
-      process.exitCode = await runProtected(o.stateDir, labels, command, (l) => process.stderr.write(`${l}\n`));
+      process.exitCode = await runProtected(
+        { stateDir: o.stateDir, labels, command, quiet: o.quiet, user: o.user, group: o.group },
+        (l) => process.stderr.write(`${l}\n`),
+      );
     });
 
   program.exitOverride();

@@ -1,8 +1,8 @@
 import { spawn } from 'node:child_process';
-import { writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { readFileSync } from 'node:fs';
 import { constants } from 'node:os';
 import { RunStarted } from '@cgfence/proto';
+import { lookupGroup, lookupUser } from '../runs/user-lookup';
 import { callAgent, NoAgentError } from './control-client';
 
 /** Exit codes of `cgfence run` itself, as env(1) and shells use them. */
@@ -22,30 +22,90 @@ export function parseLabels(pairs: readonly string[]): Record<string, string> {
   return labels;
 }
 
+/** What `cgfence run` was asked to do. */
+export interface RunRequest {
+  readonly stateDir: string;
+  readonly labels: Record<string, string>;
+  readonly command: readonly string[];
+  /** No "run <id>" line on stderr at start. */
+  readonly quiet?: boolean;
+  /** `--user NAME` (root only): run the command as this user, with its groups. */
+  readonly user?: string;
+  /** `--group G`: its primary group instead of the user's own. */
+  readonly group?: string;
+}
+
+/** How to start a missing agent, in local and in fleet mode. */
+export const NO_AGENT_HINT =
+  'start one with `cgfence agent --policy-file FILE` (local policy) or `cgfence agent --server nats://HOST:4222 --server-key FILE` ' +
+  '(fleet mode; as installed from docker/host-agent.service: `systemctl start cgfence-agent`); ' +
+  'if it runs with another --state-dir, pass the same --state-dir or set CGFENCE_STATE_DIR';
+
+/** The cgroup v2 path of this process ('0::' line of /proc/self/cgroup). */
+function ownCgroup(): string | undefined {
+  return readFileSync('/proc/self/cgroup', 'utf8')
+    .split('\n')
+    .find((l) => l.startsWith('0::'))
+    ?.slice(3);
+}
+
+/** The setpriv(1) prefix that runs a command as `user` (uid, gid, supplementary groups), or an error. */
+function dropTo(user: string, group: string | undefined): { prefix: string[]; env: Record<string, string> } | string {
+  if (process.getuid?.() !== 0) return '--user needs root (a non-root caller runs as itself)';
+  const account = lookupUser(user);
+  if (!account) return `--user ${user}: no such user`;
+  let gid = account.gid;
+  if (group !== undefined) {
+    const g = lookupGroup(group);
+    if (!g) return `--group ${group}: no such group`;
+    gid = g.gid;
+  }
+  return {
+    prefix: ['setpriv', `--reuid=${account.uid}`, `--regid=${gid}`, '--init-groups', '--'],
+    env: { USER: account.name, LOGNAME: account.name, HOME: account.home },
+  };
+}
+
 /**
- * Asks the agent for a run, moves this process into the run's cgroup (so
- * everything the command spawns, daemons included, is born there), runs the
- * command with the terminal, passes signals through and returns its exit code
- * (128 + signal number when a signal ended it).
+ * Asks the agent for a run; the agent moves this process into the run's
+ * cgroup (so everything the command spawns, daemons included, is born there).
+ * Runs the command with the terminal (as `--user` if given), passes signals
+ * through and returns its exit code (128 + signal number when a signal ended it).
  */
-export async function runProtected(stateDir: string, labels: Record<string, string>, command: string[], log: (l: string) => void): Promise<number> {
+export async function runProtected(req: RunRequest, log: (l: string) => void): Promise<number> {
+  const { stateDir, labels, command } = req;
+  let drop: Exclude<ReturnType<typeof dropTo>, string> | undefined;
+  if (req.user !== undefined) {
+    const d = dropTo(req.user, req.group);
+    if (typeof d === 'string') {
+      log(`cgfence run: ${d}. Refusing to run ${JSON.stringify(command.join(' '))}.`);
+      return RUN_FAILED;
+    }
+    drop = d;
+  } else if (req.group !== undefined) {
+    log('cgfence run: --group needs --user.');
+    return RUN_FAILED;
+  }
   let run: RunStarted;
   try {
-    run = await callAgent<RunStarted>(stateDir, { op: 'run.start', labels, command, pid: process.pid });
+    run = await callAgent<RunStarted>(stateDir, { op: 'run.start', labels, command: [...command], ...(req.user !== undefined ? { user: req.user } : {}) });
   } catch (err) {
-    const why = err instanceof NoAgentError ? `${err.message}; start one with \`cgfence agent --policy-file FILE\`` : (err as Error).message;
+    const why = err instanceof NoAgentError ? `${err.message}; ${NO_AGENT_HINT}` : (err as Error).message;
     log(`cgfence run: ${why}. Refusing to run ${JSON.stringify(command.join(' '))} unprotected.`);
     return RUN_FAILED;
   }
-  try {
-    writeFileSync(join(run.cgroupPath, 'cgroup.procs'), String(process.pid));
-  } catch (err) {
-    log(`cgfence run: cannot join the run cgroup ${run.cgroupPath}: ${(err as Error).message}. Refusing to run unprotected.`);
+  // The agent moved this process (by its SO_PEERCRED pid); check before running anything.
+  const own = ownCgroup();
+  if (own === undefined || own === '/' || !run.cgroupPath.endsWith(own)) {
+    log(`cgfence run: this process is in cgroup ${own ?? '(unknown)'}, not in the run cgroup ${run.cgroupPath}. Refusing to run unprotected.`);
     await callAgent(stateDir, { op: 'run.end', runId: run.runId, exitCode: null, signal: null }).catch(() => undefined);
     return RUN_FAILED;
   }
-  const [file, ...args] = command as [string, ...string[]];
-  const child = spawn(file, args, { stdio: 'inherit', env: { ...process.env, CGFENCE_RUN_ID: run.runId } });
+  if (!req.quiet) log(`cgfence run: run ${run.runId} as ${run.user} (uid ${run.uid}) in ${run.cgroupPath}`);
+  const argv = drop ? [...drop.prefix, ...command] : [...command];
+  const [file, ...args] = argv as [string, ...string[]];
+  const env = { ...process.env, ...drop?.env, CGFENCE_RUN_ID: run.runId };
+  const child = spawn(file, args, { stdio: 'inherit', env });
   const forward = (sig: NodeJS.Signals) => () => {
     if (child.exitCode === null) child.kill(sig);
   };

@@ -3,6 +3,7 @@ import { dirname, join } from 'node:path';
 import { DataPlane, ensureBpffs, findCgroup2Root } from '@cgfence/bpf';
 import { pinDirFor, runningAgentPid } from '../agent/agent-config';
 import { isPopulated, removeCgroupTree } from '../runs/cgroup-fs';
+import { ProtectedCgroups, protectedPinRoot } from '../runs/protected-cgroups';
 
 export interface TeardownResult {
   cgroup: string;
@@ -11,6 +12,8 @@ export interface TeardownResult {
   removedCgroups: boolean;
   /** Cgroups kept because processes still live in them. */
   busy: string[];
+  /** `--protect-cgroup` cgroups the programs were detached from. */
+  protectedCgroups: string[];
 }
 
 /**
@@ -24,6 +27,7 @@ export function teardown(cgroupName: string, stateDir: string): TeardownResult {
   const cgroup = join(findCgroup2Root(), cgroupName);
   const pinDir = pinDirFor(ensureBpffs(), cgroupName);
   const hadPins = existsSync(pinDir);
+  const protectedCgroups = ProtectedCgroups.teardown(protectedPinRoot(pinDir));
   if (existsSync(cgroup) || hadPins) DataPlane.teardown({ cgroupPath: cgroup, pinDir });
   // The shared bpffs folder of all cgfence agents goes too once the last one is gone.
   const shared = dirname(pinDir);
@@ -38,5 +42,5 @@ export function teardown(cgroupName: string, stateDir: string): TeardownResult {
     if (busy.length === 0) removeCgroupTree(cgroup);
   }
   rmSync(join(stateDir, 'agent.sock'), { force: true });
-  return { cgroup, pinDir, detached: hadPins, removedCgroups: !existsSync(cgroup), busy };
+  return { cgroup, pinDir, detached: hadPins, removedCgroups: !existsSync(cgroup), busy, protectedCgroups };
 }

@@ -4,6 +4,7 @@ import type { AgentConfig } from '../agent/agent-config';
 import { DeployCgroup } from '../app/deploy-cgroup.service';
 import { AGENT_CONFIG } from '../app/tokens';
 import { DataPlaneService } from '../data-plane/data-plane.service';
+import { ProtectedCgroupsService } from '../data-plane/protected-cgroups.service';
 import { DnsProxyService } from '../dns/dns-proxy.service';
 import type { ShipperStatus } from '../events/event-shipper';
 import { PolicyService } from '../policy/policy.service';
@@ -32,6 +33,7 @@ export class AgentStatusService {
     private readonly proxy: DnsProxyService,
     private readonly policy: PolicyService,
     private readonly runs: RunsService,
+    private readonly protectedCgroups: ProtectedCgroupsService,
   ) {}
 
   /** Fleet mode: the fleet link's section. */
@@ -89,6 +91,7 @@ export class AgentStatusService {
       proxy: { port: this.proxy.port, upstream: this.config.upstream, healthy: this.dataPlane.proxyHealthy },
       counters,
       runs: { active: this.runs.activeCount() },
+      protectedCgroups: this.protectedCgroups.status(),
       ...(this.fleet ? { fleet: this.fleet() } : {}),
       ...(this.spool ? { spool: this.spool() } : {}),
     };

@@ -2,16 +2,18 @@ import { BeforeApplicationShutdown, Inject, Injectable, OnApplicationBootstrap }
 import { join } from 'node:path';
 import type { Logger } from 'pino';
 import { CONTROL_SOCKET, ControlRequest, RunStarted } from '@cgfence/proto';
+import { assertMayEnd, startRun } from '../runs/run-start';
 import type { AgentConfig } from '../agent/agent-config';
-import { ControlServer } from '../agent/control-server';
+import { ControlCaller, ControlServer } from '../agent/control-server';
 import { AGENT_CONFIG, AGENT_LOGGER } from '../app/tokens';
 import { PolicyService } from '../policy/policy.service';
 import { RunsService } from '../runs/runs.service';
 import { AgentStatusService } from './agent-status.service';
 
 /**
- * The local control socket (<state-dir>/control.sock, root only): status,
- * run start and end, reload. Opens once everything else runs; closes first.
+ * The local control socket (<state-dir>/agent.sock; root, and members of
+ * --run-group, identified by SO_PEERCRED): status, run start and end, reload.
+ * Opens once everything else runs; closes first.
  */
 @Injectable()
 export class ControlService implements OnApplicationBootstrap, BeforeApplicationShutdown {
@@ -26,7 +28,7 @@ export class ControlService implements OnApplicationBootstrap, BeforeApplication
   ) {}
 
   async onApplicationBootstrap(): Promise<void> {
-    this.server = new ControlServer(join(this.config.stateDir, CONTROL_SOCKET), (req) => this.handle(req));
+    this.server = new ControlServer(join(this.config.stateDir, CONTROL_SOCKET), (req, caller) => this.handle(req, caller), { runGroup: this.config.runGroup });
     await this.server.listen();
   }
 
@@ -35,17 +37,17 @@ export class ControlService implements OnApplicationBootstrap, BeforeApplication
     this.server = undefined;
   }
 
-  async handle(req: ControlRequest): Promise<unknown> {
+  async handle(req: ControlRequest, caller: ControlCaller): Promise<unknown> {
     switch (req.op) {
       case 'status':
         return this.status.freshStatus();
       case 'run.start': {
-        const run = this.runs.create(req.labels, req.command.join(' '));
-        this.logger.info({ runId: run.runId, labels: run.labels, command: req.command, pid: req.pid }, 'run started');
-        const started: RunStarted = { runId: run.runId, cgroupPath: run.cgroupPath };
+        const started: RunStarted = startRun(this.runs, req, caller);
+        this.logger.info({ runId: started.runId, labels: req.labels, command: req.command, pid: caller.pid, uid: started.uid, user: started.user }, 'run started');
         return started;
       }
       case 'run.end': {
+        assertMayEnd(this.runs.registry, req.runId, caller);
         const run = this.runs.finish(req.runId, req.exitCode, req.signal);
         this.logger.info({ runId: run.runId, exitCode: req.exitCode, signal: req.signal }, 'run ended');
         return { runId: run.runId };

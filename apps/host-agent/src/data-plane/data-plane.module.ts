@@ -4,7 +4,13 @@ import { JournalModule } from '../journal/journal.module';
 import { PolicyModule } from '../policy/policy.module';
 import { DataPlaneService } from './data-plane.service';
 import { ProxyHeartbeat } from './proxy-heartbeat.service';
+import { ProtectedCgroupsService } from './protected-cgroups.service';
+import { RunsModule } from '../runs/runs.module';
 
-/** Data plane: the eBPF programs and maps on the deploy cgroup (libs/bpf), and the proxy heartbeat. */
-@Module({ imports: [DnsModule, PolicyModule, JournalModule], providers: [DataPlaneService, ProxyHeartbeat], exports: [DataPlaneService] })
+/** Data plane: the eBPF programs and maps on the deploy cgroup (libs/bpf), the proxy heartbeat, and --protect-cgroup cgroups. */
+@Module({
+  imports: [DnsModule, PolicyModule, JournalModule, RunsModule],
+  providers: [DataPlaneService, ProxyHeartbeat, ProtectedCgroupsService],
+  exports: [DataPlaneService, ProtectedCgroupsService],
+})
 export class DataPlaneModule {}

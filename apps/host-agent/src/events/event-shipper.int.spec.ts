@@ -232,6 +232,8 @@ describe('EventShipper against a real nats-server', () => {
       exitCode: 3,
       reapedAt: null,
       command: 'npm ci',
+      uid: 1001,
+      user: 'deployer',
     };
     const runs = { byCgroupId: (id: bigint) => (id === 77n ? run : undefined) };
     const alerts: string[] = [];
@@ -269,6 +271,8 @@ describe('EventShipper against a real nats-server', () => {
         ],
         overflow: 0,
         policyVersion: 'list v3',
+        uid: 1001,
+        user: 'deployer',
       },
     );
     for (const d of summary.domains) assert.ok(d.firstSeen <= d.lastSeen && !Number.isNaN(Date.parse(d.firstSeen)));

@@ -30,5 +30,7 @@ export function buildRunSummary(run: RunRecord, ctx: RunSummaryContext): RunSumm
     domains: ctx.domains.names.map((d) => ({ name: d.name, queries: d.queries, blocked: d.blocked, firstSeen: d.firstSeen, lastSeen: d.lastSeen })),
     overflow: ctx.domains.overflow,
     policyVersion: ctx.policyVersion,
+    // Absent for runs adopted after a crash (no record of whom they ran as).
+    ...(run.uid !== undefined ? { uid: run.uid, user: run.user ?? null } : {}),
   };
 }

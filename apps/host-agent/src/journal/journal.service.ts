@@ -38,7 +38,7 @@ export class JournalService implements OnModuleInit, OnApplicationShutdown {
 
   /** What a record needs to name its host, cohort and run. */
   context(): RecordContext {
-    return { host: this.config.host, cohort: this.config.cohort, runs: this.runs.registry };
+    return { host: this.config.host, cohort: this.config.cohort, runs: this.runs.lookup };
   }
 
   record(r: JournalRecord): void {

@@ -90,6 +90,13 @@ describe(RunRegistry.name, () => {
     assert.equal(sut.get(b.runId)?.state, 'finished');
   });
 
+  it('records whom a run runs as, across a restart', () => {
+    const first = new RunRegistry({ deployCgroup, stateDir });
+    const run = first.create({ app: 'web' }, './deploy.sh', { uid: 1001, user: 'deployer' });
+    const sut = new RunRegistry({ deployCgroup, stateDir });
+    assert.deepEqual([sut.get(run.runId)?.uid, sut.get(run.runId)?.user], [1001, 'deployer']);
+  });
+
   it('puts a process in the run and removes the cgroup only once the run is finished and empty', async () => {
     const sut = new RunRegistry({ deployCgroup, stateDir });
     const run = sut.create({ app: 'web' });

@@ -22,6 +22,16 @@ export interface RunRecord {
   readonly reapedAt: string | null;
   /** The command line `cgfence run` started (absent for adopted runs and old records). */
   readonly command?: string | null;
+  /** Whom the command runs as: the caller's uid (SO_PEERCRED) or `--user`'s (absent for adopted runs and old records). */
+  readonly uid?: number;
+  /** That uid's user name (the uid as text when it has none). */
+  readonly user?: string;
+}
+
+/** Whom a run's command runs as. */
+export interface RunOwner {
+  readonly uid: number;
+  readonly user: string;
 }
 
 export type RunRegistryErrorCode = 'RUN_NOT_FOUND' | 'RUN_NOT_RUNNING' | 'INVALID_LABELS' | 'CGROUP_FAILED';
@@ -130,7 +140,7 @@ export class RunRegistry implements RunLookup {
   }
 
   /** Makes the run's cgroup and records the run. Put the command in it with addProcess. */
-  create(labels: Readonly<Record<string, string>> = {}, command?: string): RunRecord {
+  create(labels: Readonly<Record<string, string>> = {}, command?: string, owner?: RunOwner): RunRecord {
     const valid = validateLabels(labels);
     const runId = this.newRunId();
     const cgroupPath = join(this.options.deployCgroup, `${RUN_DIR_PREFIX}${runId}`);
@@ -150,6 +160,7 @@ export class RunRegistry implements RunLookup {
       exitCode: null,
       reapedAt: null,
       ...(command !== undefined ? { command } : {}),
+      ...(owner !== undefined ? { uid: owner.uid, user: owner.user } : {}),
     };
     this.put(run);
     this.save();

@@ -3,7 +3,8 @@ import type { Logger } from 'pino';
 import type { AgentConfig } from '../agent/agent-config';
 import { DeployCgroup } from '../app/deploy-cgroup.service';
 import { AGENT_CONFIG, AGENT_LOGGER } from '../app/tokens';
-import { ReapResult, RunRecord, RunRegistry } from './run-registry';
+import type { RunLookup } from '../journal/journal-record';
+import { ReapResult, RunOwner, RunRecord, RunRegistry } from './run-registry';
 
 const REAP_MS = 10_000;
 
@@ -23,6 +24,11 @@ export class RunsService implements OnModuleInit, OnApplicationBootstrap, Before
   private readonly endedListeners = new Set<(e: RunEnded) => void>();
   private readonly reapedListeners = new Set<(r: ReapResult) => void>();
   private readonly startedListeners = new Set<(run: RunRecord) => void>();
+  private readonly lookups: RunLookup[] = [];
+  /** Whom an event's cgroup id belongs to: a run, else what addLookup() added (protected cgroups' synthetic runs). */
+  readonly lookup: RunLookup = {
+    byCgroupId: (id) => this.registry_?.byCgroupId(id) ?? this.lookups.reduce<ReturnType<RunLookup['byCgroupId']>>((found, l) => found ?? l.byCgroupId(id), undefined),
+  };
 
   constructor(
     @Inject(AGENT_CONFIG) private readonly config: AgentConfig,
@@ -53,8 +59,8 @@ export class RunsService implements OnModuleInit, OnApplicationBootstrap, Before
   }
 
   /** `cgfence run` starts a command: a new run cgroup. */
-  create(labels: Readonly<Record<string, string>>, command: string): RunRecord {
-    const run = this.registry.create(labels, command);
+  create(labels: Readonly<Record<string, string>>, command: string, owner?: RunOwner): RunRecord {
+    const run = this.registry.create(labels, command, owner);
     for (const l of this.startedListeners) l(run);
     return run;
   }
@@ -68,6 +74,11 @@ export class RunsService implements OnModuleInit, OnApplicationBootstrap, Before
     const run = this.registry.finish(runId, exitCode);
     for (const l of this.endedListeners) l({ run, signal });
     return run;
+  }
+
+  /** More cgroups that count as runs for attribution (protected cgroups). */
+  addLookup(lookup: RunLookup): void {
+    this.lookups.push(lookup);
   }
 
   onEnded(listener: (e: RunEnded) => void): void {

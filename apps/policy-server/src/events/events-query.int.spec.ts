@@ -3,7 +3,7 @@
 // inserts, exports, replay, and 400s for bad filters.
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import type { BlockEvent, BlockEventView, RunSummary } from '@cgfence/proto';
+import type { BlockEvent, BlockEventView, RunsPage, RunSummary } from '@cgfence/proto';
 import { TestPolicyServer } from '../testing/test-server';
 import { EventsDb } from './events-db';
 import { EventsWriter } from './events-writer';
@@ -215,6 +215,50 @@ describe('block event queries', () => {
     const bad = await env.http.post('/blocklists/core/replay').set({ Authorization: `Bearer ${viewer}` }).send({ version: 2, since: 'last week' });
     assert.equal(bad.status, 400);
     assert.equal((await env.http.post('/blocklists/core/replay').set({ Authorization: `Bearer ${viewer}` }).send({ version: 9, since: '7d' })).status, 404);
+  });
+
+  it('lists runs with exit code, duration, block and contacted-domain counts, filtered by host, label and since', async () => {
+    const at = (agoH: number) => new Date(now - agoH * HOUR).toISOString();
+    const names = (n: number) => Array.from({ length: n }, (_, i) => ({ name: `d${i}.example`, queries: 1, blocked: 0, firstSeen: at(1), lastSeen: at(1) }));
+    const summary = (runId: string, host: string, team: string, startedAgoH: number, over: Partial<RunSummary>): RunSummary => ({
+      runId, host, cohort: 'canary', labels: { team }, command: `deploy ${runId}`, startedAt: at(startedAgoH), endedAt: null,
+      exitCode: null, signal: null, overflow: 0, policyVersion: 'core v4', domains: [], ...over,
+    });
+    const lr1End = new Date(now - HOUR + 90_000).toISOString();
+    await write(
+      [
+        blockEvent('h7', 900, now - HOUR + 1000, { runId: 'lr1', action: 'blocked' }),
+        blockEvent('h7', 901, now - HOUR + 2000, { runId: 'lr1', action: 'blocked' }),
+        blockEvent('h7', 902, now - HOUR + 3000, { runId: 'lr1', action: 'audited' }),
+      ],
+      [
+        summary('lr1', 'h7', 'listing', 1, { endedAt: lr1End, exitCode: 0, domains: names(3), overflow: 2, uid: 1001, user: 'deployer' }),
+        summary('lr2', 'h8', 'listing', 2, { endedAt: at(1.5), exitCode: null, signal: 'SIGTERM' }),
+        summary('lr3', 'h7', 'listing', 30, { endedAt: at(29), exitCode: 1 }),
+        summary('lr4', 'h7', 'other', 0.5, { endedAt: at(0.4), exitCode: 0 }),
+      ],
+    );
+    const list = async (qs: string) => {
+      const res = await get(`/runs?${qs}`);
+      assert.equal(res.status, 200, JSON.stringify(res.body));
+      return res.body as RunsPage;
+    };
+    const page = await list('label=team=listing');
+    assert.deepEqual(page.runs.map((r) => r.runId), ['lr1', 'lr2'], 'newest first, only the last 24 h by default');
+    const [lr1, lr2] = page.runs;
+    assert.deepEqual(
+      { exit: lr1!.exitCode, duration: lr1!.durationMs, blocks: lr1!.blocks, audited: lr1!.audited, domains: lr1!.domains, host: lr1!.host, uid: lr1!.uid, user: lr1!.user },
+      { exit: 0, duration: 90_000, blocks: 2, audited: 1, domains: 5, host: 'h7', uid: 1001, user: 'deployer' },
+    );
+    assert.deepEqual({ signal: lr2!.signal, blocks: lr2!.blocks, domains: lr2!.domains, user: lr2!.user }, { signal: 'SIGTERM', blocks: 0, domains: 0, user: null });
+    assert.deepEqual((await list('label=team=listing&since=2d')).runs.map((r) => r.runId), ['lr1', 'lr2', 'lr3']);
+    assert.deepEqual((await list('host=h7&since=2d&label=team=listing')).runs.map((r) => r.runId), ['lr1', 'lr3']);
+    assert.deepEqual((await list('host=h7')).runs.map((r) => r.runId).filter((id) => id.startsWith('lr')), ['lr4', 'lr1']);
+    assert.deepEqual((await list('label=team=listing&limit=1')).runs.map((r) => r.runId), ['lr1']);
+    for (const bad of ['since=yesterday', 'limit=0', 'limit=5000', 'label=nokey', 'colour=red']) {
+      const res = await get(`/runs?${bad}`);
+      assert.equal(res.status, 400, `${bad}: ${res.status}`);
+    }
   });
 
   it('keeps events outside the partitions in the default partition, moves them when their day is created, and drops expired days', async () => {

@@ -8,6 +8,8 @@ import type {
   EventsPage,
   EventsQuery,
   ReplayView,
+  RunsPage,
+  RunsQuery,
   RunView,
 } from '@cgfence/proto';
 import { parseTimeParam } from '@cgfence/proto';
@@ -168,6 +170,56 @@ export class EventsQueryService {
       p.values,
     );
     return { by: q.by, bucket, rows: rows.map((r) => ({ bucket: r.bucket ? r.bucket.toISOString() : null, key: r.key, count: Number(r.n) })) };
+  }
+
+  /** Runs started since `q.since` (default 24 h), newest first, with their block and contacted-domain counts. */
+  async runs(q: RunsQuery, now = Date.now()): Promise<RunsPage> {
+    const since = q.since ?? new Date(now - 24 * 3_600_000);
+    const p = new Params();
+    const c = [`r.started_at >= ${p.add(since.toISOString(), 'timestamptz')}`];
+    if (q.host !== undefined) c.push(`r.host = ${p.add(q.host)}`);
+    if (q.cohort !== undefined) c.push(`r.cohort = ${p.add(q.cohort)}`);
+    for (const [k, v] of q.label ?? []) c.push(`r.labels ->> ${p.add(k)} = ${p.add(v)}`);
+    const limit = p.add(q.limit ?? 100, 'int4');
+    // Counts per run on the (run_id, time) index of block_events, from the run's start.
+    const rows = await this.db.query<{
+      run_id: string; host: string; cohort: string | null; labels: Record<string, string>; command: string | null; started_at: Date;
+      ended_at: Date | null; exit_code: number | null; signal: string | null; blocks: string; audited: string; domains: string;
+      uid: number | null; run_user: string | null;
+    }>(
+      `select r.run_id, r.host, r.cohort, r.labels, r.command, r.started_at, r.ended_at, r.exit_code, r.signal, r.uid, r.run_user,
+              coalesce(e.blocks, 0) as blocks, coalesce(e.audited, 0) as audited,
+              (select count(*) from run_domains d where d.run_id = r.run_id) + r.overflow as domains
+         from runs r
+         left join lateral (
+           select count(*) filter (where action = 'blocked') as blocks, count(*) filter (where action = 'audited') as audited
+             from block_events b where b.run_id = r.run_id and b.time >= r.started_at - interval '1 minute'
+         ) e on true
+        ${where(c)}
+        order by r.started_at desc, r.run_id desc
+        limit ${limit}`,
+      p.values,
+    );
+    return {
+      since: since.toISOString(),
+      runs: rows.map((r) => ({
+        runId: r.run_id,
+        host: r.host,
+        cohort: r.cohort,
+        labels: r.labels,
+        command: r.command,
+        startedAt: r.started_at.toISOString(),
+        endedAt: r.ended_at?.toISOString() ?? null,
+        durationMs: r.ended_at ? r.ended_at.getTime() - r.started_at.getTime() : null,
+        exitCode: r.exit_code,
+        signal: r.signal,
+        blocks: Number(r.blocks),
+        audited: Number(r.audited),
+        domains: Number(r.domains),
+        uid: r.uid,
+        user: r.run_user,
+      })),
+    };
   }
 
   async run(runId: string): Promise<RunView> {

@@ -138,18 +138,18 @@ export class EventsWriter {
     const byId = new Map(runs.map((r) => [r.runId, r]));
     const list = [...byId.values()].sort((a, b) => (a.runId < b.runId ? -1 : 1));
     await c.query(
-      `insert into runs (run_id, host, cohort, labels, command, started_at, ended_at, exit_code, signal, overflow, policy_version)
-       select run_id, host, cohort, labels, command, started_at, ended_at, exit_code, signal, overflow, policy_version
+      `insert into runs (run_id, host, cohort, labels, command, started_at, ended_at, exit_code, signal, overflow, policy_version, uid, run_user)
+       select run_id, host, cohort, labels, command, started_at, ended_at, exit_code, signal, overflow, policy_version, uid, run_user
          from jsonb_to_recordset($1::jsonb) as r(run_id text, host text, cohort text, labels jsonb, command text, started_at timestamptz,
-              ended_at timestamptz, exit_code int, signal text, overflow int, policy_version text)
+              ended_at timestamptz, exit_code int, signal text, overflow int, policy_version text, uid int, run_user text)
        on conflict (run_id) do update set host = excluded.host, cohort = excluded.cohort, labels = excluded.labels, command = excluded.command,
          started_at = excluded.started_at, ended_at = excluded.ended_at, exit_code = excluded.exit_code, signal = excluded.signal,
-         overflow = excluded.overflow, policy_version = excluded.policy_version`,
+         overflow = excluded.overflow, policy_version = excluded.policy_version, uid = excluded.uid, run_user = excluded.run_user`,
       [
         JSON.stringify(
           list.map((r) => ({
             run_id: r.runId, host: r.host, cohort: r.cohort, labels: r.labels, command: r.command, started_at: r.startedAt, ended_at: r.endedAt,
-            exit_code: r.exitCode, signal: r.signal, overflow: r.overflow, policy_version: r.policyVersion,
+            exit_code: r.exitCode, signal: r.signal, overflow: r.overflow, policy_version: r.policyVersion, uid: r.uid ?? null, run_user: r.user ?? null,
           })),
         ).replace(/\\u0000/g, ''),
       ],

@@ -2,7 +2,7 @@ import { Body, Controller, Get, Inject, Param, Post, Query, Res } from '@nestjs/
 import { ApiBearerAuth, ApiBody, ApiOperation, ApiQuery, ApiTags } from '@nestjs/swagger';
 import type { Response } from 'express';
 import type { Logger } from 'pino';
-import { AggregateView, EventsAggregateQuery, EventsQuery, ReplayRequest, ReplayView, RunView } from '@cgfence/proto';
+import { AggregateView, EventsAggregateQuery, EventsQuery, ReplayRequest, ReplayView, RunsPage, RunsQuery, RunView } from '@cgfence/proto';
 import { RequireRole } from '../auth/roles';
 import { LOGGER } from '../common/logger';
 import { toOpenApi } from '../common/openapi-schema';
@@ -61,6 +61,20 @@ export class EventsController {
   @ApiQuery({ name: 'bucket', required: false, enum: ['minute', 'hour', 'day'] })
   aggregate(@Query(new ZodQueryPipe(EventsAggregateQuery)) q: EventsAggregateQuery): Promise<AggregateView> {
     return this.events.aggregate(q);
+  }
+
+  @Get('runs')
+  @ApiOperation({
+    summary: 'Runs the agents reported (finished runs), newest first: exit code, duration, block count, contacted-domain count',
+    description: 'Filters: since (ISO time or 24h/7d back from now; default 24h), host, cohort, label=k=v (repeatable, all must match); limit (1-1000, default 100).',
+  })
+  @ApiQuery({ name: 'since', required: false })
+  @ApiQuery({ name: 'host', required: false })
+  @ApiQuery({ name: 'cohort', required: false })
+  @ApiQuery({ name: 'label', required: false })
+  @ApiQuery({ name: 'limit', required: false })
+  runs(@Query(new ZodQueryPipe(RunsQuery)) q: RunsQuery): Promise<RunsPage> {
+    return this.events.runs(q);
   }
 
   @Get('runs/:id')

@@ -3,8 +3,9 @@ import type { Applied, ApplyError } from '../fleet/documents';
 
 /**
  * The host agent's control socket: a unix stream socket at
- * `<state-dir>/agent.sock` (mode 0600, root only), one JSON object per line in
- * each direction. Each request gets exactly one response line, except
+ * `<state-dir>/agent.sock` (mode 0600, root only; root:GROUP 0660 with
+ * `--run-group GROUP`), one JSON object per line in each direction. The agent
+ * identifies callers by the kernel's SO_PEERCRED, never by what they send. Each request gets exactly one response line, except
  * `events.follow`, which answers with event lines until the client hangs up.
  */
 
@@ -16,7 +17,17 @@ export type RunLabels = z.infer<typeof RunLabels>;
 
 export const ControlRequest = z.discriminatedUnion('op', [
   z.object({ op: z.literal('status') }),
-  z.object({ op: z.literal('run.start'), labels: RunLabels, command: z.array(z.string()).min(1), pid: z.number().int().positive() }),
+  z.object({
+    op: z.literal('run.start'),
+    labels: RunLabels,
+    command: z.array(z.string()).min(1),
+    /**
+     * `cgfence run --user NAME`: the user the command will run as (root
+     * callers only). The agent moves the calling process (SO_PEERCRED pid)
+     * into the run; a pid in the request is ignored.
+     */
+    user: z.string().min(1).max(64).optional(),
+  }),
   z.object({
     op: z.literal('run.end'),
     runId: z.string(),
@@ -30,6 +41,9 @@ export type ControlRequest = z.infer<typeof ControlRequest>;
 export interface RunStarted {
   runId: string;
   cgroupPath: string;
+  /** Whom the run is recorded as: the caller, or the `--user` it runs as. */
+  uid: number;
+  user: string;
 }
 
 export interface AgentStatus {
@@ -46,10 +60,26 @@ export interface AgentStatus {
   proxy: { port: number; upstream: string; healthy: boolean };
   counters: Record<string, string>;
   runs: { active: number };
+  /** `--protect-cgroup`: existing cgroups under the same programs. */
+  protectedCgroups?: ProtectedCgroupStatus[];
   /** Present when the agent takes its policy from the policy server (`cgfence agent --server`). */
   fleet?: FleetAgentStatus;
   /** The event spool (fleet mode): what is not shipped to the central history yet. */
   spool?: SpoolStatus;
+}
+
+/** One `--protect-cgroup` cgroup in `cgfence agent status`. */
+export interface ProtectedCgroupStatus {
+  /** Relative to the cgroup v2 root, with a leading slash (as /proc/PID/cgroup shows it). */
+  path: string;
+  /** The systemd unit, when the last path element is one (deployd.service). */
+  unit: string | null;
+  /** protected: programs attached; waiting: no such cgroup now (service stopped); failed: attaching failed (error). */
+  state: 'protected' | 'waiting' | 'failed';
+  cgroupId: string | null;
+  /** The synthetic run of this start of the service (`cgroup-<cgroup id>`); events carry it. */
+  runId: string | null;
+  error?: string;
 }
 
 /** The agent's disk spool of events on their way to JetStream. */
@@ -90,4 +120,7 @@ export interface FleetAgentStatus {
   boot: string;
 }
 
-export type ControlResponse<T = unknown> = { ok: true; result: T } | { ok: false; error: string };
+/** PERMISSION_DENIED: the caller is not root or in the run group, or asked for a root-only op. */
+export type ControlErrorCode = 'PERMISSION_DENIED';
+
+export type ControlResponse<T = unknown> = { ok: true; result: T } | { ok: false; error: string; code?: ControlErrorCode };

@@ -134,6 +134,22 @@ export const EventsAggregateQuery = z
   .superRefine(ordered);
 export type EventsAggregateQuery = z.infer<typeof EventsAggregateQuery>;
 
+/** The most runs one `GET /runs` returns. */
+export const MAX_RUNS_PAGE = 1000;
+
+/** `GET /runs`: runs whose summary the agents sent (finished runs), newest first. */
+export const RunsQuery = z
+  .object({
+    /** Runs started since (ISO time or a duration back from now); default 24h. */
+    since: time('since').optional(),
+    host: shortText.optional(),
+    cohort: shortText.optional(),
+    label: labelPairs.optional(),
+    limit: wholeNumber(MAX_RUNS_PAGE).refine((n) => n >= 1, 'must be at least 1').optional(),
+  })
+  .strict();
+export type RunsQuery = z.infer<typeof RunsQuery>;
+
 export const ReplayRequest = z
   .object({
     version: z.number().int().positive(),
@@ -212,6 +228,34 @@ export interface RunView {
   events: { total: number; blocked: number; audited: number; alert: number };
   latest: BlockEventView[];
   domains: RunDomainView[];
+}
+
+/** One line of `GET /runs`. */
+export interface RunListItem {
+  runId: string;
+  host: string;
+  cohort: string | null;
+  labels: Record<string, string>;
+  command: string | null;
+  startedAt: string;
+  endedAt: string | null;
+  /** endedAt - startedAt; null while no end is known. */
+  durationMs: number | null;
+  exitCode: number | null;
+  signal: string | null;
+  /** Block events of the run with action "blocked" (audited would-blocks are counted apart). */
+  blocks: number;
+  audited: number;
+  /** Distinct names the run resolved, including those past the agent's per-run limit. */
+  domains: number;
+  /** Whom the command ran as; null from older agents. */
+  uid: number | null;
+  user: string | null;
+}
+
+export interface RunsPage {
+  since: string;
+  runs: RunListItem[];
 }
 
 export interface ReplayView {

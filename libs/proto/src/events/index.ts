@@ -67,5 +67,8 @@ export const RunSummarySchema = z.object({
   /** Names past the per-run limit, counted but not listed. */
   overflow: z.number().int().nonnegative(),
   policyVersion: z.string().nullable(),
+  /** Whom the command ran as (the caller's SO_PEERCRED uid, or `--user`); absent from older agents. */
+  uid: z.number().int().nonnegative().nullable().optional(),
+  user: z.string().max(256).nullable().optional(),
 });
 export type RunSummary = z.infer<typeof RunSummarySchema>;
