@@ -5,7 +5,6 @@ import pino from 'pino';
 import { NatsAuthError, natsConnectOptions } from '@cgfence/nats-auth';
 import type { AgentStatus } from '@cgfence/proto';
 import { AgentConfig, DEFAULT_CGROUP, DEFAULT_METRICS_LISTEN, DEFAULT_STATE_DIR, defaultHost, defaultProxyWorkers, parseMetricsListen } from '../agent/agent-config';
-import { reloadOnSighup, startAgentApp } from '../app/agent-app';
 import { DEFAULT_SPOOL_MAX_BYTES } from '../events/spool';
 import { FleetConfigError, FleetSettings, parseServers, readServerKeys, resolveHostId, resolveLabels } from '../fleet/fleet-config';
 import { formatBlockLine } from '../journal/block-log';
@@ -147,6 +146,8 @@ async function startAgent(o: StartOptions): Promise<void> {
   const { config, fleet } = agentSettings(o);
   if (process.getuid?.() !== 0) throw new Error('the agent needs root (cgroups, bpffs and eBPF programs)');
   const logger = pino({ level: o.logLevel, base: { service: 'host-agent', host: config.host } });
+  // Loaded here, not at the top: `cgfence run` and `cgfence agent status` do not pay for NestJS.
+  const { reloadOnSighup, startAgentApp } = await import('../app/agent-app.js');
   let app: Awaited<ReturnType<typeof startAgentApp>>;
   try {
     app = await startAgentApp(config, logger, { fleet });

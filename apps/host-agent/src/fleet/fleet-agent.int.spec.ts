@@ -20,6 +20,7 @@ import { startAgentApp } from '../app/agent-app';
 import { AgentStatusService } from '../control/agent-status.service';
 import { teardown } from '../cli/teardown';
 import { JournalReader } from '../journal/event-journal';
+import { MetricsService } from '../metrics/metrics.service';
 import { DriftService } from './drift.service';
 import { FleetClient } from './fleet-client';
 import { FleetLinkService } from './fleet-link.service';
@@ -177,5 +178,27 @@ describe('Agent in fleet mode', () => {
     assert.equal(s.fleet!.seenRevision, 3);
     assert.deepEqual(a.checkDrift()?.drifted, false, 'the restart rewrote the kernel maps');
     server = new StandInServer(await connect({ servers: nats.url() }));
+  });
+
+  it('keeps its fleet link through a nats-server restart: the metrics show the gap, the next broadcast is applied', async () => {
+    const metrics = app!.get(MetricsService);
+    const linked = async (up: 0 | 1) => new RegExp(`^cgfence_agent_fleet_connected ${up}$`, 'm').test(await metrics.scrape());
+    await waitFor('the link up', () => linked(1));
+    await nats.stop();
+    await waitFor('the link down in the metrics', () => linked(0), 10_000);
+    assert.equal(view().agent.status().policy.version, 'prod-deny v2', 'the last good policy stays in force meanwhile');
+    await nats.restart();
+    await waitFor('the link up again in the metrics', () => linked(1), 20_000);
+    // The stand-in policy server's own connection comes back on its own schedule.
+    await waitFor('the stand-in server back on NATS', async () => {
+      await server.nc.flush();
+      return true;
+    }, 20_000);
+
+    const v3 = makeBundle(key, { text: 'evil.example\nafter-restart.example\n10.68.0.0/16\n', version: 3 });
+    const d = makeDesired(key, { revision: 4, baseline: v3 });
+    await server.broadcast(makeMessage(d.signed, [v3]), 4, [v3]);
+    await waitFor('v3 applied from the broadcast after the restart', async () => view().agent.status().policy.version === 'prod-deny v3', 15_000);
+    assert.match(await metrics.scrape(), /^cgfence_agent_fleet_revision\{which="applied"\} 4$/m);
   });
 });
