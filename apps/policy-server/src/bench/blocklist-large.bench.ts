@@ -69,6 +69,9 @@ async function scenario(label: string, threads: number, pg: PostgresServer, dir:
     await run('diff v0..v2 (every entry added)', () => call('GET', '/blocklists/big/diff?from=0&to=2'));
     await run('version 2 as JSON', () => call('GET', '/blocklists/big/versions/2'));
     await run('version 2 as text', () => call('GET', '/blocklists/big/versions/2?format=text'));
+    await call('POST', '/blocklists', JSON.stringify({ name: 'big-json' }));
+    const json = JSON.stringify({ entries: text.slice(0, -1).split('\n') });
+    await run(`commit ${ENTRIES.toLocaleString('en-US')} entries (JSON)`, () => call('POST', '/blocklists/big-json/versions', json));
     return rows;
   } catch (err) {
     const { readFileSync } = await import('node:fs');
