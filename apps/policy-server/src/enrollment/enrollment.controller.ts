@@ -1,10 +1,22 @@
-import { Body, Controller, Delete, Get, HttpCode, Param, Post, Req } from '@nestjs/common';
-import { ApiBearerAuth, ApiBody, ApiOperation, ApiTags } from '@nestjs/swagger';
-import { CreateEnrollTokenRequest, EnrollRequest, type EnrollResponse, type EnrollTokenView } from '@cgfence/proto';
+import { Body, Controller, Delete, Get, Param, Post, Req } from '@nestjs/common';
+import { ApiBearerAuth, ApiOperation, ApiTags } from '@nestjs/swagger';
+import { z } from 'zod';
+import {
+  CreateEnrollTokenRequest,
+  EnrollRequest,
+  EnrollResponseSchema,
+  EnrollTokenViewSchema,
+  IdParams,
+  IssuedEnrollTokenSchema,
+  RemovedHostSchema,
+  type EnrollResponse,
+  type EnrollTokenView,
+  type IssuedEnrollToken,
+  type RemovedHost,
+} from '@cgfence/proto';
 import { Public, RequireRole } from '../auth/roles';
-import { toOpenApi } from '../common/openapi-schema';
+import { Contract } from '../common/contract';
 import { actorOf, CgfenceRequest } from '../common/request-context';
-import { ZodBodyPipe } from '../common/zod-body.pipe';
 import { EnrollmentService } from './enrollment.service';
 
 @ApiTags('enrollment')
@@ -16,38 +28,47 @@ export class EnrollmentController {
   @Post('enroll-tokens')
   @RequireRole('operator')
   @ApiOperation({ summary: 'Create a host enrollment (join) token; the secret is shown once' })
-  @ApiBody({ schema: toOpenApi(CreateEnrollTokenRequest) })
-  create(@Body(new ZodBodyPipe(CreateEnrollTokenRequest)) body: CreateEnrollTokenRequest, @Req() req: CgfenceRequest): Promise<{ token: EnrollTokenView; secret: string }> {
+  @Contract({ body: { json: CreateEnrollTokenRequest }, responses: [{ status: 201, json: IssuedEnrollTokenSchema }] })
+  create(@Body() body: CreateEnrollTokenRequest, @Req() req: CgfenceRequest): Promise<IssuedEnrollToken> {
     return this.enrollment.createToken(body, actorOf(req));
   }
 
   @Get('enroll-tokens')
   @RequireRole('operator')
   @ApiOperation({ summary: 'List enrollment tokens with their uses and status' })
+  @Contract({ responses: [{ status: 200, json: z.array(EnrollTokenViewSchema) }] })
   list(): Promise<EnrollTokenView[]> {
     return this.enrollment.list();
   }
 
   @Delete('enroll-tokens/:id')
   @RequireRole('operator')
-  @HttpCode(204)
   @ApiOperation({ summary: 'Revoke an enrollment token' })
+  @Contract({ params: IdParams, responses: [{ status: 204 }], errors: [404] })
   revoke(@Param('id') id: string, @Req() req: CgfenceRequest): Promise<void> {
     return this.enrollment.revokeToken(id, actorOf(req));
   }
 
   @Post('enroll')
   @Public()
-  @ApiOperation({ summary: 'A new host enrolls with a join token and its NATS public key; it gets its NATS user JWT' })
-  @ApiBody({ schema: toOpenApi(EnrollRequest) })
-  enroll(@Body(new ZodBodyPipe(EnrollRequest)) body: EnrollRequest, @Req() req: CgfenceRequest): Promise<EnrollResponse> {
+  @ApiOperation({
+    summary: 'A new host enrolls with a join token and its NATS public key; it gets its NATS user JWT',
+    description:
+      'Public: the join token is the credential. 403 `enroll.token_refused` (unknown, expired, used up or revoked token), 409 `enroll.host_exists` / `enroll.key_revoked`, 503 `enroll.not_configured`.',
+  })
+  @Contract({ body: { json: EnrollRequest }, responses: [{ status: 201, json: EnrollResponseSchema }], errors: [403, 409, 503] })
+  enroll(@Body() body: EnrollRequest, @Req() req: CgfenceRequest): Promise<EnrollResponse> {
     return this.enrollment.enroll(body, req.correlationId ?? 'none');
   }
 
   @Delete('hosts/:id')
   @RequireRole('operator')
-  @ApiOperation({ summary: "Remove a host: its NATS credentials are revoked (it is disconnected and cannot reconnect)" })
-  remove(@Param('id') id: string, @Req() req: CgfenceRequest): Promise<{ hostId: string; revokedKeys: string[] }> {
+  @ApiOperation({
+    summary: 'Remove a host: its NATS credentials are revoked (it is disconnected and cannot reconnect)',
+    description: '503 `nats.unavailable` when the revocation cannot be pushed to NATS: ask again, the recorded revocations are pushed.',
+  })
+  @Contract({ params: IdParams, responses: [{ status: 200, json: RemovedHostSchema }], errors: [404, 503] })
+  remove(@Param('id') id: string, @Req() req: CgfenceRequest): Promise<RemovedHost> {
     return this.enrollment.removeHost(id, actorOf(req));
   }
 }

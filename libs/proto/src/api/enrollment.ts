@@ -2,6 +2,7 @@
 // request a new host makes with one.
 import { z } from 'zod';
 import { HOST_ID_PATTERN } from '../fleet/subjects';
+import { IsoTime } from './common';
 
 const LABEL_KEY = /^[a-zA-Z0-9_.\-/]{1,63}$/;
 
@@ -38,19 +39,24 @@ export const CreateEnrollTokenRequest = z
   .strict();
 export type CreateEnrollTokenRequest = z.infer<typeof CreateEnrollTokenRequest>;
 
-export interface EnrollTokenView {
-  id: string;
-  description: string | null;
-  labels: Record<string, string>;
-  usesAllowed: number;
-  used: number;
-  expiresAt: string;
-  createdAt: string;
-  createdBy: string;
-  revokedAt: string | null;
+export const EnrollTokenViewSchema = z.object({
+  id: z.string(),
+  description: z.string().nullable(),
+  labels: z.record(z.string(), z.string()),
+  usesAllowed: z.number().int(),
+  used: z.number().int(),
+  expiresAt: IsoTime,
+  createdAt: IsoTime,
+  createdBy: z.string(),
+  revokedAt: IsoTime.nullable(),
   /** active, used up, expired or revoked (at the time of the request). */
-  status: 'active' | 'exhausted' | 'expired' | 'revoked';
-}
+  status: z.enum(['active', 'exhausted', 'expired', 'revoked']),
+});
+export type EnrollTokenView = z.infer<typeof EnrollTokenViewSchema>;
+
+/** A created enrollment token: its view and the secret (cgfe_…), shown once. */
+export const IssuedEnrollTokenSchema = z.object({ token: EnrollTokenViewSchema, secret: z.string() });
+export type IssuedEnrollToken = z.infer<typeof IssuedEnrollTokenSchema>;
 
 /** The token a new host presents: cgfe_<id>_<secret>. */
 export const ENROLL_TOKEN_PATTERN = /^cgfe_(enr_[0-9a-f]{16})_([A-Za-z0-9_-]{43})$/;
@@ -67,16 +73,21 @@ export const EnrollRequest = z
 export type EnrollRequest = z.infer<typeof EnrollRequest>;
 
 /** What an enrolled host receives and keeps in its state directory. */
-export interface EnrollResponse {
-  hostId: string;
+export const EnrollResponseSchema = z.object({
+  hostId: z.string(),
   /** The host's NATS user JWT (signed by the account signing key); with the host's seed it makes its creds file. */
-  natsJwt: string;
+  natsJwt: z.string(),
   /** NATS URLs the agent connects to. */
-  natsServers: string[];
+  natsServers: z.array(z.string()),
   /** PEM CA the NATS servers' certificates chain to, when the deployment uses TLS. */
-  natsCa: string | null;
+  natsCa: z.string().nullable(),
   /** The policy server's bundle signing public key(s), PEM. */
-  serverKeys: string;
+  serverKeys: z.string(),
   /** The token's labels (and cohort): the host's labels. */
-  labels: Record<string, string>;
-}
+  labels: z.record(z.string(), z.string()),
+});
+export type EnrollResponse = z.infer<typeof EnrollResponseSchema>;
+
+/** A removed host and the NATS keys revoked for it. */
+export const RemovedHostSchema = z.object({ hostId: z.string(), revokedKeys: z.array(z.string()) });
+export type RemovedHost = z.infer<typeof RemovedHostSchema>;
