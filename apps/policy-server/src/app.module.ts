@@ -15,6 +15,7 @@ import { EventStoreModule } from './event-store/event-store.module';
 import { EventsModule } from './events/events.module';
 import { FleetModule } from './fleet/fleet.module';
 import { HealthController } from './health/health.controller';
+import { LiveModule } from './live/live.module';
 import { MetricsModule } from './metrics/metrics.module';
 
 /** TypeORM options shared by the server and the `migrate` command. */
@@ -47,6 +48,7 @@ export class AppModule implements NestModule {
         AuditModule,
         FleetModule,
         EventsModule,
+        LiveModule,
       ],
       controllers: [HealthController],
       providers: [

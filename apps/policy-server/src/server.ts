@@ -2,7 +2,7 @@ import 'reflect-metadata';
 import { INestApplication } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
 import { NestExpressApplication } from '@nestjs/platform-express';
-import { DocumentBuilder, SwaggerModule } from '@nestjs/swagger';
+import { SwaggerModule } from '@nestjs/swagger';
 import { json, text } from 'express';
 import type { Logger } from 'pino';
 import { MicroserviceOptions, Transport } from '@nestjs/microservices';
@@ -12,6 +12,8 @@ import { natsAuth } from './nats/nats.service';
 import { TokensService } from './auth/tokens.service';
 import { createLogger, PinoNestLogger } from './common/logger';
 import { ServerConfig } from './config/config';
+import { serveDashboard } from './dashboard/dashboard';
+import { openApiDocument } from './openapi';
 
 export interface StartedServer {
   app: INestApplication;
@@ -24,8 +26,8 @@ export interface StartedServer {
 
 /**
  * Builds the NestJS application: migrations run as the database connects,
- * then the API, its OpenAPI document (/openapi.json) and interactive docs
- * (/docs) are served.
+ * then the API, its OpenAPI document (/openapi.json), interactive docs
+ * (/docs) and the dashboard (/, see dashboard/dashboard.ts) are served.
  */
 export async function createServer(config: ServerConfig, opts: { listen?: boolean } = {}): Promise<StartedServer> {
   const logger = createLogger(config.logLevel);
@@ -37,13 +39,8 @@ export async function createServer(config: ServerConfig, opts: { listen?: boolea
   app.use(text({ type: 'text/plain', limit: config.maxBody }));
   app.enableShutdownHooks();
 
-  const doc = new DocumentBuilder()
-    .setTitle('cgfence policy server')
-    .setDescription('Versioned blocklists for deploy cgroups, rolled out to host cohorts.')
-    .setVersion('0.1.0')
-    .addBearerAuth()
-    .build();
-  SwaggerModule.setup('docs', app, () => SwaggerModule.createDocument(app, doc), { jsonDocumentUrl: 'openapi.json' });
+  SwaggerModule.setup('docs', app, () => openApiDocument(app), { jsonDocumentUrl: 'openapi.json' });
+  serveDashboard(app, config.dashboardDir);
 
   if (config.natsUrl) {
     // The agents' requests (register, sync, bundle chunks, reports) arrive

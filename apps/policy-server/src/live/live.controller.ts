@@ -1,0 +1,26 @@
+import { Controller, MessageEvent, Sse } from '@nestjs/common';
+import { ApiBearerAuth, ApiOperation, ApiProduces, ApiTags } from '@nestjs/swagger';
+import { interval, map, merge, Observable } from 'rxjs';
+import { LiveService } from './live.service';
+
+/** A keep-alive this often, so proxies and the browser see a live connection. */
+const PING_MS = 15_000;
+
+@ApiTags('live')
+@ApiBearerAuth()
+@Controller()
+export class LiveController {
+  constructor(private readonly live: LiveService) {}
+
+  @Sse('live')
+  @ApiOperation({
+    summary: 'Server-Sent Events: a "change" event naming the topics (fleet, hosts, blocks) that changed, and a "ping" every 15 s',
+    description: 'The dashboard refetches what a change touches. Needs a bearer token like every route (send it as the Authorization header, e.g. with fetch).',
+  })
+  @ApiProduces('text/event-stream')
+  stream(): Observable<MessageEvent> {
+    const changes = this.live.changes().pipe(map((c): MessageEvent => ({ type: 'change', data: c })));
+    const pings = interval(PING_MS).pipe(map((): MessageEvent => ({ type: 'ping', data: {} })));
+    return merge(changes, pings);
+  }
+}
