@@ -2,8 +2,7 @@ import 'reflect-metadata';
 import { INestApplication } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
 import { NestExpressApplication } from '@nestjs/platform-express';
-import { SwaggerModule } from '@nestjs/swagger';
-import { json, text } from 'express';
+import { OpenAPIObject, SwaggerModule } from '@nestjs/swagger';
 import type { Logger } from 'pino';
 import { MicroserviceOptions, Transport } from '@nestjs/microservices';
 import { SERVER_QUEUE } from '@cgfence/proto';
@@ -11,9 +10,12 @@ import { AppModule } from './app.module';
 import { natsAuth } from './nats/nats.service';
 import { TokensService } from './auth/tokens.service';
 import { createLogger, PinoNestLogger } from './common/logger';
+import { buildOpenApiDocument, RouteTable } from './common/openapi';
+import { CorrelationMiddleware } from './common/correlation.middleware';
+import type { CgfenceRequest } from './common/request-context';
+import type { NextFunction, Response } from 'express';
 import { ServerConfig } from './config/config';
 import { serveDashboard } from './dashboard/dashboard';
-import { openApiDocument } from './openapi';
 
 export interface StartedServer {
   app: INestApplication;
@@ -35,11 +37,17 @@ export async function createServer(config: ServerConfig, opts: { listen?: boolea
     logger: new PinoNestLogger(logger),
     bodyParser: false,
   });
-  app.use(json({ limit: config.maxBody }));
-  app.use(text({ type: 'text/plain', limit: config.maxBody }));
+  // First of all, so even a request Express cannot route (a path that does
+  // not percent-decode) is answered with a real correlation id.
+  const correlation = new CorrelationMiddleware();
+  app.use((req: CgfenceRequest, res: Response, next: NextFunction) => correlation.use(req, res, next));
+  // No body parser here: the edge (common/edge.interceptor.ts) reads a body
+  // after the token is checked, with the route's own size limit.
   app.enableShutdownHooks();
 
-  SwaggerModule.setup('docs', app, () => openApiDocument(app), { jsonDocumentUrl: 'openapi.json' });
+  let document: OpenAPIObject | undefined;
+  const getDocument = (): OpenAPIObject => (document ??= buildOpenApiDocument(app));
+  SwaggerModule.setup('docs', app, getDocument, { jsonDocumentUrl: 'openapi.json' });
   serveDashboard(app, config.dashboardDir);
 
   if (config.natsUrl) {
@@ -62,6 +70,8 @@ export async function createServer(config: ServerConfig, opts: { listen?: boolea
     await app.startAllMicroservices();
   }
   await app.init();
+  // Built now, so a route without a contract stops the boot; the 405 answers use its paths.
+  (app.getHttpAdapter().getInstance() as { locals: Record<string, unknown> }).locals.routes = new RouteTable(getDocument());
   const bootstrapSecret = config.bootstrapAdmin ? await app.get(TokensService).bootstrapAdmin(config.stateDir) : undefined;
   let url = '';
   if (opts.listen !== false) {

@@ -1,7 +1,7 @@
 import { Controller, Get, Req } from '@nestjs/common';
-import { ApiBearerAuth, ApiOkResponse, ApiOperation, ApiTags } from '@nestjs/swagger';
+import { ApiBearerAuth, ApiOperation, ApiTags } from '@nestjs/swagger';
+import { Contract } from '../common/contract';
 import type { CgfenceRequest, Principal } from '../common/request-context';
-import { toOpenApi } from '../common/openapi-schema';
 import { WhoAmI } from './whoami';
 
 @ApiTags('tokens')
@@ -10,7 +10,7 @@ import { WhoAmI } from './whoami';
 export class SessionController {
   @Get('whoami')
   @ApiOperation({ summary: "The calling token's name and role (the dashboard shows only what that role may do)" })
-  @ApiOkResponse({ schema: toOpenApi(WhoAmI) })
+  @Contract({ responses: [{ status: 200, json: WhoAmI }] })
   whoami(@Req() req: CgfenceRequest): WhoAmI {
     const p = req.principal as Principal; // the guard set it: this route is not public
     return { tokenId: p.tokenId, name: p.name, role: p.role };

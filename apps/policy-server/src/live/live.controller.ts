@@ -1,6 +1,7 @@
 import { Controller, MessageEvent, Sse } from '@nestjs/common';
-import { ApiBearerAuth, ApiOperation, ApiProduces, ApiTags } from '@nestjs/swagger';
+import { ApiBearerAuth, ApiOperation, ApiTags } from '@nestjs/swagger';
 import { interval, map, merge, Observable } from 'rxjs';
+import { Contract } from '../common/contract';
 import { LiveService } from './live.service';
 
 /** A keep-alive this often, so proxies and the browser see a live connection. */
@@ -17,7 +18,15 @@ export class LiveController {
     summary: 'Server-Sent Events: a "change" event naming the topics (fleet, hosts, blocks) that changed, and a "ping" every 15 s',
     description: 'The dashboard refetches what a change touches. Needs a bearer token like every route (send it as the Authorization header, e.g. with fetch).',
   })
-  @ApiProduces('text/event-stream')
+  @Contract({
+    responses: [
+      {
+        status: 200,
+        text: { type: 'text/event-stream', description: 'event: change, data: {"topics": ["fleet"|"hosts"|"blocks", ...], "at": ISO time}; event: ping, data: {}' },
+      },
+    ],
+    errors: [503],
+  })
   stream(): Observable<MessageEvent> {
     const changes = this.live.changes().pipe(map((c): MessageEvent => ({ type: 'change', data: c })));
     const pings = interval(PING_MS).pipe(map((): MessageEvent => ({ type: 'ping', data: {} })));

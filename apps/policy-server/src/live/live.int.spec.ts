@@ -2,6 +2,7 @@ import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { createServer } from '../server';
 import { TestPolicyServer } from '../testing/test-server';
 import { LiveController } from './live.controller';
 import { LIVE_POLL_MS } from './live.service';
@@ -92,7 +93,7 @@ describe('the dashboard at /', () => {
     writeFileSync(join(dir, 'index.html'), '<!doctype html><div id="root"></div>');
     writeFileSync(join(dir, 'assets', 'app-1234.js'), 'console.log(1)');
     await env.server.close();
-    env.server = await (await import('../server')).createServer({ ...env.config, dashboardDir: dir });
+    env.server = await createServer({ ...env.config, dashboardDir: dir });
     const html = 'text/html,application/xhtml+xml,*/*;q=0.8';
     for (const path of ['/', '/hosts', '/rollouts/r-1234', '/history?from=24h']) {
       const res = await env.http.get(path).set('Accept', html);
@@ -117,7 +118,7 @@ describe('the dashboard at /', () => {
 
   it('says how to build it when it is not built, instead of a blank page', async () => {
     await env.server.close();
-    env.server = await (await import('../server')).createServer({ ...env.config, dashboardDir: join(env.dir, 'missing') });
+    env.server = await createServer({ ...env.config, dashboardDir: join(env.dir, 'missing') });
     const res = await env.http.get('/').set('Accept', 'text/html');
     assert.equal(res.status, 503);
     assert.match(res.text, /npm run build/);

@@ -1,7 +1,7 @@
-import { Body, Controller, HttpCode, Post } from '@nestjs/common';
-import { ApiBearerAuth, ApiBody, ApiOkResponse, ApiOperation, ApiTags } from '@nestjs/swagger';
-import { RolloutPlanSchema } from '@cgfence/proto';
-import { toOpenApi } from '../common/openapi-schema';
+import { Body, Controller, Post } from '@nestjs/common';
+import { ApiBearerAuth, ApiOperation, ApiTags } from '@nestjs/swagger';
+import { z } from 'zod';
+import { Contract } from '../common/contract';
 import { RolloutsService } from './rollouts.service';
 import { PlanPreview } from './plan-preview';
 
@@ -13,10 +13,9 @@ export class RolloutPreviewController {
   constructor(private readonly rollouts: RolloutsService) {}
 
   @Post('preview')
-  @HttpCode(200)
   @ApiOperation({ summary: 'Check a plan with every rule of POST /rollouts and show the hosts each stage selects, without starting anything' })
-  @ApiBody({ schema: toOpenApi(RolloutPlanSchema) })
-  @ApiOkResponse({ schema: toOpenApi(PlanPreview) })
+  // Any JSON: a plan that breaks the rules is the answer's subject (valid: false), not a 400.
+  @Contract({ body: { json: z.unknown().describe('a rollout plan as POST /rollouts takes it, valid or not') }, responses: [{ status: 200, json: PlanPreview }] })
   preview(@Body() body: unknown): Promise<PlanPreview> {
     return this.rollouts.preview(body);
   }
