@@ -26,6 +26,8 @@ have dig || need+=(dnsutils)
 have python3 || need+=(python3)
 have setpriv || need+=(util-linux)
 have curl || need+=(curl)
+# The dashboard's browser tests drive Debian's Chromium (never a downloaded browser).
+have chromium || need+=(chromium)
 # The benchmarks' peers (npm run bench sets CGFENCE_SETUP_BENCH=1).
 if [ "${CGFENCE_SETUP_BENCH:-0}" = 1 ]; then
   have dnsperf || need+=(dnsperf)
@@ -46,7 +48,7 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
   echo "$want" > "$stamp"
 fi
 
-say "building (eBPF programs and TypeScript)"
+say "building (eBPF programs, TypeScript and the dashboard)"
 node scripts/build.mjs
 
 # The CLI on PATH.

@@ -109,6 +109,11 @@ describe(EdgeInterceptor.name, () => {
     await json('POST', '/rollouts/nosuch/abort', admin, {});
     await call('GET', '/blocklists', {});
     await json('POST', '/blocklists', viewer, { name: 'nope' });
+    // The dashboard's routes (the stream is called without a token: it answers at once).
+    await call('GET', '/whoami', { token: viewer });
+    await json('POST', '/rollouts/preview', viewer, plan);
+    await json('POST', '/rollouts/preview', viewer, { stages: 'not a list' });
+    await call('GET', '/live');
 
     assert.deepEqual(problems, []);
     const documented = Object.entries(checker.doc.paths).flatMap(([p, item]) => Object.keys(item).map((m) => `${m.toUpperCase()} ${p}`));
