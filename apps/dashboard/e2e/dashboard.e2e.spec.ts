@@ -5,8 +5,8 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { BrowserContext, Page } from 'playwright-core';
-import { freePort, waitFor } from '@cgfence/devservices';
-import { type Chromium, launchChromium, screenshotDir, seriousViolations } from './browser';
+import { type Chromium, freePort, launchChromium, waitFor } from '@cgfence/devservices';
+import { screenshotDir, seriousViolations } from './browser';
 
 const BIN = join(__dirname, '..', '..', '..', 'cli', 'bin', 'cgfence');
 

@@ -1,18 +1,22 @@
+import { lazy, Suspense } from 'react';
 import { NavLink, Route, Routes } from 'react-router';
 import { useMe } from './auth';
 import { useLive } from './live';
-import { AuditPage } from './pages/audit/AuditPage';
-import { BlocklistPage } from './pages/blocklists/BlocklistPage';
-import { BlocklistsPage } from './pages/blocklists/BlocklistsPage';
-import { FleetPage } from './pages/fleet/FleetPage';
-import { HistoryPage } from './pages/history/HistoryPage';
-import { HostPage } from './pages/hosts/HostPage';
-import { HostsPage } from './pages/hosts/HostsPage';
-import { NewRolloutPage } from './pages/rollouts/NewRolloutPage';
-import { RolloutPage } from './pages/rollouts/RolloutPage';
-import { RolloutsPage } from './pages/rollouts/RolloutsPage';
-import { RunPage } from './pages/runs/RunPage';
-import { TokensPage } from './pages/tokens/TokensPage';
+import { Loading } from './components/ui';
+
+// One chunk per page: the first load fetches only the page it shows.
+const AuditPage = lazy(() => import('./pages/audit/AuditPage').then((m) => ({ default: m.AuditPage })));
+const BlocklistPage = lazy(() => import('./pages/blocklists/BlocklistPage').then((m) => ({ default: m.BlocklistPage })));
+const BlocklistsPage = lazy(() => import('./pages/blocklists/BlocklistsPage').then((m) => ({ default: m.BlocklistsPage })));
+const FleetPage = lazy(() => import('./pages/fleet/FleetPage').then((m) => ({ default: m.FleetPage })));
+const HistoryPage = lazy(() => import('./pages/history/HistoryPage').then((m) => ({ default: m.HistoryPage })));
+const HostPage = lazy(() => import('./pages/hosts/HostPage').then((m) => ({ default: m.HostPage })));
+const HostsPage = lazy(() => import('./pages/hosts/HostsPage').then((m) => ({ default: m.HostsPage })));
+const NewRolloutPage = lazy(() => import('./pages/rollouts/NewRolloutPage').then((m) => ({ default: m.NewRolloutPage })));
+const RolloutPage = lazy(() => import('./pages/rollouts/RolloutPage').then((m) => ({ default: m.RolloutPage })));
+const RolloutsPage = lazy(() => import('./pages/rollouts/RolloutsPage').then((m) => ({ default: m.RolloutsPage })));
+const RunPage = lazy(() => import('./pages/runs/RunPage').then((m) => ({ default: m.RunPage })));
+const TokensPage = lazy(() => import('./pages/tokens/TokensPage').then((m) => ({ default: m.TokensPage })));
 
 export function App() {
   const { me, can, signOut } = useMe();
@@ -37,6 +41,7 @@ export function App() {
         </div>
       </header>
       <main>
+        <Suspense fallback={<Loading what="the page" />}>
         <Routes>
           <Route index element={<FleetPage />} />
           <Route path="hosts" element={<HostsPage />} />
@@ -52,6 +57,7 @@ export function App() {
           <Route path="tokens" element={<TokensPage />} />
           <Route path="*" element={<h1>No such page</h1>} />
         </Routes>
+        </Suspense>
       </main>
     </>
   );

@@ -16,8 +16,9 @@ const TOUCHES: Record<string, string[]> = {
  * Follows the server's Server-Sent Events stream (GET /live) with fetch, so
  * the token goes in the Authorization header as on every other request, and
  * refetches the queries a change touches. Reconnects with backoff (1 s
- * doubling to 30 s) and refetches everything after a reconnect, since changes
- * may have been missed while it was away.
+ * doubling to 30 s). On each connection the server sends "ready" once its
+ * watcher's marks cover everything committed so far; the page refetches then,
+ * so a change made while it loaded or was away is not missed.
  */
 export function useLive(): LiveState {
   const qc = useQueryClient();
@@ -25,7 +26,6 @@ export function useLive(): LiveState {
   useEffect(() => {
     const stop = new AbortController();
     let delay = 1000;
-    let first = true;
     const run = async () => {
       while (!stop.signal.aborted) {
         try {
@@ -36,11 +36,11 @@ export function useLive(): LiveState {
           }
           if (!res.ok || !res.body) throw new Error(`live: HTTP ${res.status}`);
           setState('live');
-          if (!first) void qc.invalidateQueries();
-          first = false;
           delay = 1000;
           const parser = createParser({
             onEvent(ev) {
+              // ready: from now on every change is told; refetch what may have changed before.
+              if (ev.event === 'ready') void qc.invalidateQueries();
               if (ev.event !== 'change') return;
               const { topics } = JSON.parse(ev.data) as { topics: string[] };
               const keys = new Set(topics.flatMap((t) => TOUCHES[t] ?? []));

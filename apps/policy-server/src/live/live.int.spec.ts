@@ -8,8 +8,7 @@ import { LiveController } from './live.controller';
 import { LIVE_POLL_MS } from './live.service';
 
 /** Reads a Server-Sent Events response until an event of `type` arrives (or the time is up). */
-async function nextEvent(res: Response, type: string, ms: number): Promise<{ event: string; data: unknown }> {
-  const reader = res.body!.pipeThrough(new TextDecoderStream()).getReader();
+async function nextEvent(reader: ReadableStreamDefaultReader<string>, type: string, ms: number): Promise<{ event: string; data: unknown }> {
   const deadline = setTimeout(() => void reader.cancel(), ms);
   let buf = '';
   try {
@@ -17,7 +16,9 @@ async function nextEvent(res: Response, type: string, ms: number): Promise<{ eve
       const { value, done } = await reader.read();
       if (done) throw new Error(`no "${type}" event within ${ms} ms; got:\n${buf}`);
       buf += value;
-      for (const block of buf.split('\n\n').slice(0, -1)) {
+      const blocks = buf.split('\n\n');
+      buf = blocks.pop()!;
+      for (const block of blocks) {
         const event = /^event: (.*)$/m.exec(block)?.[1];
         const data = /^data: (.*)$/m.exec(block)?.[1];
         if (event === type && data) return { event, data: JSON.parse(data) as unknown };
@@ -25,7 +26,6 @@ async function nextEvent(res: Response, type: string, ms: number): Promise<{ eve
     }
   } finally {
     clearTimeout(deadline);
-    await reader.cancel().catch(() => undefined);
   }
 }
 
@@ -52,11 +52,13 @@ describe(LiveController.name, () => {
     const res = await fetch(`${env.server.url}/live`, { headers: { ...auth(viewer), Accept: 'text/event-stream' } });
     assert.equal(res.status, 200);
     assert.match(res.headers.get('content-type') ?? '', /text\/event-stream/);
-    // The watcher takes its first marks on its first turn; change after that.
-    await new Promise((r) => setTimeout(r, LIVE_POLL_MS * 2));
+    const reader = res.body!.pipeThrough(new TextDecoderStream()).getReader();
+    // "ready" first: from then on every change is told.
+    await nextEvent(reader, 'ready', LIVE_POLL_MS * 10);
     await env.http.post('/blocklists').set(auth(operator)).send({ name: 'live-demo' }).expect(201);
-    const ev = await nextEvent(res, 'change', LIVE_POLL_MS * 10);
+    const ev = await nextEvent(reader, 'change', LIVE_POLL_MS * 10);
     assert.deepEqual((ev.data as { topics: string[] }).topics, ['fleet']);
+    await reader.cancel();
   });
 
   it('GET /whoami names the token and its role (the dashboard hides what the role may not do)', async () => {

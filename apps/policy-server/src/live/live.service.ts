@@ -11,6 +11,13 @@ export interface LiveChange {
   topics: LiveTopic[];
   at: string;
 }
+/**
+ * ready: the watcher's marks now include everything committed before it was
+ * sent; a client that refetches on it misses nothing (a change after it comes
+ * as a change). Sent once per stream, after the first look that follows its
+ * opening.
+ */
+export type LiveMessage = { type: 'ready' } | ({ type: 'change' } & LiveChange);
 
 /** Open streams at most, across all clients of this replica (each costs a socket and a little memory). */
 export const MAX_LIVE_STREAMS = 200;
@@ -35,7 +42,9 @@ interface Marks {
  */
 @Injectable()
 export class LiveService implements OnApplicationShutdown {
-  private readonly streams = new Set<Subscriber<LiveChange>>();
+  private readonly streams = new Set<Subscriber<LiveMessage>>();
+  /** Streams opened since the last look: they get "ready" after the next one. */
+  private readonly fresh = new Set<Subscriber<LiveMessage>>();
   private timer: NodeJS.Timeout | undefined;
   private last: Marks | undefined;
   private busy = false;
@@ -51,15 +60,20 @@ export class LiveService implements OnApplicationShutdown {
   }
 
   /** A stream of changes; refused with a 503 past MAX_LIVE_STREAMS. */
-  changes(): Observable<LiveChange> {
+  changes(): Observable<LiveMessage> {
     if (this.streams.size >= MAX_LIVE_STREAMS) {
       throw new ServiceUnavailableException(`this server already serves ${MAX_LIVE_STREAMS} live streams; try again later`);
     }
-    return new Observable<LiveChange>((sub) => {
+    return new Observable<LiveMessage>((sub) => {
       this.streams.add(sub);
-      this.timer ??= setInterval(() => void this.poll(), LIVE_POLL_MS);
+      this.fresh.add(sub);
+      if (!this.timer) {
+        this.timer = setInterval(() => void this.poll(), LIVE_POLL_MS);
+        void this.poll();
+      }
       return () => {
         this.streams.delete(sub);
+        this.fresh.delete(sub);
         if (this.streams.size === 0) this.stop();
       };
     });
@@ -74,6 +88,7 @@ export class LiveService implements OnApplicationShutdown {
   async poll(): Promise<void> {
     if (this.busy) return; // a slow database: skip a turn rather than pile up queries
     this.busy = true;
+    const waiting = [...this.fresh];
     try {
       const [row] = await this.db.query<Marks>(
         `select (select coalesce(max(global_position), 0) from events)::text as fleet,
@@ -85,11 +100,18 @@ export class LiveService implements OnApplicationShutdown {
       );
       const prev = this.last;
       this.last = row;
-      if (!prev || !row) return;
-      const topics = (['fleet', 'hosts', 'blocks'] as const).filter((t) => prev[t] !== row[t]);
-      if (topics.length === 0) return;
-      const change = { topics, at: new Date().toISOString() };
-      for (const s of this.streams) s.next(change);
+      if (prev && row) {
+        const topics = (['fleet', 'hosts', 'blocks'] as const).filter((t) => prev[t] !== row[t]);
+        if (topics.length > 0) {
+          const change: LiveMessage = { type: 'change', topics, at: new Date().toISOString() };
+          for (const s of this.streams) if (!waiting.includes(s)) s.next(change);
+        }
+      }
+      // Marks taken after these streams opened: what they fetch from now on is covered.
+      for (const s of waiting) {
+        this.fresh.delete(s);
+        if (this.streams.has(s)) s.next({ type: 'ready' });
+      }
     } catch (err) {
       this.logger.warn({ err: (err as Error).message }, 'live: change watcher query failed; retrying');
     } finally {
@@ -100,6 +122,7 @@ export class LiveService implements OnApplicationShutdown {
   onApplicationShutdown(): void {
     for (const s of this.streams) s.complete();
     this.streams.clear();
+    this.fresh.clear();
     this.stop();
   }
 }
