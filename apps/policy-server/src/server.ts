@@ -44,6 +44,9 @@ export async function createServer(config: ServerConfig, opts: { listen?: boolea
   // No body parser here: the edge (common/edge.interceptor.ts) reads a body
   // after the token is checked, with the route's own size limit.
   app.enableShutdownHooks();
+  // No ETags: Express would hash every answer on the event loop (a 1,000,000-entry
+  // version is ~40 MB of JSON), and no client of this API revalidates.
+  app.set('etag', false);
 
   let document: OpenAPIObject | undefined;
   const getDocument = (): OpenAPIObject => (document ??= buildOpenApiDocument(app));

@@ -9,11 +9,9 @@ import {
   CommitResult,
   CommitResultSchema,
   CreateBlocklistRequest,
-  DiffView,
   DiffViewSchema,
   int32,
   NameParams,
-  VersionDetailView,
   VersionDetailViewSchema,
   VersionNumber,
   VersionView,
@@ -35,7 +33,8 @@ const CommitQuery = z
   })
   .strict();
 const VersionQuery = z.object({ format: z.enum(['json', 'text']).optional() }).strict();
-const DiffQuery = z.object({ from: VersionNumber, to: VersionNumber }).strict();
+/** Version 0 is the empty list before the first commit. */
+const DiffQuery = z.object({ from: int32(0), to: int32(0) }).strict();
 
 @ApiTags('blocklists')
 @ApiBearerAuth()
@@ -116,23 +115,18 @@ export class BlocklistsController {
     responses: [{ status: 200, json: VersionDetailViewSchema, text: { type: 'text/plain', description: 'The canonical blocklist file (format=text)' } }],
     errors: [404],
   })
-  async version(
-    @Param() p: z.infer<typeof NameVersionParams>,
-    @Query() q: z.infer<typeof VersionQuery>,
-    @Res({ passthrough: true }) res: Response,
-  ): Promise<VersionDetailView | string> {
-    if (q.format === 'text') {
-      res.type('text/plain');
-      return this.blocklists.versionText(p.name, p.version);
-    }
-    return this.blocklists.version(p.name, p.version);
+  async version(@Param() p: z.infer<typeof NameVersionParams>, @Query() q: z.infer<typeof VersionQuery>, @Res() res: Response): Promise<void> {
+    // Big versions are written as JSON on a worker thread and sent as they are.
+    if (q.format === 'text') res.type('text/plain').send(await this.blocklists.versionText(p.name, p.version));
+    else res.type('application/json').send(await this.blocklists.versionJson(p.name, p.version));
   }
 
   @Get(':name/diff')
   @Header('Cache-Control', 'no-store')
   @ApiOperation({ summary: 'Entries added and removed between two versions' })
   @Contract({ params: NameParams, query: DiffQuery, responses: [{ status: 200, json: DiffViewSchema }], errors: [404] })
-  diff(@Param('name') name: string, @Query() q: z.infer<typeof DiffQuery>): Promise<DiffView> {
-    return this.blocklists.diff(name, q.from, q.to);
+  async diff(@Param('name') name: string, @Query() q: z.infer<typeof DiffQuery>, @Res() res: Response): Promise<void> {
+    res.setHeader('Cache-Control', 'no-store');
+    res.type('application/json').send(await this.blocklists.diffJson(name, q.from, q.to));
   }
 }

@@ -16,6 +16,8 @@ const Schema = z.object({
   CGFENCE_MAX_BODY: z.string().regex(/^\d+(kb|mb)$/, 'like 64kb').default('1mb'),
   /** Largest body of a version commit (a 1,000,000-entry list is about 30 MB as JSON, 20 MB as text). */
   CGFENCE_MAX_COMMIT_BODY: z.string().regex(/^\d+(kb|mb)$/, 'like 64mb').default('64mb'),
+  /** Worker threads for big blocklist work (commits, diffs, versions); 0 runs it on the event loop. */
+  CGFENCE_CONTENTS_THREADS: z.coerce.number().int().min(0).max(16).default(2),
   /** NATS the agents are reached through; without it the fleet endpoints work but nothing is published. */
   CGFENCE_NATS_URL: z.string().regex(/^(nats|tls):\/\//, 'must be a nats:// URL').optional(),
   /** The server's nkey seed file (cgfence nats init); without it the server connects without credentials. */
@@ -43,6 +45,7 @@ export type ServerConfig = Readonly<{
   bootstrapAdmin: boolean;
   maxBody: string;
   maxCommitBody: string;
+  contentsThreads: number;
   natsUrl: string | undefined;
   natsSeedFile: string | undefined;
   signingKeyFile: string;
@@ -72,6 +75,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): ServerConfig {
     bootstrapAdmin: e.CGFENCE_BOOTSTRAP_ADMIN,
     maxBody: e.CGFENCE_MAX_BODY,
     maxCommitBody: e.CGFENCE_MAX_COMMIT_BODY,
+    contentsThreads: e.CGFENCE_CONTENTS_THREADS,
     natsUrl: e.CGFENCE_NATS_URL,
     natsSeedFile: e.CGFENCE_NATS_SEED,
     signingKeyFile: e.CGFENCE_SIGNING_KEY_FILE ?? `${e.CGFENCE_STATE_DIR}/signing-key.pem`,
