@@ -45,6 +45,8 @@ export function httpStatusOf(code: ErrorCode): number {
     case 'rollout.state_conflict':
     case 'rollout.stage_moved':
       return 409;
+    case 'live.too_many_streams':
+      return 503;
     default: {
       const unhandled: never = code;
       throw new Error(`no HTTP status for error code ${String(unhandled)}`);

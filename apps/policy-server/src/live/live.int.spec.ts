@@ -5,7 +5,8 @@ import { join } from 'node:path';
 import { createServer } from '../server';
 import { TestPolicyServer } from '../testing/test-server';
 import { LiveController } from './live.controller';
-import { LIVE_POLL_MS } from './live.service';
+import { waitFor } from '@cgfence/devservices';
+import { LIVE_POLL_MS, LiveService, MAX_LIVE_STREAMS } from './live.service';
 
 /** Reads a Server-Sent Events response until an event of `type` arrives (or the time is up). */
 async function nextEvent(reader: ReadableStreamDefaultReader<string>, type: string, ms: number): Promise<{ event: string; data: unknown }> {
@@ -59,6 +60,30 @@ describe(LiveController.name, () => {
     const ev = await nextEvent(reader, 'change', LIVE_POLL_MS * 10);
     assert.deepEqual((ev.data as { topics: string[] }).topics, ['fleet']);
     await reader.cancel();
+  });
+
+  it(`refuses a stream past ${MAX_LIVE_STREAMS} open ones with a 503 in the error shape, and takes one again when one closes`, async () => {
+    const open: AbortController[] = [];
+    try {
+      for (let i = 0; i < MAX_LIVE_STREAMS; i++) {
+        const ac = new AbortController();
+        const res = await fetch(`${env.server.url}/live`, { headers: auth(viewer), signal: ac.signal });
+        assert.equal(res.status, 200);
+        open.push(ac);
+      }
+      const refused = await fetch(`${env.server.url}/live`, { headers: auth(viewer) });
+      assert.equal(refused.status, 503);
+      assert.equal(((await refused.json()) as { code: string }).code, 'live.too_many_streams');
+      open.pop()!.abort();
+      await waitFor('a closed stream to be let go', () => env.get(LiveService).openStreams < MAX_LIVE_STREAMS, 10_000);
+      const again = new AbortController();
+      const res = await fetch(`${env.server.url}/live`, { headers: auth(viewer), signal: again.signal });
+      assert.equal(res.status, 200);
+      open.push(again);
+    } finally {
+      for (const ac of open) ac.abort();
+    }
+    await waitFor('every stream to be let go', () => env.get(LiveService).openStreams === 0, 10_000);
   });
 
   it('GET /whoami names the token and its role (the dashboard hides what the role may not do)', async () => {

@@ -1,6 +1,7 @@
-import { Inject, Injectable, OnApplicationShutdown, ServiceUnavailableException } from '@nestjs/common';
+import { Inject, Injectable, OnApplicationShutdown } from '@nestjs/common';
 import type { Logger } from 'pino';
 import { Observable, Subscriber } from 'rxjs';
+import { DomainError } from '../common/errors';
 import { LOGGER } from '../common/logger';
 import { SERVER_CONFIG, ServerConfig } from '../config/config';
 import { EventsDb } from '../events/events-db';
@@ -59,10 +60,10 @@ export class LiveService implements OnApplicationShutdown {
     return this.streams.size;
   }
 
-  /** A stream of changes; refused with a 503 past MAX_LIVE_STREAMS. */
+  /** A stream of changes; refused with live.too_many_streams (503) past MAX_LIVE_STREAMS. */
   changes(): Observable<LiveMessage> {
     if (this.streams.size >= MAX_LIVE_STREAMS) {
-      throw new ServiceUnavailableException(`this server already serves ${MAX_LIVE_STREAMS} live streams; try again later`);
+      throw new DomainError('live.too_many_streams', `this server already serves ${MAX_LIVE_STREAMS} live streams; try again later`);
     }
     return new Observable<LiveMessage>((sub) => {
       this.streams.add(sub);
