@@ -202,7 +202,7 @@ describe('the dashboard in Chromium against the local fleet', () => {
     await page.getByRole('link', { name: 'deploy-safety' }).waitFor();
   });
 
-  it('finds a blocked lookup made inside cgfence run in History by its run label, and opens its run', async () => {
+  it('finds a blocked lookup made inside cgfence run in History by its run label, exports it as CSV, opens its run, and replays the version over it', async () => {
     const label = `deploy-${process.pid}`;
     const run = spawnSync(process.execPath, [BIN, 'run', '--state-dir', join(stateDir, 'agent'), '--label', `job=${label}`, '--', 'sh', '-c', 'getent hosts github.com || echo blocked'], {
       encoding: 'utf8',
@@ -218,6 +218,12 @@ describe('the dashboard in Chromium against the local fleet', () => {
       throw new Error(`${err.message}\nthe API has: ${JSON.stringify(inApi).slice(0, 2000)}`);
     });
     await check(page, 'history');
+    // The export of the current filter: the same events, as CSV.
+    const [download] = await Promise.all([page.waitForEvent('download'), page.getByRole('button', { name: 'CSV' }).click()]);
+    assert.equal(download.suggestedFilename(), 'cgfence-events.csv');
+    const csv = readFileSync((await download.path())!, 'utf8');
+    assert.match(csv, /github\.com/);
+    assert.match(csv, new RegExp(label));
     const link = page.getByRole('row').filter({ hasText: 'github.com' }).first().getByRole('link').last();
     await link.click();
     await page.getByRole('heading', { level: 1, name: /Run/ }).waitFor();
@@ -225,6 +231,13 @@ describe('the dashboard in Chromium against the local fleet', () => {
     assert.match(await page.locator('main').innerText(), new RegExp(`job=${label}`));
     await page.getByRole('cell', { name: 'github.com' }).first().waitFor();
     await check(page, 'run');
+    // Replay: the version would have blocked github.com in this run.
+    await page.goto(`${base}/blocklists/deploy-safety`);
+    await page.getByLabel('Runs since').fill('1h');
+    await page.getByRole('button', { name: 'Replay' }).click();
+    await page.getByText(/runs examined; [1-9]\d* would have hit a block/).waitFor();
+    assert.match(await page.locator('main').innerText(), /github\.com \(entry github\.com\)/);
+    await check(page, 'blocklist-replay');
   });
 
   it('the kill switch asks for confirmation naming what it will do, and does nothing on cancel', async () => {
