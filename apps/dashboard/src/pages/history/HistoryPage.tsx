@@ -1,4 +1,4 @@
-import { useInfiniteQuery, useQuery } from '@tanstack/react-query';
+import { keepPreviousData, useInfiniteQuery, useQuery } from '@tanstack/react-query';
 import { useMemo, useState, type FormEvent, type ReactNode } from 'react';
 import { Link, useSearchParams } from 'react-router';
 import { api, download, ok } from '../../api/client';
@@ -75,6 +75,8 @@ export function HistoryPage() {
     initialPageParam: undefined as string | undefined,
     queryFn: ({ pageParam }) => ok(api.GET('/events', { params: { query: { ...query, limit: PAGE, ...(pageParam ? { after: pageParam } : {}) } } })),
     getNextPageParam: (p) => p.next ?? undefined,
+    // A filter change keeps the last result on screen until the new one is in (no flash of "Loading").
+    placeholderData: keepPreviousData,
   });
   // The range as of this filter's first render (a relative "24h" moves on with the live refetches).
   const range = useMemo(() => {
@@ -86,6 +88,7 @@ export function HistoryPage() {
   const series = useQuery({
     queryKey: ['aggregate', 'series', query, bucket],
     queryFn: () => ok(api.GET('/events/aggregate', { params: { query: { ...query, by: 'action', bucket } } })),
+    placeholderData: keepPreviousData,
   });
   const chart = useMemo(() => {
     const rows = series.data?.rows ?? [];
@@ -143,7 +146,7 @@ export function HistoryPage() {
         <TopPanel by={`label:${labelKey}`} title={<>Label <LabelKey value={labelKey} onChange={(v) => set({ ...filter, topLabel: v })} /></>} query={query} field="label" labelKey={labelKey} />
       </section>
       <section>
-        <h2>Events</h2>
+        <h2>Events {pages.isPlaceholderData && <span className="muted" role="status">(updating…)</span>}</h2>
         {pages.error ? (
           <ErrorView error={pages.error} />
         ) : pages.isPending ? (
@@ -179,7 +182,7 @@ function LabelKey({ value, onChange }: { value: string; onChange(v: string): voi
 
 function TopPanel({ by, title, query, field, labelKey }: { by: string; title: ReactNode; query: EventFilter; field: string; labelKey?: string }) {
   const [params] = useSearchParams();
-  const top = useQuery({ queryKey: ['aggregate', 'top', by, query], queryFn: () => ok(api.GET('/events/aggregate', { params: { query: { ...query, by, limit: 10 } } })) });
+  const top = useQuery({ queryKey: ['aggregate', 'top', by, query], queryFn: () => ok(api.GET('/events/aggregate', { params: { query: { ...query, by, limit: 10 } } })), placeholderData: keepPreviousData });
   return (
     <div className="panel">
       <h3>{title}</h3>
