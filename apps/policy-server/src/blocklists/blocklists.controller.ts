@@ -19,6 +19,7 @@ import {
 } from '@cgfence/proto';
 import { RequireRole } from '../auth/roles';
 import { Contract } from '../common/contract';
+import { RawJson } from '../common/edge';
 import { DomainError } from '../common/errors';
 import { actorOf, CgfenceRequest } from '../common/request-context';
 import { BlocklistsService, CommitInput } from './blocklists.service';
@@ -76,7 +77,7 @@ export class BlocklistsController {
   @Contract({
     params: NameParams,
     query: CommitQuery,
-    body: { json: CommitRequest, text: { description: 'The blocklist file format: one entry per line, # starts a comment (UTF-8).' }, large: true },
+    body: { json: CommitRequest, text: { description: 'The blocklist file format: one entry per line, # starts a comment (UTF-8).' }, large: true, offThread: true },
     responses: [
       { status: 201, json: CommitResultSchema, description: 'A new version was written' },
       { status: 200, json: CommitResultSchema, description: 'The content equals the latest version: nothing was written (created: false)' },
@@ -85,7 +86,7 @@ export class BlocklistsController {
   })
   async commit(
     @Param('name') name: string,
-    @Body() body: CommitRequest | string | undefined,
+    @Body() body: RawJson | string | undefined,
     @Req() req: CgfenceRequest,
     @Query() q: z.infer<typeof CommitQuery>,
     @Res({ passthrough: true }) res: Response,
@@ -94,7 +95,7 @@ export class BlocklistsController {
     const input: CommitInput =
       typeof body === 'string'
         ? { kind: 'text', text: body, message: q.message ?? '', expectedVersion: q.expectedVersion }
-        : { kind: 'json', body };
+        : { kind: 'raw', json: body.text };
     const result = await this.blocklists.commit(name, input, actorOf(req));
     if (!result.created) res.status(200);
     return result;
@@ -118,7 +119,7 @@ export class BlocklistsController {
   async version(@Param() p: z.infer<typeof NameVersionParams>, @Query() q: z.infer<typeof VersionQuery>, @Res() res: Response): Promise<void> {
     // Big versions are written as JSON on a worker thread and sent as they are.
     if (q.format === 'text') res.type('text/plain').send(await this.blocklists.versionText(p.name, p.version));
-    else res.type('application/json').send(await this.blocklists.versionJson(p.name, p.version));
+    else res.type('application/json').send(bytes(await this.blocklists.versionJson(p.name, p.version)));
   }
 
   @Get(':name/diff')
@@ -127,6 +128,11 @@ export class BlocklistsController {
   @Contract({ params: NameParams, query: DiffQuery, responses: [{ status: 200, json: DiffViewSchema }], errors: [404] })
   async diff(@Param('name') name: string, @Query() q: z.infer<typeof DiffQuery>, @Res() res: Response): Promise<void> {
     res.setHeader('Cache-Control', 'no-store');
-    res.type('application/json').send(await this.blocklists.diffJson(name, q.from, q.to));
+    res.type('application/json').send(bytes(await this.blocklists.diffJson(name, q.from, q.to)));
   }
+}
+
+/** Bytes from a worker thread as a Buffer over the same memory (Express sends a Buffer as it is). */
+function bytes(u8: Uint8Array): Buffer {
+  return Buffer.from(u8.buffer, u8.byteOffset, u8.byteLength);
 }

@@ -21,7 +21,11 @@ import { ContentsRepository } from './contents.repository';
 import { CommitWork, PreparedCommit } from './contents.work';
 
 /** What a commit asks for, once the transport has read it. */
-export type CommitInput = { kind: 'text'; text: string; message: string; expectedVersion?: number } | { kind: 'json'; body: CommitRequest };
+export type CommitInput =
+  | { kind: 'text'; text: string; message: string; expectedVersion?: number }
+  | { kind: 'json'; body: CommitRequest }
+  /** A JSON body as text: parsed and checked against CommitRequest on a worker thread. */
+  | { kind: 'raw'; json: string };
 
 /** The rules of blocklists and their versions. */
 @Injectable()
@@ -72,18 +76,18 @@ export class BlocklistsService {
   }
 
   async diff(name: string, from: number, to: number): Promise<DiffView> {
-    return JSON.parse(await this.diffJson(name, from, to)) as DiffView;
+    return JSON.parse(Buffer.from(await this.diffJson(name, from, to)).toString('utf8')) as DiffView;
   }
 
-  /** The DiffView as JSON text, computed on a worker thread (a diff of big lists takes seconds). */
-  async diffJson(name: string, from: number, to: number): Promise<string> {
+  /** The DiffView as UTF-8 JSON, computed on a worker thread (a diff of big lists takes seconds). */
+  async diffJson(name: string, from: number, to: number): Promise<Uint8Array> {
     await this.get(name);
     const [fromText, toText] = await Promise.all([this.textAt(name, from), this.textAt(name, to)]);
     return this.pool.diffJson({ blocklist: name, from, to, fromText, toText });
   }
 
-  /** The VersionDetailView as JSON text, written on a worker thread. */
-  async versionJson(name: string, version: number): Promise<string> {
+  /** The VersionDetailView as UTF-8 JSON, written on a worker thread. */
+  async versionJson(name: string, version: number): Promise<Uint8Array> {
     const v = await this.versionView(name, version);
     return this.pool.versionJson({ view: v, text: (await this.contents.canonicalText(v.contentHash)) ?? '' });
   }
@@ -95,14 +99,27 @@ export class BlocklistsService {
    * unchanged, not committed again. The entries are checked before the latest
    * version is loaded, and all the work on them runs on worker threads.
    */
-  async commit(name: string, input: CommitInput, actor: Actor): Promise<CommitResult> {
+  async commit(name: string, given: CommitInput, actor: Actor): Promise<CommitResult> {
+    let input = given;
+    let early: PreparedCommit | undefined;
+    if (input.kind === 'raw') {
+      const parsed = await this.pool.parseCommitJson(input.json);
+      if (!parsed.ok) throw new DomainError(parsed.code, parsed.message, parsed.problems.length > 0 ? parsed.problems : undefined);
+      const meta = { message: parsed.message, expectedVersion: parsed.expectedVersion };
+      if ('full' in parsed) {
+        early = parsed.full;
+        input = { kind: 'json', body: { entries: [], ...meta } };
+      } else {
+        input = { kind: 'json', body: { ...parsed.change, ...meta } };
+      }
+    }
     const current = await this.get(name);
     const full: CommitWork | undefined =
       input.kind === 'text' ? { kind: 'text', text: input.text } : 'entries' in input.body ? { kind: 'entries', entries: input.body.entries } : undefined;
     let prepared: PreparedCommit;
     let baseText: string;
     if (full) {
-      prepared = refuseInvalid(await this.pool.prepareCommit(full));
+      prepared = refuseInvalid(early ?? (await this.pool.prepareCommit(full)));
       baseText = await this.textOf(current.latestHash);
     } else if (input.kind === 'json' && 'add' in input.body) {
       const change = input.body;

@@ -4,7 +4,7 @@ import { Inject, Injectable, OnModuleDestroy } from '@nestjs/common';
 import { Piscina } from 'piscina';
 import type { VersionView } from '@cgfence/proto';
 import { SERVER_CONFIG, ServerConfig } from '../config/config';
-import { CommitWork, countChanges, diffJson, PreparedCommit, prepareCommit, versionJson } from './contents.work';
+import { CommitWork, countChanges, diffJson, ParsedCommit, parseCommitJson, PreparedCommit, prepareCommit, versionJson } from './contents.work';
 
 const WORKER_FILE = join(__dirname, 'contents.worker.js');
 
@@ -30,15 +30,19 @@ export class ContentsPool implements OnModuleDestroy {
     return this.run('prepareCommit', work, prepareCommit);
   }
 
+  parseCommitJson(text: string): Promise<ParsedCommit> {
+    return this.run('parseCommitJson', text, parseCommitJson);
+  }
+
   countChanges(work: { baseText: string; canonical: string }): Promise<{ added: number; removed: number }> {
     return this.run('countChanges', work, countChanges);
   }
 
-  diffJson(work: { blocklist: string; from: number; to: number; fromText: string; toText: string }): Promise<string> {
+  diffJson(work: { blocklist: string; from: number; to: number; fromText: string; toText: string }): Promise<Uint8Array> {
     return this.run('diffJson', work, diffJson);
   }
 
-  versionJson(work: { view: VersionView; text: string }): Promise<string> {
+  versionJson(work: { view: VersionView; text: string }): Promise<Uint8Array> {
     return this.run('versionJson', work, versionJson);
   }
 

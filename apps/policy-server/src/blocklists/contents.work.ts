@@ -8,12 +8,15 @@ import {
   applyDiff,
   canonicalise,
   canonicalText,
+  CommitRequest,
   diffEntries,
   EntryError,
   EntryInput,
   parseBlocklistText,
+  Problem,
   VersionView,
 } from '@cgfence/proto';
+import { checkJsonText } from '../common/edge';
 
 /** What a commit gives, as the worker takes it. */
 export type CommitWork =
@@ -44,6 +47,20 @@ export function prepareCommit(work: CommitWork): PreparedCommit {
   return { ok: true, canonical, hash: hashOf(canonical), entryCount: result.entries.length, merged: result.merged };
 }
 
+/** A JSON commit body (text), parsed and checked against CommitRequest here: a full list is canonicalised at once. */
+export type ParsedCommit =
+  | { ok: false; code: 'request.malformed' | 'validation.failed'; message: string; problems: Problem[] }
+  | { ok: true; message: string; expectedVersion: number | undefined; full: PreparedCommit }
+  | { ok: true; message: string; expectedVersion: number | undefined; change: { add: (string | EntryInput)[]; remove: string[] } };
+
+export function parseCommitJson(text: string): ParsedCommit {
+  const r = checkJsonText(text, CommitRequest);
+  if (!r.ok) return { ok: false, code: r.code, message: r.message, problems: r.problems };
+  const body = r.data;
+  if ('entries' in body) return { ok: true, message: body.message, expectedVersion: body.expectedVersion, full: prepareCommit({ kind: 'entries', entries: body.entries }) };
+  return { ok: true, message: body.message, expectedVersion: body.expectedVersion, change: { add: body.add, remove: body.remove } };
+}
+
 /** The content hash of canonical text (what contentHash computes from entries). */
 export function hashOf(canonical: string): string {
   return `sha256:${createHash('sha256').update(canonical, 'utf8').digest('hex')}`;
@@ -65,13 +82,13 @@ export function countChanges(work: { baseText: string; canonical: string }): { a
   return { added, removed };
 }
 
-/** A DiffView as its JSON text. */
-export function diffJson(work: { blocklist: string; from: number; to: number; fromText: string; toText: string }): string {
+/** A DiffView as UTF-8 JSON (bytes: they move to the event loop's thread without a copy, and are sent as they are). */
+export function diffJson(work: { blocklist: string; from: number; to: number; fromText: string; toText: string }): Uint8Array {
   const { added, removed } = diffEntries(parseBlocklistText(work.fromText).entries, parseBlocklistText(work.toText).entries);
-  return JSON.stringify({ blocklist: work.blocklist, from: work.from, to: work.to, added, removed });
+  return Buffer.from(JSON.stringify({ blocklist: work.blocklist, from: work.from, to: work.to, added, removed }), 'utf8');
 }
 
-/** A VersionDetailView as its JSON text. */
-export function versionJson(work: { view: VersionView; text: string }): string {
-  return JSON.stringify({ ...work.view, entries: parseBlocklistText(work.text).entries });
+/** A VersionDetailView as UTF-8 JSON. */
+export function versionJson(work: { view: VersionView; text: string }): Uint8Array {
+  return Buffer.from(JSON.stringify({ ...work.view, entries: parseBlocklistText(work.text).entries }), 'utf8');
 }

@@ -8,7 +8,7 @@ import { z } from 'zod';
 import type { Problem } from '@cgfence/proto';
 import { SERVER_CONFIG, ServerConfig } from '../config/config';
 import { CONTRACT, RouteContract } from './contract';
-import { badStrings, convert, mediaTypeOf, parseQuery, problemsOf, QueryShape, queryShapeOf, typeProblems } from './edge';
+import { badStrings, checkJsonBody, convert, mediaTypeOf, RawJson, parseQuery, problemsOf, QueryShape, queryShapeOf, typeProblems } from './edge';
 import { DomainError } from './errors';
 
 /** body-parser's error for bytes that are not UTF-8 (its verify hook throws it). */
@@ -44,7 +44,7 @@ function run(mw: RequestHandler, req: Request, res: Response): Promise<void> {
 @Injectable()
 export class EdgeInterceptor implements NestInterceptor {
   private readonly shapes = new WeakMap<RouteContract, { query: QueryShape; params: QueryShape }>();
-  private readonly parsers: Record<'json' | 'jsonLarge' | 'text', RequestHandler>;
+  private readonly parsers: Record<'json' | 'jsonLarge' | 'jsonAsText' | 'text', RequestHandler>;
 
   constructor(
     private readonly reflector: Reflector,
@@ -54,6 +54,7 @@ export class EdgeInterceptor implements NestInterceptor {
       json: json({ limit: config.maxBody, verify }),
       jsonLarge: json({ limit: config.maxCommitBody, verify }),
       text: text({ type: 'text/plain', limit: config.maxCommitBody, verify }),
+      jsonAsText: text({ type: 'application/json', limit: config.maxCommitBody, verify }),
     };
   }
 
@@ -85,7 +86,7 @@ export class EdgeInterceptor implements NestInterceptor {
     problems.push(...badStrings(query.value, 'query').map((p) => ({ ...p, field: p.field.replace(/^query\./, '') })));
 
     const body = contract.body ? await this.readBody(contract, req, res) : undefined;
-    problems.push(...badStrings(body, '(body)').map((p) => ({ ...p, field: p.field.replace(/^\(body\)\./, '') })));
+    if (!(body instanceof RawJson)) problems.push(...badStrings(body, '(body)').map((p) => ({ ...p, field: p.field.replace(/^\(body\)\./, '') })));
     if (problems.length > 0) throw invalid('request', problems);
 
     const parsedParams = contract.params ? contract.params.safeParse(params) : undefined;
@@ -93,10 +94,10 @@ export class EdgeInterceptor implements NestInterceptor {
     const parsedQuery = (contract.query ?? EMPTY_QUERY).safeParse(query.value);
     if (!parsedQuery.success) throw invalid('query', problemsOf(parsedQuery.error.issues, '(query)'));
     let parsedBody: unknown = body;
-    if (contract.body && typeof body !== 'string') {
+    if (contract.body && typeof body !== 'string' && !(body instanceof RawJson)) {
       if (!contract.body.json) throw new DomainError('request.unsupported_media_type', 'this route takes text/plain');
-      const r = contract.body.json.safeParse(body);
-      if (!r.success) throw invalid('request body', problemsOf(r.error.issues, '(body)'));
+      const r = checkJsonBody(body, contract.body.json);
+      if (!r.ok) throw new DomainError(r.code, r.message, r.problems);
       parsedBody = r.data;
     }
 
@@ -120,6 +121,10 @@ export class EdgeInterceptor implements NestInterceptor {
     }
     if (media.charset !== undefined && media.charset !== 'utf-8' && media.charset !== 'utf8') {
       throw new DomainError('request.unsupported_media_type', `bodies must be UTF-8, got charset ${media.charset}`);
+    }
+    if (media.type === 'application/json' && body.offThread) {
+      await run(this.parsers.jsonAsText, req, res);
+      return new RawJson(req.body as string);
     }
     await run(media.type === 'text/plain' ? this.parsers.text : body.large ? this.parsers.jsonLarge : this.parsers.json, req, res);
     return req.body as unknown;

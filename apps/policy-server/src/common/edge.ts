@@ -148,6 +148,39 @@ export function problemsOf(issues: readonly { code: string; path: PropertyKey[];
   );
 }
 
+/** A JSON body handed over unparsed (a route whose contract says `offThread`): its owner checks it with checkJsonBody on a worker thread. */
+export class RawJson {
+  constructor(readonly text: string) {}
+}
+
+/** What the edge says about a body: the same message and problems whether it runs on the event loop or a worker. */
+export type BodyCheck<T> = { ok: true; data: T } | { ok: false; code: 'request.malformed' | 'validation.failed'; message: string; problems: Problem[] };
+
+/** Checks a parsed JSON body: strings (NUL, unpaired surrogates), then the schema. */
+export function checkJsonBody<T>(value: unknown, schema: ZodType<T>): BodyCheck<T> {
+  const bad = badStrings(value, '(body)').map((p) => ({ ...p, field: p.field.replace(/^\(body\)\./, '') }));
+  if (bad.length > 0) return { ok: false, code: 'validation.failed', message: invalidMessage('request', bad), problems: bad };
+  const r = schema.safeParse(value);
+  if (r.success) return { ok: true, data: r.data };
+  const problems = problemsOf(r.error.issues, '(body)');
+  return { ok: false, code: 'validation.failed', message: invalidMessage('request body', problems), problems };
+}
+
+/** Parses and checks a JSON body given as text (JSON.parse errors as request.malformed, like the body parser's). */
+export function checkJsonText<T>(text: string, schema: ZodType<T>): BodyCheck<T> {
+  let value: unknown;
+  try {
+    value = JSON.parse(text) as unknown;
+  } catch (err) {
+    return { ok: false, code: 'request.malformed', message: `the request body is not valid JSON: ${(err as Error).message}`, problems: [] };
+  }
+  return checkJsonBody(value, schema);
+}
+
+export function invalidMessage(what: string, problems: Problem[]): string {
+  return `invalid ${what}: ${problems.map((p) => `${p.field}: ${p.reason}`).join('; ')}`;
+}
+
 /** `application/json; charset=utf-8` → `application/json` and its charset. */
 export function mediaTypeOf(header: string | undefined): { type: string; charset: string | undefined } | undefined {
   if (!header) return undefined;

@@ -28,7 +28,6 @@ export function httpStatusOf(code: ErrorCode): number {
     case 'host.not_found':
     case 'rollout.not_found':
     case 'run.not_found':
-    case 'cohort.not_found':
     case 'route.not_found':
       return 404;
     case 'request.method_not_allowed':

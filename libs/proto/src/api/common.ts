@@ -43,7 +43,6 @@ export const ERROR_CODES = [
   'token.not_found',
   'fleet.rollback_required',
   'host.not_found',
-  'cohort.not_found',
   'rollout.not_found',
   'run.not_found',
   'rollout.invalid_plan',
