@@ -29,3 +29,6 @@ function buildBpf() {
 
 buildBpf();
 run(process.execPath, [join(root, 'node_modules/typescript7/bin/tsc'), '-b', ...process.argv.slice(2)]);
+// The dashboard: its API client is generated from the server just built, then
+// type-checked and bundled (apps/dashboard/scripts/build.mjs; skipped when unchanged).
+run(process.execPath, [join(root, 'apps/dashboard/scripts/build.mjs')]);

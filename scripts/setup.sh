@@ -30,6 +30,8 @@ have curl || need+=(curl)
 have openssl || need+=(openssl)
 # systemd-analyze verify checks the shipped systemd units in the tests.
 have systemd-analyze || need+=(systemd)
+# The dashboard's browser tests drive Debian's Chromium (never a downloaded browser).
+have chromium || need+=(chromium)
 # The benchmarks' peers (npm run bench sets CGFENCE_SETUP_BENCH=1).
 if [ "${CGFENCE_SETUP_BENCH:-0}" = 1 ]; then
   have dnsperf || need+=(dnsperf)
@@ -50,7 +52,7 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
   echo "$want" > "$stamp"
 fi
 
-say "building (eBPF programs and TypeScript)"
+say "building (eBPF programs, TypeScript and the dashboard)"
 node scripts/build.mjs
 
 # The CLI on PATH: says what it links, never takes the link from another

@@ -16,6 +16,7 @@ import { EventsModule } from './events/events.module';
 import { FleetModule } from './fleet/fleet.module';
 import { EnrollmentModule } from './enrollment/enrollment.module';
 import { HealthController } from './health/health.controller';
+import { LiveModule } from './live/live.module';
 import { MetricsModule } from './metrics/metrics.module';
 
 /** TypeORM options shared by the server and the `migrate` command. */
@@ -49,6 +50,7 @@ export class AppModule {
         FleetModule,
         EnrollmentModule,
         EventsModule,
+        LiveModule,
       ],
       controllers: [HealthController],
       providers: [

@@ -1,17 +1,21 @@
 import 'reflect-metadata';
 import { Command, CommanderError } from 'commander';
+import { writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { DataSource } from 'typeorm';
 import { dataSourceOptions } from './app.module';
 import { BOOTSTRAP_TOKEN_FILE } from './auth/tokens.service';
 import { ConfigError, loadConfig, ServerConfig } from './config/config';
 import { ReadModels } from './read-models/read-models.service';
+import { offlineOpenApiDocument } from './openapi';
 import { createServer } from './server';
 
 /**
  * The policy server process:
  *   serve                  run the API (migrations run first)
  *   migrate [up|down]      apply all pending migrations, or undo the last one
+ *   openapi [file]         write the OpenAPI document (no database needed)
  *   rebuild-projections    drop every read model and rebuild it from the events
  */
 async function withDataSource<T>(config: ServerConfig, fn: (ds: DataSource) => Promise<T>): Promise<T> {
@@ -58,6 +62,17 @@ async function main(argv: string[]): Promise<number> {
           console.log('undid the last migration');
         }
       });
+    });
+  program
+    .command('openapi')
+    .argument('[file]', 'where to write it (default: standard output)')
+    .description('write the OpenAPI document of the REST API, without a database or NATS')
+    .action(async (file: string | undefined) => {
+      // Only the shape of the configuration matters here: nothing connects.
+      const config = loadConfig({ CGFENCE_DATABASE_URL: 'postgres://offline.invalid/openapi', CGFENCE_STATE_DIR: tmpdir() });
+      const text = `${JSON.stringify(await offlineOpenApiDocument(config), null, 2)}\n`;
+      if (file) writeFileSync(file, text);
+      else process.stdout.write(text);
     });
   program
     .command('rebuild-projections')

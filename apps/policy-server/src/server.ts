@@ -16,6 +16,7 @@ import { CorrelationMiddleware } from './common/correlation.middleware';
 import type { CgfenceRequest } from './common/request-context';
 import type { NextFunction, Response } from 'express';
 import { ServerConfig } from './config/config';
+import { serveDashboard } from './dashboard/dashboard';
 
 export interface StartedServer {
   app: INestApplication;
@@ -28,8 +29,8 @@ export interface StartedServer {
 
 /**
  * Builds the NestJS application: migrations run as the database connects,
- * then the API, its OpenAPI document (/openapi.json) and interactive docs
- * (/docs) are served.
+ * then the API, its OpenAPI document (/openapi.json), interactive docs
+ * (/docs) and the dashboard (/, see dashboard/dashboard.ts) are served.
  */
 export async function createServer(config: ServerConfig, opts: { listen?: boolean } = {}): Promise<StartedServer> {
   const logger = createLogger(config.logLevel);
@@ -53,6 +54,7 @@ export async function createServer(config: ServerConfig, opts: { listen?: boolea
   let document: OpenAPIObject | undefined;
   const getDocument = (): OpenAPIObject => (document ??= buildOpenApiDocument(app));
   SwaggerModule.setup('docs', app, getDocument, { jsonDocumentUrl: 'openapi.json' });
+  serveDashboard(app, config.dashboardDir);
 
   if (config.natsUrl) {
     // The agents' requests (register, sync, bundle chunks, reports) arrive

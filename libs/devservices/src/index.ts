@@ -11,3 +11,5 @@ export type { IssuedCert, TestCa } from './test-ca';
 export { TcpLink } from './tcp-link';
 export { formatNumber, median, printTable, quantile, seededRandom, timeMs, verdict } from './bench';
 export type { BenchTable, Cell } from './bench';
+export { CHROMIUM, launchChromium } from './chromium';
+export type { Chromium } from './chromium';

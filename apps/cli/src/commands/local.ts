@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 import { Command, InvalidArgumentError } from 'commander';
 import { resolve } from 'node:path';
 import { startLocalFleet } from '../local/local-fleet';
@@ -10,6 +11,15 @@ const port = (v: string): number => {
 };
 
 /** Where the repository keeps its local state: <repo>/.cgfence. */
+/** The admin token to paste into the dashboard's sign-in (the file is the server's bootstrap token, mode 0600). */
+function readToken(file: string): string {
+  try {
+    return readFileSync(file, 'utf8').trim();
+  } catch {
+    return `(see ${file})`;
+  }
+}
+
 export function defaultLocalStateDir(): string {
   return resolve(__dirname, '..', '..', '..', '..', '..', '.cgfence');
 }
@@ -35,6 +45,7 @@ export function localCommand(): Command {
       printLines([
         '',
         `cgfence local fleet is up (state in ${o.stateDir})`,
+        `  dashboard: ${fleet.apiUrl}/   sign in with the admin token: ${readToken(fleet.tokenFile)}`,
         `  API:      ${fleet.apiUrl}`,
         `  API docs: ${fleet.apiUrl}/docs   (OpenAPI: ${fleet.apiUrl}/openapi.json)`,
         `  metrics:  ${fleet.apiUrl}/metrics`,

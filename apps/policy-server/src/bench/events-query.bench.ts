@@ -17,7 +17,7 @@ import type { BlocklistsService } from '../blocklists/blocklists.service';
 import { loadConfig } from '../config/config';
 import { EventsDb } from '../events/events-db';
 import { EventsQueryService } from '../events/events-query.service';
-import { dayOf, dayStart, partitionName } from '../events/partitions';
+import { fillBlockEvents } from './block-events-fixture';
 
 const TOTAL = Number(process.env.CGFENCE_BENCH_QUERY_EVENTS ?? 10_000_000);
 const DAYS = 8;
@@ -36,38 +36,9 @@ async function main(): Promise<void> {
     await ds.destroy();
 
     const now = Date.now();
-    const today = dayOf(now);
-    const days = Array.from({ length: DAYS + 1 }, (_, i) => today - DAYS + i);
     const admin = new Client({ connectionString: url });
     await admin.connect();
-    for (const d of days) await admin.query(`create table ${partitionName(d)} partition of block_events for values from ('${dayStart(d)}') to ('${dayStart(d + 1)}')`);
-    const perDay = Math.ceil(TOTAL / DAYS);
-    const gen = await timeMs(() =>
-      Promise.all(
-        days.slice(0, DAYS).map(async (d, k) => {
-          const c = new Client({ connectionString: url });
-          await c.connect();
-          // The last generated day ends now, the others are whole days.
-          const start = Math.max(now - (DAYS - k) * 86_400_000, d * 86_400_000);
-          await c.query(
-            `insert into block_events (time, id, host, cohort, run_id, labels, pid, comm, cmdline, uid, cgroup_id, qname, qname_rev, qtype, entry, action, method, policy_version, blocklist, version)
-             select t, gen_random_uuid(), 'host-' || (i % 500), 'cohort-' || (i % 10), 'run-' || (i / 200), jsonb_build_object('repo', 'r' || (i % 20)),
-                    1000 + i % 300, 'curl', 'curl -s https://s' || (i % 50) || '.dom' || ((i / 7) % 1000) || '.example/x', 1000, '42',
-                    's' || (i % 50) || '.dom' || ((i / 7) % 1000) || '.example', 'example.dom' || ((i / 7) % 1000) || '.s' || (i % 50),
-                    'A', '*.dom' || ((i / 7) % 1000) || '.example', case when i % 10 = 0 then 'audited' else 'blocked' end, 'dns', 'core v' || (1 + i % 3), 'core', 1 + i % 3
-               from generate_series(1, $1::int) as i, lateral (select to_timestamp(($2::float8 + random() * ($3::float8 - $2::float8)) / 1000) as t) x`,
-            [perDay, Math.max(start, d * 86_400_000), Math.min(now, (d + 1) * 86_400_000 - 1)],
-          );
-          await c.end();
-        }),
-      ),
-    );
-    const rollup = await timeMs(() =>
-      admin.query(`insert into block_event_counts select date_trunc('hour', time, 'UTC'), host, coalesce(cohort, ''), action, method, coalesce(blocklist, ''), coalesce(version, 0), count(*)
-                     from block_events group by 1, 2, 3, 4, 5, 6, 7`),
-    );
-    await admin.query('vacuum analyze block_events');
-    await admin.query('analyze block_event_counts');
+    const { gen, rollup } = await fillBlockEvents(url, TOTAL, DAYS, now);
     const stored = ((await admin.query(`select count(*)::int8 as n from block_events`)).rows[0] as { n: string }).n;
 
     edb = new EventsDb(config);

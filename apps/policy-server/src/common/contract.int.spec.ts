@@ -140,6 +140,11 @@ describe(EdgeInterceptor.name, () => {
     const removed = await call('DELETE', '/hosts/contract-web-1', { token: admin });
     assert.deepEqual([removed.status, errorOf(removed).code], [503, 'nats.unavailable']);
     assert.equal((await call('DELETE', '/hosts/nosuch', { token: admin })).status, 404);
+    // The dashboard's routes (the stream is called without a token: it answers at once).
+    await call('GET', '/whoami', { token: viewer });
+    await json('POST', '/rollouts/preview', viewer, plan);
+    await json('POST', '/rollouts/preview', viewer, { stages: 'not a list' });
+    await call('GET', '/live');
 
     assert.deepEqual(problems, []);
     const documented = Object.entries(checker.doc.paths).flatMap(([p, item]) => Object.keys(item).map((m) => `${m.toUpperCase()} ${p}`));

@@ -50,6 +50,7 @@ export function httpStatusOf(code: ErrorCode): number {
       return 409;
     case 'enroll.not_configured':
     case 'nats.unavailable':
+    case 'live.too_many_streams':
       return 503;
     default: {
       const unhandled: never = code;

@@ -45,6 +45,8 @@ const Schema = z.object({
   CGFENCE_EVENTS_RETENTION_DAYS: z.coerce.number().int().min(1).max(3650).default(30),
   /** Ingest block events from JetStream (set false on a replica that should only serve the API). */
   CGFENCE_EVENTS_INGEST: z.enum(['true', 'false']).default('true').transform((v) => v === 'true'),
+  /** The built dashboard served at / (default: apps/dashboard/dist beside this server's build). */
+  CGFENCE_DASHBOARD_DIR: z.string().min(1).optional(),
 });
 
 export type ServerConfig = Readonly<{
@@ -70,6 +72,8 @@ export type ServerConfig = Readonly<{
   hostStaleMs: number;
   eventsRetentionDays: number;
   eventsIngest: boolean;
+  /** The built dashboard's folder; unset: the default next to the server's build. */
+  dashboardDir?: string;
 }>;
 
 export class ConfigError extends Error {}
@@ -109,6 +113,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): ServerConfig {
     hostStaleMs: e.CGFENCE_HOST_STALE_SECONDS * 1000,
     eventsRetentionDays: e.CGFENCE_EVENTS_RETENTION_DAYS,
     eventsIngest: e.CGFENCE_EVENTS_INGEST,
+    dashboardDir: e.CGFENCE_DASHBOARD_DIR,
   };
 }
 

@@ -11,6 +11,7 @@ import { DesiredStateService } from './desired-state.service';
 import { FleetController } from './fleet.controller';
 import { FleetGateway } from './fleet.gateway';
 import { FleetService } from './fleet.service';
+import { RolloutPreviewController } from '../rollouts/rollout-preview.controller';
 import { RolloutsController } from '../rollouts/rollouts.controller';
 import { RolloutsService } from '../rollouts/rollouts.service';
 import { SIGNING_KEY } from './fleet.tokens';
@@ -19,7 +20,7 @@ import { loadOrCreateSigningKey } from './signing-key';
 /** Hosts, the fleet's desired state and staged rollouts, signing, the outbox and the agents' NATS handlers. */
 @Module({
   imports: [EventStoreModule, MetricsModule],
-  controllers: [FleetController, FleetGateway, RolloutsController],
+  controllers: [FleetController, FleetGateway, RolloutPreviewController, RolloutsController],
   providers: [
     { provide: SIGNING_KEY, useFactory: (config: ServerConfig) => loadOrCreateSigningKey(config.signingKeyFile), inject: [SERVER_CONFIG] },
     ContentsRepository,

@@ -26,7 +26,8 @@ import { FleetReadModel, FleetRow } from '../read-models/fleet/fleet.read-model'
 import { HostRow, HostsReadModel } from '../read-models/hosts/hosts.read-model';
 import { RolloutRow, RolloutsReadModel } from '../read-models/rollouts/rollouts.read-model';
 import { RolloutCommand, rolloutDecider, rolloutStreamOf, StageObservation } from './rollout';
-import { hostsPerStage, stageIndexer } from './stages';
+import type { PlanPreview } from './plan-preview';
+import { hostsPerStage, stageHosts, stageIndexer } from './stages';
 
 const TICK_MS = Number(process.env.CGFENCE_ROLLOUT_TICK_MS ?? 1000);
 /** Events after which hosts get something else: the fleet needs a new revision. */
@@ -75,7 +76,11 @@ export class RolloutsService implements OnApplicationBootstrap, OnApplicationShu
 
   // ---- commands ----------------------------------------------------------
 
-  async start(input: unknown, actor: Actor): Promise<RolloutView> {
+  /**
+   * Every rule a plan must pass before it starts (schema, version, baseline,
+   * no other active rollout, no empty stage); throws the first that fails.
+   */
+  private async checkPlan(input: unknown) {
     const parsed = RolloutPlanSchema.safeParse(input);
     if (!parsed.success) {
       const problems = parsed.error.issues.map((i) => ({ field: i.path.join('.') || '(plan)', reason: i.message }));
@@ -110,6 +115,29 @@ export class RolloutsService implements OnApplicationBootstrap, OnApplicationShu
       });
       throw new DomainError('rollout.invalid_plan', `invalid rollout plan: ${problems.map((p) => p.reason).join('; ')}`, problems);
     }
+    return { plan, version, base, hosts, counts };
+  }
+
+  /**
+   * What starting this plan would do, without starting it: the same checks
+   * as start, and the hosts each stage selects (the dashboard's plan editor
+   * asks this as the user types).
+   */
+  async preview(input: unknown): Promise<PlanPreview> {
+    const parsed = RolloutPlanSchema.safeParse(input);
+    const hosts = (await this.hosts.list()).map(identity);
+    const stages = parsed.success ? stageHosts(parsed.data, hosts).map((ids, i) => ({ name: parsed.data.stages[i]!.name, hosts: ids })) : [];
+    try {
+      await this.checkPlan(input);
+      return { valid: true, error: null, stages };
+    } catch (err) {
+      if (!(err instanceof DomainError)) throw err;
+      return { valid: false, error: { code: err.code, message: err.message, details: err.details ?? null }, stages };
+    }
+  }
+
+  async start(input: unknown, actor: Actor): Promise<RolloutView> {
+    const { plan, version, base } = await this.checkPlan(input);
     const id = `r-${randomUUID().slice(0, 8)}`;
     const command: RolloutCommand = {
       type: 'StartRollout',

@@ -57,10 +57,16 @@ export function stageIndexer(r: { id: string; plan: RolloutPlan; stage: number }
   return (host) => stageOf(assignments, host);
 }
 
-/** Hosts each stage selects by its own selector (for refusing a plan with an empty stage). */
-export function hostsPerStage(plan: RolloutPlan, hosts: readonly HostIdentity[]): number[] {
+/** The hosts each stage selects by its own selector (the plan editor's preview). */
+export function stageHosts(plan: RolloutPlan, hosts: readonly HostIdentity[]): string[][] {
   return plan.stages.map((_, i) => {
     const a: Assignment = { ...stageSelector(plan, i), bundle: UNSIGNED };
-    return hosts.filter((h) => assignmentSelects(a, h)).length;
+    return hosts.filter((h) => assignmentSelects(a, h)).map((h) => h.hostId);
   });
 }
+
+/** Hosts each stage selects by its own selector (for refusing a plan with an empty stage). */
+export function hostsPerStage(plan: RolloutPlan, hosts: readonly HostIdentity[]): number[] {
+  return stageHosts(plan, hosts).map((ids) => ids.length);
+}
+

@@ -49,6 +49,7 @@ export const ERROR_CODES = [
   'rollout.active_exists',
   'rollout.state_conflict',
   'rollout.stage_moved',
+  'live.too_many_streams',
   'auth.missing_token',
   'auth.invalid_token',
   'auth.forbidden',
