@@ -6,6 +6,10 @@ import { Outbox1732000000005 } from './1732000000005-outbox';
 import { FleetReadModels1732000000006 } from './1732000000006-fleet-read-models';
 import { Rollouts1732000000007 } from './1732000000007-rollouts';
 import { BlockEvents1732000000008 } from './1732000000008-block-events';
+import { FindingsReadModel1733000018001 } from './1733000018001-findings-read-model';
+import { FindingOccurrences1733000018002 } from './1733000018002-finding-occurrences';
+import { OwnersReadModel1733000018003 } from './1733000018003-owners-read-model';
+import { WebhookDeliveries1733000018004 } from './1733000018004-webhook-deliveries';
 
 import type { MigrationInterface } from 'typeorm';
 
@@ -19,5 +23,9 @@ export const migrations: (new () => MigrationInterface)[] = [
   FleetReadModels1732000000006,
   Rollouts1732000000007,
   BlockEvents1732000000008,
+  FindingsReadModel1733000018001,
+  FindingOccurrences1733000018002,
+  OwnersReadModel1733000018003,
+  WebhookDeliveries1733000018004,
 ];
 

@@ -16,6 +16,8 @@ import { EventsModule } from './events/events.module';
 import { FleetModule } from './fleet/fleet.module';
 import { HealthController } from './health/health.controller';
 import { MetricsModule } from './metrics/metrics.module';
+import { FindingsModule } from './findings/findings.module';
+import { NotificationsModule } from './notifications/notifications.module';
 
 /** TypeORM options shared by the server and the `migrate` command. */
 export function dataSourceOptions(config: ServerConfig): DataSourceOptions {
@@ -47,6 +49,8 @@ export class AppModule implements NestModule {
         AuditModule,
         FleetModule,
         EventsModule,
+        FindingsModule,
+        NotificationsModule,
       ],
       controllers: [HealthController],
       providers: [

@@ -21,6 +21,10 @@ export type ErrorCode =
   | 'rollout.active_exists'
   | 'rollout.state_conflict'
   | 'rollout.stage_moved'
+  | 'finding.not_found'
+  | 'finding.state_conflict'
+  | 'owner.not_found'
+  | 'delivery.not_found'
   | 'auth.missing_token'
   | 'auth.invalid_token'
   | 'auth.forbidden';

@@ -26,6 +26,9 @@ export function httpStatusOf(code: ErrorCode): number {
     case 'host.not_found':
     case 'rollout.not_found':
     case 'run.not_found':
+    case 'finding.not_found':
+    case 'owner.not_found':
+    case 'delivery.not_found':
       return 404;
     case 'blocklist.already_exists':
     case 'version.conflict':
@@ -34,6 +37,7 @@ export function httpStatusOf(code: ErrorCode): number {
     case 'rollout.active_exists':
     case 'rollout.state_conflict':
     case 'rollout.stage_moved':
+    case 'finding.state_conflict':
       return 409;
     default: {
       const unhandled: never = code;

@@ -7,11 +7,15 @@ import { FleetReadModel } from '../read-models/fleet/fleet.read-model';
 import { HostsReadModel } from '../read-models/hosts/hosts.read-model';
 import { RolloutsReadModel } from '../read-models/rollouts/rollouts.read-model';
 import { CommandHandler } from './command-handler.service';
+import { FindingsReadModel } from '../findings/findings.read-model';
+import { OwnersReadModel } from '../owners/owners.read-model';
+import { DeliveriesRepository } from '../notifications/deliveries.repository';
+import { NotificationsReactor } from '../notifications/notifications.reactor';
 import { EventStore } from './event-store.service';
 
 /** The event store, the command handler on top of it, and the read models it feeds. */
 @Module({
-  providers: [Clock, EventStore, CommandHandler, ReadModels, BlocklistsReadModel, TokensReadModel, FleetReadModel, HostsReadModel, RolloutsReadModel],
-  exports: [Clock, EventStore, CommandHandler, ReadModels, BlocklistsReadModel, TokensReadModel, FleetReadModel, HostsReadModel, RolloutsReadModel],
+  providers: [Clock, EventStore, CommandHandler, ReadModels, BlocklistsReadModel, TokensReadModel, FleetReadModel, HostsReadModel, RolloutsReadModel, FindingsReadModel, OwnersReadModel, DeliveriesRepository, NotificationsReactor],
+  exports: [Clock, EventStore, CommandHandler, ReadModels, BlocklistsReadModel, TokensReadModel, FleetReadModel, HostsReadModel, RolloutsReadModel, FindingsReadModel, OwnersReadModel, DeliveriesRepository, NotificationsReactor],
 })
 export class EventStoreModule {}

@@ -2,3 +2,4 @@ export * from './blocklists';
 export * from './fleet';
 export * from './rollouts';
 export * from './events';
+export * from './findings';
