@@ -13,6 +13,8 @@ import { NatsServer, waitFor } from '@cgfence/devservices';
 import { BlockEvent, DeliveryView, EVENT_SUBJECTS, FindingDetailView, FindingView, OwnerSetView } from '@cgfence/proto';
 import { DataSource } from 'typeorm';
 import { blockEvent } from '../events/test-events';
+import { EventsWriter } from '../events/events-writer';
+import { toRow } from '../events/rows';
 import { verifyDelivery } from '../notifications/signature';
 import { ReadModels } from '../read-models/read-models.service';
 import { TestPolicyServer } from '../testing/test-server';
@@ -175,6 +177,43 @@ describe('findings and notifications (JetStream → findings → webhooks)', () 
     await waitFor('reopened at expiry', async () => (await finding(id)).state === 'new', 20_000);
     await waitFor('the expiry notification', () => about('queue').some((r) => JSON.parse(r.body).trigger === 'finding.accepted-expired'), 20_000);
     assert.equal((await finding(id)).regression, false);
+  });
+
+  it('counts a redelivered batch once: only events really inserted make occurrences', { timeout: 60_000 }, async () => {
+    const writer = env.get(EventsWriter);
+    const rows = [0, 1, 2].map((i) => toRow(blockEvent('host-r', i, Date.now() - 1000 + i, { labels: { service: 'redo' }, entry: 'redo.internal', qname: 'redo.internal' }), new Date(Date.now() - 1000 + i)));
+    assert.equal(await writer.writeRows(rows, [], 'copy', 'service'), 3);
+    await waitFor('the finding', async () => (await findings('owner=redo'))[0]?.blocked === 3, 20_000);
+    const more = toRow(blockEvent('host-r', 3, Date.now(), { labels: { service: 'redo' }, entry: 'redo.internal', qname: 'redo.internal' }), new Date());
+    // The same three again (a redelivery after a crash) and one new: the staged path inserts one.
+    assert.equal(await writer.writeRows([...rows, more], [], 'copy', 'service'), 1);
+    assert.equal(await writer.writeRows([...rows, more], [], 'insert', 'service'), 0);
+    await waitFor('the new one counted', async () => (await findings('owner=redo'))[0]?.blocked === 4, 20_000);
+    await sleep(300);
+    assert.equal((await findings('owner=redo'))[0]?.blocked, 4);
+  });
+
+  it('tells a target subscribed to a fleet trigger (the kill switch), in the Slack format, and no target that is not', { timeout: 60_000 }, async () => {
+    const secret = await owner('sre', `${receiver.url}?slack`, ['killswitch.toggled', 'rollout.completed']);
+    const before = receiver.received.length;
+    await env.http.post('/fleet/audit-mode').set(auth).send({ on: true }).expect(201);
+    await waitFor('the kill switch notification', () => receiver.received.some((r) => r.headers['cgfence-trigger'] === 'killswitch.toggled'), 20_000);
+    await env.http.post('/fleet/audit-mode').set(auth).send({ on: false }).expect(201);
+    await waitFor('both toggles', () => receiver.received.filter((r) => r.headers['cgfence-trigger'] === 'killswitch.toggled').length === 2, 20_000);
+    await sleep(300);
+    const sent = receiver.received.slice(before);
+    assert.equal(sent.length, 2, 'only the target subscribed to it');
+    assert.ok(sent.every((r) => valid(secret, r)));
+    // Switch the target to Slack's format: same URL, so the same target, changed.
+    await env.http.post('/owners').set(auth).send({ value: 'sre', webhook: { url: `${receiver.url}?slack`, format: 'slack', triggers: ['killswitch.toggled'] } }).expect(201);
+    await env.http.post('/fleet/audit-mode').set(auth).send({ on: true }).expect(201);
+    await waitFor('the Slack-format notification', () => receiver.received.length === before + 3, 20_000);
+    const slack = JSON.parse(receiver.received.at(-1)!.body) as { text: string; blocks: unknown[] };
+    assert.match(slack.text, /kill switch ON/);
+    assert.ok(slack.blocks.length > 0);
+    await env.http.post('/fleet/audit-mode').set(auth).send({ on: false }).expect(201);
+    const owners = (await env.http.get('/owners').set(auth).expect(200)).body as { value: string; targets: { format: string }[] }[];
+    assert.equal(owners.find((o) => o.value === 'sre')?.targets[0]?.format, 'slack');
   });
 
   it('refuses bad input with a 4xx naming the problem', async () => {
