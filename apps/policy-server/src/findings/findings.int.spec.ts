@@ -10,7 +10,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { connect, NatsConnection } from '@nats-io/transport-node';
 import { jetstream, JetStreamClient } from '@nats-io/jetstream';
 import { NatsServer, waitFor } from '@cgfence/devservices';
-import { BlockEvent, DeliveryView, EVENT_SUBJECTS, FindingDetailView, FindingView, OwnerSetView } from '@cgfence/proto';
+import { BlockEvent, DeliveryView, ReplayView, RunSummary, EVENT_SUBJECTS, FindingDetailView, FindingView, OwnerSetView } from '@cgfence/proto';
 import { DataSource } from 'typeorm';
 import { blockEvent } from '../events/test-events';
 import { EventsWriter } from '../events/events-writer';
@@ -214,6 +214,23 @@ describe('findings and notifications (JetStream → findings → webhooks)', () 
     await env.http.post('/fleet/audit-mode').set(auth).send({ on: false }).expect(201);
     const owners = (await env.http.get('/owners').set(auth).expect(200)).body as { value: string; targets: { format: string }[] }[];
     assert.equal(owners.find((o) => o.value === 'sre')?.targets[0]?.format, 'slack');
+  });
+
+  it('blocklist replay says per owner which findings a candidate version would create', { timeout: 60_000 }, async () => {
+    await env.http.post('/blocklists').set(auth).send({ name: 'deps' }).expect(201);
+    await env.http.post('/blocklists/deps/versions').set(auth).send({ entries: ['api.internal', '*.newdep.internal'] }).expect(201);
+    const now = new Date().toISOString();
+    const run = (id: string, service: string | null, names: string[]): RunSummary => ({
+      runId: id, host: 'host-a', cohort: null, labels: service ? { service } : {}, command: 'deploy', startedAt: now, endedAt: now, exitCode: 0, signal: null, overflow: 0, policyVersion: null,
+      domains: names.map((name) => ({ name, queries: 1, blocked: 0, firstSeen: now, lastSeen: now })),
+    });
+    await env.get(EventsWriter).writeRows([], [run('rp1', 'api', ['api.internal', 'x.newdep.internal']), run('rp2', 'api', ['x.newdep.internal']), run('rp3', null, ['y.newdep.internal'])]);
+    const r = (await env.http.post('/blocklists/deps/replay').set(auth).send({ version: 1, since: '1h' }).expect(201)).body as ReplayView;
+    const api = r.owners!.find((o) => o.owner === 'api')!;
+    assert.equal(api.team, 'team-api');
+    assert.equal(api.newFindings, 1);
+    assert.deepEqual(api.findings.map((f) => [f.entry, f.existing, f.runs]), [['*.newdep.internal', null, 2], ['api.internal', 'new', 1]]);
+    assert.deepEqual(r.owners!.find((o) => o.owner === '')?.findings.map((f) => f.entry), ['*.newdep.internal']);
   });
 
   it('refuses bad input with a 4xx naming the problem', async () => {

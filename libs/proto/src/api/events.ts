@@ -223,4 +223,15 @@ export interface ReplayView {
   runs: { runId: string; host: string; startedAt: string; domains: { name: string; queries: number; entry: string }[] }[];
   hosts: { host: string; runs: number; domains: string[] }[];
   domains: { name: string; entry: string; runs: number; hosts: number }[];
+  /**
+   * Per owner (the findings owner label of the runs): the findings the
+   * version would create (existing: null) or add to (existing: its state).
+   */
+  owners?: {
+    ownerKey: string;
+    owner: string;
+    team: string | null;
+    newFindings: number;
+    findings: { id: string; entry: string; existing: string | null; runs: number; hosts: number }[];
+  }[];
 }
