@@ -21,6 +21,7 @@ export class OwnersReadModel1733000018003 implements MigrationInterface {
         url        text        not null,
         format     text        not null,
         triggers   text[]      not null,
+        digest     text,
         updated_at timestamptz not null
       )`);
     await q.query(`create index rm_notification_targets_owner on rm_notification_targets (owner_key, owner)`);

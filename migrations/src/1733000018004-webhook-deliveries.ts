@@ -6,7 +6,11 @@ import { MigrationInterface, QueryRunner } from 'typeorm';
  * delivery row is written in the transaction of the event it reports (one
  * per event and target: the unique key makes a replay write nothing), and
  * the dispatcher posts it, retrying with backoff until it is delivered or
- * dead (the dead-letter list an operator can retry).
+ * dead (the dead-letter list an operator can retry). A target with a
+ * digest period holds its finding notifications ('held') until one digest
+ * delivery carries them all ('digested'); a digest's event_position is the
+ * negated newest position it carries (unique per target, as the sets are
+ * disjoint).
  */
 export class WebhookDeliveries1733000018004 implements MigrationInterface {
   name = 'WebhookDeliveries1733000018004';
@@ -26,7 +30,7 @@ export class WebhookDeliveries1733000018004 implements MigrationInterface {
         trigger         text        not null,
         subject         text        not null,
         body            text        not null,
-        status          text        not null default 'pending' check (status in ('pending', 'delivered', 'dead')),
+        status          text        not null default 'pending' check (status in ('pending', 'delivered', 'dead', 'held', 'digested')),
         attempts        integer     not null default 0,
         next_attempt_at timestamptz not null default now(),
         last_error      text,
@@ -36,6 +40,7 @@ export class WebhookDeliveries1733000018004 implements MigrationInterface {
       )`);
     await q.query(`create index webhook_deliveries_due on webhook_deliveries (next_attempt_at) where status = 'pending'`);
     await q.query(`create index webhook_deliveries_status on webhook_deliveries (status, created_at desc)`);
+    await q.query(`create index webhook_deliveries_held on webhook_deliveries (target_id, created_at) where status = 'held'`);
   }
 
   async down(q: QueryRunner): Promise<void> {

@@ -84,11 +84,11 @@ const ownerArg = (v: string): { key: string; value: string } => {
 
 function printOwners(all: OwnerView[]): void {
   printTable(
-    ['OWNER', 'TEAM', 'TARGET', 'FORMAT', 'URL', 'TRIGGERS'],
+    ['OWNER', 'TEAM', 'TARGET', 'FORMAT', 'DIGEST', 'URL', 'TRIGGERS'],
     all.flatMap((o) =>
       o.targets.length === 0
-        ? [[`${o.key}=${o.value}`, o.team, '-', '-', '-', '-']]
-        : o.targets.map((t) => [`${o.key}=${o.value}`, o.team, t.id, t.format, short(t.url, 60), t.triggers.join(',')]),
+        ? [[`${o.key}=${o.value}`, o.team, '-', '-', '-', '-', '-']]
+        : o.targets.map((t) => [`${o.key}=${o.value}`, o.team, t.id, t.format, t.digest, short(t.url, 60), t.triggers.join(',')]),
     ),
   );
 }
@@ -104,9 +104,15 @@ export function ownersCommand(): Command {
     .addOption(new Option('--format <f>', 'payload format').choices(['json', 'slack']).default('json'))
     .option('--triggers <list>', `comma-separated, from: ${TRIGGERS.join(', ')}`)
     .option('--secret <secret>', 'HMAC key for the signature (default: generated)')
-    .action(async (owner: { key: string; value: string }, o: { team?: string; webhook?: string; format: string; triggers?: string; secret?: string }, self: Command) => {
+    .option('--digest <period>', 'gather finding notifications into one message per period (1h, 1d); "off" to send each')
+    .action(async (owner: { key: string; value: string }, o: { team?: string; webhook?: string; format: string; triggers?: string; secret?: string; digest?: string }, self: Command) => {
       const webhook = o.webhook
-        ? { url: o.webhook, format: o.format, ...(o.triggers ? { triggers: o.triggers.split(',').map((t) => t.trim()).filter(Boolean) } : {}), ...(o.secret ? { secret: o.secret } : {}) }
+        ? {
+            url: o.webhook, format: o.format,
+            ...(o.triggers ? { triggers: o.triggers.split(',').map((t) => t.trim()).filter(Boolean) } : {}),
+            ...(o.secret ? { secret: o.secret } : {}),
+            ...(o.digest ? { digest: o.digest === 'off' ? null : o.digest } : {}),
+          }
         : undefined;
       const r = await client(self).post<OwnerSetView>('owners', { ...owner, ...(o.team ? { team: o.team } : {}), ...(webhook ? { webhook } : {}) });
       if (globals(self).json) return printJson(r);
@@ -140,7 +146,7 @@ export function notificationsCommand(): Command {
   cmd
     .command('list')
     .description('deliveries, newest first')
-    .addOption(new Option('--status <s>', 'only these (dead: the dead-letter list)').choices(['pending', 'delivered', 'dead']))
+    .addOption(new Option('--status <s>', 'only these (dead: the dead-letter list; held: waiting for a digest)').choices(['pending', 'delivered', 'dead', 'held', 'digested']))
     .option('--target <id>', 'one target')
     .option('--limit <n>', 'at most this many', '100')
     .action(async (o: { status?: string; target?: string; limit: string }, self: Command) => {

@@ -233,6 +233,26 @@ describe('findings and notifications (JetStream → findings → webhooks)', () 
     assert.deepEqual(r.owners!.find((o) => o.owner === '')?.findings.map((f) => f.entry), ['*.newdep.internal']);
   });
 
+  it('a digest target gets one message per period with every finding notice it held', { timeout: 60_000 }, async () => {
+    const r = await env.http.post('/owners').set(auth).send({ value: 'batchy', webhook: { url: `${receiver.url}?digest`, digest: '2s' } }).expect(201);
+    const secret = (r.body as OwnerSetView).secret!.secret;
+    const digests = () => receiver.received.filter((x) => x.headers['cgfence-trigger'] === 'digest');
+    await block('batchy', { entry: 'one.internal' });
+    await block('batchy', { entry: 'two.internal' });
+    await waitFor('two findings', async () => (await findings('owner=batchy')).length === 2, 20_000);
+    assert.equal(digests().length, 0, 'held, not sent one by one');
+    assert.equal(about('batchy').length, 0);
+    await waitFor('the digest', () => digests().length === 1, 20_000);
+    const d = digests()[0]!;
+    assert.ok(valid(secret, d));
+    const body = JSON.parse(d.body) as { trigger: string; notices: { trigger: string; finding: FindingView }[] };
+    assert.deepEqual(body.notices.map((n) => [n.trigger, n.finding.entry]).sort(), [['finding.new', 'one.internal'], ['finding.new', 'two.internal']]);
+    await sleep(2500);
+    assert.equal(digests().length, 1, 'nothing new, no second digest');
+    const held = (await env.http.get('/notifications/deliveries?status=digested').set(auth).expect(200)).body as DeliveryView[];
+    assert.equal(held.filter((x) => x.subject.includes('service=batchy')).length, 2);
+  });
+
   it('refuses bad input with a 4xx naming the problem', async () => {
     await env.http.get('/findings?state=nope').set(auth).expect(400);
     await env.http.get('/findings?since=yesterday').set(auth).expect(400);

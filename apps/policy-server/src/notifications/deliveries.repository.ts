@@ -8,10 +8,10 @@ export interface DeliveryRow {
   id: string;
   event_position: string;
   target_id: string;
-  trigger: Trigger;
+  trigger: Trigger | 'digest';
   subject: string;
   body: string;
-  status: 'pending' | 'delivered' | 'dead';
+  status: 'pending' | 'delivered' | 'dead' | 'held' | 'digested';
   attempts: number;
   next_attempt_at: Date;
   last_error: string | null;
@@ -34,12 +34,49 @@ export class DeliveriesRepository {
   }
 
   /** In the transaction of the event it reports; the same event and target twice writes nothing. */
-  async add(m: EntityManager, d: { id: string; eventPosition: bigint; targetId: string; trigger: Trigger; subject: string; body: string }): Promise<void> {
+  async add(m: EntityManager, d: { id: string; eventPosition: bigint; targetId: string; trigger: Trigger; subject: string; body: string; held?: boolean }): Promise<void> {
     await m.query(
-      `insert into webhook_deliveries (id, event_position, target_id, trigger, subject, body) values ($1, $2, $3, $4, $5, $6)
+      `insert into webhook_deliveries (id, event_position, target_id, trigger, subject, body, status) values ($1, $2, $3, $4, $5, $6, $7)
        on conflict (event_position, target_id) do nothing`,
-      [d.id, d.eventPosition.toString(), d.targetId, d.trigger, d.subject, d.body],
+      [d.id, d.eventPosition.toString(), d.targetId, d.trigger, d.subject, d.body, d.held ? 'held' : 'pending'],
     );
+  }
+
+  /**
+   * For each digest target whose oldest held notice is a period old: one
+   * digest delivery carrying every notice it holds (rendered by `render`),
+   * and those notices marked digested, in one transaction per target.
+   * Returns how many digests it made.
+   */
+  async digest(render: (target: { id: string; format: 'json' | 'slack'; owner_key: string; owner: string; digest: string }, deliveryId: string, held: DeliveryRow[]) => { subject: string; body: string }): Promise<number> {
+    const due: { id: string; format: 'json' | 'slack'; owner_key: string; owner: string; digest: string }[] = await this.db.query(
+      `select t.id, t.format, t.owner_key, t.owner, t.digest from rm_notification_targets t
+        where t.digest is not null and exists (
+          select 1 from webhook_deliveries d where d.target_id = t.id and d.status = 'held'
+             and d.created_at <= now() - (substring(t.digest from '^[0-9]+') || ' ' || case right(t.digest, 1) when 's' then 'seconds' when 'm' then 'minutes' when 'h' then 'hours' else 'days' end)::interval)
+        order by t.id`,
+    );
+    let made = 0;
+    for (const t of due) {
+      await this.db.transaction(async (m) => {
+        const held: DeliveryRow[] = await m.query(
+          `select * from webhook_deliveries where target_id = $1 and status = 'held' order by event_position for update skip locked`,
+          [t.id],
+        );
+        if (held.length === 0) return;
+        const id = this.newId();
+        const { subject, body } = render(t, id, held);
+        const newest = held.reduce((a, d) => (BigInt(d.event_position) > a ? BigInt(d.event_position) : a), 0n);
+        await m.query(
+          `insert into webhook_deliveries (id, event_position, target_id, trigger, subject, body) values ($1, $2, $3, 'digest', $4, $5)
+           on conflict (event_position, target_id) do nothing`,
+          [id, (-newest).toString(), t.id, subject, body],
+        );
+        await m.query(`update webhook_deliveries set status = 'digested' where id = any($1::uuid[])`, [held.map((d) => d.id)]);
+        made++;
+      });
+    }
+    return made;
   }
 
   async setSecret(m: EntityManager, targetId: string, secret: string): Promise<void> {

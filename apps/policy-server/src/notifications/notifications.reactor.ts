@@ -30,7 +30,12 @@ export class NotificationsReactor {
       const targets = await this.owners.targetsFor(n.notice.trigger, n.owner, m);
       for (const t of targets) {
         const id = this.deliveries.newId();
-        await this.deliveries.add(m, { id, eventPosition: e.position, targetId: t.id, trigger: n.notice.trigger, subject: n.notice.subject, body: renderBody(t.format, id, n.notice) });
+        // A digest target gathers finding notices: held as JSON until its digest is rendered in the target's format.
+        const held = t.digest !== null && n.notice.trigger.startsWith('finding.');
+        await this.deliveries.add(m, {
+          id, eventPosition: e.position, targetId: t.id, trigger: n.notice.trigger, subject: n.notice.subject,
+          body: renderBody(held ? 'json' : t.format, id, n.notice), held,
+        });
       }
     }
   }

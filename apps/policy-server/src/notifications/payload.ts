@@ -28,6 +28,34 @@ export function renderBody(format: 'json' | 'slack', deliveryId: string, n: Noti
   });
 }
 
+/** One message for a digest target: every notice it held, in its format. */
+export function renderDigest(format: 'json' | 'slack', deliveryId: string, owner: string, period: string, notices: readonly Notice[]): { subject: string; body: string } {
+  const subject = `${owner}: ${notices.length} finding notification${notices.length === 1 ? '' : 's'} (digest, every ${period})`;
+  const occurredAt = notices.reduce((a, n) => (n.occurredAt > a ? n.occurredAt : a), '');
+  if (format === 'json') {
+    return { subject, body: JSON.stringify({ deliveryId, trigger: 'digest', subject, occurredAt, notices: notices.map((n) => ({ trigger: n.trigger, subject: n.subject, occurredAt: n.occurredAt, actor: n.actor, ...n.details })) }) };
+  }
+  const lines = notices.slice(0, 40).map((n) => `• ${escapeSlack(n.subject)} (${n.occurredAt})`);
+  if (notices.length > 40) lines.push(`… and ${notices.length - 40} more`);
+  return {
+    subject,
+    body: JSON.stringify({
+      text: `[cgfence] ${subject}`,
+      blocks: [
+        { type: 'section', text: { type: 'mrkdwn', text: `*${escapeSlack(subject)}*` } },
+        { type: 'section', text: { type: 'mrkdwn', text: lines.join('\n') } },
+        { type: 'context', elements: [{ type: 'mrkdwn', text: `digest · delivery ${deliveryId}` }] },
+      ],
+    }),
+  };
+}
+
+/** A held notice's JSON body back as a notice. */
+export function noticeOf(body: string): Notice {
+  const { trigger, subject, occurredAt, actor, deliveryId: _id, ...details } = JSON.parse(body) as Notice & { deliveryId: string } & Record<string, unknown>;
+  return { trigger, subject, occurredAt, actor, details };
+}
+
 /** Slack's three control characters in mrkdwn. */
 function escapeSlack(s: string): string {
   return s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;');

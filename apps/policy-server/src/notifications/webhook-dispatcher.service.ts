@@ -3,6 +3,7 @@ import type { Logger } from 'pino';
 import { LOGGER } from '../common/logger';
 import { SERVER_CONFIG, ServerConfig } from '../config/config';
 import { DeliveriesRepository, DueDelivery } from './deliveries.repository';
+import { noticeOf, renderDigest } from './payload';
 import { HEADERS, signDelivery } from './signature';
 
 /** Deliveries claimed (and posted at once) per pass. */
@@ -46,6 +47,7 @@ export class WebhookDispatcher implements OnApplicationBootstrap, OnApplicationS
     while (!this.stopped) {
       let n = 0;
       try {
+        await this.digest();
         n = await this.dispatch();
       } catch (err) {
         if (!this.stopped) this.logger.warn({ err: (err as Error).message }, 'webhook dispatch failed; retrying');
@@ -69,6 +71,13 @@ export class WebhookDispatcher implements OnApplicationBootstrap, OnApplicationS
       async (due) => new Map(await Promise.all(due.map(async (d) => [d.id, await this.post(d)] as const))),
       (attempts) => backoffMs(this.config.webhookBackoffMs, attempts),
       this.config.webhookMaxAttempts,
+    );
+  }
+
+  /** Makes the digests that are due (they are then sent like any delivery). */
+  digest(): Promise<number> {
+    return this.deliveries.digest((t, id, held) =>
+      renderDigest(t.format, id, t.owner === '' ? `(no ${t.owner_key} label)` : `${t.owner_key}=${t.owner}`, t.digest, held.map((d) => noticeOf(d.body))),
     );
   }
 

@@ -22,26 +22,31 @@ function given(events: OwnerEvent[]) {
 
 const set = (over: Partial<Extract<OwnerCommand, { type: 'SetOwner' }>> = {}): OwnerCommand => ({ type: 'SetOwner', key: 'service', value: 'api', newTargetId: 't2', now, ...over });
 const ownerSet: OwnerEvent = { type: 'OwnerSet', data: { key: 'service', value: 'api', team: 'payments', at } };
-const target: OwnerEvent = { type: 'TargetAdded', data: { id: 't1', url: 'https://hooks.example/a', format: 'json', triggers: ['finding.new'], at } };
+const target: OwnerEvent = { type: 'TargetAdded', data: { id: 't1', url: 'https://hooks.example/a', format: 'json', triggers: ['finding.new'], digest: null, at } };
 
 describe('owner decider', () => {
   it('sets a new owner with its team and first target', () =>
     given([])
-      .when(set({ team: 'payments', newTargetId: 't1', target: { url: 'https://hooks.example/a', format: 'json', triggers: ['finding.new'] } }))
+      .when(set({ team: 'payments', newTargetId: 't1', target: { url: 'https://hooks.example/a', format: 'json', triggers: ['finding.new'], digest: null } }))
       .then([ownerSet, target]));
 
   it('changes nothing when told the same again', () =>
-    given([ownerSet, target]).when(set({ team: 'payments', target: { url: 'https://hooks.example/a', format: 'json', triggers: ['finding.new'] } })).then([]));
+    given([ownerSet, target]).when(set({ team: 'payments', target: { url: 'https://hooks.example/a', format: 'json', triggers: ['finding.new'], digest: null } })).then([]));
 
   it('keeps the team when none is given, and changes a known URL\'s target in place', () =>
     given([ownerSet, target])
-      .when(set({ target: { url: 'https://hooks.example/a', format: 'slack', triggers: ['finding.regression', 'finding.new'] } }))
-      .then([{ type: 'TargetChanged', data: { id: 't1', url: 'https://hooks.example/a', format: 'slack', triggers: ['finding.new', 'finding.regression'], at } }]));
+      .when(set({ target: { url: 'https://hooks.example/a', format: 'slack', triggers: ['finding.regression', 'finding.new'], digest: null } }))
+      .then([{ type: 'TargetChanged', data: { id: 't1', url: 'https://hooks.example/a', format: 'slack', triggers: ['finding.new', 'finding.regression'], digest: null, at } }]));
+
+  it('changes a target to a digest', () =>
+    given([ownerSet, target])
+      .when(set({ target: { url: 'https://hooks.example/a', format: 'json', triggers: ['finding.new'], digest: '1h' } }))
+      .then([{ type: 'TargetChanged', data: { id: 't1', url: 'https://hooks.example/a', format: 'json', triggers: ['finding.new'], digest: '1h', at } }]));
 
   it('adds a second URL as a second target', () =>
     given([ownerSet, target])
-      .when(set({ target: { url: 'https://hooks.example/b', format: 'json', triggers: ['rollout.completed'] } }))
-      .then([{ type: 'TargetAdded', data: { id: 't2', url: 'https://hooks.example/b', format: 'json', triggers: ['rollout.completed'], at } }]));
+      .when(set({ target: { url: 'https://hooks.example/b', format: 'json', triggers: ['rollout.completed'], digest: null } }))
+      .then([{ type: 'TargetAdded', data: { id: 't2', url: 'https://hooks.example/b', format: 'json', triggers: ['rollout.completed'], digest: null, at } }]));
 
   it('removes a target it has, and refuses one it has not', () => {
     given([ownerSet, target]).when({ type: 'RemoveTarget', id: 't1', now }).then([{ type: 'TargetRemoved', data: { id: 't1', at } }]);

@@ -21,9 +21,10 @@ export function decide(c: OwnerCommand, s: OwnerState): OwnerEvent[] {
   if (c.target) {
     const existing = s.status === 'set' ? s.targets.find((t) => t.url === c.target!.url) : undefined;
     const triggers = [...c.target.triggers].sort();
-    if (!existing) out.push({ type: 'TargetAdded', data: { id: c.newTargetId, url: c.target.url, format: c.target.format, triggers, at } });
-    else if (existing.format !== c.target.format || !same(existing.triggers, triggers)) {
-      out.push({ type: 'TargetChanged', data: { id: existing.id, url: c.target.url, format: c.target.format, triggers, at } });
+    const digest = c.target.digest;
+    if (!existing) out.push({ type: 'TargetAdded', data: { id: c.newTargetId, url: c.target.url, format: c.target.format, triggers, digest, at } });
+    else if (existing.format !== c.target.format || !same(existing.triggers, triggers) || existing.digest !== digest) {
+      out.push({ type: 'TargetChanged', data: { id: existing.id, url: c.target.url, format: c.target.format, triggers, digest, at } });
     }
   }
   return out;

@@ -6,6 +6,8 @@ export interface TargetSpec {
   url: string;
   format: 'json' | 'slack';
   triggers: Trigger[];
+  /** A period ('1h'): finding notifications are gathered into one message per period. */
+  digest: string | null;
 }
 
 export type OwnerEvent =
@@ -18,7 +20,7 @@ export type OwnerState = { status: 'absent' } | { status: 'set'; key: string; va
 
 export const initialState: OwnerState = { status: 'absent' };
 
-const spec = ({ id, url, format, triggers }: TargetSpec): TargetSpec => ({ id, url, format, triggers });
+const spec = ({ id, url, format, triggers, digest }: TargetSpec): TargetSpec => ({ id, url, format, triggers, digest: digest ?? null });
 
 export function evolve(s: OwnerState, e: OwnerEvent): OwnerState {
   if (e.type === 'OwnerSet') return { status: 'set', key: e.data.key, value: e.data.value, team: e.data.team, targets: s.status === 'set' ? s.targets : [] };

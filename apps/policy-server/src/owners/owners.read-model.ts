@@ -19,6 +19,7 @@ export interface TargetRow {
   url: string;
   format: 'json' | 'slack';
   triggers: Trigger[];
+  digest: string | null;
 }
 
 /** Owners and their notification targets; rebuilt from the owner streams. */
@@ -47,9 +48,9 @@ export class OwnersReadModel implements ReadModel {
         const key = stored.streamId.slice(OWNER_STREAM_PREFIX.length, eq);
         const value = stored.streamId.slice(eq + 1);
         await m.query(
-          `insert into rm_notification_targets (id, owner_key, owner, url, format, triggers, updated_at) values ($1, $2, $3, $4, $5, $6, $7)
-           on conflict (id) do update set url = excluded.url, format = excluded.format, triggers = excluded.triggers, updated_at = excluded.updated_at`,
-          [e.data.id, key, value, e.data.url, e.data.format, e.data.triggers, at],
+          `insert into rm_notification_targets (id, owner_key, owner, url, format, triggers, digest, updated_at) values ($1, $2, $3, $4, $5, $6, $7, $8)
+           on conflict (id) do update set url = excluded.url, format = excluded.format, triggers = excluded.triggers, digest = excluded.digest, updated_at = excluded.updated_at`,
+          [e.data.id, key, value, e.data.url, e.data.format, e.data.triggers, e.data.digest ?? null, at],
         );
         await m.query(`update rm_owners set updated_at = $3 where key = $1 and value = $2`, [key, value, at]);
         return;

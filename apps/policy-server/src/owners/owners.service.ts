@@ -14,7 +14,7 @@ const view = (o: OwnerRow & { targets: TargetRow[] }): OwnerView => ({
   key: o.key,
   value: o.value,
   team: o.team,
-  targets: o.targets.map((t) => ({ id: t.id, url: t.url, format: t.format, triggers: t.triggers })),
+  targets: o.targets.map((t) => ({ id: t.id, url: t.url, format: t.format, triggers: t.triggers, digest: t.digest })),
   updatedAt: new Date(o.updated_at).toISOString(),
 });
 
@@ -45,7 +45,7 @@ export class OwnersService {
    */
   async set(req: OwnerSetRequest, actor: Actor): Promise<OwnerSetView> {
     const newTargetId = `tgt_${randomBytes(8).toString('hex')}`;
-    const target = req.webhook ? { url: req.webhook.url, format: req.webhook.format, triggers: req.webhook.triggers ?? [...DEFAULT_TRIGGERS] } : undefined;
+    const target = req.webhook ? { url: req.webhook.url, format: req.webhook.format, triggers: req.webhook.triggers ?? [...DEFAULT_TRIGGERS], digest: req.webhook.digest ?? null } : undefined;
     let secret: { targetId: string; secret: string } | undefined;
     await this.commands.handle(
       ownerStreamOf(req.key, req.value),

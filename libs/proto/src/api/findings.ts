@@ -118,6 +118,8 @@ export const WebhookTargetRequest = z
     /** json: cgfence's own body; slack: a Slack-compatible {text, blocks} body. */
     format: z.enum(['json', 'slack']).default('json'),
     triggers: z.array(z.enum(TRIGGERS)).min(1).max(TRIGGERS.length).optional(),
+    /** Gather finding notifications into one message per period ('1h', '1d'); absent: each as it happens. */
+    digest: z.string().regex(/^\d{1,4}(s|m|h|d)$/, 'a period like 1h or 1d').nullable().optional(),
     /** HMAC key for the signature; one is generated (and returned once) when absent. */
     secret: z.string().min(16, 'at least 16 characters').max(200).optional(),
   })
@@ -139,6 +141,7 @@ export interface TargetView {
   url: string;
   format: 'json' | 'slack';
   triggers: Trigger[];
+  digest: string | null;
 }
 
 export interface OwnerView {
@@ -157,7 +160,7 @@ export interface OwnerSetView {
 
 export const DeliveriesQuery = z
   .object({
-    status: z.enum(['pending', 'delivered', 'dead']).optional(),
+    status: z.enum(['pending', 'delivered', 'dead', 'held', 'digested']).optional(),
     target: z.string().max(100).optional(),
     limit: z.coerce.number().int().min(1).max(1000).default(100),
   })
@@ -168,9 +171,11 @@ export interface DeliveryView {
   id: string;
   targetId: string;
   url: string;
-  trigger: Trigger;
+  /** 'digest' for a digest message. */
+  trigger: Trigger | 'digest';
   subject: string;
-  status: 'pending' | 'delivered' | 'dead';
+  /** held: waiting for its target's digest; digested: sent inside one. */
+  status: 'pending' | 'delivered' | 'dead' | 'held' | 'digested';
   attempts: number;
   nextAttemptAt: string | null;
   lastError: string | null;
