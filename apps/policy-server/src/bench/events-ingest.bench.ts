@@ -53,9 +53,16 @@ async function main(): Promise<void> {
       { name: 'multi-row INSERT (baseline)', path: 'insert', pg: fastPg, durable: false, rounds: 1, findings: true },
       { name: 'COPY, durable PostgreSQL', path: 'copy', pg: durablePg, durable: true, rounds: ROUNDS, findings: true },
     ].filter((_, i) => !only || only.includes(String(i + 1)));
-    for (const { name, path: writePath, pg, durable, rounds, findings } of cases) {
-      const runs: { stored: number; pubRate: number; rate: number; wall: number; findings: number }[] = [];
-      for (let round = 1; round <= rounds; round++) {
+    // Rounds are interleaved across cases (round 1 of each, then round 2, …), so a
+    // change in the machine's other load hits every case alike.
+    type Run = { stored: number; pubRate: number; rate: number; wall: number; findings: number };
+    const results = new Map<(typeof cases)[number], Run[]>(cases.map((c) => [c, []]));
+    const maxRounds = Math.max(...cases.map((c) => c.rounds));
+    for (let round = 1; round <= maxRounds; round++) {
+      for (const c of cases) {
+        if (round > c.rounds) continue;
+        const { path: writePath, pg, durable, findings } = c;
+        const runs = results.get(c)!;
         const path = `${writePath}${durable ? '_durable' : ''}${findings ? '' : '_nofindings'}_${round}`;
         const databaseUrl = await pg.createDatabase(`ingest_${path}`);
         const startServer = async (ingest: boolean): Promise<ManagedProcess> =>
@@ -121,6 +128,8 @@ async function main(): Promise<void> {
         // Its autovacuum (vacuum and analyze after 300,000 inserts) must not take CPU from the next case.
         await pg.dropDatabase(`ingest_${path}`);
       }
+    }
+    for (const [{ name, path: writePath, durable, findings }, runs] of results) {
       const rate = median(runs.map((x) => x.rate));
       if (writePath === 'copy' && !durable && findings) copyRate = rate;
       if (!findings) noFindingsRate = rate;

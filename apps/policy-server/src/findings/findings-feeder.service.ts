@@ -5,6 +5,7 @@ import { DataSource } from 'typeorm';
 import { Clock } from '../common/clock';
 import { DomainError } from '../common/errors';
 import { LOGGER } from '../common/logger';
+import { Metrics } from '../metrics/metrics.service';
 import type { Actor } from '../common/request-context';
 import { SERVER_CONFIG, ServerConfig } from '../config/config';
 import { CommandHandler } from '../event-store/command-handler.service';
@@ -77,6 +78,7 @@ export class FindingsFeeder implements OnApplicationBootstrap, OnApplicationShut
     private readonly commands: CommandHandler,
     private readonly findings: FindingsReadModel,
     private readonly clock: Clock,
+    private readonly metrics: Metrics,
     @Inject(SERVER_CONFIG) private readonly config: ServerConfig,
     @Inject(LOGGER) private readonly logger: Logger,
   ) {}
@@ -98,6 +100,7 @@ export class FindingsFeeder implements OnApplicationBootstrap, OnApplicationShut
       let n = 0;
       try {
         n = await this.drain();
+        if (n > 0) this.metrics.findingOccurrences.inc(n);
       } catch (err) {
         const conflict = err instanceof DomainError && err.code === 'stream.conflict';
         if (!conflict) this.logger.warn({ err: (err as Error).message }, 'feeding findings failed; retrying');

@@ -11,6 +11,8 @@ import { findingView } from './finding-view';
 import { FindingsReadModel } from './findings.read-model';
 
 const ID = /^f-[0-9a-f]{20}$/;
+/** A transition that meets a concurrent append is decided again this many times in all. */
+const TRANSITION_ATTEMPTS = 3;
 
 /** Findings as teams drive them: list, show, acknowledge, mark fixed, accept. */
 @Injectable()
@@ -53,7 +55,15 @@ export class FindingsService {
 
   private async transition(id: string, command: FindingCommand, actor: Actor): Promise<FindingDetailView> {
     if (!ID.test(id)) throw new DomainError('finding.not_found', `no finding ${id}`);
-    await this.commands.handle(findingStreamOf(id), findingDecider, command, actor);
+    // The feeder may append an occurrence at the same moment: decide again on the new state (a few times at most).
+    for (let attempt = 1; ; attempt++) {
+      try {
+        await this.commands.handle(findingStreamOf(id), findingDecider, command, actor);
+        break;
+      } catch (err) {
+        if (!(err instanceof DomainError && err.code === 'stream.conflict') || attempt >= TRANSITION_ATTEMPTS) throw err;
+      }
+    }
     return this.get(id);
   }
 }

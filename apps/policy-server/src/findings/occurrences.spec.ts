@@ -31,6 +31,13 @@ describe(OccurrenceGrouper.name, () => {
     assert.equal(sut.size, 0);
   });
 
+  it('makes no finding of an over-long owner or entry (the event stays in the history)', () => {
+    const sut = new OccurrenceGrouper('service');
+    sut.add(ev({ labels: { service: 'x'.repeat(201) } }));
+    sut.add(ev({ entry: `${'a'.repeat(300)}.internal` }));
+    assert.equal(sut.size, 0);
+  });
+
   it('reads the owner from the configured label', () => {
     const sut = new OccurrenceGrouper('team');
     sut.add(ev({ labels: { service: 'api', team: 'payments' } }));

@@ -6,6 +6,13 @@ import { createHash } from 'node:crypto';
 export const EXAMPLES_MAX = 20;
 /** A redacted command is cut to this many characters. */
 export const COMMAND_MAX = 200;
+/**
+ * Longest owner (label value) and entry a finding is made for. A host that
+ * sends longer ones (nothing an agent does) keeps its events in the history
+ * but makes no finding: a finding's id, stream and notifications stay small.
+ */
+export const OWNER_MAX = 200;
+export const ENTRY_MAX = 300;
 
 /** One (owner, entry) in one ingest batch: what its blocked and audited events add up to. */
 export interface OccurrenceGroup {
@@ -109,6 +116,7 @@ export class OccurrenceGrouper {
     if ((e.action !== 'blocked' && e.action !== 'audited') || e.entry === null) return;
     const labels = typeof e.labels === 'string' ? (JSON.parse(e.labels) as Record<string, string>) : (e.labels ?? {});
     const owner = labels[this.ownerKey] ?? '';
+    if (owner.length > OWNER_MAX || e.entry.length > ENTRY_MAX) return;
     const k = `${owner}\u0000${e.entry}`;
     let g = this.groups.get(k);
     if (!g) {

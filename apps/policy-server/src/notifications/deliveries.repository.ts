@@ -95,7 +95,13 @@ export class DeliveriesRepository {
    * `send`, and records each outcome, in one transaction: a crash before the
    * commit leaves them pending, to be sent again.
    */
-  async drain(limit: number, send: (due: DueDelivery[]) => Promise<Map<string, string | null>>, backoff: (attempts: number) => number, maxAttempts: number): Promise<number> {
+  async drain(
+    limit: number,
+    send: (due: DueDelivery[]) => Promise<Map<string, string | null>>,
+    backoff: (attempts: number) => number,
+    maxAttempts: number,
+    counted: (outcome: 'delivered' | 'retry' | 'dead') => void = () => undefined,
+  ): Promise<number> {
     return this.db.transaction(async (m) => {
       const due: DueDelivery[] = await m.query(
         `select d.*, t.url, s.secret from webhook_deliveries d
@@ -111,6 +117,7 @@ export class DeliveriesRepository {
         const error = outcome.get(d.id);
         if (error === null) {
           await m.query(`update webhook_deliveries set status = 'delivered', attempts = attempts + 1, delivered_at = now(), last_error = null where id = $1`, [d.id]);
+          counted('delivered');
           continue;
         }
         const attempts = d.attempts + 1;
@@ -119,6 +126,7 @@ export class DeliveriesRepository {
           `update webhook_deliveries set attempts = $2, last_error = $3, status = $4, next_attempt_at = now() + make_interval(secs => $5) where id = $1`,
           [d.id, attempts, (error ?? 'not attempted').slice(0, 1000), dead ? 'dead' : 'pending', backoff(attempts) / 1000],
         );
+        counted(dead ? 'dead' : 'retry');
       }
       return due.length;
     });

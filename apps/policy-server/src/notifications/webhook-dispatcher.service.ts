@@ -1,6 +1,7 @@
 import { Inject, Injectable, OnApplicationBootstrap, OnApplicationShutdown } from '@nestjs/common';
 import type { Logger } from 'pino';
 import { LOGGER } from '../common/logger';
+import { Metrics } from '../metrics/metrics.service';
 import { SERVER_CONFIG, ServerConfig } from '../config/config';
 import { DeliveriesRepository, DueDelivery } from './deliveries.repository';
 import { noticeOf, renderDigest } from './payload';
@@ -35,6 +36,7 @@ export class WebhookDispatcher implements OnApplicationBootstrap, OnApplicationS
 
   constructor(
     private readonly deliveries: DeliveriesRepository,
+    private readonly metrics: Metrics,
     @Inject(SERVER_CONFIG) private readonly config: ServerConfig,
     @Inject(LOGGER) private readonly logger: Logger,
   ) {}
@@ -71,6 +73,7 @@ export class WebhookDispatcher implements OnApplicationBootstrap, OnApplicationS
       async (due) => new Map(await Promise.all(due.map(async (d) => [d.id, await this.post(d)] as const))),
       (attempts) => backoffMs(this.config.webhookBackoffMs, attempts),
       this.config.webhookMaxAttempts,
+      (outcome) => this.metrics.webhookDeliveries.inc({ outcome }),
     );
   }
 
