@@ -15,6 +15,7 @@ export class FindingsReadModel1733000018001 implements MigrationInterface {
         owner          text        not null,
         entry          text        not null,
         state          text        not null,
+        state_since    timestamptz not null,
         regression     boolean     not null default false,
         first_seen     timestamptz not null,
         last_seen      timestamptz not null,

@@ -40,6 +40,8 @@ const Schema = z.object({
   CGFENCE_FINDINGS_QUIET: z.string().regex(SPAN, 'a span like 14d or 12h').default('14d'),
   /** A finding marked fixed resolves after this long without an occurrence. */
   CGFENCE_FINDINGS_FIX_QUIET: z.string().regex(SPAN, 'a span like 1d or 30m').default('1d'),
+  /** After a feed pass, wait this long so occurrences gather: at most one update per finding per interval. */
+  CGFENCE_FINDINGS_FEED_MS: z.coerce.number().int().min(0).max(10_000).default(1000),
   /** How often quiet periods and acceptance expiries are checked. */
   CGFENCE_FINDINGS_TICK_MS: z.coerce.number().int().min(50).max(3_600_000).default(60_000),
   /** A webhook that does not answer within this fails the attempt. */
@@ -72,6 +74,7 @@ export type ServerConfig = Readonly<{
   findingsQuietMs: number;
   findingsFixQuietMs: number;
   findingsTickMs: number;
+  findingsFeedMs: number;
   webhookTimeoutMs: number;
   webhookMaxAttempts: number;
   webhookBackoffMs: number;
@@ -107,6 +110,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): ServerConfig {
     findingsQuietMs: spanMs(e.CGFENCE_FINDINGS_QUIET),
     findingsFixQuietMs: spanMs(e.CGFENCE_FINDINGS_FIX_QUIET),
     findingsTickMs: e.CGFENCE_FINDINGS_TICK_MS,
+    findingsFeedMs: e.CGFENCE_FINDINGS_FEED_MS,
     webhookTimeoutMs: e.CGFENCE_WEBHOOK_TIMEOUT_MS,
     webhookMaxAttempts: e.CGFENCE_WEBHOOK_MAX_ATTEMPTS,
     webhookBackoffMs: e.CGFENCE_WEBHOOK_BACKOFF_MS,

@@ -9,7 +9,10 @@ import { Metrics } from '../metrics/metrics.service';
 import type { Actor } from '../common/request-context';
 import { SERVER_CONFIG, ServerConfig } from '../config/config';
 import { CommandHandler } from '../event-store/command-handler.service';
-import { findingStreamOf, Observation } from './finding';
+import { randomUUID } from 'node:crypto';
+import { EventStore } from '../event-store/event-store.service';
+import { ReadModels } from '../read-models/read-models.service';
+import { findingStreamOf, initialState, Observation } from './finding';
 import { findingDecider } from './finding.decider';
 import { FindingsReadModel } from './findings.read-model';
 import { mergeExamples } from './occurrences';
@@ -76,6 +79,8 @@ export class FindingsFeeder implements OnApplicationBootstrap, OnApplicationShut
   constructor(
     private readonly db: DataSource,
     private readonly commands: CommandHandler,
+    private readonly store: EventStore,
+    private readonly readModels: ReadModels,
     private readonly findings: FindingsReadModel,
     private readonly clock: Clock,
     private readonly metrics: Metrics,
@@ -107,7 +112,14 @@ export class FindingsFeeder implements OnApplicationBootstrap, OnApplicationShut
         await sleep(conflict ? 50 : 1000);
         continue;
       }
-      if (n === FEED_BATCH || this.woken) {
+      if (n === FEED_BATCH) continue;
+      if (n > 0) {
+        // Let the next batches' occurrences gather: a busy finding gets one update per interval, not one per batch.
+        this.woken = false;
+        await sleep(this.config.findingsFeedMs);
+        continue;
+      }
+      if (this.woken) {
         this.woken = false;
         continue;
       }
@@ -134,17 +146,25 @@ export class FindingsFeeder implements OnApplicationBootstrap, OnApplicationShut
         else byFinding.set(r.finding_id, [r]);
       }
       const now = this.clock.now();
-      for (const id of [...byFinding.keys()].sort()) {
+      // One decision per finding on its current state, read from its row (which
+      // every append updates in the same transaction, so it is the stream's
+      // state) instead of the stream itself, which grows with every pass; then
+      // one append for all of them, each at the version it was decided on.
+      const ids = [...byFinding.keys()].sort();
+      const states = await this.findings.statesForUpdate(ids, m);
+      const versions = await this.store.streamVersions(ids.map(findingStreamOf), m);
+      const metadata = { ...SYSTEM, correlationId: `findings-${randomUUID()}`, time: now.toISOString() };
+      const appends = ids.map((id) => {
         const list = byFinding.get(id)!;
         const r = list[0]!;
-        await this.commands.handleIn(
-          m,
-          findingStreamOf(id),
-          findingDecider,
+        const events = findingDecider.decide(
           { type: 'RecordOccurrence', id, ownerKey: r.owner_key, owner: r.owner, entry: r.entry, observation: mergeOccurrences(list), now },
-          SYSTEM,
+          states.get(id) ?? initialState,
         );
-      }
+        return { streamId: findingStreamOf(id), expectedVersion: versions.get(findingStreamOf(id)) ?? 0, events, metadata };
+      });
+      const stored = await this.store.appendMany(appends, m);
+      await this.readModels.apply(stored, m);
       await m.query(`delete from finding_occurrences where id = any($1::bigint[])`, [rows.map((r) => r.id)]);
       return rows.length;
     });

@@ -37,6 +37,7 @@ describe('findings and notifications (JetStream → findings → webhooks)', () 
       natsUrl: nats.url(),
       env: {
         CGFENCE_FINDINGS_TICK_MS: '100',
+        CGFENCE_FINDINGS_FEED_MS: '100',
         CGFENCE_FINDINGS_FIX_QUIET: '1s',
         CGFENCE_WEBHOOK_POLL_MS: '50',
         CGFENCE_WEBHOOK_BACKOFF_MS: '200',

@@ -4,7 +4,7 @@ import type { FindingsQuery, FindingState } from '@cgfence/proto';
 import { parseTimeParam } from '@cgfence/proto';
 import type { StoredEvent } from '../event-store/event-store';
 import type { ReadModel } from '../read-models/read-model';
-import { FINDING_STREAM_PREFIX, FindingEvent } from './finding';
+import { FINDING_STREAM_PREFIX, FindingEvent, FindingState as FindingAggregateState } from './finding';
 import { mergeExamples } from './occurrences';
 
 export interface FindingRow {
@@ -13,6 +13,7 @@ export interface FindingRow {
   owner: string;
   entry: string;
   state: FindingState;
+  state_since: Date;
   regression: boolean;
   first_seen: Date;
   last_seen: Date;
@@ -49,8 +50,8 @@ export class FindingsReadModel implements ReadModel {
     switch (e.type) {
       case 'FindingOpened':
         await m.query(
-          `insert into rm_findings (id, owner_key, owner, entry, state, first_seen, last_seen, opened_at, updated_at)
-           values ($1, $2, $3, $4, 'new', $5, $5, $5, $6)`,
+          `insert into rm_findings (id, owner_key, owner, entry, state, state_since, first_seen, last_seen, opened_at, updated_at)
+           values ($1, $2, $3, $4, 'new', $5, $5, $5, $5, $6)`,
           [id, e.data.ownerKey, e.data.owner, e.data.entry, e.data.at, stored.metadata.time],
         );
         return;
@@ -66,7 +67,7 @@ export class FindingsReadModel implements ReadModel {
         return;
       }
       case 'FindingAcknowledged':
-        await set(`state = 'acknowledged'`, []);
+        await set(`state = 'acknowledged', state_since = $3`, [e.data.at]);
         return;
       case 'FindingMarkedFixed':
         await set(`fixed_at = $3`, [e.data.at]);
@@ -75,13 +76,13 @@ export class FindingsReadModel implements ReadModel {
         await set(`fixed_at = null`, []);
         return;
       case 'FindingResolved':
-        await set(`state = 'resolved', fixed_at = null`, []);
+        await set(`state = 'resolved', state_since = $3, fixed_at = null`, [e.data.at]);
         return;
       case 'FindingAccepted':
-        await set(`state = 'accepted', accepted_until = $3, fixed_at = null`, [e.data.until]);
+        await set(`state = 'accepted', state_since = $4, accepted_until = $3, fixed_at = null`, [e.data.until, e.data.at]);
         return;
       case 'FindingReopened':
-        await set(`state = 'new', accepted_until = null, fixed_at = null, regression = (regression or $3)`, [e.data.cause === 'regression']);
+        await set(`state = 'new', state_since = $4, accepted_until = null, fixed_at = null, regression = (regression or $3)`, [e.data.cause === 'regression', e.data.at]);
         return;
     }
   }
@@ -114,6 +115,25 @@ export class FindingsReadModel implements ReadModel {
       `select f.*, o.team from rm_findings f left join rm_owners o on o.key = f.owner_key and o.value = f.owner
        ${where.length ? `where ${where.join(' and ')}` : ''} order by f.last_seen desc, f.id limit $${params.length}`,
       params,
+    );
+  }
+
+  /**
+   * The decider's state of each finding, from its row (kept in step with its
+   * stream in the same transactions), locked until the caller's transaction
+   * ends. Absent findings are not in the map.
+   */
+  async statesForUpdate(ids: readonly string[], m: EntityManager): Promise<Map<string, FindingAggregateState>> {
+    const rows: Pick<FindingRow, 'id' | 'state' | 'state_since' | 'last_seen' | 'fixed_at' | 'accepted_until'>[] = await m.query(
+      `select id, state, state_since, last_seen, fixed_at, accepted_until from rm_findings where id = any($1::text[]) order by id for update`,
+      [ids],
+    );
+    const iso = (d: Date | null): string | null => (d === null ? null : new Date(d).toISOString());
+    return new Map(
+      rows.map((r) => [
+        r.id,
+        { status: r.state, id: r.id, lastSeen: iso(r.last_seen)!, fixedAt: iso(r.fixed_at), acceptedUntil: iso(r.accepted_until), since: iso(r.state_since)! },
+      ]),
     );
   }
 
