@@ -49,7 +49,6 @@ fi
 say "building (eBPF programs and TypeScript)"
 node scripts/build.mjs
 
-# The CLI on PATH.
-if [ -d /usr/local/bin ] && [ -w /usr/local/bin ]; then
-  ln -sf "$PWD/apps/cli/bin/cgfence" /usr/local/bin/cgfence
-fi
+# The CLI on PATH: says what it links, never takes the link from another
+# checkout unless asked (npm run setup -- --relink-cli).
+bash scripts/link-cli.sh "$@"

@@ -223,6 +223,19 @@ describe('cgfence CLI against the local fleet', () => {
     assert.match(noToken.stderr, /CGFENCE_TOKEN/);
   });
 
+  it('prints a server validation error once, and names an unknown host or cohort as such', () => {
+    const bad = cgfence(['events', 'query', '--from', '0000-01-01']);
+    assert.equal(bad.code, 1);
+    assert.equal(bad.err.split('between the years 1 and 9999').length - 1, 1, bad.err);
+    assert.match(bad.err, /\[validation\.failed\]/);
+    const host = cgfence(['events', 'query', '--host', 'nosuch-host']);
+    assert.equal(host.code, 1);
+    assert.match(host.err, /no such host: nosuch-host/);
+    const cohort = cgfence(['events', 'top', '--by', 'domain', '--cohort', 'nosuch-cohort']);
+    assert.equal(cohort.code, 1);
+    assert.match(cohort.err, /no such cohort/);
+  });
+
   it('issues a viewer token that can read but not write, and the audit log names who did what', () => {
     const issued = JSON.parse(cgfence(['--json', 'token', 'create', 'reader', '--role', 'viewer']).out) as { secret: string };
     const asViewer = (args: string[]) => spawnSync(process.execPath, [BIN, ...args], { env: { ...env, CGFENCE_TOKEN: issued.secret }, encoding: 'utf8' });

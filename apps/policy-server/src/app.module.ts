@@ -1,5 +1,5 @@
-import { DynamicModule, MiddlewareConsumer, Module, NestModule } from '@nestjs/common';
-import { APP_FILTER } from '@nestjs/core';
+import { DynamicModule, Module } from '@nestjs/common';
+import { APP_FILTER, APP_INTERCEPTOR } from '@nestjs/core';
 import { TypeOrmModule } from '@nestjs/typeorm';
 import type { Logger } from 'pino';
 import type { DataSourceOptions } from 'typeorm';
@@ -7,7 +7,7 @@ import { migrations } from '@cgfence/migrations';
 import { AuditModule } from './audit/audit.module';
 import { AuthModule } from './auth/auth.module';
 import { BlocklistsModule } from './blocklists/blocklists.module';
-import { CorrelationMiddleware } from './common/correlation.middleware';
+import { EdgeInterceptor } from './common/edge.interceptor';
 import { HttpErrorFilter } from './common/http-error.filter';
 import { LOGGER } from './common/logger';
 import { SERVER_CONFIG, ServerConfig } from './config/config';
@@ -35,7 +35,7 @@ export function dataSourceOptions(config: ServerConfig): DataSourceOptions {
 }
 
 @Module({})
-export class AppModule implements NestModule {
+export class AppModule {
   static forRoot(config: ServerConfig, logger: Logger): DynamicModule {
     return {
       module: AppModule,
@@ -57,12 +57,9 @@ export class AppModule implements NestModule {
         { provide: SERVER_CONFIG, useValue: config },
         { provide: LOGGER, useValue: logger },
         { provide: APP_FILTER, useClass: HttpErrorFilter },
+        { provide: APP_INTERCEPTOR, useClass: EdgeInterceptor },
       ],
       exports: [SERVER_CONFIG, LOGGER],
     };
-  }
-
-  configure(consumer: MiddlewareConsumer): void {
-    consumer.apply(CorrelationMiddleware).forRoutes('*path');
   }
 }

@@ -2,8 +2,7 @@ import 'reflect-metadata';
 import { INestApplication } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
 import { NestExpressApplication } from '@nestjs/platform-express';
-import { DocumentBuilder, SwaggerModule } from '@nestjs/swagger';
-import { json, text } from 'express';
+import { OpenAPIObject, SwaggerModule } from '@nestjs/swagger';
 import type { Logger } from 'pino';
 import { MicroserviceOptions, Transport } from '@nestjs/microservices';
 import { SERVER_QUEUE } from '@cgfence/proto';
@@ -11,6 +10,10 @@ import { AppModule } from './app.module';
 import { natsAuth } from './nats/nats.service';
 import { TokensService } from './auth/tokens.service';
 import { createLogger, PinoNestLogger } from './common/logger';
+import { buildOpenApiDocument, RouteTable } from './common/openapi';
+import { CorrelationMiddleware } from './common/correlation.middleware';
+import type { CgfenceRequest } from './common/request-context';
+import type { NextFunction, Response } from 'express';
 import { ServerConfig } from './config/config';
 
 export interface StartedServer {
@@ -33,17 +36,20 @@ export async function createServer(config: ServerConfig, opts: { listen?: boolea
     logger: new PinoNestLogger(logger),
     bodyParser: false,
   });
-  app.use(json({ limit: config.maxBody }));
-  app.use(text({ type: 'text/plain', limit: config.maxBody }));
+  // First of all, so even a request Express cannot route (a path that does
+  // not percent-decode) is answered with a real correlation id.
+  const correlation = new CorrelationMiddleware();
+  app.use((req: CgfenceRequest, res: Response, next: NextFunction) => correlation.use(req, res, next));
+  // No body parser here: the edge (common/edge.interceptor.ts) reads a body
+  // after the token is checked, with the route's own size limit.
   app.enableShutdownHooks();
+  // No ETags: Express would hash every answer on the event loop (a 1,000,000-entry
+  // version is ~40 MB of JSON), and no client of this API revalidates.
+  app.set('etag', false);
 
-  const doc = new DocumentBuilder()
-    .setTitle('cgfence policy server')
-    .setDescription('Versioned blocklists for deploy cgroups, rolled out to host cohorts.')
-    .setVersion('0.1.0')
-    .addBearerAuth()
-    .build();
-  SwaggerModule.setup('docs', app, () => SwaggerModule.createDocument(app, doc), { jsonDocumentUrl: 'openapi.json' });
+  let document: OpenAPIObject | undefined;
+  const getDocument = (): OpenAPIObject => (document ??= buildOpenApiDocument(app));
+  SwaggerModule.setup('docs', app, getDocument, { jsonDocumentUrl: 'openapi.json' });
 
   if (config.natsUrl) {
     // The agents' requests (register, sync, bundle chunks, reports) arrive
@@ -65,6 +71,8 @@ export async function createServer(config: ServerConfig, opts: { listen?: boolea
     await app.startAllMicroservices();
   }
   await app.init();
+  // Built now, so a route without a contract stops the boot; the 405 answers use its paths.
+  (app.getHttpAdapter().getInstance() as { locals: Record<string, unknown> }).locals.routes = new RouteTable(getDocument());
   const bootstrapSecret = config.bootstrapAdmin ? await app.get(TokensService).bootstrapAdmin(config.stateDir) : undefined;
   let url = '';
   if (opts.listen !== false) {

@@ -69,7 +69,10 @@ function errorFrom(status: number, raw: string, noToken: boolean): CliError {
       else details.push(JSON.stringify(d));
     }
   }
-  let message = `${body.message ?? `server error ${status}`} [${body.code ?? status}]`;
+  // The server's message repeats each field problem after a colon ("invalid query: a: x; b: y"):
+  // with the details listed below it, print only its first part.
+  const headline = details.length > 0 && body.message?.includes(': ') ? body.message.slice(0, body.message.indexOf(': ')) : body.message;
+  let message = `${headline ?? `server error ${status}`} [${body.code ?? status}]`;
   if (status === 401 && noToken) message += ' — pass --token or set CGFENCE_TOKEN';
   return new CliError(message, 1, details);
 }

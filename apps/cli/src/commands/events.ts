@@ -1,9 +1,8 @@
 import { Command, InvalidArgumentError, Option } from 'commander';
-import { existsSync, readFileSync } from 'node:fs';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import type { AggregateView, BlockEventView, EventsPage, ReplayView, RunView } from '@cgfence/proto';
-import { client, globals } from '../context';
+import type { AggregateView, BlockEventView, EventsPage, HostView, ReplayView, RunView } from '@cgfence/proto';
+import { client, globals, serverUrlOf, tokenOf } from '../context';
 import { CliError } from '../errors';
 import { printJson, printLines, printTable } from '../output';
 
@@ -42,6 +41,29 @@ function filterParams(o: Record<string, unknown>): URLSearchParams {
   return q;
 }
 
+/**
+ * Nothing matched: a --host or --cohort the fleet does not know is named as
+ * such (exit 1) rather than reported as "no events match".
+ */
+async function whyNoEvents(cmd: Command, o: Record<string, unknown>): Promise<string> {
+  const api = client(cmd);
+  if (typeof o['host'] === 'string') {
+    try {
+      await api.get<HostView>(`hosts/${encodeURIComponent(o['host'])}`);
+    } catch (err) {
+      if (err instanceof CliError && /\[host\.not_found\]/.test(err.message)) {
+        throw new CliError(`no such host: ${o['host']} (cgfence hosts lists the fleet's host ids)`);
+      }
+      throw err;
+    }
+  }
+  if (typeof o['cohort'] === 'string') {
+    const hosts = await api.get<HostView[]>(`hosts?cohort=${encodeURIComponent(o['cohort'])}`);
+    if (hosts.length === 0) throw new CliError(`no such cohort: no host is in cohort ${o['cohort']} (cgfence hosts shows each host's cohort)`);
+  }
+  return 'no events match';
+}
+
 const short = (s: string | null, n: number): string => (s === null ? '-' : s.length > n ? `${s.slice(0, n - 1)}…` : s);
 
 function printEvents(events: BlockEventView[]): void {
@@ -63,9 +85,9 @@ function printEvents(events: BlockEventView[]): void {
 /** Streams an export (ndjson/csv) from the server to stdout. */
 async function streamExport(cmd: Command, path: string): Promise<void> {
   const g = globals(cmd);
-  let token = g.token;
-  if (!token && g.tokenFile && existsSync(g.tokenFile)) token = readFileSync(g.tokenFile, 'utf8').trim();
-  const url = new URL(path, g.server.endsWith('/') ? g.server : `${g.server}/`);
+  const server = serverUrlOf(g.server);
+  const token = tokenOf(g);
+  const url = new URL(path, server.endsWith('/') ? server : `${server}/`);
   let res: Response;
   try {
     res = await fetch(url, { headers: token ? { Authorization: `Bearer ${token}` } : {} });
@@ -113,7 +135,7 @@ export function eventsCommand(): Command {
       next = o.all ? page.next : null;
     } while (next);
     if (format === 'json') return printJson(events);
-    if (events.length === 0) return printLines(['no events match']);
+    if (events.length === 0) return printLines([await whyNoEvents(self, o)]);
     printEvents(events);
   });
 
@@ -131,7 +153,7 @@ export function eventsCommand(): Command {
     if (o.bucket) q.set('bucket', o.bucket);
     const a = await client(self).get<AggregateView>(`events/aggregate?${q.toString()}`);
     if (globals(self).json) return printJson(a);
-    if (a.rows.length === 0) return printLines(['no events match']);
+    if (a.rows.length === 0) return printLines([await whyNoEvents(self, o)]);
     const head = o.by.toUpperCase();
     printTable(a.bucket ? ['BUCKET', head, 'COUNT'] : [head, 'COUNT'], a.rows.map((r) => (a.bucket ? [r.bucket, r.key ?? '-', r.count] : [r.key ?? '-', r.count])));
   });

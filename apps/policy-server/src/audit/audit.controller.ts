@@ -1,8 +1,9 @@
 import { Controller, Get, Query } from '@nestjs/common';
-import { ApiBearerAuth, ApiOperation, ApiQuery, ApiTags } from '@nestjs/swagger';
-import type { AuditRecord } from '@cgfence/proto';
+import { ApiBearerAuth, ApiOperation, ApiTags } from '@nestjs/swagger';
+import { AuditPage, AuditPageSchema, AuditQuery } from '@cgfence/proto';
 import { RequireRole } from '../auth/roles';
-import { AuditQuery, AuditService } from './audit.service';
+import { Contract } from '../common/contract';
+import { AuditService } from './audit.service';
 
 @ApiTags('audit')
 @ApiBearerAuth()
@@ -13,11 +14,8 @@ export class AuditController {
 
   @Get()
   @ApiOperation({ summary: 'Who did what, newest first; page with ?before=<next>' })
-  @ApiQuery({ name: 'limit', required: false })
-  @ApiQuery({ name: 'before', required: false })
-  @ApiQuery({ name: 'actor', required: false })
-  @ApiQuery({ name: 'stream', required: false, description: 'stream id prefix, e.g. blocklist-' })
-  list(@Query() q: AuditQuery): Promise<{ records: AuditRecord[]; next: string | null }> {
+  @Contract({ query: AuditQuery, responses: [{ status: 200, json: AuditPageSchema }] })
+  list(@Query() q: AuditQuery): Promise<AuditPage> {
     return this.audit.list(q);
   }
 }

@@ -1,6 +1,5 @@
 import { Injectable } from '@nestjs/common';
-import type { AuditRecord } from '@cgfence/proto';
-import { DomainError } from '../common/errors';
+import type { AuditPage, AuditQuery } from '@cgfence/proto';
 import { StoredEvent } from '../event-store/event-store';
 import { EventStore } from '../event-store/event-store.service';
 
@@ -11,26 +10,14 @@ function summarise(e: StoredEvent): Record<string, unknown> {
   return rest;
 }
 
-export interface AuditQuery {
-  limit?: string;
-  before?: string;
-  actor?: string;
-  stream?: string;
-}
-
 /** Who did what, newest first, straight from the event store. */
 @Injectable()
 export class AuditService {
   constructor(private readonly store: EventStore) {}
 
-  async list(q: AuditQuery): Promise<{ records: AuditRecord[]; next: string | null }> {
-    const limit = q.limit === undefined ? 100 : Number(q.limit);
-    if (!Number.isInteger(limit) || limit < 1 || limit > 1000) {
-      throw new DomainError('validation.failed', `limit must be a whole number from 1 to 1000, got "${q.limit}"`);
-    }
-    if (q.before !== undefined && !/^\d+$/.test(q.before)) {
-      throw new DomainError('validation.failed', `before must be an event position (a whole number), got "${q.before}"`);
-    }
+  /** `q` is validated at the edge (AuditQuery: limit 1–1000, before an event position). */
+  async list(q: AuditQuery): Promise<AuditPage> {
+    const limit = q.limit ?? 100;
     const events = await this.store.readBackwards({
       limit,
       beforePosition: q.before === undefined ? undefined : BigInt(q.before),

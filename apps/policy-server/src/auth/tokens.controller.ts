@@ -1,9 +1,9 @@
-import { Body, Controller, Delete, Get, HttpCode, Param, Post, Req } from '@nestjs/common';
-import { ApiBearerAuth, ApiBody, ApiOperation, ApiTags } from '@nestjs/swagger';
-import { CreateTokenRequest, TokenView } from '@cgfence/proto';
-import { toOpenApi } from '../common/openapi-schema';
+import { Body, Controller, Delete, Get, Param, Post, Req } from '@nestjs/common';
+import { ApiBearerAuth, ApiOperation, ApiTags } from '@nestjs/swagger';
+import { z } from 'zod';
+import { CreateTokenRequest, IdParams, IssuedToken, IssuedTokenSchema, TokenView, TokenViewSchema } from '@cgfence/proto';
+import { Contract } from '../common/contract';
 import { actorOf, CgfenceRequest } from '../common/request-context';
-import { ZodBodyPipe } from '../common/zod-body.pipe';
 import { RequireRole } from './roles';
 import { TokensService } from './tokens.service';
 
@@ -16,20 +16,21 @@ export class TokensController {
 
   @Post()
   @ApiOperation({ summary: 'Issue an API token (the secret is shown once)' })
-  @ApiBody({ schema: toOpenApi(CreateTokenRequest) })
-  issue(@Body(new ZodBodyPipe(CreateTokenRequest)) body: CreateTokenRequest, @Req() req: CgfenceRequest): Promise<{ token: TokenView; secret: string }> {
+  @Contract({ body: { json: CreateTokenRequest }, responses: [{ status: 201, json: IssuedTokenSchema }] })
+  issue(@Body() body: CreateTokenRequest, @Req() req: CgfenceRequest): Promise<IssuedToken> {
     return this.tokens.issue(body.name, body.role, actorOf(req));
   }
 
   @Get()
   @ApiOperation({ summary: 'List API tokens' })
+  @Contract({ responses: [{ status: 200, json: z.array(TokenViewSchema) }] })
   list(): Promise<TokenView[]> {
     return this.tokens.list();
   }
 
   @Delete(':id')
-  @HttpCode(204)
   @ApiOperation({ summary: 'Revoke an API token' })
+  @Contract({ params: IdParams, responses: [{ status: 204 }], errors: [404] })
   revoke(@Param('id') id: string, @Req() req: CgfenceRequest): Promise<void> {
     return this.tokens.revoke(id, actorOf(req));
   }

@@ -1,25 +1,41 @@
-import { Body, Controller, Get, Header, Param, ParseIntPipe, Post, Query, Req, Res } from '@nestjs/common';
-import { ApiBearerAuth, ApiBody, ApiConsumes, ApiOperation, ApiQuery, ApiTags } from '@nestjs/swagger';
+import { Body, Controller, Get, Header, Param, Post, Query, Req, Res } from '@nestjs/common';
+import { ApiBearerAuth, ApiOperation, ApiTags } from '@nestjs/swagger';
 import type { Response } from 'express';
+import { z } from 'zod';
 import {
   BlocklistView,
+  BlocklistViewSchema,
   CommitRequest,
   CommitResult,
+  CommitResultSchema,
   CreateBlocklistRequest,
-  DiffView,
-  VersionDetailView,
+  DiffViewSchema,
+  int32,
+  NameParams,
+  VersionDetailViewSchema,
+  VersionNumber,
   VersionView,
+  VersionViewSchema,
 } from '@cgfence/proto';
 import { RequireRole } from '../auth/roles';
+import { Contract } from '../common/contract';
+import { RawJson } from '../common/edge';
 import { DomainError } from '../common/errors';
-import { toOpenApi } from '../common/openapi-schema';
 import { actorOf, CgfenceRequest } from '../common/request-context';
-import { ZodBodyPipe } from '../common/zod-body.pipe';
 import { BlocklistsService, CommitInput } from './blocklists.service';
 
-const versionParam = new ParseIntPipe({
-  exceptionFactory: (msg) => new DomainError('validation.failed', `version must be a whole number: ${msg}`),
-});
+const NameVersionParams = NameParams.extend({ version: VersionNumber }).strict();
+const CommitQuery = z
+  .object({
+    /** text/plain commits only: the commit message. */
+    message: z.string().max(2000).optional(),
+    /** text/plain commits only: the latest version the author saw (409 if another landed since). */
+    expectedVersion: int32(0).optional(),
+  })
+  .strict();
+const VersionQuery = z.object({ format: z.enum(['json', 'text']).optional() }).strict();
+/** Version 0 is the empty list before the first commit. */
+const DiffQuery = z.object({ from: int32(0), to: int32(0) }).strict();
 
 @ApiTags('blocklists')
 @ApiBearerAuth()
@@ -30,19 +46,21 @@ export class BlocklistsController {
   @Post()
   @RequireRole('operator')
   @ApiOperation({ summary: 'Create a blocklist' })
-  @ApiBody({ schema: toOpenApi(CreateBlocklistRequest) })
-  create(@Body(new ZodBodyPipe(CreateBlocklistRequest)) body: CreateBlocklistRequest, @Req() req: CgfenceRequest): Promise<BlocklistView> {
+  @Contract({ body: { json: CreateBlocklistRequest }, responses: [{ status: 201, json: BlocklistViewSchema }], errors: [409] })
+  create(@Body() body: CreateBlocklistRequest, @Req() req: CgfenceRequest): Promise<BlocklistView> {
     return this.blocklists.create(body, actorOf(req));
   }
 
   @Get()
   @ApiOperation({ summary: 'List blocklists' })
+  @Contract({ responses: [{ status: 200, json: z.array(BlocklistViewSchema) }] })
   list(): Promise<BlocklistView[]> {
     return this.blocklists.list();
   }
 
   @Get(':name')
   @ApiOperation({ summary: 'Show a blocklist' })
+  @Contract({ params: NameParams, responses: [{ status: 200, json: BlocklistViewSchema }], errors: [404] })
   get(@Param('name') name: string): Promise<BlocklistView> {
     return this.blocklists.get(name);
   }
@@ -53,60 +71,68 @@ export class BlocklistsController {
     summary: 'Commit a new version',
     description:
       'JSON: {entries: [...]} for a whole list, or {add: [...], remove: [...]} for a change to the latest version. ' +
-      'text/plain: the blocklist file format (one entry per line, # comments); ?message= and ?expectedVersion= as query parameters.',
+      'text/plain: the blocklist file format (one entry per line, # comments); ?message= and ?expectedVersion= as query parameters. ' +
+      'Answers 201 when a version was written, 200 when the content equals the latest version (nothing written).',
   })
-  @ApiConsumes('application/json', 'text/plain')
-  @ApiBody({ schema: toOpenApi(CommitRequest) })
-  @ApiQuery({ name: 'message', required: false })
-  @ApiQuery({ name: 'expectedVersion', required: false })
-  commit(
+  @Contract({
+    params: NameParams,
+    query: CommitQuery,
+    body: { json: CommitRequest, text: { description: 'The blocklist file format: one entry per line, # starts a comment (UTF-8).' }, large: true, offThread: true },
+    responses: [
+      { status: 201, json: CommitResultSchema, description: 'A new version was written' },
+      { status: 200, json: CommitResultSchema, description: 'The content equals the latest version: nothing was written (created: false)' },
+    ],
+    errors: [404, 409],
+  })
+  async commit(
     @Param('name') name: string,
-    @Body() body: unknown,
+    @Body() body: RawJson | string | undefined,
     @Req() req: CgfenceRequest,
-    @Query('message') message?: string,
-    @Query('expectedVersion') expected?: string,
+    @Query() q: z.infer<typeof CommitQuery>,
+    @Res({ passthrough: true }) res: Response,
   ): Promise<CommitResult> {
+    if (body === undefined) throw new DomainError('validation.failed', 'a commit needs a body: JSON {entries} or {add, remove}, or the text/plain file', [{ field: '(body)', reason: 'required' }]);
     const input: CommitInput =
       typeof body === 'string'
-        ? { kind: 'text', text: body, message: message ?? '', expectedVersion: parseExpected(expected) }
-        : { kind: 'json', body: new ZodBodyPipe(CommitRequest).transform(body) };
-    return this.blocklists.commit(name, input, actorOf(req));
+        ? { kind: 'text', text: body, message: q.message ?? '', expectedVersion: q.expectedVersion }
+        : { kind: 'raw', json: body.text };
+    const result = await this.blocklists.commit(name, input, actorOf(req));
+    if (!result.created) res.status(200);
+    return result;
   }
 
   @Get(':name/versions')
   @ApiOperation({ summary: 'List the versions of a blocklist' })
+  @Contract({ params: NameParams, responses: [{ status: 200, json: z.array(VersionViewSchema) }], errors: [404] })
   versions(@Param('name') name: string): Promise<VersionView[]> {
     return this.blocklists.versions(name);
   }
 
   @Get(':name/versions/:version')
   @ApiOperation({ summary: 'Show a version with its entries (?format=text for the canonical file)' })
-  @ApiQuery({ name: 'format', required: false, enum: ['json', 'text'] })
-  async version(
-    @Param('name') name: string,
-    @Param('version', versionParam) version: number,
-    @Query('format') format: string | undefined,
-    @Res({ passthrough: true }) res: Response,
-  ): Promise<VersionDetailView | string> {
-    if (format === 'text') {
-      res.type('text/plain');
-      return this.blocklists.versionText(name, version);
-    }
-    return this.blocklists.version(name, version);
+  @Contract({
+    params: NameVersionParams,
+    query: VersionQuery,
+    responses: [{ status: 200, json: VersionDetailViewSchema, text: { type: 'text/plain', description: 'The canonical blocklist file (format=text)' } }],
+    errors: [404],
+  })
+  async version(@Param() p: z.infer<typeof NameVersionParams>, @Query() q: z.infer<typeof VersionQuery>, @Res() res: Response): Promise<void> {
+    // Big versions are written as JSON on a worker thread and sent as they are.
+    if (q.format === 'text') res.type('text/plain').send(await this.blocklists.versionText(p.name, p.version));
+    else res.type('application/json').send(bytes(await this.blocklists.versionJson(p.name, p.version)));
   }
 
   @Get(':name/diff')
   @Header('Cache-Control', 'no-store')
   @ApiOperation({ summary: 'Entries added and removed between two versions' })
-  @ApiQuery({ name: 'from', required: true })
-  @ApiQuery({ name: 'to', required: true })
-  diff(@Param('name') name: string, @Query('from', versionParam) from: number, @Query('to', versionParam) to: number): Promise<DiffView> {
-    return this.blocklists.diff(name, from, to);
+  @Contract({ params: NameParams, query: DiffQuery, responses: [{ status: 200, json: DiffViewSchema }], errors: [404] })
+  async diff(@Param('name') name: string, @Query() q: z.infer<typeof DiffQuery>, @Res() res: Response): Promise<void> {
+    res.setHeader('Cache-Control', 'no-store');
+    res.type('application/json').send(bytes(await this.blocklists.diffJson(name, q.from, q.to)));
   }
 }
 
-function parseExpected(raw: string | undefined): number | undefined {
-  if (raw === undefined || raw === '') return undefined;
-  if (!/^\d+$/.test(raw)) throw new DomainError('validation.failed', `expectedVersion must be a whole number, got "${raw}"`);
-  return Number(raw);
+/** Bytes from a worker thread as a Buffer over the same memory (Express sends a Buffer as it is). */
+function bytes(u8: Uint8Array): Buffer {
+  return Buffer.from(u8.buffer, u8.byteOffset, u8.byteLength);
 }

@@ -1,19 +1,11 @@
 import { Injectable } from '@nestjs/common';
 import {
-  applyDiff,
-  BlocklistEntry,
   BlocklistView,
-  canonicalise,
-  CanonicalResult,
-  canonicalText,
   CommitRequest,
   CommitResult,
-  contentHash,
   CreateBlocklistRequest,
-  diffEntries,
   DiffView,
   MAX_ENTRIES_PER_VERSION,
-  parseBlocklistText,
   VersionDetailView,
   VersionView,
 } from '@cgfence/proto';
@@ -24,10 +16,16 @@ import { CommandHandler } from '../event-store/command-handler.service';
 import { BlocklistsReadModel } from '../read-models/blocklists/blocklists.read-model';
 import { streamOf } from './blocklist';
 import { blocklistDecider } from './blocklist.decider';
+import { ContentsPool } from './contents.pool';
 import { ContentsRepository } from './contents.repository';
+import { CommitWork, PreparedCommit } from './contents.work';
 
 /** What a commit asks for, once the transport has read it. */
-export type CommitInput = { kind: 'text'; text: string; message: string; expectedVersion?: number } | { kind: 'json'; body: CommitRequest };
+export type CommitInput =
+  | { kind: 'text'; text: string; message: string; expectedVersion?: number }
+  | { kind: 'json'; body: CommitRequest }
+  /** A JSON body as text: parsed and checked against CommitRequest on a worker thread. */
+  | { kind: 'raw'; json: string };
 
 /** The rules of blocklists and their versions. */
 @Injectable()
@@ -37,6 +35,7 @@ export class BlocklistsService {
     private readonly readModel: BlocklistsReadModel,
     private readonly contents: ContentsRepository,
     private readonly clock: Clock,
+    private readonly pool: ContentsPool,
   ) {}
 
   async create(req: CreateBlocklistRequest, actor: Actor): Promise<BlocklistView> {
@@ -77,30 +76,61 @@ export class BlocklistsService {
   }
 
   async diff(name: string, from: number, to: number): Promise<DiffView> {
-    const [a, b] = await Promise.all([this.entriesAt(name, from), this.entriesAt(name, to)]);
-    const { added, removed } = diffEntries(a, b);
-    return { blocklist: name, from, to, added, removed };
+    return JSON.parse(Buffer.from(await this.diffJson(name, from, to)).toString('utf8')) as DiffView;
+  }
+
+  /** The DiffView as UTF-8 JSON, computed on a worker thread (a diff of big lists takes seconds). */
+  async diffJson(name: string, from: number, to: number): Promise<Uint8Array> {
+    await this.get(name);
+    const [fromText, toText] = await Promise.all([this.textAt(name, from), this.textAt(name, to)]);
+    return this.pool.diffJson({ blocklist: name, from, to, fromText, toText });
+  }
+
+  /** The VersionDetailView as UTF-8 JSON, written on a worker thread. */
+  async versionJson(name: string, version: number): Promise<Uint8Array> {
+    const v = await this.versionView(name, version);
+    return this.pool.versionJson({ view: v, text: (await this.contents.canonicalText(v.contentHash)) ?? '' });
   }
 
   /**
    * Commits a new version from a full list or from an add/remove change to the
-   * latest version. Every bad entry is reported at once; identical content is
-   * reported as unchanged, not committed again.
+   * latest version. Every bad entry is reported at once (the first
+   * MAX_REPORTED_ERRORS one by one); identical content is reported as
+   * unchanged, not committed again. The entries are checked before the latest
+   * version is loaded, and all the work on them runs on worker threads.
    */
-  async commit(name: string, input: CommitInput, actor: Actor): Promise<CommitResult> {
+  async commit(name: string, given: CommitInput, actor: Actor): Promise<CommitResult> {
+    let input = given;
+    let early: PreparedCommit | undefined;
+    if (input.kind === 'raw') {
+      const parsed = await this.pool.parseCommitJson(input.json);
+      if (!parsed.ok) throw new DomainError(parsed.code, parsed.message, parsed.problems.length > 0 ? parsed.problems : undefined);
+      const meta = { message: parsed.message, expectedVersion: parsed.expectedVersion };
+      if ('full' in parsed) {
+        early = parsed.full;
+        input = { kind: 'json', body: { entries: [], ...meta } };
+      } else {
+        input = { kind: 'json', body: { ...parsed.change, ...meta } };
+      }
+    }
     const current = await this.get(name);
-    const base = await this.contents.entries(current.latestHash);
-    const result = this.canonicalInput(input, base);
-    const tooMany = result.errors.find((e) => e.line === 0 && /too many entries/.test(e.reason));
-    if (tooMany) {
-      throw new DomainError('entries.too_many', `${tooMany.reason}; split the list or raise the limit (${MAX_ENTRIES_PER_VERSION})`, result.errors);
+    const full: CommitWork | undefined =
+      input.kind === 'text' ? { kind: 'text', text: input.text } : 'entries' in input.body ? { kind: 'entries', entries: input.body.entries } : undefined;
+    let prepared: PreparedCommit;
+    let baseText: string;
+    if (full) {
+      prepared = refuseInvalid(early ?? (await this.pool.prepareCommit(full)));
+      baseText = await this.textOf(current.latestHash);
+    } else if (input.kind === 'json' && 'add' in input.body) {
+      const change = input.body;
+      refuseInvalid(await this.pool.prepareCommit({ kind: 'entries', entries: change.add }));
+      baseText = await this.textOf(current.latestHash);
+      prepared = refuseInvalid(await this.pool.prepareCommit({ kind: 'change', baseText, add: change.add, remove: change.remove }));
+    } else {
+      throw new Error('unreachable: a commit is text, entries or a change');
     }
-    if (result.errors.length > 0) {
-      const n = result.errors.length;
-      throw new DomainError('entries.invalid', `${n} invalid ${n === 1 ? 'entry' : 'entries'}; nothing was committed`, result.errors);
-    }
-    const hash = contentHash(result.entries);
-    const { added, removed } = diffEntries(base, result.entries);
+    if (!prepared.ok) throw new Error('unreachable: refused above');
+    const { added, removed } = await this.pool.countChanges({ baseText, canonical: prepared.canonical });
     const message = input.kind === 'text' ? input.message : input.body.message;
     const expectedVersion = input.kind === 'text' ? input.expectedVersion : input.body.expectedVersion;
     const handled = await this.commands.handle(
@@ -109,10 +139,10 @@ export class BlocklistsService {
       {
         type: 'CommitVersion',
         name,
-        contentHash: hash,
-        entryCount: result.entries.length,
-        addedCount: added.length,
-        removedCount: removed.length,
+        contentHash: prepared.hash,
+        entryCount: prepared.entryCount,
+        addedCount: added,
+        removedCount: removed,
         message,
         // The counts and any add/remove change were computed against the version
         // read above: if another commit lands first, refuse rather than mix them.
@@ -120,19 +150,24 @@ export class BlocklistsService {
         now: this.clock.now(),
       },
       actor,
-      (m) => this.contents.save(hash, canonicalText(result.entries), result.entries.length, m),
+      (m) => this.contents.save(prepared.hash, prepared.canonical, prepared.entryCount, m),
     );
     const created = handled.events.length > 0;
     const state = handled.after;
     if (state.status !== 'active') throw new Error(`blocklist ${name} is not active after commit`);
-    return { created, merged: result.merged, version: await this.versionView(name, state.latestVersion) };
+    return { created, merged: prepared.merged, version: await this.versionView(name, state.latestVersion) };
   }
 
-  private canonicalInput(input: CommitInput, base: readonly BlocklistEntry[]): CanonicalResult {
-    if (input.kind === 'text') return parseBlocklistText(input.text);
-    const body = input.body;
-    if ('entries' in body) return canonicalise(body.entries);
-    return applyDiff(base, body.add, body.remove);
+  private async textOf(hash: string | null): Promise<string> {
+    if (hash === null) return '';
+    const text = await this.contents.canonicalText(hash);
+    if (text === undefined) throw new Error(`blocklist content ${hash} is missing from blocklist_contents`);
+    return text;
+  }
+
+  private async textAt(name: string, version: number): Promise<string> {
+    if (version === 0) return '';
+    return this.textOf((await this.versionView(name, version)).contentHash);
   }
 
   private async versionView(name: string, version: number): Promise<VersionView> {
@@ -142,8 +177,15 @@ export class BlocklistsService {
     return v;
   }
 
-  private async entriesAt(name: string, version: number): Promise<BlocklistEntry[]> {
-    if (version === 0) return [];
-    return this.contents.entries((await this.versionView(name, version)).contentHash);
+}
+
+/** A refused commit as its domain error; the prepared commit otherwise. */
+function refuseInvalid(p: PreparedCommit): Extract<PreparedCommit, { ok: true }> {
+  if (p.ok) return p;
+  if (p.tooMany) {
+    throw new DomainError('entries.too_many', `${p.tooMany.reason}; split the list or raise the limit (${MAX_ENTRIES_PER_VERSION})`, p.errors);
   }
+  const n = p.errorCount;
+  const listed = n > p.errors.length ? ` (the first ${p.errors.length} are listed)` : '';
+  throw new DomainError('entries.invalid', `${n} invalid ${n === 1 ? 'entry' : 'entries'}; nothing was committed${listed}`, p.errors);
 }

@@ -1,16 +1,18 @@
 import { Observable, throwError } from 'rxjs';
-import { ArgumentsHost, Catch, ExceptionFilter, HttpException, Inject } from '@nestjs/common';
+import { ArgumentsHost, Catch, ExceptionFilter, HttpException, Inject, NotFoundException } from '@nestjs/common';
 import type { Response } from 'express';
 import type { Logger } from 'pino';
 import type { ErrorBody } from '@cgfence/proto';
 import { DomainError, ErrorCode } from './errors';
 import { LOGGER } from './logger';
+import type { RouteTable } from './openapi';
 import type { CgfenceRequest } from './request-context';
 
 /** HTTP status for each domain error code. */
 export function httpStatusOf(code: ErrorCode): number {
   switch (code) {
     case 'validation.failed':
+    case 'request.malformed':
     case 'entries.invalid':
     case 'entries.too_many':
     case 'rollout.invalid_plan':
@@ -29,7 +31,14 @@ export function httpStatusOf(code: ErrorCode): number {
     case 'finding.not_found':
     case 'owner.not_found':
     case 'delivery.not_found':
+    case 'route.not_found':
       return 404;
+    case 'request.method_not_allowed':
+      return 405;
+    case 'request.too_large':
+      return 413;
+    case 'request.unsupported_media_type':
+      return 415;
     case 'blocklist.already_exists':
     case 'version.conflict':
     case 'stream.conflict':
@@ -62,23 +71,81 @@ export class HttpErrorFilter implements ExceptionFilter {
     const req = http.getRequest<CgfenceRequest>();
     const res = http.getResponse<Response>();
     const correlationId = req.correlationId ?? 'none';
+    const domain = this.toDomainError(err, req, res);
     let body: ErrorBody;
-    if (err instanceof DomainError) {
-      body = { statusCode: httpStatusOf(err.code), code: err.code, message: err.message, correlationId };
-      if (err.details !== undefined) body.details = err.details;
-    } else if (err instanceof HttpException) {
-      const status = err.getStatus();
-      body = { statusCode: status, code: `http.${status}`, message: err.message, correlationId };
-    } else if (isBodyParserError(err)) {
-      body = { statusCode: err.status, code: `http.${err.status}`, message: err.message, correlationId };
+    if (domain) {
+      body = { statusCode: httpStatusOf(domain.code), code: domain.code, message: domain.message, correlationId };
+      if (domain.details !== undefined) body.details = domain.details;
     } else {
       this.logger.error({ err, correlationId, path: req.url }, 'unhandled error');
       body = { statusCode: 500, code: 'internal', message: `internal error (correlation id ${correlationId})`, correlationId };
     }
+    if (res.headersSent) {
+      // A streamed answer already started: the stream's owner writes its own error record; end it here.
+      res.destroy();
+      return;
+    }
+    // A body not read (refused before parsing: no token, too large, wrong type) is not read now either.
+    if (!req.complete) res.setHeader('Connection', 'close');
+    res.setHeader('Content-Type', 'application/json; charset=utf-8');
     res.status(body.statusCode).json(body);
+  }
+
+  /** Every error a client caused, as the domain error it is; undefined for a server fault (a 500). */
+  private toDomainError(err: unknown, req: CgfenceRequest, res: Response): DomainError | undefined {
+    if (err instanceof DomainError) return err;
+    if (isBodyParserError(err)) return bodyParserError(err);
+    if (err instanceof URIError) {
+      // Express could not percent-decode a path segment.
+      return new DomainError('validation.failed', `the path is not valid UTF-8 percent-encoding: ${err.message}`, [{ field: '(path)', reason: 'not valid UTF-8 percent-encoding' }]);
+    }
+    if (err instanceof NotFoundException && !req.route) {
+      const allowed = allowedMethods(req);
+      if (allowed.length > 0) {
+        res.setHeader('Allow', allowed.join(', '));
+        return new DomainError('request.method_not_allowed', `${req.method} is not allowed on ${req.path}; allowed: ${allowed.join(', ')}`, { allowed });
+      }
+      return new DomainError('route.not_found', `no route ${req.method} ${req.path}`);
+    }
+    if (err instanceof HttpException && err.getStatus() < 500) {
+      // Raised by NestJS or Express itself (none of our handlers throws them).
+      const status = err.getStatus();
+      const code: ErrorCode = status === 413 ? 'request.too_large' : status === 415 ? 'request.unsupported_media_type' : status === 404 ? 'route.not_found' : 'request.malformed';
+      return new DomainError(code, err.message);
+    }
+    return undefined;
   }
 }
 
-function isBodyParserError(err: unknown): err is { status: number; message: string } {
-  return typeof err === 'object' && err !== null && 'type' in err && typeof (err as { status?: unknown }).status === 'number';
+interface BodyParserError {
+  status: number;
+  type: string;
+  message: string;
+}
+
+function isBodyParserError(err: unknown): err is BodyParserError {
+  return typeof err === 'object' && err !== null && typeof (err as { type?: unknown }).type === 'string' && typeof (err as { status?: unknown }).status === 'number';
+}
+
+/** body-parser's errors (https://github.com/expressjs/body-parser#errors) as documented codes. */
+function bodyParserError(err: BodyParserError): DomainError {
+  switch (err.type) {
+    case 'entity.too.large':
+      return new DomainError('request.too_large', `the request body is larger than this route accepts (${err.message})`);
+    case 'encoding.unsupported':
+    case 'charset.unsupported':
+      return new DomainError('request.unsupported_media_type', err.message);
+    case 'entity.parse.failed':
+      return new DomainError('request.malformed', `the request body is not valid JSON: ${err.message}`);
+    case 'encoding.invalid_utf8':
+      return new DomainError('request.malformed', err.message);
+    default:
+      return new DomainError('request.malformed', `the request body could not be read: ${err.message}`);
+  }
+}
+
+/** The methods the OpenAPI document lists for the request's path (none when no route matches it). */
+function allowedMethods(req: CgfenceRequest): string[] {
+  const routes = (req.app?.locals as { routes?: RouteTable } | undefined)?.routes;
+  return routes ? routes.methodsFor(req.path) : [];
 }

@@ -16,8 +16,12 @@ const Schema = z.object({
   CGFENCE_LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   /** Create a bootstrap admin token (written to STATE_DIR/admin-token) when no token exists yet. */
   CGFENCE_BOOTSTRAP_ADMIN: z.enum(['true', 'false']).default('true').transform((v) => v === 'true'),
-  /** Largest request body accepted (commit of a 1,000,000-entry list as JSON is about 30 MB). */
-  CGFENCE_MAX_BODY: z.string().regex(/^\d+(kb|mb)$/, 'like 64mb').default('256mb'),
+  /** Largest request body of every route but the version commit. */
+  CGFENCE_MAX_BODY: z.string().regex(/^\d+(kb|mb)$/, 'like 64kb').default('1mb'),
+  /** Largest body of a version commit (a 1,000,000-entry list is about 30 MB as JSON, 20 MB as text). */
+  CGFENCE_MAX_COMMIT_BODY: z.string().regex(/^\d+(kb|mb)$/, 'like 64mb').default('64mb'),
+  /** Worker threads for big blocklist work (commits, diffs, versions); 0 runs it on the event loop. */
+  CGFENCE_CONTENTS_THREADS: z.coerce.number().int().min(0).max(16).default(2),
   /** NATS the agents are reached through; without it the fleet endpoints work but nothing is published. */
   CGFENCE_NATS_URL: z.string().regex(/^(nats|tls):\/\//, 'must be a nats:// URL').optional(),
   /** The server's nkey seed file (cgfence nats init); without it the server connects without credentials. */
@@ -62,6 +66,8 @@ export type ServerConfig = Readonly<{
   logLevel: z.infer<typeof Schema>['CGFENCE_LOG_LEVEL'];
   bootstrapAdmin: boolean;
   maxBody: string;
+  maxCommitBody: string;
+  contentsThreads: number;
   natsUrl: string | undefined;
   natsSeedFile: string | undefined;
   signingKeyFile: string;
@@ -98,6 +104,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): ServerConfig {
     logLevel: e.CGFENCE_LOG_LEVEL,
     bootstrapAdmin: e.CGFENCE_BOOTSTRAP_ADMIN,
     maxBody: e.CGFENCE_MAX_BODY,
+    maxCommitBody: e.CGFENCE_MAX_COMMIT_BODY,
+    contentsThreads: e.CGFENCE_CONTENTS_THREADS,
     natsUrl: e.CGFENCE_NATS_URL,
     natsSeedFile: e.CGFENCE_NATS_SEED,
     signingKeyFile: e.CGFENCE_SIGNING_KEY_FILE ?? `${e.CGFENCE_STATE_DIR}/signing-key.pem`,

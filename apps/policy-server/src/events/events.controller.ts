@@ -1,19 +1,27 @@
-import { Body, Controller, Get, Inject, Param, Post, Query, Res } from '@nestjs/common';
-import { ApiBearerAuth, ApiBody, ApiOperation, ApiQuery, ApiTags } from '@nestjs/swagger';
+import { Body, Controller, Get, Inject, Param, Post, Query, Req, Res } from '@nestjs/common';
+import { ApiBearerAuth, ApiOperation, ApiTags } from '@nestjs/swagger';
 import type { Response } from 'express';
 import type { Logger } from 'pino';
-import { AggregateView, EventsAggregateQuery, EventsQuery, ReplayRequest, ReplayView, RunView } from '@cgfence/proto';
+import {
+  AggregateView,
+  AggregateViewSchema,
+  EventsAggregateQuery,
+  EventsPageSchema,
+  EventsQuery,
+  ExportErrorRecord,
+  IdParams,
+  NameParams,
+  ReplayRequest,
+  ReplayView,
+  ReplayViewSchema,
+  RunView,
+  RunViewSchema,
+} from '@cgfence/proto';
 import { RequireRole } from '../auth/roles';
+import { Contract } from '../common/contract';
 import { LOGGER } from '../common/logger';
-import { toOpenApi } from '../common/openapi-schema';
-import { ZodBodyPipe } from '../common/zod-body.pipe';
-import { ZodQueryPipe } from '../common/zod-query.pipe';
+import type { CgfenceRequest } from '../common/request-context';
 import { EventsQueryService } from './events-query.service';
-
-const FILTERS = ['from', 'to', 'host', 'cohort', 'run', 'label', 'domain', 'pid', 'cmd', 'action', 'method', 'blocklist', 'version'];
-const FilterDocs = (): MethodDecorator => (target, key, desc) => {
-  for (const name of FILTERS) ApiQuery({ name, required: false })(target, key, desc);
-};
 
 @ApiTags('events')
 @ApiBearerAuth()
@@ -33,11 +41,21 @@ export class EventsController {
       'domain=exact.name or *.suffix, pid, cmd (substring of the command line), action, method, blocklist, version. ' +
       'Page with after=<next>. format=ndjson|csv streams the whole result set.',
   })
-  @FilterDocs()
-  @ApiQuery({ name: 'limit', required: false })
-  @ApiQuery({ name: 'after', required: false })
-  @ApiQuery({ name: 'format', required: false, enum: ['json', 'ndjson', 'csv'] })
-  async list(@Query(new ZodQueryPipe(EventsQuery)) q: EventsQuery, @Res() res: Response): Promise<void> {
+  @Contract({
+    query: EventsQuery,
+    responses: [
+      {
+        status: 200,
+        json: EventsPageSchema,
+        other: {
+          'application/x-ndjson':
+            'format=ndjson: one BlockEventView per line. If the export fails after it started, its last line is an ExportErrorRecord ({"error": {code, message, correlationId}}).',
+          'text/csv': 'format=csv: a header line, then one line per event. If the export fails after it started, its last line is `#error,<code>,<correlation id>,<message>`.',
+        },
+      },
+    ],
+  })
+  async list(@Query() q: EventsQuery, @Req() req: CgfenceRequest, @Res() res: Response): Promise<void> {
     const format = q.format ?? 'json';
     if (format === 'json') {
       res.json(await this.events.page(q));
@@ -49,30 +67,34 @@ export class EventsController {
       await this.events.export(q, format, res);
       res.end();
     } catch (err) {
-      this.logger.warn({ err: (err as Error).message }, 'block event export ended early');
-      res.destroy();
+      this.logger.warn({ err: (err as Error).message, correlationId: req.correlationId }, 'block event export ended early');
+      // The headers are out: end with a record a client can tell from data (documented in the OpenAPI document).
+      const record: ExportErrorRecord = {
+        error: { code: 'internal', message: 'the export failed before its end; the lines before this one are a prefix of the result', correlationId: req.correlationId ?? 'none' },
+      };
+      if (res.destroyed || res.writableEnded) return;
+      res.end(format === 'csv' ? `#error,${record.error.code},${record.error.correlationId},${record.error.message}\r\n` : `${JSON.stringify(record)}\n`);
     }
   }
 
   @Get('events/aggregate')
   @ApiOperation({ summary: 'Counts of block events by domain, host, cohort, version, command or label:<key>, optionally per minute/hour/day' })
-  @FilterDocs()
-  @ApiQuery({ name: 'by', required: true })
-  @ApiQuery({ name: 'bucket', required: false, enum: ['minute', 'hour', 'day'] })
-  aggregate(@Query(new ZodQueryPipe(EventsAggregateQuery)) q: EventsAggregateQuery): Promise<AggregateView> {
+  @Contract({ query: EventsAggregateQuery, responses: [{ status: 200, json: AggregateViewSchema }] })
+  aggregate(@Query() q: EventsAggregateQuery): Promise<AggregateView> {
     return this.events.aggregate(q);
   }
 
   @Get('runs/:id')
   @ApiOperation({ summary: "A run: host, labels, start/end, exit code, its block events and the domains it contacted" })
+  @Contract({ params: IdParams, responses: [{ status: 200, json: RunViewSchema }], errors: [404] })
   run(@Param('id') id: string): Promise<RunView> {
     return this.events.run(id);
   }
 
   @Post('blocklists/:name/replay')
   @ApiOperation({ summary: 'Which recorded run domains a version would have blocked, per run and per host' })
-  @ApiBody({ schema: toOpenApi(ReplayRequest) })
-  replay(@Param('name') name: string, @Body(new ZodBodyPipe(ReplayRequest)) body: ReplayRequest): Promise<ReplayView> {
+  @Contract({ params: NameParams, body: { json: ReplayRequest }, responses: [{ status: 200, json: ReplayViewSchema }], errors: [404] })
+  replay(@Param('name') name: string, @Body() body: ReplayRequest): Promise<ReplayView> {
     return this.events.replay(name, body.version, body.since);
   }
 }

@@ -22,7 +22,7 @@ describe('block event history: pure parts', () => {
     assert.equal(parseTimeParam('24h', now)?.toISOString(), '2025-01-01T00:00:00.000Z');
     assert.equal(parseTimeParam('2025-01-01T10:00:00Z')?.toISOString(), '2025-01-01T10:00:00.000Z');
     assert.equal(parseTimeParam('yesterday'), undefined);
-    const ok = EventsQuery.parse({ host: 'h', label: ['a=b', 'c=d=e'], domain: '*.GitHub.com.', pid: '12', limit: '10' });
+    const ok = EventsQuery.parse({ host: 'h', label: ['a=b', 'c=d=e'], domain: '*.GitHub.com.', pid: 12, limit: 10 });
     assert.deepEqual(ok.label, [['a', 'b'], ['c', 'd=e']]);
     assert.deepEqual(ok.domain, { kind: 'suffix', suffix: 'github.com' });
     assert.equal(ok.pid, 12);
@@ -61,7 +61,7 @@ describe('block event history: pure parts', () => {
 
   it('builds parameterised conditions (no value in the SQL text)', () => {
     const p = new Params();
-    const c = eventConditions(EventsQuery.parse({ host: "h'; drop table x", cmd: '50%_off', label: 'a=b' }), p);
+    const c = eventConditions(EventsQuery.parse({ host: "h'; drop table x", cmd: '50%_off', label: ['a=b'] }), p);
     assert.ok(!c.join(' ').includes('drop'));
     assert.equal(containsPattern('50%_off'), '%50\\%\\_off%');
     assert.deepEqual(p.values, ["h'; drop table x", '{"a":"b"}', '%50\\%\\_off%']);

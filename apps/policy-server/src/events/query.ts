@@ -2,20 +2,20 @@
 // cursor, the aggregate keys, and the time split between the hourly rollup
 // and the raw table.
 import type { BlockEventView, EventFilter } from '@cgfence/proto';
-import { reverseLabels } from '@cgfence/proto';
+import { decodeEventsCursor, encodeEventsCursor, reverseLabels } from '@cgfence/proto';
 
 export class CursorError extends Error {}
 
 /** (time in microseconds since the epoch, id) of the last row of a page, as opaque base64url. */
 export function encodeCursor(timeUs: string, id: string): string {
-  return Buffer.from(`${timeUs}|${id}`, 'utf8').toString('base64url');
+  return encodeEventsCursor(timeUs, id);
 }
 
+/** The cursor's parts; the edge has already refused a cursor this throws for (EventsQuery.after). */
 export function decodeCursor(cursor: string): { timeUs: string; id: string } {
-  const text = Buffer.from(cursor, 'base64url').toString('utf8');
-  const m = /^(-?\d{1,19})\|([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})$/.exec(text);
-  if (!m) throw new CursorError('after must be the opaque cursor of a previous page');
-  return { timeUs: m[1]!, id: m[2]! };
+  const c = decodeEventsCursor(cursor);
+  if (!c) throw new CursorError('after must be the opaque cursor of a previous page');
+  return c;
 }
 
 /** LIKE pattern for a substring, with LIKE's own wildcards escaped. */

@@ -52,7 +52,7 @@ describe('webhook delivery across a killed server', () => {
       headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
       body: JSON.stringify({ value: 'api', team: 'payments', webhook: { url: receiver.url } }),
     });
-    assert.equal(res.status, 201);
+    assert.equal(res.status, 200);
     const { secret } = (await res.json()) as OwnerSetView;
 
     const nc: NatsConnection = await connect({ servers: nats.url() });

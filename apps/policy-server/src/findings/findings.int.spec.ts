@@ -69,7 +69,7 @@ describe('findings and notifications (JetStream → findings → webhooks)', () 
   }
 
   async function owner(service: string, url = receiver.url, triggers?: string[]): Promise<string> {
-    const r = await env.http.post('/owners').set(auth).send({ key: 'service', value: service, team: `team-${service}`, webhook: { url, ...(triggers ? { triggers } : {}) } }).expect(201);
+    const r = await env.http.post('/owners').set(auth).send({ key: 'service', value: service, team: `team-${service}`, webhook: { url, ...(triggers ? { triggers } : {}) } }).expect(200);
     const body = r.body as OwnerSetView;
     assert.ok(body.secret, 'a new target gets a generated secret, shown once');
     return body.secret.secret;
@@ -136,10 +136,11 @@ describe('findings and notifications (JetStream → findings → webhooks)', () 
     const dead = ((await env.http.get('/notifications/deliveries?status=dead').set(auth).expect(200)).body as DeliveryView[]).find((d) => d.subject.includes('service=db'))!;
     receiver.status = 200;
     const before = about('db').length;
-    const retried = (await env.http.post(`/notifications/deliveries/${dead.id}/retry`).set(auth).expect(201)).body as DeliveryView;
+    const retried = (await env.http.post(`/notifications/deliveries/${dead.id}/retry`).set(auth).expect(200)).body as DeliveryView;
     assert.equal(retried.status, 'pending');
     await waitFor('the retried delivery', () => about('db').length > before && JSON.parse(about('db').at(-1)!.body).deliveryId === dead.id, 20_000);
     await env.http.post('/notifications/deliveries/00000000-0000-0000-0000-000000000000/retry').set(auth).expect(404);
+    await env.http.post('/notifications/deliveries/nope/retry').set(auth).expect(400);
   });
 
   it('a finding marked fixed resolves after its quiet period and reopens as a regression on a new block', { timeout: 60_000 }, async () => {
@@ -147,8 +148,8 @@ describe('findings and notifications (JetStream → findings → webhooks)', () 
     await block('cache');
     await waitFor('the finding', async () => (await findings('owner=cache')).length === 1, 20_000);
     const id = (await findings('owner=cache'))[0]!.id;
-    await env.http.post(`/findings/${id}/ack`).set(auth).send({ reason: 'ours, on it' }).expect(201);
-    await env.http.post(`/findings/${id}/resolve`).set(auth).send({ reason: 'deploy script fixed in #42' }).expect(201);
+    await env.http.post(`/findings/${id}/ack`).set(auth).send({ reason: 'ours, on it' }).expect(200);
+    await env.http.post(`/findings/${id}/resolve`).set(auth).send({ reason: 'deploy script fixed in #42' }).expect(200);
     await waitFor('resolved after the fix quiet period', async () => (await finding(id)).state === 'resolved', 20_000);
     await block('cache');
     await waitFor('reopened', async () => (await finding(id)).state === 'new', 20_000);
@@ -170,7 +171,7 @@ describe('findings and notifications (JetStream → findings → webhooks)', () 
     await env.http.post(`/findings/${id}/accept`).set(auth).send({ reason: 'known until migration', until: '2020-01-01T00:00:00Z' }).expect(400);
     await env.http.post(`/findings/${id}/accept`).set(auth).send({ reason: 'x', until: 'soon' }).expect(400);
     const until = new Date(Date.now() + 1500).toISOString();
-    const accepted = (await env.http.post(`/findings/${id}/accept`).set(auth).send({ reason: 'known until the migration', until }).expect(201)).body as FindingDetailView;
+    const accepted = (await env.http.post(`/findings/${id}/accept`).set(auth).send({ reason: 'known until the migration', until }).expect(200)).body as FindingDetailView;
     assert.equal(accepted.state, 'accepted');
     await block('queue');
     await sleep(300);
@@ -197,22 +198,22 @@ describe('findings and notifications (JetStream → findings → webhooks)', () 
   it('tells a target subscribed to a fleet trigger (the kill switch), in the Slack format, and no target that is not', { timeout: 60_000 }, async () => {
     const secret = await owner('sre', `${receiver.url}?slack`, ['killswitch.toggled', 'rollout.completed']);
     const before = receiver.received.length;
-    await env.http.post('/fleet/audit-mode').set(auth).send({ on: true }).expect(201);
+    await env.http.post('/fleet/audit-mode').set(auth).send({ on: true }).expect(200);
     await waitFor('the kill switch notification', () => receiver.received.some((r) => r.headers['cgfence-trigger'] === 'killswitch.toggled'), 20_000);
-    await env.http.post('/fleet/audit-mode').set(auth).send({ on: false }).expect(201);
+    await env.http.post('/fleet/audit-mode').set(auth).send({ on: false }).expect(200);
     await waitFor('both toggles', () => receiver.received.filter((r) => r.headers['cgfence-trigger'] === 'killswitch.toggled').length === 2, 20_000);
     await sleep(300);
     const sent = receiver.received.slice(before);
     assert.equal(sent.length, 2, 'only the target subscribed to it');
     assert.ok(sent.every((r) => valid(secret, r)));
     // Switch the target to Slack's format: same URL, so the same target, changed.
-    await env.http.post('/owners').set(auth).send({ value: 'sre', webhook: { url: `${receiver.url}?slack`, format: 'slack', triggers: ['killswitch.toggled'] } }).expect(201);
-    await env.http.post('/fleet/audit-mode').set(auth).send({ on: true }).expect(201);
+    await env.http.post('/owners').set(auth).send({ value: 'sre', webhook: { url: `${receiver.url}?slack`, format: 'slack', triggers: ['killswitch.toggled'] } }).expect(200);
+    await env.http.post('/fleet/audit-mode').set(auth).send({ on: true }).expect(200);
     await waitFor('the Slack-format notification', () => receiver.received.length === before + 3, 20_000);
     const slack = JSON.parse(receiver.received.at(-1)!.body) as { text: string; blocks: unknown[] };
     assert.match(slack.text, /kill switch ON/);
     assert.ok(slack.blocks.length > 0);
-    await env.http.post('/fleet/audit-mode').set(auth).send({ on: false }).expect(201);
+    await env.http.post('/fleet/audit-mode').set(auth).send({ on: false }).expect(200);
     const owners = (await env.http.get('/owners').set(auth).expect(200)).body as { value: string; targets: { format: string }[] }[];
     assert.equal(owners.find((o) => o.value === 'sre')?.targets[0]?.format, 'slack');
   });
@@ -226,7 +227,7 @@ describe('findings and notifications (JetStream → findings → webhooks)', () 
       domains: names.map((name) => ({ name, queries: 1, blocked: 0, firstSeen: now, lastSeen: now })),
     });
     await env.get(EventsWriter).writeRows([], [run('rp1', 'api', ['api.internal', 'x.newdep.internal']), run('rp2', 'api', ['x.newdep.internal']), run('rp3', null, ['y.newdep.internal'])]);
-    const r = (await env.http.post('/blocklists/deps/replay').set(auth).send({ version: 1, since: '1h' }).expect(201)).body as ReplayView;
+    const r = (await env.http.post('/blocklists/deps/replay').set(auth).send({ version: 1, since: '1h' }).expect(200)).body as ReplayView;
     const api = r.owners!.find((o) => o.owner === 'api')!;
     assert.equal(api.team, 'team-api');
     assert.equal(api.newFindings, 1);
@@ -235,7 +236,7 @@ describe('findings and notifications (JetStream → findings → webhooks)', () 
   });
 
   it('a digest target gets one message per period with every finding notice it held', { timeout: 60_000 }, async () => {
-    const r = await env.http.post('/owners').set(auth).send({ value: 'batchy', webhook: { url: `${receiver.url}?digest`, digest: '2s' } }).expect(201);
+    const r = await env.http.post('/owners').set(auth).send({ value: 'batchy', webhook: { url: `${receiver.url}?digest`, digest: '2s' } }).expect(200);
     const secret = (r.body as OwnerSetView).secret!.secret;
     const digests = () => receiver.received.filter((x) => x.headers['cgfence-trigger'] === 'digest');
     await block('batchy', { entry: 'one.internal' });
@@ -257,7 +258,8 @@ describe('findings and notifications (JetStream → findings → webhooks)', () 
   it('refuses bad input with a 4xx naming the problem', async () => {
     await env.http.get('/findings?state=nope').set(auth).expect(400);
     await env.http.get('/findings?since=yesterday').set(auth).expect(400);
-    await env.http.get('/findings/f-0000').set(auth).expect(404);
+    await env.http.get('/findings/f-0000').set(auth).expect(400);
+    await env.http.get('/findings/f-00000000000000000000').set(auth).expect(404);
     await env.http.post('/findings/f-00000000000000000000/ack').set(auth).send({ reason: 'x' }).expect(404);
     await env.http.post('/owners').set(auth).send({ value: 'x', webhook: { url: 'file:///etc/passwd' } }).expect(400);
     await env.http.post('/owners').set(auth).send({ value: 'x', webhook: { url: 'http://127.0.0.1:1/', triggers: ['everything'] } }).expect(400);

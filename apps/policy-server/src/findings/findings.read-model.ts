@@ -7,6 +7,9 @@ import type { ReadModel } from '../read-models/read-model';
 import { FINDING_STREAM_PREFIX, FindingEvent, FindingState as FindingAggregateState } from './finding';
 import { mergeExamples } from './occurrences';
 
+/** Rows a list answers when the query names no limit. */
+const DEFAULT_LIMIT = 200;
+
 export interface FindingRow {
   id: string;
   owner_key: string;
@@ -110,7 +113,7 @@ export class FindingsReadModel implements ReadModel {
     if (q.state !== undefined) add('f.state = ?', q.state);
     if (q.entry !== undefined) add('f.entry = ?', q.entry);
     if (q.since !== undefined) add('f.last_seen >= ?', parseTimeParam(q.since)!.toISOString());
-    params.push(q.limit);
+    params.push(q.limit ?? DEFAULT_LIMIT);
     return (m ?? this.db).query(
       `select f.*, o.team from rm_findings f left join rm_owners o on o.key = f.owner_key and o.value = f.owner
        ${where.length ? `where ${where.join(' and ')}` : ''} order by f.last_seen desc, f.id limit $${params.length}`,

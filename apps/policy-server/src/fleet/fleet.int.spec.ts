@@ -105,7 +105,7 @@ describe('fleet distribution (server side)', () => {
     assert.equal(broadcasts.length, 0, 'a commit alone changes no host');
 
     const res = await env.http.post('/blocklists/core/assign').set(auth(operator)).send({ version: 1 });
-    assert.equal(res.status, 201, JSON.stringify(res.body));
+    assert.equal(res.status, 200, JSON.stringify(res.body));
     assert.equal(res.body.baseline.version, 1);
     const msg = await waitForRevision(res.body.revision);
     const doc = open(msg);
@@ -203,12 +203,12 @@ describe('fleet distribution (server side)', () => {
 
   it('needs an explicit rollback to go back, and then signs a rollback order', async () => {
     await commit('core', ['github.com']);
-    await env.http.post('/blocklists/core/assign').set(auth(operator)).send({ version: 2 }).expect(201);
+    await env.http.post('/blocklists/core/assign').set(auth(operator)).send({ version: 2 }).expect(200);
     const refused = await env.http.post('/blocklists/core/assign').set(auth(operator)).send({ version: 1 });
     assert.equal(refused.status, 409);
     assert.equal(refused.body.code, 'fleet.rollback_required');
     const ok = await env.http.post('/blocklists/core/assign').set(auth(operator)).send({ version: 1, rollback: true });
-    assert.equal(ok.status, 201);
+    assert.equal(ok.status, 200);
     const doc = open(await waitForRevision(ok.body.revision));
     assert.deepEqual(doc.rollback, { blocklistId: 'core', toVersion: 1 });
     const missing = await env.http.post('/blocklists/core/assign').set(auth(operator)).send({ version: 99 });
@@ -217,7 +217,7 @@ describe('fleet distribution (server side)', () => {
 
   it('turns audit mode on and off for the fleet and for a cohort', async () => {
     const on = await env.http.post('/fleet/audit-mode').set(auth(operator)).send({ on: true, cohort: 'canary' });
-    assert.equal(on.status, 201);
+    assert.equal(on.status, 200);
     let doc = open(await waitForRevision(on.body.revision));
     assert.deepEqual(doc.audit, { fleet: false, cohorts: ['canary'] });
     assert.equal(((await env.http.get('/hosts/host-a').set(auth(operator))).body as HostView).desired?.mode, 'audit');
@@ -228,7 +228,7 @@ describe('fleet distribution (server side)', () => {
     const off = await env.http.post('/fleet/audit-mode').set(auth(operator)).send({ on: false });
     doc = open(await waitForRevision(off.body.revision));
     assert.equal(doc.audit.fleet, false);
-    await env.http.post('/fleet/audit-mode').set(auth(operator)).send({ on: false, cohort: 'canary' }).expect(201);
+    await env.http.post('/fleet/audit-mode').set(auth(operator)).send({ on: false, cohort: 'canary' }).expect(200);
 
     const viewer = await env.tokenFor('viewer');
     assert.equal((await env.http.post('/fleet/audit-mode').set(auth(viewer)).send({ on: true })).status, 403);
@@ -237,7 +237,7 @@ describe('fleet distribution (server side)', () => {
   it('loses nothing when NATS is down at commit time and the server dies before publishing; publishes once', async () => {
     await nats.stop();
     const res = await env.http.post('/blocklists/core/assign').set(auth(operator)).send({ version: 2 });
-    assert.equal(res.status, 201, 'the API works without NATS; the change waits in the outbox');
+    assert.equal(res.status, 200, 'the API works without NATS; the change waits in the outbox');
     const revision = res.body.revision as number;
     assert.ok((await env.http.get('/ready')).body.outboxPending >= 1);
     await env.server.close(); // the process dies before its relay could publish
@@ -263,7 +263,7 @@ describe('fleet distribution (server side)', () => {
       const jsm = await jetstreamManager(nc);
       const before = (await jsm.streams.info(FLEET_STREAM.name)).state.messages;
       const seen = broadcasts.length;
-      await env.http.post('/fleet/audit-mode').set(auth(operator)).send({ on: true, cohort: 'two-replicas' }).expect(201);
+      await env.http.post('/fleet/audit-mode').set(auth(operator)).send({ on: true, cohort: 'two-replicas' }).expect(200);
       const res = await env.http.post('/fleet/audit-mode').set(auth(operator)).send({ on: false, cohort: 'two-replicas' });
       await waitForRevision(res.body.revision);
       await new Promise((r) => setTimeout(r, 500));

@@ -1,6 +1,7 @@
 import { Controller, Get, Header } from '@nestjs/common';
 import { ApiOperation, ApiTags } from '@nestjs/swagger';
 import { Public } from '../auth/roles';
+import { Contract } from '../common/contract';
 import { Metrics } from './metrics.service';
 
 @ApiTags('health')
@@ -12,6 +13,7 @@ export class MetricsController {
   @Get()
   @Header('Content-Type', 'text/plain; version=0.0.4')
   @ApiOperation({ summary: 'Prometheus metrics' })
+  @Contract({ responses: [{ status: 200, text: { type: 'text/plain', description: 'Prometheus text exposition format 0.0.4' } }] })
   scrape(): Promise<string> {
     return this.metrics.registry.metrics();
   }

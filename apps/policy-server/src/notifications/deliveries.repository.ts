@@ -4,6 +4,9 @@ import { DataSource, EntityManager } from 'typeorm';
 import type { DeliveriesQuery, Trigger } from '@cgfence/proto';
 import { DomainError } from '../common/errors';
 
+/** Rows a list answers when the query names no limit. */
+const DEFAULT_LIMIT = 100;
+
 export interface DeliveryRow {
   id: string;
   event_position: string;
@@ -137,7 +140,7 @@ export class DeliveriesRepository {
     const params: unknown[] = [];
     if (q.status) where.push(`d.status = $${params.push(q.status)}`);
     if (q.target) where.push(`d.target_id = $${params.push(q.target)}`);
-    params.push(q.limit);
+    params.push(q.limit ?? DEFAULT_LIMIT);
     return this.db.query(
       `select d.*, t.url from webhook_deliveries d left join rm_notification_targets t on t.id = d.target_id
        ${where.length ? `where ${where.join(' and ')}` : ''} order by d.created_at desc, d.id limit $${params.length}`,

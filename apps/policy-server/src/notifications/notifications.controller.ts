@@ -1,8 +1,9 @@
 import { Controller, Get, Param, Post, Query } from '@nestjs/common';
-import { ApiBearerAuth, ApiOperation, ApiQuery, ApiTags } from '@nestjs/swagger';
-import { DeliveriesQuery, DeliveryView } from '@cgfence/proto';
+import { ApiBearerAuth, ApiOperation, ApiTags } from '@nestjs/swagger';
+import { z } from 'zod';
+import { DeliveriesQuery, DeliveryIdParams, DeliveryView, DeliveryViewSchema } from '@cgfence/proto';
 import { RequireRole } from '../auth/roles';
-import { ZodQueryPipe } from '../common/zod-query.pipe';
+import { Contract } from '../common/contract';
 import { DeliveriesRepository, DeliveryRow } from './deliveries.repository';
 
 const iso = (d: Date | null): string | null => (d === null ? null : new Date(d).toISOString());
@@ -29,16 +30,15 @@ export class NotificationsController {
   @Get('deliveries')
   @RequireRole('operator')
   @ApiOperation({ summary: 'Webhook deliveries, newest first; status=dead is the dead-letter list' })
-  @ApiQuery({ name: 'status', required: false, enum: ['pending', 'delivered', 'dead'] })
-  @ApiQuery({ name: 'target', required: false })
-  @ApiQuery({ name: 'limit', required: false })
-  async list(@Query(new ZodQueryPipe(DeliveriesQuery)) q: DeliveriesQuery): Promise<DeliveryView[]> {
+  @Contract({ query: DeliveriesQuery, responses: [{ status: 200, json: z.array(DeliveryViewSchema) }] })
+  async list(@Query() q: DeliveriesQuery): Promise<DeliveryView[]> {
     return (await this.deliveries.list(q)).map(view);
   }
 
   @Post('deliveries/:id/retry')
   @RequireRole('operator')
   @ApiOperation({ summary: 'Send a dead delivery again (a fresh set of attempts)' })
+  @Contract({ params: DeliveryIdParams, responses: [{ status: 200, json: DeliveryViewSchema }], errors: [404] })
   async retry(@Param('id') id: string): Promise<DeliveryView> {
     return view(await this.deliveries.retry(id));
   }

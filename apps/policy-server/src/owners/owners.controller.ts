@@ -1,10 +1,10 @@
 import { Body, Controller, Delete, Get, Param, Post, Req } from '@nestjs/common';
-import { ApiBearerAuth, ApiBody, ApiOperation, ApiTags } from '@nestjs/swagger';
-import { OwnerSetRequest, OwnerSetView, OwnerView } from '@cgfence/proto';
+import { ApiBearerAuth, ApiOperation, ApiTags } from '@nestjs/swagger';
+import { z } from 'zod';
+import { OwnerParams, OwnerSetRequest, OwnerSetView, OwnerSetViewSchema, OwnerTargetParams, OwnerView, OwnerViewSchema } from '@cgfence/proto';
 import { RequireRole } from '../auth/roles';
-import { toOpenApi } from '../common/openapi-schema';
+import { Contract } from '../common/contract';
 import { actorOf, CgfenceRequest } from '../common/request-context';
-import { ZodBodyPipe } from '../common/zod-body.pipe';
 import { OwnersService } from './owners.service';
 
 @ApiTags('owners')
@@ -15,20 +15,22 @@ export class OwnersController {
 
   @Get()
   @ApiOperation({ summary: 'Owners (a run-label value), their team and notification targets' })
+  @Contract({ responses: [{ status: 200, json: z.array(OwnerViewSchema) }] })
   list(): Promise<OwnerView[]> {
     return this.owners.list();
   }
 
   @Post()
   @RequireRole('operator')
-  @ApiOperation({ summary: 'Set an owner\'s team and add or change a webhook target; a new target\'s secret is returned once' })
-  @ApiBody({ schema: toOpenApi(OwnerSetRequest) })
-  set(@Body(new ZodBodyPipe(OwnerSetRequest)) body: OwnerSetRequest, @Req() req: CgfenceRequest): Promise<OwnerSetView> {
+  @ApiOperation({ summary: "Set an owner's team and add or change a webhook target (by URL); a new target's generated secret is returned once" })
+  @Contract({ body: { json: OwnerSetRequest }, responses: [{ status: 200, json: OwnerSetViewSchema }], errors: [409] })
+  set(@Body() body: OwnerSetRequest, @Req() req: CgfenceRequest): Promise<OwnerSetView> {
     return this.owners.set(body, actorOf(req));
   }
 
   @Get(':key/:value')
   @ApiOperation({ summary: 'One owner' })
+  @Contract({ params: OwnerParams, responses: [{ status: 200, json: OwnerViewSchema }], errors: [404] })
   get(@Param('key') key: string, @Param('value') value: string): Promise<OwnerView> {
     return this.owners.get(key, value);
   }
@@ -36,6 +38,7 @@ export class OwnersController {
   @Delete(':key/:value/targets/:id')
   @RequireRole('operator')
   @ApiOperation({ summary: 'Remove a notification target' })
+  @Contract({ params: OwnerTargetParams, responses: [{ status: 200, json: OwnerViewSchema }], errors: [404, 409] })
   removeTarget(@Param('key') key: string, @Param('value') value: string, @Param('id') id: string, @Req() req: CgfenceRequest): Promise<OwnerView> {
     return this.owners.removeTarget(key, value, id, actorOf(req));
   }

@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { int32, IsoTime } from './common';
 
 /**
  * REST contract of the policy server's blocklist resources: request bodies are
@@ -30,7 +31,7 @@ export const CommitFullRequest = z
     entries: z.array(EntryInputSchema),
     message: z.string().max(2000).default(''),
     /** The latest version the author saw; the commit is refused with 409 if another version landed since. */
-    expectedVersion: z.number().int().min(0).optional(),
+    expectedVersion: int32(0).optional(),
   })
   .strict();
 
@@ -40,72 +41,95 @@ export const CommitDiffRequest = z
     add: z.array(EntryInputSchema).default([]),
     remove: z.array(z.string()).default([]),
     message: z.string().max(2000).default(''),
-    expectedVersion: z.number().int().min(0).optional(),
+    expectedVersion: int32(0).optional(),
   })
   .strict();
 
 export const CommitRequest = z.union([CommitFullRequest, CommitDiffRequest]);
 export type CommitRequest = z.infer<typeof CommitRequest>;
 
-export interface BlocklistView {
-  name: string;
-  description: string;
-  owner: string;
-  createdAt: string;
-  createdBy: string;
-  latestVersion: number;
-  latestHash: string | null;
-  updatedAt: string;
-}
+export const BlocklistViewSchema = z.object({
+  name: z.string(),
+  description: z.string(),
+  owner: z.string(),
+  createdAt: IsoTime,
+  createdBy: z.string(),
+  latestVersion: z.number().int(),
+  latestHash: z.string().nullable(),
+  updatedAt: IsoTime,
+});
+export type BlocklistView = z.infer<typeof BlocklistViewSchema>;
 
-export interface VersionView {
-  blocklist: string;
-  version: number;
-  contentHash: string;
-  entryCount: number;
-  addedCount: number;
-  removedCount: number;
-  message: string;
-  committedAt: string;
-  committedBy: string;
-}
+export const VersionViewSchema = z.object({
+  blocklist: z.string(),
+  version: z.number().int(),
+  contentHash: z.string(),
+  entryCount: z.number().int(),
+  addedCount: z.number().int(),
+  removedCount: z.number().int(),
+  message: z.string(),
+  committedAt: IsoTime,
+  committedBy: z.string(),
+});
+export type VersionView = z.infer<typeof VersionViewSchema>;
 
-export interface CommitResult {
+export const CommitResultSchema = z.object({
   /** False when the content was identical to the latest version: nothing was written. */
-  created: boolean;
-  version: VersionView;
+  created: z.boolean(),
+  version: VersionViewSchema,
   /** Duplicate entries folded together while canonicalising. */
-  merged: number;
-}
+  merged: z.number().int(),
+});
+export type CommitResult = z.infer<typeof CommitResultSchema>;
 
-export interface EntryView {
-  kind: 'domain' | 'wildcard' | 'cidr4' | 'cidr6';
-  value: string;
-  comment?: string;
-  resolve?: boolean;
-}
+export const EntryViewSchema = z.object({
+  kind: z.enum(['domain', 'wildcard', 'cidr4', 'cidr6']),
+  value: z.string(),
+  comment: z.string().optional(),
+  resolve: z.boolean().optional(),
+});
+export type EntryView = z.infer<typeof EntryViewSchema>;
 
-export interface VersionDetailView extends VersionView {
-  entries: EntryView[];
-}
+export const VersionDetailViewSchema = VersionViewSchema.extend({ entries: z.array(EntryViewSchema) });
+export type VersionDetailView = z.infer<typeof VersionDetailViewSchema>;
 
-export interface DiffView {
-  blocklist: string;
-  from: number;
-  to: number;
-  added: EntryView[];
-  removed: EntryView[];
-}
+export const DiffViewSchema = z.object({
+  blocklist: z.string(),
+  from: z.number().int(),
+  to: z.number().int(),
+  added: z.array(EntryViewSchema),
+  removed: z.array(EntryViewSchema),
+});
+export type DiffView = z.infer<typeof DiffViewSchema>;
 
-export interface AuditRecord {
-  position: string;
-  time: string;
-  actor: string;
-  type: string;
-  stream: string;
-  correlationId: string;
-  summary: Record<string, unknown>;
-}
+export const AuditRecordSchema = z.object({
+  position: z.string(),
+  time: IsoTime,
+  actor: z.string(),
+  type: z.string(),
+  stream: z.string(),
+  correlationId: z.string(),
+  summary: z.record(z.string(), z.unknown()),
+});
+export type AuditRecord = z.infer<typeof AuditRecordSchema>;
+
+export const AuditPageSchema = z.object({ records: z.array(AuditRecordSchema), next: z.string().nullable() });
+export type AuditPage = z.infer<typeof AuditPageSchema>;
+
+/** Event positions are PostgreSQL `bigint`s; a cursor past the largest one is refused. */
+const POSITION = /^(0|[1-9]\d{0,17})$/;
+
+export const AuditQuery = z
+  .object({
+    limit: z.number().int().min(1).max(1000).optional(),
+    /** The `next` of the previous page: an event position. */
+    before: z.string().regex(POSITION, 'must be the `next` of a previous page (an event position, at most 18 digits)').optional(),
+    actor: z.string().min(1).max(200).optional(),
+    /** Stream id prefix, e.g. `blocklist-`. */
+    stream: z.string().min(1).max(200).optional(),
+  })
+  .strict();
+export type AuditQuery = z.infer<typeof AuditQuery>;
 
 export const ROLES = ['viewer', 'operator', 'admin'] as const;
 export type Role = (typeof ROLES)[number];
@@ -113,20 +137,15 @@ export type Role = (typeof ROLES)[number];
 export const CreateTokenRequest = z.object({ name: z.string().min(1).max(200), role: z.enum(ROLES) }).strict();
 export type CreateTokenRequest = z.infer<typeof CreateTokenRequest>;
 
-export interface TokenView {
-  id: string;
-  name: string;
-  role: Role;
-  createdAt: string;
-  createdBy: string;
-  revokedAt: string | null;
-}
+export const TokenViewSchema = z.object({
+  id: z.string(),
+  name: z.string(),
+  role: z.enum(ROLES),
+  createdAt: IsoTime,
+  createdBy: z.string(),
+  revokedAt: IsoTime.nullable(),
+});
+export type TokenView = z.infer<typeof TokenViewSchema>;
 
-/** Shape of every error body the server returns. */
-export interface ErrorBody {
-  statusCode: number;
-  code: string;
-  message: string;
-  correlationId: string;
-  details?: unknown;
-}
+export const IssuedTokenSchema = z.object({ token: TokenViewSchema, secret: z.string() });
+export type IssuedToken = z.infer<typeof IssuedTokenSchema>;

@@ -1,6 +1,7 @@
 // REST shapes of the block-event history: the query filters (zod, so a bad
 // filter is a 400 naming the field), the pages, aggregates, runs and replay.
 import { z } from 'zod';
+import { int32, IsoTime, MAX_TIME_MS, MIN_TIME_MS, timeInRange } from './common';
 
 export const EVENT_ACTIONS = ['blocked', 'audited', 'alert'] as const;
 export const EVENT_METHODS = ['dns', 'ip'] as const;
@@ -40,6 +41,23 @@ export function reverseLabels(name: string): string {
   return name.split('.').reverse().join('.');
 }
 
+const CURSOR = /^(-?\d{1,19})\|([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})$/;
+
+/** The `next` of an events page: (time in microseconds since the epoch, id) as opaque base64url. */
+export function encodeEventsCursor(timeUs: string, id: string): string {
+  return Buffer.from(`${timeUs}|${id}`, 'utf8').toString('base64url');
+}
+
+/** The cursor's parts, or undefined when it is not one the server wrote (or its time is outside years 1–9999). */
+export function decodeEventsCursor(cursor: string): { timeUs: string; id: string } | undefined {
+  if (!/^[A-Za-z0-9_-]{8,200}$/.test(cursor)) return undefined;
+  const m = CURSOR.exec(Buffer.from(cursor, 'base64url').toString('utf8'));
+  if (!m) return undefined;
+  const us = BigInt(m[1]!);
+  if (us < BigInt(MIN_TIME_MS) * 1000n || us > BigInt(MAX_TIME_MS) * 1000n) return undefined;
+  return { timeUs: m[1]!, id: m[2]! };
+}
+
 const time = (field: string) =>
   z.string().transform((s, ctx) => {
     const d = parseTimeParam(s);
@@ -47,19 +65,17 @@ const time = (field: string) =>
       ctx.addIssue({ code: 'custom', message: `${field} must be an ISO 8601 time or a duration back from now (30m, 24h, 7d), got "${s}"` });
       return z.NEVER;
     }
+    if (!timeInRange(d)) {
+      ctx.addIssue({ code: 'custom', message: `${field} must be between the years 1 and 9999, got "${s}"` });
+      return z.NEVER;
+    }
     return d;
   });
 
-const wholeNumber = (max = 2 ** 31 - 1) =>
-  z
-    .string()
-    .regex(/^\d{1,10}$/, 'must be a whole number')
-    .transform(Number)
-    .refine((n) => n <= max, `must be at most ${max}`);
+/** Query-string numbers: the server's edge turns `?limit=10` into the number 10 before this schema sees it. */
+const wholeNumber = (max = 2 ** 31 - 1) => z.number().int().min(0).max(max);
 
-const oneOrMany = z.union([z.string(), z.array(z.string())]).transform((v) => (Array.isArray(v) ? v : [v]));
-
-const labelPairs = oneOrMany.transform((pairs, ctx) => {
+const labelPairs = z.array(z.string().max(500)).max(20).transform((pairs, ctx) => {
   const out: [string, string][] = [];
   for (const p of pairs) {
     const eq = p.indexOf('=');
@@ -111,7 +127,10 @@ export const EventsQuery = z
     ...EventFilterShape,
     limit: wholeNumber(MAX_PAGE).refine((n) => n >= 1, 'must be at least 1').optional(),
     /** The `next` of the previous page. */
-    after: z.string().regex(/^[A-Za-z0-9_-]{8,200}$/, 'must be the opaque cursor of a previous page').optional(),
+    after: z
+      .string()
+      .refine((c) => decodeEventsCursor(c) !== undefined, 'must be the opaque cursor (`next`) of a previous page')
+      .optional(),
     /** json: one page; ndjson/csv: the whole result set, streamed. */
     format: z.enum(EXPORT_FORMATS).optional(),
   })
@@ -136,102 +155,126 @@ export type EventsAggregateQuery = z.infer<typeof EventsAggregateQuery>;
 
 export const ReplayRequest = z
   .object({
-    version: z.number().int().positive(),
-    /** Runs that started since: ISO time or a duration back from now ("7d"). */
-    since: z.string().refine((s) => parseTimeParam(s) !== undefined, 'must be an ISO 8601 time or a duration back from now (7d)'),
+    version: int32(1),
+    /** Runs that started since: ISO time or a duration back from now ("7d"), years 1 to 9999. */
+    since: z
+      .string()
+      .max(100)
+      .refine((s) => {
+        const d = parseTimeParam(s);
+        return d !== undefined && timeInRange(d);
+      }, 'must be an ISO 8601 time (years 1 to 9999) or a duration back from now (7d)'),
   })
   .strict();
 export type ReplayRequest = z.infer<typeof ReplayRequest>;
 
-export interface BlockEventView {
-  id: string;
-  time: string;
-  host: string;
-  cohort: string | null;
-  runId: string | null;
-  labels: Record<string, string>;
-  pid: number | null;
-  comm: string | null;
-  cmdline: string | null;
-  uid: number | null;
-  cgroupId: string | null;
-  qname: string | null;
-  qtype: string | null;
-  entry: string | null;
-  action: (typeof EVENT_ACTIONS)[number];
-  method: (typeof EVENT_METHODS)[number];
-  policyVersion: string | null;
-  blocklist: string | null;
-  version: number | null;
-  policyHash: string | null;
-  destination: string | null;
-  message: string | null;
-  receivedAt: string;
-}
+export const BlockEventViewSchema = z.object({
+  id: z.string(),
+  time: IsoTime,
+  host: z.string(),
+  cohort: z.string().nullable(),
+  runId: z.string().nullable(),
+  labels: z.record(z.string(), z.string()),
+  pid: z.number().int().nullable(),
+  comm: z.string().nullable(),
+  cmdline: z.string().nullable(),
+  uid: z.number().int().nullable(),
+  cgroupId: z.string().nullable(),
+  qname: z.string().nullable(),
+  qtype: z.string().nullable(),
+  entry: z.string().nullable(),
+  action: z.enum(EVENT_ACTIONS),
+  method: z.enum(EVENT_METHODS),
+  policyVersion: z.string().nullable(),
+  blocklist: z.string().nullable(),
+  version: z.number().int().nullable(),
+  policyHash: z.string().nullable(),
+  destination: z.string().nullable(),
+  message: z.string().nullable(),
+  receivedAt: IsoTime,
+});
+export type BlockEventView = z.infer<typeof BlockEventViewSchema>;
 
-export interface EventsPage {
-  events: BlockEventView[];
+export const EventsPageSchema = z.object({
+  events: z.array(BlockEventViewSchema),
   /** Pass as `after` for the next (older) page; null on the last page. */
-  next: string | null;
-}
+  next: z.string().nullable(),
+});
+export type EventsPage = z.infer<typeof EventsPageSchema>;
 
-export interface AggregateRow {
+export const AggregateRowSchema = z.object({
   /** Start of the bucket (ISO), or null without `bucket`. */
-  bucket: string | null;
-  key: string | null;
-  count: number;
-}
+  bucket: IsoTime.nullable(),
+  key: z.string().nullable(),
+  count: z.number().int(),
+});
+export type AggregateRow = z.infer<typeof AggregateRowSchema>;
 
-export interface AggregateView {
-  by: string;
-  bucket: (typeof AGGREGATE_BUCKETS)[number] | null;
-  rows: AggregateRow[];
-}
+export const AggregateViewSchema = z.object({
+  by: z.string(),
+  bucket: z.enum(AGGREGATE_BUCKETS).nullable(),
+  rows: z.array(AggregateRowSchema),
+});
+export type AggregateView = z.infer<typeof AggregateViewSchema>;
 
-export interface RunDomainView {
-  name: string;
-  queries: number;
-  blocked: number;
-  firstSeen: string;
-  lastSeen: string;
-}
+export const RunDomainViewSchema = z.object({
+  name: z.string(),
+  queries: z.number().int(),
+  blocked: z.number().int(),
+  firstSeen: IsoTime,
+  lastSeen: IsoTime,
+});
+export type RunDomainView = z.infer<typeof RunDomainViewSchema>;
 
-export interface RunView {
-  runId: string;
-  host: string;
-  cohort: string | null;
-  labels: Record<string, string>;
-  command: string | null;
-  startedAt: string;
-  endedAt: string | null;
-  exitCode: number | null;
-  signal: string | null;
-  policyVersion: string | null;
+export const RunViewSchema = z.object({
+  runId: z.string(),
+  host: z.string(),
+  cohort: z.string().nullable(),
+  labels: z.record(z.string(), z.string()),
+  command: z.string().nullable(),
+  startedAt: IsoTime,
+  endedAt: IsoTime.nullable(),
+  exitCode: z.number().int().nullable(),
+  signal: z.string().nullable(),
+  policyVersion: z.string().nullable(),
   /** Names past the agent's per-run limit: counted, not listed. */
-  overflow: number;
-  events: { total: number; blocked: number; audited: number; alert: number };
-  latest: BlockEventView[];
-  domains: RunDomainView[];
-}
+  overflow: z.number().int(),
+  events: z.object({ total: z.number().int(), blocked: z.number().int(), audited: z.number().int(), alert: z.number().int() }),
+  latest: z.array(BlockEventViewSchema),
+  domains: z.array(RunDomainViewSchema),
+});
+export type RunView = z.infer<typeof RunViewSchema>;
 
-export interface ReplayView {
-  blocklist: string;
-  version: number;
-  since: string;
-  runsExamined: number;
+export const ReplayViewSchema = z.object({
+  blocklist: z.string(),
+  version: z.number().int(),
+  since: IsoTime,
+  runsExamined: z.number().int(),
   /** Runs with at least one name the version blocks. */
-  runs: { runId: string; host: string; startedAt: string; domains: { name: string; queries: number; entry: string }[] }[];
-  hosts: { host: string; runs: number; domains: string[] }[];
-  domains: { name: string; entry: string; runs: number; hosts: number }[];
+  runs: z.array(
+    z.object({
+      runId: z.string(),
+      host: z.string(),
+      startedAt: IsoTime,
+      domains: z.array(z.object({ name: z.string(), queries: z.number().int(), entry: z.string() })),
+    }),
+  ),
+  hosts: z.array(z.object({ host: z.string(), runs: z.number().int(), domains: z.array(z.string()) })),
+  domains: z.array(z.object({ name: z.string(), entry: z.string(), runs: z.number().int(), hosts: z.number().int() })),
   /**
    * Per owner (the findings owner label of the runs): the findings the
    * version would create (existing: null) or add to (existing: its state).
    */
-  owners?: {
-    ownerKey: string;
-    owner: string;
-    team: string | null;
-    newFindings: number;
-    findings: { id: string; entry: string; existing: string | null; runs: number; hosts: number }[];
-  }[];
-}
+  owners: z
+    .array(
+      z.object({
+        ownerKey: z.string(),
+        owner: z.string(),
+        team: z.string().nullable(),
+        newFindings: z.number().int(),
+        findings: z.array(z.object({ id: z.string(), entry: z.string(), existing: z.string().nullable(), runs: z.number().int(), hosts: z.number().int() })),
+      }),
+    )
+    .optional(),
+});
+export type ReplayView = z.infer<typeof ReplayViewSchema>;

@@ -1,6 +1,7 @@
 // Findings (one owner's dependency on one listed name), owners with their
 // notification targets, and webhook deliveries: the REST requests and views.
 import { z } from 'zod';
+import { IsoTime } from './common';
 import { parseTimeParam } from './events';
 
 export const FINDING_STATES = ['new', 'acknowledged', 'resolved', 'accepted'] as const;
@@ -39,10 +40,17 @@ export const FindingsQuery = z
     /** Findings seen since: ISO time or a duration back from now. */
     since: since.optional(),
     entry: z.string().min(1).max(300).optional(),
-    limit: z.coerce.number().int().min(1).max(1000).default(200),
+    /** The edge turns `?limit=10` into a number. Default 200. */
+    limit: z.number().int().min(1).max(1000).optional(),
   })
   .strict();
 export type FindingsQuery = z.infer<typeof FindingsQuery>;
+
+/** Path parameters of the findings, owners and notifications routes. */
+export const FindingIdParams = z.object({ id: z.string().regex(/^f-[0-9a-f]{20}$/, 'a finding id like f-0123456789abcdef0123') }).strict();
+export const DeliveryIdParams = z.object({ id: z.string().uuid('a delivery id (UUID)') }).strict();
+export const OwnerParams = z.object({ key: z.string().regex(/^[A-Za-z0-9_.-]{1,63}$/, 'a label key like service'), value: z.string().min(1).max(200) }).strict();
+export const OwnerTargetParams = OwnerParams.extend({ id: z.string().regex(/^tgt_[0-9a-f]{16}$/, 'a target id like tgt_0123456789abcdef') }).strict();
 
 const note = z.string().trim().min(1, 'say why (--reason)').max(1000);
 
@@ -61,43 +69,46 @@ export const FindingAcceptRequest = z
   .strict();
 export type FindingAcceptRequest = z.infer<typeof FindingAcceptRequest>;
 
-export interface FindingTransitionView {
-  at: string;
-  actor: string;
-  type: string;
-  note: string | null;
-}
+export const FindingTransitionViewSchema = z.object({
+  at: IsoTime,
+  actor: z.string(),
+  type: z.string(),
+  note: z.string().nullable(),
+});
+export type FindingTransitionView = z.infer<typeof FindingTransitionViewSchema>;
 
-export interface FindingView {
-  id: string;
+const examples = z.array(z.string()).max(20);
+
+export const FindingViewSchema = z.object({
+  id: z.string(),
   /** The run label that names the owner (`service` by default) and its value; '' when the run had none. */
-  ownerKey: string;
-  owner: string;
-  team: string | null;
+  ownerKey: z.string(),
+  owner: z.string(),
+  team: z.string().nullable(),
   /** The listed entry that matched. */
-  entry: string;
-  state: FindingState;
+  entry: z.string(),
+  state: z.enum(FINDING_STATES),
   /** A regression: it was resolved and happened again. */
-  regression: boolean;
-  firstSeen: string;
-  lastSeen: string;
-  blocked: number;
-  audited: number;
-  /** Examples, at most 20 of each (the most recent kept). */
-  names: string[];
-  hosts: string[];
-  cohorts: string[];
-  runs: string[];
-  commands: string[];
-  versions: string[];
-  fixedAt: string | null;
-  acceptedUntil: string | null;
-  updatedAt: string;
-}
+  regression: z.boolean(),
+  firstSeen: IsoTime,
+  lastSeen: IsoTime,
+  blocked: z.number().int().min(0),
+  audited: z.number().int().min(0),
+  /** Examples, at most 20 of each (the most recent kept); commands are redacted. */
+  names: examples,
+  hosts: examples,
+  cohorts: examples,
+  runs: examples,
+  commands: examples,
+  versions: examples,
+  fixedAt: IsoTime.nullable(),
+  acceptedUntil: IsoTime.nullable(),
+  updatedAt: IsoTime,
+});
+export type FindingView = z.infer<typeof FindingViewSchema>;
 
-export interface FindingDetailView extends FindingView {
-  history: FindingTransitionView[];
-}
+export const FindingDetailViewSchema = FindingViewSchema.extend({ history: z.array(FindingTransitionViewSchema) });
+export type FindingDetailView = z.infer<typeof FindingDetailViewSchema>;
 
 const label = z.string().regex(/^[A-Za-z0-9_.-]{1,63}$/, 'a label key like service');
 const webhookUrl = z
@@ -136,49 +147,54 @@ export const OwnerSetRequest = z
   .strict();
 export type OwnerSetRequest = z.infer<typeof OwnerSetRequest>;
 
-export interface TargetView {
-  id: string;
-  url: string;
-  format: 'json' | 'slack';
-  triggers: Trigger[];
-  digest: string | null;
-}
+export const TargetViewSchema = z.object({
+  id: z.string(),
+  url: z.string(),
+  format: z.enum(['json', 'slack']),
+  triggers: z.array(z.enum(TRIGGERS)),
+  digest: z.string().nullable(),
+});
+export type TargetView = z.infer<typeof TargetViewSchema>;
 
-export interface OwnerView {
-  key: string;
-  value: string;
-  team: string | null;
-  targets: TargetView[];
-  updatedAt: string;
-}
+export const OwnerViewSchema = z.object({
+  key: z.string(),
+  value: z.string(),
+  team: z.string().nullable(),
+  targets: z.array(TargetViewSchema),
+  updatedAt: IsoTime,
+});
+export type OwnerView = z.infer<typeof OwnerViewSchema>;
 
-export interface OwnerSetView {
-  owner: OwnerView;
+export const OwnerSetViewSchema = z.object({
+  owner: OwnerViewSchema,
   /** The secret of a target made by this request, shown once. */
-  secret?: { targetId: string; secret: string };
-}
+  secret: z.object({ targetId: z.string(), secret: z.string() }).optional(),
+});
+export type OwnerSetView = z.infer<typeof OwnerSetViewSchema>;
 
 export const DeliveriesQuery = z
   .object({
     status: z.enum(['pending', 'delivered', 'dead', 'held', 'digested']).optional(),
     target: z.string().max(100).optional(),
-    limit: z.coerce.number().int().min(1).max(1000).default(100),
+    /** Default 100. */
+    limit: z.number().int().min(1).max(1000).optional(),
   })
   .strict();
 export type DeliveriesQuery = z.infer<typeof DeliveriesQuery>;
 
-export interface DeliveryView {
-  id: string;
-  targetId: string;
-  url: string;
+export const DeliveryViewSchema = z.object({
+  id: z.string(),
+  targetId: z.string(),
+  url: z.string(),
   /** 'digest' for a digest message. */
-  trigger: Trigger | 'digest';
-  subject: string;
+  trigger: z.enum([...TRIGGERS, 'digest']),
+  subject: z.string(),
   /** held: waiting for its target's digest; digested: sent inside one. */
-  status: 'pending' | 'delivered' | 'dead' | 'held' | 'digested';
-  attempts: number;
-  nextAttemptAt: string | null;
-  lastError: string | null;
-  createdAt: string;
-  deliveredAt: string | null;
-}
+  status: z.enum(['pending', 'delivered', 'dead', 'held', 'digested']),
+  attempts: z.number().int().min(0),
+  nextAttemptAt: IsoTime.nullable(),
+  lastError: z.string().nullable(),
+  createdAt: IsoTime,
+  deliveredAt: IsoTime.nullable(),
+});
+export type DeliveryView = z.infer<typeof DeliveryViewSchema>;

@@ -1,3 +1,4 @@
+export * from './common';
 export * from './blocklists';
 export * from './fleet';
 export * from './rollouts';

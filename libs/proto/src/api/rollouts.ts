@@ -1,14 +1,24 @@
 // Staged rollouts: the plan operators write (YAML or JSON), and the views the
 // API and the CLI show.
 import { z } from 'zod';
+import { int32, IsoTime, VersionNumber } from './common';
 
-/** '90s', '10m', '1h', '500ms', or a number of seconds. */
+const DURATION_TEXT = /^\d{1,9}(\.\d{1,3})?(ms|s|m|h)$/;
+
+/** Longest soak or convergence timeout: a year, in seconds. */
+export const MAX_DURATION_S = 365 * 86_400;
+
+/** '90s', '10m', '1h', '500ms', or a number of seconds (at most a year). */
 export const DurationSchema = z.union([
-  z.number().nonnegative(),
-  z.string().regex(/^\d+(\.\d+)?(ms|s|m|h)$/, 'a duration like 30s, 10m or 1h'),
+  z.number().nonnegative().max(MAX_DURATION_S),
+  z
+    .string()
+    .regex(DURATION_TEXT, 'a duration like 30s, 10m or 1h')
+    // zod runs this check even when the regex failed: only a well-formed duration is measured.
+    .refine((d) => !DURATION_TEXT.test(d) || durationMs(d) <= MAX_DURATION_S * 1000, 'at most 365 days'),
 ]);
 
-export function durationMs(d: z.infer<typeof DurationSchema>): number {
+export function durationMs(d: number | string): number {
   if (typeof d === 'number') return d * 1000;
   const m = /^(\d+(?:\.\d+)?)(ms|s|m|h)$/.exec(d)!;
   const unit = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 }[m[2] as 'ms' | 's' | 'm' | 'h'];
@@ -16,7 +26,7 @@ export function durationMs(d: z.infer<typeof DurationSchema>): number {
 }
 
 /** A number of hosts (3) or a share of the stage's hosts ('10%'). */
-export const ThresholdSchema = z.union([z.number().int().nonnegative(), z.string().regex(/^\d+(\.\d+)?%$/, 'a count like 2 or a share like 10%')]);
+export const ThresholdSchema = z.union([int32(0), z.string().regex(/^\d{1,3}(\.\d{1,6})?%$/, 'a count like 2 or a share like 10%')]);
 
 /** How many of `of` hosts a threshold allows (a share rounds down). */
 export function thresholdCount(t: z.infer<typeof ThresholdSchema>, of: number): number {
@@ -32,7 +42,7 @@ export const StageGatesSchema = z
     /** Hosts that may reject or fail the bundle. */
     maxFailures: ThresholdSchema.default(0),
     /** Blocks per host per minute during the soak may grow at most this factor over the same hosts before the stage. */
-    blockRateFactor: z.number().positive().optional(),
+    blockRateFactor: z.number().positive().max(1e6).optional(),
     /** The stage waits for `cgfence rollout promote` after its soak. */
     manualApproval: z.boolean().default(false),
   })
@@ -44,7 +54,7 @@ export const StagePlanSchema = z
     /** Hosts with all these labels (e.g. {cohort: canary}) and/or this share of the hosts no earlier stage took. */
     select: z
       .object({
-        labels: z.record(z.string(), z.string()).optional(),
+        labels: z.record(z.string().min(1).max(63), z.string().max(200)).optional(),
         percent: z.number().gt(0).max(100).optional(),
       })
       .strict()
@@ -58,11 +68,11 @@ export type StagePlan = z.infer<typeof StagePlanSchema>;
 
 export const RolloutPlanSchema = z
   .object({
-    blocklist: z.string().min(1),
-    version: z.number().int().positive(),
+    blocklist: z.string().min(1).max(63),
+    version: VersionNumber,
     /** What a failed gate does: pause the rollout, or roll it back. */
     onFailure: z.enum(['pause', 'rollback']).default('pause'),
-    stages: z.array(StagePlanSchema).min(1, 'a plan needs at least one stage'),
+    stages: z.array(StagePlanSchema).min(1, 'a plan needs at least one stage').max(100),
   })
   .strict();
 export type RolloutPlan = z.infer<typeof RolloutPlanSchema>;
@@ -71,48 +81,60 @@ export type RolloutPlanInput = z.input<typeof RolloutPlanSchema>;
 export const RolloutActionRequest = z
   .object({
     /** The stage the caller saw; a promotion for a stage that already moved on is refused. */
-    stage: z.number().int().nonnegative().optional(),
+    stage: int32(0).optional(),
     reason: z.string().max(500).optional(),
   })
   .strict();
 export type RolloutActionRequest = z.infer<typeof RolloutActionRequest>;
 
-export type RolloutStatus = 'running' | 'paused' | 'completed' | 'aborted' | 'rolled-back';
-export type StagePhase = 'pending' | 'converging' | 'soaking' | 'awaiting-approval' | 'done';
-export type GateState = 'pending' | 'passed' | 'failed' | 'n/a';
+export const ROLLOUT_STATUSES = ['running', 'paused', 'completed', 'aborted', 'rolled-back'] as const;
+export type RolloutStatus = (typeof ROLLOUT_STATUSES)[number];
+export const STAGE_PHASES = ['pending', 'converging', 'soaking', 'awaiting-approval', 'done'] as const;
+export type StagePhase = (typeof STAGE_PHASES)[number];
+export const GATE_STATES = ['pending', 'passed', 'failed', 'n/a'] as const;
+export type GateState = (typeof GATE_STATES)[number];
 
-export interface StageView {
-  index: number;
-  name: string;
-  mode: 'audit' | 'enforce';
-  phase: StagePhase;
-  hosts: { selected: number; confirmed: number; failed: number; missing: number };
-  gates: { convergence: GateState; failures: GateState; blockRate: GateState; approval: GateState };
-  blockRate: { before: number; during: number; factor: number | null } | null;
-  startedAt: string | null;
-  convergedAt: string | null;
-  soakEndsAt: string | null;
-}
+const Gate = z.enum(GATE_STATES);
 
-export interface RolloutView {
-  id: string;
-  blocklist: string;
-  version: number;
-  previousVersion: number | null;
-  status: RolloutStatus;
-  onFailure: 'pause' | 'rollback';
-  currentStage: number;
-  stages: StageView[];
-  startedAt: string;
-  startedBy: string;
-  updatedAt: string;
+export const StageViewSchema = z.object({
+  index: z.number().int(),
+  name: z.string(),
+  mode: z.enum(['audit', 'enforce']),
+  phase: z.enum(STAGE_PHASES),
+  hosts: z.object({ selected: z.number().int(), confirmed: z.number().int(), failed: z.number().int(), missing: z.number().int() }),
+  gates: z.object({ convergence: Gate, failures: Gate, blockRate: Gate, approval: Gate }),
+  blockRate: z.object({ before: z.number(), during: z.number(), factor: z.number().nullable() }).nullable(),
+  startedAt: IsoTime.nullable(),
+  convergedAt: IsoTime.nullable(),
+  soakEndsAt: IsoTime.nullable(),
+});
+export type StageView = z.infer<typeof StageViewSchema>;
+
+export const RolloutViewSchema = z.object({
+  id: z.string(),
+  blocklist: z.string(),
+  version: z.number().int(),
+  previousVersion: z.number().int().nullable(),
+  status: z.enum(ROLLOUT_STATUSES),
+  onFailure: z.enum(['pause', 'rollback']),
+  currentStage: z.number().int(),
+  stages: z.array(StageViewSchema),
+  startedAt: IsoTime,
+  startedBy: z.string(),
+  updatedAt: IsoTime,
   /** Why it paused, failed or was aborted. */
-  reason: string | null;
-}
+  reason: z.string().nullable(),
+});
+export type RolloutView = z.infer<typeof RolloutViewSchema>;
 
-export interface RolloutHistoryEntry {
-  at: string;
-  actor: string;
-  type: string;
-  data: unknown;
-}
+export const RolloutHistoryEntrySchema = z.object({ at: IsoTime, actor: z.string(), type: z.string(), data: z.unknown() });
+export type RolloutHistoryEntry = z.infer<typeof RolloutHistoryEntrySchema>;
+
+export const RolloutsQuery = z
+  .object({
+    blocklist: z.string().min(1).max(63).optional(),
+    /** active (or running): running or paused rollouts only. */
+    status: z.enum(['active', 'running']).optional(),
+  })
+  .strict();
+export type RolloutsQuery = z.infer<typeof RolloutsQuery>;
