@@ -8,6 +8,10 @@ import { Rollouts1732000000007 } from './1732000000007-rollouts';
 import { BlockEvents1732000000008 } from './1732000000008-block-events';
 import { RunUsers1732000000014 } from './1732000000014-run-users';
 import { EnrollTokens1732000000017 } from './1732000000017-enroll-tokens';
+import { FindingsReadModel1733000018001 } from './1733000018001-findings-read-model';
+import { FindingOccurrences1733000018002 } from './1733000018002-finding-occurrences';
+import { OwnersReadModel1733000018003 } from './1733000018003-owners-read-model';
+import { WebhookDeliveries1733000018004 } from './1733000018004-webhook-deliveries';
 
 import type { MigrationInterface } from 'typeorm';
 
@@ -23,5 +27,9 @@ export const migrations: (new () => MigrationInterface)[] = [
   BlockEvents1732000000008,
   RunUsers1732000000014,
   EnrollTokens1732000000017,
+  FindingsReadModel1733000018001,
+  FindingOccurrences1733000018002,
+  OwnersReadModel1733000018003,
+  WebhookDeliveries1733000018004,
 ];
 

@@ -4,6 +4,9 @@ import { ChildProcess, spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
+import { createHmac } from 'node:crypto';
+import { createServer, IncomingHttpHeaders } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { freePort, waitFor } from '@cgfence/devservices';
 
 const BIN = join(__dirname, '..', '..', 'bin', 'cgfence');
@@ -115,6 +118,64 @@ describe('cgfence CLI against the local fleet', () => {
     const status = JSON.parse(spawnSync(process.execPath, [BIN, 'agent', 'status', '--json', '--state-dir', agentState], { encoding: 'utf8' }).stdout) as { fleet?: { connected: boolean; applied: { version: number } | null } };
     assert.equal(status.fleet?.connected, true);
     assert.equal(status.fleet?.applied?.version, 1);
+  });
+
+  it('flags a blocked run to the team that owns it: a finding, one signed webhook, and its lifecycle through the CLI', async () => {
+    // A real webhook receiver on loopback.
+    const received: { headers: IncomingHttpHeaders; body: string }[] = [];
+    const receiver = createServer((req, res) => {
+      let body = '';
+      req.on('data', (c: Buffer) => (body += c.toString()));
+      req.on('end', () => {
+        received.push({ headers: req.headers, body });
+        res.writeHead(204).end();
+      });
+    });
+    await new Promise<void>((resolve) => receiver.listen(0, '127.0.0.1', resolve));
+    try {
+      const url = `http://127.0.0.1:${(receiver.address() as AddressInfo).port}/hook`;
+      const set = cgfence(['owners', 'set', 'service=shop', '--team', 'payments', '--webhook', url]);
+      assert.equal(set.code, 0, set.err);
+      const secret = /shown once\): (\S+)/.exec(set.out)?.[1];
+      assert.ok(secret, set.out);
+      assert.match(cgfence(['owners', 'list']).out, /service=shop +payments +tgt_/);
+
+      const agentState = join(stateDir, 'agent');
+      const run = spawnSync(process.execPath, [BIN, 'run', '--state-dir', agentState, '--label', 'service=shop', '--', 'sh', '-c', 'getent hosts github.com; true'], { encoding: 'utf8' });
+      assert.equal(run.status, 0, run.stderr);
+      type F = { id: string; entry: string; state: string; blocked: number; team: string | null; commands: string[] };
+      const list = (): F[] => JSON.parse(cgfence(['--json', 'findings', 'list', '--owner', 'service=shop']).out) as F[];
+      await waitFor('the finding of service=shop', () => list().length === 1, 30_000);
+      const [f] = list();
+      assert.equal(f?.entry, 'github.com');
+      assert.equal(f?.team, 'payments');
+      assert.equal(f?.state, 'new');
+      await waitFor('the webhook', () => received.length === 1, 20_000);
+      const r = received[0]!;
+      const signed = `${String(r.headers['cgfence-delivery'])}.${String(r.headers['cgfence-timestamp'])}.${r.body}`;
+      assert.equal(r.headers['cgfence-signature'], `v1=${createHmac('sha256', secret).update(signed).digest('hex')}`, 'the documented recipe verifies it');
+      assert.equal((JSON.parse(r.body) as { trigger: string }).trigger, 'finding.new');
+
+      // The same deploy again: counted, not announced again.
+      spawnSync(process.execPath, [BIN, 'run', '--state-dir', agentState, '--label', 'service=shop', '--', 'sh', '-c', 'getent hosts github.com; true'], { encoding: 'utf8' });
+      await waitFor('the second block counted', () => (list()[0]?.blocked ?? 0) >= 2, 30_000);
+      assert.equal(received.length, 1);
+
+      const show = cgfence(['findings', 'show', f!.id]);
+      assert.equal(show.code, 0, show.err);
+      assert.match(show.out, /owner: +service=shop \(team payments\)/);
+      assert.match(show.out, /getent hosts github\.com/);
+      assert.match(cgfence(['findings', 'ack', f!.id, '--reason', 'ours: the deploy checks GitHub']).out, /is acknowledged/);
+      assert.equal(cgfence(['findings', 'ack', f!.id]).code, 2, '--reason is required');
+      assert.match(cgfence(['findings', 'accept', f!.id, '--reason', 'until the mirror exists', '--until', '30d']).out, /is accepted until/);
+      assert.match(cgfence(['findings', 'show', f!.id]).out, /Acknowledged +ours: the deploy checks GitHub/);
+      assert.match(cgfence(['findings', 'list', '--state', 'accepted']).out, /service=shop +payments +github\.com +accepted/);
+      assert.match(cgfence(['notifications', 'list', '--status', 'delivered']).out, /finding\.new +delivered/);
+      assert.equal(cgfence(['findings', 'list', '--state', 'bogus']).code, 2);
+    } finally {
+      receiver.closeAllConnections();
+      await new Promise<void>((resolve) => receiver.close(() => resolve()));
+    }
   });
 
   it('creates, commits from a file and from changes, lists versions, diffs and shows entries', () => {

@@ -3,6 +3,7 @@ import { auditCommand } from './commands/audit';
 import { blocklistCommand } from './commands/blocklist';
 import { blocklistReplayCommand, eventsCommand, runsCommand } from './commands/events';
 import { fleetCommand, hostsCommand } from './commands/fleet';
+import { findingsCommand, notificationsCommand, ownersCommand } from './commands/findings';
 import { localCommand } from './commands/local';
 import { natsCommand } from './commands/nats';
 import { enrollTokenCommand, removeHostCommand } from './commands/enroll';
@@ -31,6 +32,9 @@ export function buildProgram(): Command {
   program.addCommand(rolloutCommand());
   program.addCommand(eventsCommand());
   program.addCommand(runsCommand());
+  program.addCommand(findingsCommand());
+  program.addCommand(ownersCommand());
+  program.addCommand(notificationsCommand());
   program.addCommand(localCommand());
   program.addCommand(natsCommand());
   program.addHelpText(

@@ -18,6 +18,8 @@ import { EnrollmentModule } from './enrollment/enrollment.module';
 import { HealthController } from './health/health.controller';
 import { LiveModule } from './live/live.module';
 import { MetricsModule } from './metrics/metrics.module';
+import { FindingsModule } from './findings/findings.module';
+import { NotificationsModule } from './notifications/notifications.module';
 
 /** TypeORM options shared by the server and the `migrate` command. */
 export function dataSourceOptions(config: ServerConfig): DataSourceOptions {
@@ -51,6 +53,8 @@ export class AppModule {
         EnrollmentModule,
         EventsModule,
         LiveModule,
+        FindingsModule,
+        NotificationsModule,
       ],
       controllers: [HealthController],
       providers: [

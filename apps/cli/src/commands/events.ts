@@ -256,5 +256,13 @@ export function blocklistReplayCommand(): Command {
       printTable(['DOMAIN', 'ENTRY', 'RUNS', 'HOSTS'], r.domains.map((d) => [d.name, d.entry, d.runs, d.hosts]));
       printLines(['']);
       printTable(['HOST', 'RUNS', 'DOMAINS'], r.hosts.map((h) => [h.host, h.runs, h.domains.join(' ')]));
+      if (!r.owners || r.owners.length === 0) return;
+      printLines(['', 'per owner (findings it would create, or add to):']);
+      printTable(
+        ['OWNER', 'TEAM', 'NEW', 'ENTRY', 'FINDING', 'RUNS', 'HOSTS'],
+        r.owners.flatMap((o) =>
+          o.findings.map((f) => [o.owner === '' ? `(no ${o.ownerKey})` : `${o.ownerKey}=${o.owner}`, o.team, o.newFindings, f.entry, f.existing === null ? 'new' : `${f.id} (${f.existing})`, f.runs, f.hosts]),
+        ),
+      );
     });
 }

@@ -8,7 +8,10 @@
 // connections, JetStream publish with msgID = event id, 1,000 in flight each)
 // fill the stream with ingestion off, then a server with ingestion on drains
 // it; its rate is the events committed per second from the first to the last
-// commit.
+// commit. Findings are on (the default) in every case but one, which is the
+// COPY case again with CGFENCE_FINDINGS=false: the cost of findings on
+// ingestion, measured in the same run. The events carry a `service` label
+// from 50 values, so each batch feeds about 50 findings.
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -41,16 +44,26 @@ async function main(): Promise<void> {
     const nats = await NatsServer.start({ dir: join(dir, 'nats') });
     stops.push(() => nats.stop());
     let copyRate = NaN;
+    let noFindingsRate = NaN;
     let durableRate = NaN;
+    const only = process.env.CGFENCE_BENCH_CASES?.split(',');
     const cases = [
-      { name: 'COPY (staging on a key collision)', path: 'copy', pg: fastPg, durable: false, rounds: ROUNDS },
-      { name: 'multi-row INSERT (baseline)', path: 'insert', pg: fastPg, durable: false, rounds: 1 },
-      { name: 'COPY, durable PostgreSQL', path: 'copy', pg: durablePg, durable: true, rounds: ROUNDS },
-    ] as const;
-    for (const { name, path: writePath, pg, durable, rounds } of cases) {
-      const runs: { stored: number; pubRate: number; rate: number; wall: number }[] = [];
-      for (let round = 1; round <= rounds; round++) {
-        const path = `${writePath}${durable ? '_durable' : ''}_${round}`;
+      { name: 'COPY (staging on a key collision)', path: 'copy', pg: fastPg, durable: false, rounds: ROUNDS, findings: true },
+      { name: 'COPY, findings off', path: 'copy', pg: fastPg, durable: false, rounds: ROUNDS, findings: false },
+      { name: 'multi-row INSERT (baseline)', path: 'insert', pg: fastPg, durable: false, rounds: 1, findings: true },
+      { name: 'COPY, durable PostgreSQL', path: 'copy', pg: durablePg, durable: true, rounds: ROUNDS, findings: true },
+    ].filter((_, i) => !only || only.includes(String(i + 1)));
+    // Rounds are interleaved across cases (round 1 of each, then round 2, …), so a
+    // change in the machine's other load hits every case alike.
+    type Run = { stored: number; pubRate: number; rate: number; wall: number; findings: number };
+    const results = new Map<(typeof cases)[number], Run[]>(cases.map((c) => [c, []]));
+    const maxRounds = Math.max(...cases.map((c) => c.rounds));
+    for (let round = 1; round <= maxRounds; round++) {
+      for (const c of cases) {
+        if (round > c.rounds) continue;
+        const { path: writePath, pg, durable, findings } = c;
+        const runs = results.get(c)!;
+        const path = `${writePath}${durable ? '_durable' : ''}${findings ? '' : '_nofindings'}_${round}`;
         const databaseUrl = await pg.createDatabase(`ingest_${path}`);
         const startServer = async (ingest: boolean): Promise<ManagedProcess> =>
           startPolicyServer({
@@ -67,6 +80,7 @@ async function main(): Promise<void> {
               CGFENCE_LOG_LEVEL: 'warn',
               CGFENCE_EVENTS_WRITE_PATH: writePath,
               CGFENCE_EVENTS_INGEST: String(ingest),
+              CGFENCE_FINDINGS: String(findings),
             },
           });
         // Phase 1 (ingestion off): the agents fill the stream. Phase 2: a server
@@ -88,7 +102,7 @@ async function main(): Promise<void> {
               for (let i = 0; i < per; i += IN_FLIGHT) {
                 const batch: Promise<unknown>[] = [];
                 for (let j = i; j < Math.min(per, i + IN_FLIGHT); j++) {
-                  const e = blockEvent(host, j, t0 - 3_600_000 + j);
+                  const e = blockEvent(host, j, t0 - 3_600_000 + j, { labels: { service: `svc${j % 50}`, stage: 'deploy' } });
                   batch.push(js.publish(EVENT_SUBJECTS.block(host), JSON.stringify(e), { msgID: e.id, timeout: 30_000 }));
                 }
                 await Promise.all(batch);
@@ -104,26 +118,34 @@ async function main(): Promise<void> {
         await waitFor(`${N} events stored (${path})`, async () => ((await db.query(`select count(*)::int as n from block_events`)).rows[0] as { n: number }).n >= N, 240_000);
         const r = (await db.query(`select count(*)::int as n, extract(epoch from max(received_at) - min(received_at))::float8 as s from block_events`)).rows[0] as { n: number; s: number };
         const rate = r.n / r.s;
-        runs.push({ stored: r.n, pubRate: N / ((publishedAt - t0) / 1000), rate, wall: (Date.now() - t0) / 1000 });
+        // Findings are fed after each batch's commit; wait until every occurrence has become a finding event.
+        if (findings) await waitFor(`findings fed (${path})`, async () => ((await db.query(`select count(*)::int as n from finding_occurrences`)).rows[0] as { n: number }).n === 0, 240_000);
+        const counted = ((await db.query(`select coalesce(sum(blocked), 0)::int as n from rm_findings`)).rows[0] as { n: number }).n;
+        if (findings && counted !== r.n) throw new Error(`findings counted ${counted} blocks of ${r.n}`);
+        runs.push({ stored: r.n, pubRate: N / ((publishedAt - t0) / 1000), rate, wall: (Date.now() - t0) / 1000, findings: counted });
         await db.end();
         await server.stop();
         // Its autovacuum (vacuum and analyze after 300,000 inserts) must not take CPU from the next case.
         await pg.dropDatabase(`ingest_${path}`);
       }
+    }
+    for (const [{ name, path: writePath, durable, findings }, runs] of results) {
       const rate = median(runs.map((x) => x.rate));
-      if (writePath === 'copy' && !durable) copyRate = rate;
+      if (writePath === 'copy' && !durable && findings) copyRate = rate;
+      if (!findings) noFindingsRate = rate;
       if (durable) durableRate = rate;
       rows.push([
-        name, durable ? 'on' : 'off', Math.min(...runs.map((x) => x.stored)), Math.round(median(runs.map((x) => x.pubRate))), Math.round(rate),
+        name, durable ? 'on' : 'off', findings ? 'on' : 'off', Math.min(...runs.map((x) => x.stored)), Math.min(...runs.map((x) => x.findings)), Math.round(median(runs.map((x) => x.pubRate))), Math.round(rate),
         runs.map((x) => `${Math.round(x.rate / 1000)}k`).join(' '), runs.reduce((t, x) => t + x.wall, 0).toFixed(1),
       ]);
     }
     printTable({
       title: `Block event ingestion: ${N.toLocaleString('en-US')} events from ${AGENTS} simulated agents through JetStream into PostgreSQL`,
-      head: ['write path', 'PG fsync', 'events stored', 'published/s', 'ingested/s (median, first→last commit)', 'runs', 'wall s'],
+      head: ['write path', 'PG fsync', 'findings', 'events stored', 'blocks in findings', 'published/s', 'ingested/s (median, first→last commit)', 'runs', 'wall s'],
       rows,
       notes: [
         `target: ≥ ${TARGET.toLocaleString('en-US')} events/s ingested with the COPY path: ${verdict(copyRate >= TARGET)} with the tests' PostgreSQL (fsync off); ${verdict(durableRate >= TARGET)} with a durable one (${Math.round(durableRate).toLocaleString('en-US')}/s)`,
+        `findings on vs off (COPY, fsync off, same run): ${Number.isNaN(noFindingsRate) || Number.isNaN(copyRate) ? 'not measured' : `${Math.round(copyRate).toLocaleString('en-US')}/s vs ${Math.round(noFindingsRate).toLocaleString('en-US')}/s (${(((copyRate - noFindingsRate) / noFindingsRate) * 100).toFixed(1)}%)`}; with findings on, the blocks counted in findings equal the events stored`,
         'each event is validated (zod) and checked against its subject host on the decode thread, written with its hourly rollup in one transaction per batch (up to 5,000 events), acked after commit',
         'PostgreSQL, nats-server, the server and the publishers share this 2-core machine; PostgreSQL runs with its default settings apart from fsync',
         'published/s: the simulated agents (8 connections in one node process, JetStream publish with ack) filling the stream with ingestion off; ingested/s: a server with ingestion on draining that backlog',

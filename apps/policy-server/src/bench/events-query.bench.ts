@@ -42,7 +42,7 @@ async function main(): Promise<void> {
     const stored = ((await admin.query(`select count(*)::int8 as n from block_events`)).rows[0] as { n: string }).n;
 
     edb = new EventsDb(config);
-    const svc = new EventsQueryService(edb, undefined as unknown as BlocklistsService);
+    const svc = new EventsQueryService(edb, undefined as unknown as BlocklistsService, config);
     const measure = async (fn: (i: number) => Promise<unknown>, runs = RUNS): Promise<{ p50: number; p95: number; sample: unknown }> => {
       const ms: number[] = [];
       let sample: unknown;

@@ -121,6 +121,18 @@ describe(EdgeInterceptor.name, () => {
     await call('POST', '/rollouts/nosuch/resume', { token: admin });
     await json('POST', '/rollouts/nosuch/promote', admin, {});
     await json('POST', '/rollouts/nosuch/abort', admin, {});
+    await json('POST', '/owners', admin, { value: 'api', team: 'payments', webhook: { url: 'http://127.0.0.1:9/hook', digest: '1h' } });
+    await call('GET', '/owners', { token: viewer });
+    await call('GET', '/owners/service/api', { token: viewer });
+    await call('GET', '/owners/service/nosuch', { token: viewer });
+    await call('DELETE', '/owners/service/api/targets/tgt_0000000000000000', { token: admin });
+    await call('GET', '/findings?state=new&since=7d&limit=5', { token: viewer });
+    await call('GET', '/findings/f-00000000000000000000', { token: viewer });
+    await json('POST', '/findings/f-00000000000000000000/ack', admin, { reason: 'x' });
+    await json('POST', '/findings/f-00000000000000000000/resolve', admin, { reason: 'x' });
+    await json('POST', '/findings/f-00000000000000000000/accept', admin, { reason: 'x', until: '30d' });
+    await call('GET', '/notifications/deliveries?status=dead', { token: admin });
+    await call('POST', '/notifications/deliveries/00000000-0000-0000-0000-000000000000/retry', { token: admin });
     await call('GET', '/blocklists', {});
     await json('POST', '/blocklists', viewer, { name: 'nope' });
     const enrollToken = await json('POST', '/enroll-tokens', admin, { cohort: 'web', uses: 1, ttl: '1h' });

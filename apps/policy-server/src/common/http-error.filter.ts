@@ -30,6 +30,9 @@ export function httpStatusOf(code: ErrorCode): number {
     case 'rollout.not_found':
     case 'run.not_found':
     case 'enroll.token_not_found':
+    case 'finding.not_found':
+    case 'owner.not_found':
+    case 'delivery.not_found':
     case 'route.not_found':
       return 404;
     case 'request.method_not_allowed':
@@ -47,6 +50,7 @@ export function httpStatusOf(code: ErrorCode): number {
     case 'rollout.stage_moved':
     case 'enroll.host_exists':
     case 'enroll.key_revoked':
+    case 'finding.state_conflict':
       return 409;
     case 'enroll.not_configured':
     case 'nats.unavailable':

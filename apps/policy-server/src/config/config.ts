@@ -4,6 +4,10 @@ import { z } from 'zod';
  * Everything the server reads from its environment, validated once at boot.
  * A bad value stops the process with a message naming the variable.
  */
+const SPAN = /^\d{1,6}(s|m|h|d)$/;
+const SPAN_MS = { s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 } as const;
+const spanMs = (t: string): number => Number(t.slice(0, -1)) * SPAN_MS[t.slice(-1) as keyof typeof SPAN_MS];
+
 const Schema = z.object({
   CGFENCE_DATABASE_URL: z.string().regex(/^postgres(ql)?:\/\//, 'must be a postgres:// URL'),
   CGFENCE_HTTP_HOST: z.string().default('127.0.0.1'),
@@ -47,6 +51,26 @@ const Schema = z.object({
   CGFENCE_EVENTS_INGEST: z.enum(['true', 'false']).default('true').transform((v) => v === 'true'),
   /** The built dashboard served at / (default: apps/dashboard/dist beside this server's build). */
   CGFENCE_DASHBOARD_DIR: z.string().min(1).optional(),
+  /** Make findings from ingested blocks (false: the history only). */
+  CGFENCE_FINDINGS: z.enum(['true', 'false']).default('true').transform((v) => v === 'true'),
+  /** The run label whose value owns a finding. */
+  CGFENCE_FINDINGS_OWNER_LABEL: z.string().regex(/^[A-Za-z0-9_.-]{1,63}$/, 'a label key like service').default('service'),
+  /** A finding with no occurrence for this long resolves by itself. */
+  CGFENCE_FINDINGS_QUIET: z.string().regex(SPAN, 'a span like 14d or 12h').default('14d'),
+  /** A finding marked fixed resolves after this long without an occurrence. */
+  CGFENCE_FINDINGS_FIX_QUIET: z.string().regex(SPAN, 'a span like 1d or 30m').default('1d'),
+  /** After a feed pass, wait this long so occurrences gather: at most one update per finding per interval. */
+  CGFENCE_FINDINGS_FEED_MS: z.coerce.number().int().min(0).max(10_000).default(1000),
+  /** How often quiet periods and acceptance expiries are checked. */
+  CGFENCE_FINDINGS_TICK_MS: z.coerce.number().int().min(50).max(3_600_000).default(60_000),
+  /** A webhook that does not answer within this fails the attempt. */
+  CGFENCE_WEBHOOK_TIMEOUT_MS: z.coerce.number().int().min(100).max(60_000).default(5000),
+  /** Attempts before a delivery goes to the dead-letter list. */
+  CGFENCE_WEBHOOK_MAX_ATTEMPTS: z.coerce.number().int().min(1).max(100).default(12),
+  /** Wait after the first failure; doubles each time, at most an hour. */
+  CGFENCE_WEBHOOK_BACKOFF_MS: z.coerce.number().int().min(10).max(3_600_000).default(2000),
+  /** How often due deliveries are looked for. */
+  CGFENCE_WEBHOOK_POLL_MS: z.coerce.number().int().min(20).max(60_000).default(1000),
 });
 
 export type ServerConfig = Readonly<{
@@ -74,6 +98,16 @@ export type ServerConfig = Readonly<{
   eventsIngest: boolean;
   /** The built dashboard's folder; unset: the default next to the server's build. */
   dashboardDir?: string;
+  findings: boolean;
+  findingsOwnerLabel: string;
+  findingsQuietMs: number;
+  findingsFixQuietMs: number;
+  findingsTickMs: number;
+  findingsFeedMs: number;
+  webhookTimeoutMs: number;
+  webhookMaxAttempts: number;
+  webhookBackoffMs: number;
+  webhookPollMs: number;
 }>;
 
 export class ConfigError extends Error {}
@@ -114,6 +148,16 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): ServerConfig {
     eventsRetentionDays: e.CGFENCE_EVENTS_RETENTION_DAYS,
     eventsIngest: e.CGFENCE_EVENTS_INGEST,
     dashboardDir: e.CGFENCE_DASHBOARD_DIR,
+    findings: e.CGFENCE_FINDINGS,
+    findingsOwnerLabel: e.CGFENCE_FINDINGS_OWNER_LABEL,
+    findingsQuietMs: spanMs(e.CGFENCE_FINDINGS_QUIET),
+    findingsFixQuietMs: spanMs(e.CGFENCE_FINDINGS_FIX_QUIET),
+    findingsTickMs: e.CGFENCE_FINDINGS_TICK_MS,
+    findingsFeedMs: e.CGFENCE_FINDINGS_FEED_MS,
+    webhookTimeoutMs: e.CGFENCE_WEBHOOK_TIMEOUT_MS,
+    webhookMaxAttempts: e.CGFENCE_WEBHOOK_MAX_ATTEMPTS,
+    webhookBackoffMs: e.CGFENCE_WEBHOOK_BACKOFF_MS,
+    webhookPollMs: e.CGFENCE_WEBHOOK_POLL_MS,
   };
 }
 

@@ -33,7 +33,11 @@ describe('migrations', () => {
   it('applies every migration, undoes each one with its down(), and applies them again', async () => {
     const applied = await sut.runMigrations();
     assert.equal(applied.length, migrations.length);
-    assert.deepEqual(await tables(), ['block_event_counts', 'block_events', 'block_events_default', 'blocklist_contents', 'events', 'host_block_samples', 'outbox', 'rm_api_tokens', 'rm_blocklist_versions', 'rm_blocklists', 'rm_enroll_tokens', 'rm_fleet', 'rm_hosts', 'rm_rollouts', 'run_domains', 'runs']);
+    assert.deepEqual(await tables(), [
+      'block_event_counts', 'block_events', 'block_events_default', 'blocklist_contents', 'events', 'finding_occurrences', 'host_block_samples',
+      'notification_target_secrets', 'outbox', 'rm_api_tokens', 'rm_blocklist_versions', 'rm_blocklists', 'rm_enroll_tokens', 'rm_findings', 'rm_fleet', 'rm_hosts',
+      'rm_notification_targets', 'rm_owners', 'rm_rollouts', 'run_domains', 'runs', 'webhook_deliveries',
+    ]);
     for (let i = 0; i < migrations.length; i++) await sut.undoLastMigration();
     assert.deepEqual(await tables(), []);
     assert.equal(((await sut.query(`select count(*)::int as n from pg_proc where proname = 'events_append_only'`)) as { n: number }[])[0]?.n, 0);

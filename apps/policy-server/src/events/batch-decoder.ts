@@ -44,8 +44,8 @@ export function packMessages(messages: readonly { subject: string; data: Uint8Ar
 }
 
 /** Validates and converts every message of a batch (the same code on the decode thread and inline). */
-export function decodeBatch(packed: PackedMessages, keepRows: boolean): DecodedBatch {
-  const batch = new EventBatch(keepRows);
+export function decodeBatch(packed: PackedMessages, keepRows: boolean, ownerKey: string | null = null): DecodedBatch {
+  const batch = new EventBatch(keepRows, ownerKey);
   const runs: RunSummary[] = [];
   const rejected: Rejected[] = [];
   let start = 0;
@@ -53,7 +53,7 @@ export function decodeBatch(packed: PackedMessages, keepRows: boolean): DecodedB
     const end = packed.ends[i]!;
     const d = decodeMessage(packed.subjects[i]!, packed.data.subarray(start, end));
     start = end;
-    if (d.kind === 'block') batch.add(d.row, d.ms);
+    if (d.kind === 'block') batch.add(d.row, d.ms, d.labels);
     else if (d.kind === 'run') runs.push(d.run);
     else rejected.push({ index: i, kind: d.kind, reason: d.reason });
   }
@@ -83,14 +83,15 @@ export class BatchDecoder {
   /** False where the compiled worker file is missing (running from sources): batches are decoded inline. */
   readonly threaded = existsSync(WORKER_FILE);
 
-  decode(messages: readonly { subject: string; data: Uint8Array }[], keepRows: boolean): Promise<DecodedBatch> {
+  /** ownerKey: group blocked and audited events into finding occurrences by this run label (null: no findings). */
+  decode(messages: readonly { subject: string; data: Uint8Array }[], keepRows: boolean, ownerKey: string | null = null): Promise<DecodedBatch> {
     const packed = packMessages(messages);
-    if (!this.threaded) return Promise.resolve(decodeBatch(packed, keepRows));
+    if (!this.threaded) return Promise.resolve(decodeBatch(packed, keepRows, ownerKey));
     const worker = this.worker ?? this.start();
     const id = this.nextId++;
     return new Promise<DecodedBatch>((resolve, reject) => {
       this.jobs.set(id, { resolve, reject });
-      worker.postMessage({ id, packed, keepRows }, [packed.data.buffer, packed.ends.buffer]);
+      worker.postMessage({ id, packed, keepRows, ownerKey }, [packed.data.buffer, packed.ends.buffer]);
     });
   }
 

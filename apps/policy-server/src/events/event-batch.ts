@@ -1,10 +1,23 @@
 // One ingest batch of block events, kept as COPY text and rollup counts.
+import { OccurrenceGroup, OccurrenceGrouper } from '../findings/occurrences';
 import { copyLine, EVENT_COLUMNS, EventRow } from './rows';
 
 const col = (name: (typeof EVENT_COLUMNS)[number]): number => EVENT_COLUMNS.indexOf(name);
 const [HOST, COHORT, ACTION, METHOD, BLOCKLIST, VERSION] = (['host', 'cohort', 'action', 'method', 'blocklist', 'version'] as const).map(col) as [
   number, number, number, number, number, number,
 ];
+const [LABELS, ENTRY, QNAME, RUN, CMDLINE, COMM, POLICY_VERSION] = (['labels', 'entry', 'qname', 'run_id', 'cmdline', 'comm', 'policy_version'] as const).map(col) as [
+  number, number, number, number, number, number, number,
+];
+
+/** Adds a row of block_events to a finding grouper. */
+export function addOccurrence(g: OccurrenceGrouper, row: EventRow, ms: number, labels?: Record<string, string>): void {
+  g.add({
+    ms, labels: labels ?? (row[LABELS] as string | null), entry: row[ENTRY] as string | null, action: row[ACTION] as string, qname: row[QNAME] as string | null,
+    host: row[HOST] as string, cohort: row[COHORT] as string | null, runId: row[RUN] as string | null, cmdline: row[CMDLINE] as string | null,
+    comm: row[COMM] as string | null, policyVersion: row[POLICY_VERSION] as string | null,
+  });
+}
 const HOUR_MS = 3_600_000;
 const LINES_PER_CHUNK = 256;
 
@@ -44,6 +57,10 @@ export interface PreparedEvents {
   counts: RollupCount[];
   /** The rows, for the multi-row INSERT path only (empty otherwise). */
   rows: EventRow[];
+  /** The run label findings are owned by, or null when findings are off. */
+  ownerKey: string | null;
+  /** Finding occurrences: one per (owner, entry) with blocked or audited events. */
+  findings: OccurrenceGroup[];
 }
 
 /**
@@ -59,11 +76,17 @@ export class EventBatch {
   private readonly done: Buffer[] = [];
   private readonly rows: EventRow[] = [];
   private readonly counts = new RollupCounter();
+  private readonly findings: OccurrenceGrouper | undefined;
 
-  constructor(private readonly keepRows = false) {}
+  constructor(
+    private readonly keepRows = false,
+    private readonly ownerKey: string | null = null,
+  ) {
+    if (ownerKey !== null) this.findings = new OccurrenceGrouper(ownerKey);
+  }
 
-  static of(rows: readonly EventRow[], keepRows = false): PreparedEvents {
-    const b = new EventBatch(keepRows);
+  static of(rows: readonly EventRow[], keepRows = false, ownerKey: string | null = null): PreparedEvents {
+    const b = new EventBatch(keepRows, ownerKey);
     for (const r of rows) b.add(r, Date.parse(r[0] as string));
     return b.finish();
   }
@@ -74,11 +97,11 @@ export class EventBatch {
       this.done.push(Buffer.from(this.text));
       this.text = '';
     }
-    return { size: this.count, chunks: this.done, counts: this.counts.values(), rows: this.rows };
+    return { size: this.count, chunks: this.done, counts: this.counts.values(), rows: this.rows, ownerKey: this.ownerKey, findings: this.findings?.values() ?? [] };
   }
 
   /** Adds an event; ms is its time (the row's first column) in epoch ms. */
-  add(row: EventRow, ms: number): void {
+  add(row: EventRow, ms: number, labels?: Record<string, string>): void {
     // Lines are gathered into a string and turned into a Buffer every few
     // hundred: one flat object off the heap instead of many small strings.
     this.text += copyLine(row);
@@ -91,5 +114,6 @@ export class EventBatch {
       ms, row[HOST] as string, row[COHORT] as string | null, row[ACTION] as string, row[METHOD] as string,
       row[BLOCKLIST] as string | null, row[VERSION] as number | null,
     );
+    if (this.findings) addOccurrence(this.findings, row, ms, labels);
   }
 }

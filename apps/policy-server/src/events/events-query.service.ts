@@ -1,4 +1,6 @@
-import { Injectable } from '@nestjs/common';
+import { Inject, Injectable } from '@nestjs/common';
+import { SERVER_CONFIG, ServerConfig } from '../config/config';
+import { findingIdOf } from '../findings/occurrences';
 import type { Writable } from 'node:stream';
 import type {
   AggregateView,
@@ -47,6 +49,7 @@ export class EventsQueryService {
   constructor(
     private readonly db: EventsDb,
     private readonly blocklists: BlocklistsService,
+    @Inject(SERVER_CONFIG) private readonly config: ServerConfig,
   ) {}
 
   /** One page, newest first, after the cursor of the previous page. */
@@ -279,16 +282,24 @@ export class EventsQueryService {
     const rows =
       hit.size === 0
         ? []
-        : await this.db.query<{ run_id: string; host: string; started_at: Date; name: string; queries: number }>(
-            `select r.run_id, r.host, r.started_at, d.name, d.queries from run_domains d join runs r using (run_id)
+        : await this.db.query<{ run_id: string; host: string; started_at: Date; name: string; queries: number; owner: string | null }>(
+            `select r.run_id, r.host, r.started_at, d.name, d.queries, r.labels->>$3 as owner from run_domains d join runs r using (run_id)
               where r.started_at >= $1 and d.name = any($2::text[]) order by r.started_at desc, r.run_id, d.name`,
-            [sinceAt.toISOString(), [...hit.keys()]],
+            [sinceAt.toISOString(), [...hit.keys()], this.config.findingsOwnerLabel],
           );
     const runs = new Map<string, ReplayView['runs'][number]>();
     const hosts = new Map<string, { runs: Set<string>; domains: Set<string> }>();
     const domains = new Map<string, { runs: Set<string>; hosts: Set<string> }>();
+    /** Per (owner, entry): the finding the version would make or add to. */
+    const byOwner = new Map<string, { owner: string; entry: string; runs: Set<string>; hosts: Set<string> }>();
     for (const r of rows) {
       const entry = hit.get(r.name)!;
+      const owner = r.owner ?? '';
+      const ok = `${owner}\u0000${entry}`;
+      const f = byOwner.get(ok) ?? { owner, entry, runs: new Set(), hosts: new Set() };
+      f.runs.add(r.run_id);
+      f.hosts.add(r.host);
+      byOwner.set(ok, f);
       let run = runs.get(r.run_id);
       if (!run) runs.set(r.run_id, (run = { runId: r.run_id, host: r.host, startedAt: r.started_at.toISOString(), domains: [] }));
       run.domains.push({ name: r.name, queries: r.queries, entry });
@@ -306,11 +317,37 @@ export class EventsQueryService {
       version,
       since: sinceAt.toISOString(),
       runsExamined,
+      owners: await this.replayOwners([...byOwner.values()]),
       runs: [...runs.values()],
       hosts: [...hosts].map(([host, h]) => ({ host, runs: h.runs.size, domains: [...h.domains].sort() })).sort((a, b) => b.runs - a.runs || a.host.localeCompare(b.host)),
       domains: [...domains]
         .map(([n, d]) => ({ name: n, entry: hit.get(n)!, runs: d.runs.size, hosts: d.hosts.size }))
         .sort((a, b) => b.runs - a.runs || a.name.localeCompare(b.name)),
     };
+  }
+
+  /** The replay's hits per owner: which would be new findings, and which add to one that exists (in what state). */
+  private async replayOwners(hits: { owner: string; entry: string; runs: Set<string>; hosts: Set<string> }[]): Promise<ReplayView['owners']> {
+    const key = this.config.findingsOwnerLabel;
+    const ids = hits.map((h) => findingIdOf(key, h.owner, h.entry));
+    const known = new Map(
+      ids.length === 0
+        ? []
+        : (await this.db.query<{ id: string; state: string }>(`select id, state from rm_findings where id = any($1::text[])`, [ids])).map((r) => [r.id, r.state]),
+    );
+    const teams = new Map(
+      (await this.db.query<{ value: string; team: string | null }>(`select value, team from rm_owners where key = $1`, [key])).map((r) => [r.value, r.team]),
+    );
+    const owners = new Map<string, NonNullable<ReplayView['owners']>[number]>();
+    hits.forEach((h, i) => {
+      const o = owners.get(h.owner) ?? { ownerKey: key, owner: h.owner, team: teams.get(h.owner) ?? null, newFindings: 0, findings: [] };
+      const state = known.get(ids[i]!) ?? null;
+      if (state === null) o.newFindings++;
+      o.findings.push({ id: ids[i]!, entry: h.entry, existing: state, runs: h.runs.size, hosts: h.hosts.size });
+      owners.set(h.owner, o);
+    });
+    return [...owners.values()]
+      .map((o) => ({ ...o, findings: o.findings.sort((a, b) => b.runs - a.runs || a.entry.localeCompare(b.entry)) }))
+      .sort((a, b) => b.newFindings - a.newFindings || a.owner.localeCompare(b.owner));
   }
 }

@@ -5,7 +5,8 @@ import { once } from 'node:events';
 import { finished } from 'node:stream/promises';
 import type { RunSummary } from '@cgfence/proto';
 import { EventsDb } from './events-db';
-import { EventBatch, PreparedEvents, RollupCount, RollupCounter } from './event-batch';
+import { findingIdOf, OccurrenceGroup, OccurrenceGrouper } from '../findings/occurrences';
+import { addOccurrence, EventBatch, PreparedEvents, RollupCount, RollupCounter } from './event-batch';
 import { EVENT_COLUMNS, EVENT_TYPES, EventRow } from './rows';
 
 export type WritePath = 'copy' | 'insert';
@@ -27,11 +28,46 @@ interface InsertedRow {
   version: number | null;
 }
 
-/** Runs an insert … ON CONFLICT DO NOTHING RETURNING_ROLLUP and counts the rows it inserted. */
-async function insertCounting(c: PoolClient, sql: string, params: unknown[], counts: RollupCounter): Promise<number> {
-  const r = await c.query(`${sql} on conflict do nothing ${RETURNING_ROLLUP}`, params);
-  for (const x of r.rows as InsertedRow[]) counts.add(x.time.getTime(), x.host, x.cohort, x.action, x.method, x.blocklist, x.version);
+/** With findings on, what they need of each inserted row as well. */
+const RETURNING_FINDINGS = ', entry, qname, labels, run_id, cmdline, comm, policy_version';
+
+/**
+ * Runs an insert … ON CONFLICT DO NOTHING RETURNING_ROLLUP and counts the
+ * rows it inserted (and groups them into finding occurrences, when a
+ * grouper is given: only rows really inserted make findings).
+ */
+async function insertCounting(c: PoolClient, sql: string, params: unknown[], counts: RollupCounter, findings?: OccurrenceGrouper): Promise<number> {
+  const r = await c.query(`${sql} on conflict do nothing ${RETURNING_ROLLUP}${findings ? RETURNING_FINDINGS : ''}`, params);
+  for (const x of r.rows as (InsertedRow & Record<string, unknown>)[]) {
+    counts.add(x.time.getTime(), x.host, x.cohort, x.action, x.method, x.blocklist, x.version);
+    if (findings) {
+      // Columns not returned are null here; findings need none of them.
+      const row = EVENT_COLUMNS.map((k) => (k === 'time' ? x.time.toISOString() : ((x[k] ?? null) as string | number | null)));
+      addOccurrence(findings, row, x.time.getTime(), x['labels'] as Record<string, string>);
+    }
+  }
   return r.rows.length;
+}
+
+/**
+ * Queues a batch's finding occurrences, in the batch's transaction: one row
+ * per (owner, entry), turned into finding events by the findings feeder
+ * after the commit.
+ */
+async function addOccurrences(c: PoolClient, groups: readonly OccurrenceGroup[]): Promise<void> {
+  if (groups.length === 0) return;
+  const rows = groups.map((g) => ({
+    finding_id: findingIdOf(g.ownerKey, g.owner, g.entry), owner_key: g.ownerKey, owner: g.owner, entry: g.entry,
+    first_seen: new Date(g.firstMs).toISOString(), last_seen: new Date(g.lastMs).toISOString(), blocked: g.blocked, audited: g.audited,
+    names: g.names, hosts: g.hosts, cohorts: g.cohorts, runs: g.runs, commands: g.commands, versions: g.versions,
+  }));
+  await c.query(
+    `insert into finding_occurrences (finding_id, owner_key, owner, entry, first_seen, last_seen, blocked, audited, names, hosts, cohorts, runs, commands, versions)
+     select finding_id, owner_key, owner, entry, first_seen, last_seen, blocked, audited, names, hosts, cohorts, runs, commands, versions
+       from jsonb_to_recordset($1::jsonb) as o(finding_id text, owner_key text, owner text, entry text, first_seen timestamptz, last_seen timestamptz,
+            blocked int, audited int, names text[], hosts text[], cohorts text[], runs text[], commands text[], versions text[])`,
+    [JSON.stringify(rows).replace(/\\u0000/g, '')],
+  );
 }
 
 const UNIQUE_VIOLATION = '23505';
@@ -90,6 +126,7 @@ export class EventsWriter {
         return await this.db.tx(async (c) => {
           await copyBatch(c, 'block_events', batch);
           await addCounts(c, batch.counts);
+          await addOccurrences(c, batch.findings);
           if (runs.length > 0) await this.runs(c, runs);
           return batch.size;
         });
@@ -99,35 +136,37 @@ export class EventsWriter {
     }
     return this.db.tx(async (c) => {
       let inserted = 0;
-      if (batch.size > 0) inserted = path === 'copy' ? await this.copyStaged(c, batch) : await this.insert(c, batch.rows);
+      const findings = batch.ownerKey === null ? undefined : new OccurrenceGrouper(batch.ownerKey);
+      if (batch.size > 0) inserted = path === 'copy' ? await this.copyStaged(c, batch, findings) : await this.insert(c, batch.rows, findings);
+      if (findings) await addOccurrences(c, findings.values());
       if (runs.length > 0) await this.runs(c, runs);
       return inserted;
     });
   }
 
   /** write() for rows at hand (tests, tools). */
-  writeRows(rows: readonly EventRow[], runs: readonly RunSummary[] = [], path: WritePath = 'copy'): Promise<number> {
-    return this.write(EventBatch.of(rows, path === 'insert'), runs, path);
+  writeRows(rows: readonly EventRow[], runs: readonly RunSummary[] = [], path: WritePath = 'copy', ownerKey: string | null = null): Promise<number> {
+    return this.write(EventBatch.of(rows, path === 'insert', ownerKey), runs, path);
   }
 
   /** COPY into a per-connection staging table, then one INSERT … SELECT … ON CONFLICT DO NOTHING. */
-  private async copyStaged(c: PoolClient, batch: PreparedEvents): Promise<number> {
+  private async copyStaged(c: PoolClient, batch: PreparedEvents, findings?: OccurrenceGrouper): Promise<number> {
     await c.query(`create temp table if not exists block_events_stage on commit delete rows as select ${COLS} from block_events with no data`);
     await copyBatch(c, 'block_events_stage', batch);
     const counts = new RollupCounter();
-    const inserted = await insertCounting(c, `insert into block_events (${COLS}) select ${COLS} from block_events_stage`, [], counts);
+    const inserted = await insertCounting(c, `insert into block_events (${COLS}) select ${COLS} from block_events_stage`, [], counts, findings);
     if (inserted > 0) await addCounts(c, counts.values());
     return inserted;
   }
 
   /** Multi-row INSERT … VALUES (…), (…) ON CONFLICT DO NOTHING, in chunks (the comparison path). */
-  private async insert(c: PoolClient, rows: readonly EventRow[]): Promise<number> {
+  private async insert(c: PoolClient, rows: readonly EventRow[], findings?: OccurrenceGrouper): Promise<number> {
     const counts = new RollupCounter();
     let inserted = 0;
     for (let i = 0; i < rows.length; i += INSERT_CHUNK) {
       const params: unknown[] = [];
       const values = rows.slice(i, i + INSERT_CHUNK).map((row) => `(${row.map((v, j) => `$${params.push(v)}::${EVENT_TYPES[EVENT_COLUMNS[j]!]}`).join(', ')})`);
-      inserted += await insertCounting(c, `insert into block_events (${COLS}) values ${values.join(', ')}`, params, counts);
+      inserted += await insertCounting(c, `insert into block_events (${COLS}) values ${values.join(', ')}`, params, counts, findings);
     }
     if (inserted > 0) await addCounts(c, counts.values());
     return inserted;

@@ -9,6 +9,7 @@ import { NatsService } from '../nats/nats.service';
 import { EventsWriter, WritePath } from './events-writer';
 import { PartitionMaintainer } from './partition-maintainer.service';
 import { BatchDecoder, DecodedBatch } from './batch-decoder';
+import { FindingsFeeder } from '../findings/findings-feeder.service';
 
 /** A batch is written when it has this many messages, or this long after its first one arrived. */
 export const BATCH_MAX = 5000;
@@ -48,6 +49,7 @@ export class IngestService implements OnApplicationBootstrap, BeforeApplicationS
     private readonly writer: EventsWriter,
     private readonly partitions: PartitionMaintainer,
     private readonly metrics: Metrics,
+    private readonly findings: FindingsFeeder,
     @Inject(SERVER_CONFIG) private readonly config: ServerConfig,
     @Inject(LOGGER) private readonly logger: Logger,
   ) {
@@ -126,7 +128,7 @@ export class IngestService implements OnApplicationBootstrap, BeforeApplicationS
   private async writeBatch({ messages }: Pending): Promise<void> {
     let decoded: DecodedBatch;
     try {
-      decoded = await this.decoder.decode(messages, this.path === 'insert');
+      decoded = await this.decoder.decode(messages, this.path === 'insert', this.config.findings ? this.config.findingsOwnerLabel : null);
     } catch (err) {
       this.logger.warn({ err: (err as Error).message, messages: messages.length }, 'decoding a batch of block events failed; it will be redelivered');
       for (const m of messages) m.nak(RETRY_MS);
@@ -155,6 +157,8 @@ export class IngestService implements OnApplicationBootstrap, BeforeApplicationS
       return;
     }
     for (const m of messages) m.ack();
+    // The batch's finding occurrences are committed with it; the feeder turns them into finding events now.
+    if (events.findings.length > 0) this.findings.wake();
   }
 
   async beforeApplicationShutdown(): Promise<void> {

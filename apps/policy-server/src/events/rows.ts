@@ -69,7 +69,7 @@ export function escapeCopy(s: string): string {
 const UTF8 = new TextDecoder();
 
 export type Decoded =
-  | { kind: 'block'; row: EventRow; ms: number }
+  | { kind: 'block'; row: EventRow; ms: number; labels: Record<string, string> }
   | { kind: 'run'; run: RunSummary }
   | { kind: 'malformed' | 'forged'; reason: string };
 
@@ -94,7 +94,7 @@ export function decodeMessage(subject: string, data: Uint8Array): Decoded {
     if (p.data.host !== host) return { kind: 'forged', reason: `event names host ${p.data.host} but came from ${host}` };
     const ms = Date.parse(p.data.time);
     if (!Number.isFinite(ms)) return { kind: 'malformed', reason: `time: not a time: ${p.data.time}` };
-    return { kind: 'block', row: toRow(p.data, new Date(ms)), ms };
+    return { kind: 'block', row: toRow(p.data, new Date(ms)), ms, labels: p.data.labels };
   }
   if (what === 'run') {
     const p = RunSummarySchema.safeParse(json);

@@ -44,6 +44,17 @@ export class Metrics {
     buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10],
     registers: [this.registry],
   });
+  readonly findingOccurrences = new Counter({
+    name: 'cgfence_finding_occurrences_total',
+    help: 'Occurrence rows (one per owner and entry per ingest batch) turned into finding events',
+    registers: [this.registry],
+  });
+  readonly webhookDeliveries = new Counter({
+    name: 'cgfence_webhook_deliveries_total',
+    help: 'Webhook delivery attempts by outcome (delivered, retry, dead)',
+    labelNames: ['outcome'] as const,
+    registers: [this.registry],
+  });
 
   constructor() {
     collectDefaultMetrics({ register: this.registry, prefix: 'cgfence_server_' });

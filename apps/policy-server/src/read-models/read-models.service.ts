@@ -9,6 +9,9 @@ import { FleetReadModel } from './fleet/fleet.read-model';
 import { HostsReadModel } from './hosts/hosts.read-model';
 import { RolloutsReadModel } from './rollouts/rollouts.read-model';
 import { EnrollTokensReadModel } from '../enrollment/enroll-tokens.read-model';
+import { FindingsReadModel } from '../findings/findings.read-model';
+import { OwnersReadModel } from '../owners/owners.read-model';
+import { NotificationsReactor } from '../notifications/notifications.reactor';
 
 const REBUILD_PAGE = 1000;
 
@@ -26,15 +29,24 @@ export class ReadModels {
     hosts: HostsReadModel,
     rollouts: RolloutsReadModel,
     enrollTokens: EnrollTokensReadModel,
+    findings: FindingsReadModel,
+    owners: OwnersReadModel,
+    private readonly notifications: NotificationsReactor,
   ) {
-    this.all = [blocklists, tokens, fleet, hosts, rollouts, enrollTokens];
+    this.all = [blocklists, tokens, fleet, hosts, rollouts, enrollTokens, findings, owners];
   }
 
   get tables(): string[] {
     return this.all.flatMap((r) => r.tables);
   }
 
+  /** Projects new events into every read model, then writes the notifications they cause (same transaction). */
   async apply(events: readonly StoredEvent[], m: EntityManager): Promise<void> {
+    await this.project(events, m);
+    await this.notifications.react(events, m);
+  }
+
+  private async project(events: readonly StoredEvent[], m: EntityManager): Promise<void> {
     if (events.length > 1) {
       // Read models are independent of each other, so each may take the batch at once.
       for (const r of this.all) {
@@ -60,7 +72,8 @@ export class ReadModels {
       for (;;) {
         const events = await this.store.readAll(after, REBUILD_PAGE, m);
         if (events.length === 0) break;
-        await this.apply(events, m);
+        // Projections only: a rebuild must not notify anyone again.
+        await this.project(events, m);
         count += events.length;
         after = events[events.length - 1]!.position;
       }

@@ -307,5 +307,20 @@ export const ReplayViewSchema = z.object({
   ),
   hosts: z.array(z.object({ host: z.string(), runs: z.number().int(), domains: z.array(z.string()) })),
   domains: z.array(z.object({ name: z.string(), entry: z.string(), runs: z.number().int(), hosts: z.number().int() })),
+  /**
+   * Per owner (the findings owner label of the runs): the findings the
+   * version would create (existing: null) or add to (existing: its state).
+   */
+  owners: z
+    .array(
+      z.object({
+        ownerKey: z.string(),
+        owner: z.string(),
+        team: z.string().nullable(),
+        newFindings: z.number().int(),
+        findings: z.array(z.object({ id: z.string(), entry: z.string(), existing: z.string().nullable(), runs: z.number().int(), hosts: z.number().int() })),
+      }),
+    )
+    .optional(),
 });
 export type ReplayView = z.infer<typeof ReplayViewSchema>;

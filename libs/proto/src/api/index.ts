@@ -4,3 +4,4 @@ export * from './fleet';
 export * from './rollouts';
 export * from './events';
 export * from './enrollment';
+export * from './findings';
