@@ -10,6 +10,7 @@ import assert from 'node:assert/strict';
 import { statSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import { AGENT_MEMORY_BOUND_BYTES } from '../dns/memory-bound';
 import { CMDLINE_CUT_MARKER, MAX_CMDLINE_BYTES } from '../dns/process-details';
 import type { FloodReport, ProbeReport } from '../dns/testing/flood-client';
 import { JOURNAL_FILE } from '../journal/event-journal';
@@ -18,7 +19,7 @@ import { agentRss, floodAsNobody, type OriginalResolver, startOriginalResolver }
 
 const SECONDS = 6;
 /** The documented memory bound of the agent (docs/operations.md). */
-const MEMORY_BOUND_BYTES = 256 * 1024 * 1024;
+const MEMORY_BOUND_BYTES = AGENT_MEMORY_BOUND_BYTES;
 const VIA_PROXY = '192.0.2.1';
 const BIG_TXT = Array.from({ length: 250 }, (_, i) => `${i}`.padEnd(240, 'x'));
 
@@ -71,7 +72,7 @@ describe('enforcement never lapses under load and hostile input (real kernel, un
   ];
 
   for (const s of scenarios) {
-    it(`${s.what}: listed names keep getting NXDOMAIN, the kernel never fails open, memory stays under 256 MiB`, async () => {
+    it(`${s.what}: listed names keep getting NXDOMAIN, the kernel never fails open, memory stays under ${MEMORY_BOUND_BYTES / 2 ** 20} MiB`, async () => {
       const pid = sut.proc?.pid as number;
       const before = await counters();
       const [mode, name, qps] = s.args;

@@ -1,0 +1,10 @@
+/**
+ * The documented bound on the agent's resident memory (main process), whatever
+ * the clients of its DNS proxy do. It is the agent's own footprint at rest
+ * (about 150 MiB: NestJS, the NATS and metrics modules, the trie and heartbeat
+ * threads) plus what the proxy's caps let clients make it hold (unread TCP
+ * answers 32 MiB, unhandled TCP queries 16 MiB, 16,384 queries in flight of at
+ * most 4 KiB each), plus garbage-collector slack. docs/operations.md gives the
+ * arithmetic; the dns-load end-to-end test and the dns-flood benchmark check it.
+ */
+export const AGENT_MEMORY_BOUND_BYTES = 320 * 2 ** 20;
