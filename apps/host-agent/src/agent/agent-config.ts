@@ -13,6 +13,8 @@ export interface AgentConfig {
    * (FleetClient → Agent.fleetSink()).
    */
   readonly policyFile?: string;
+  /** How long the policy file must stay unchanged before a reload applies it (default POLICY_SETTLE_MS). */
+  readonly policySettleMs?: number;
   /** Fleet mode: the NATS server(s) the policy comes from (for status). */
   readonly fleetServer?: string;
   /** How often the kernel's IP maps are compared with what was applied (fleet mode); 0: never. */
