@@ -41,6 +41,8 @@ export interface AgentConfig {
   readonly logLevel: string;
   /** Where the Prometheus endpoint (/metrics, /healthz, /readyz) listens; undefined: nowhere (--metrics-listen none). */
   readonly metricsListen?: { readonly host: string; readonly port: number };
+  /** Ports other than 53 refused to the deploy cgroup (DoT/DoQ); undefined: the data plane's default, [853]. */
+  readonly refusedDnsPorts?: readonly number[];
 }
 
 export const DEFAULT_STATE_DIR = '/var/lib/cgfence';

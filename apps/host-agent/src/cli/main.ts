@@ -2,6 +2,7 @@ import { Command, CommanderError, InvalidArgumentError, Option } from 'commander
 import { existsSync, readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import pino from 'pino';
+import { validateRefusedDnsPorts } from '@cgfence/bpf';
 import { NatsAuthError, natsConnectOptions } from '@cgfence/nats-auth';
 import type { AgentStatus } from '@cgfence/proto';
 import { AgentConfig, DEFAULT_CGROUP, DEFAULT_METRICS_LISTEN, DEFAULT_STATE_DIR, defaultHost, defaultProxyWorkers, parseMetricsListen } from '../agent/agent-config';
@@ -71,6 +72,7 @@ interface StartOptions {
   upstreamTimeoutMs: number;
   logLevel: string;
   metricsListen: string;
+  refusedDnsPorts: string;
 }
 
 /** Fleet mode's settings, validated; undefined without --server. */
@@ -139,6 +141,7 @@ export function agentSettings(o: StartOptions): { config: AgentConfig; fleet: Fl
     upstreamTimeoutMs: o.upstreamTimeoutMs,
     logLevel: o.logLevel,
     metricsListen,
+    refusedDnsPorts: parseRefusedDnsPorts(o.refusedDnsPorts),
   };
   return { config, fleet };
 }
@@ -267,6 +270,7 @@ export function buildHostProgram(): Command {
     .option('--upstream-timeout-ms <ms>', 'upstream answer deadline before SERVFAIL', int('--upstream-timeout-ms', 50, 60_000), 2000)
     .option('--log-level <level>', 'pino log level', 'info')
     .option('--metrics-listen <host:port>', 'Prometheus /metrics, /healthz and /readyz (HTTP; keep it on loopback); none: off', DEFAULT_METRICS_LISTEN)
+    .option('--refused-dns-ports <list>', 'ports other than 53 the deploy cgroup may not reach at all (DoT/DoQ), comma-separated, at most 16; none: no port', '853')
     .action((o: StartOptions) => startAgent(o));
 
   agent
@@ -349,3 +353,16 @@ export function cli(): void {
 }
 
 if (require.main === module) cli();
+
+/** --refused-dns-ports: '853,5353' or 'none'. */
+function parseRefusedDnsPorts(value: string): number[] {
+  const v = value.trim();
+  if (v === 'none') return [];
+  const ports = v.split(',').map((p) => (/^\d{1,5}$/.test(p.trim()) ? Number(p.trim()) : NaN));
+  try {
+    validateRefusedDnsPorts(ports);
+  } catch (err) {
+    throw new UsageError(`--refused-dns-ports: ${(err as Error).message} (give PORT[,PORT...] or none; got ${JSON.stringify(value)})`);
+  }
+  return ports;
+}
