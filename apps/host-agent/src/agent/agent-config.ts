@@ -43,6 +43,8 @@ export interface AgentConfig {
   readonly metricsListen?: { readonly host: string; readonly port: number };
   /** Ports other than 53 refused to the deploy cgroup (DoT/DoQ); undefined: the data plane's default, [853]. */
   readonly refusedDnsPorts?: readonly number[];
+  /** Hosts file whose entries for listed names are blocked by address (default /etc/hosts); undefined: not read. */
+  readonly hostsFile?: string;
 }
 
 export const DEFAULT_STATE_DIR = '/var/lib/cgfence';

@@ -73,6 +73,7 @@ interface StartOptions {
   logLevel: string;
   metricsListen: string;
   refusedDnsPorts: string;
+  hostsFile: string;
 }
 
 /** Fleet mode's settings, validated; undefined without --server. */
@@ -142,6 +143,7 @@ export function agentSettings(o: StartOptions): { config: AgentConfig; fleet: Fl
     logLevel: o.logLevel,
     metricsListen,
     refusedDnsPorts: parseRefusedDnsPorts(o.refusedDnsPorts),
+    hostsFile: o.hostsFile === 'none' ? undefined : resolve(o.hostsFile),
   };
   return { config, fleet };
 }
@@ -271,6 +273,7 @@ export function buildHostProgram(): Command {
     .option('--log-level <level>', 'pino log level', 'info')
     .option('--metrics-listen <host:port>', 'Prometheus /metrics, /healthz and /readyz (HTTP; keep it on loopback); none: off', DEFAULT_METRICS_LISTEN)
     .option('--refused-dns-ports <list>', 'ports other than 53 the deploy cgroup may not reach at all (DoT/DoQ), comma-separated, at most 16; none: no port', '853')
+    .option('--hosts-file <file>', 'hosts file whose entries for listed names get their addresses blocked; none: off', '/etc/hosts')
     .action((o: StartOptions) => startAgent(o));
 
   agent
