@@ -92,3 +92,40 @@ describe(`${AgentUnderTest.name}: the hosts file and DNS on other ports`, () => 
     assert.equal(Number(r.stdout.trim()), EPERM, r.stderr);
   });
 });
+
+describe(`${AgentUnderTest.name}: the hosts file and DNS on other ports, audit mode`, () => {
+  let sut: AgentUnderTest;
+  let dir: string;
+  let hosts: string;
+  let port: number;
+  before(async () => {
+    dir = mkdtempSync(join(tmpdir(), 'cgfence-hosts-audit-'));
+    hosts = join(dir, 'hosts');
+    writeFileSync(hosts, '127.0.0.29 pinned.example\n');
+    sut = await AgentUnderTest.start({ policy: 'pinned.example\n', mode: 'audit', extraArgs: ['--hosts-file', hosts] });
+    port = await freePort();
+  });
+  after(async () => {
+    await sut?.stop();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('lets the connection to the hosts-file address through and journals it as audited', async () => {
+    const r = await sut.run(['unshare', '-m', 'sh', '-c', 'mount --bind "$0" /etc/hosts && exec "$@"', hosts, 'python3', '-c', RESOLVE_CONNECT, 'pinned.example', String(port)]);
+    const out = JSON.parse(r.stdout) as Resolved;
+    assert.equal(out.addr, '127.0.0.29');
+    assert.equal(out.result, constants.errno.ECONNREFUSED, 'reached the address (nothing listens)');
+    const e = await sut.waitForEvent('the audit event of the hosts-file address', (x) => x.method === 'ip' && x.pid === out.pid);
+    assert.equal(e.action, 'audited');
+    assert.equal(e.destination, `127.0.0.29:${port}`);
+  });
+
+  it('lets a connect to port 853 through and journals it as audited', async () => {
+    const r = await sut.run(['python3', '-c', 'import os, socket, time; s = socket.socket(); s.settimeout(2); print(os.getpid(), s.connect_ex(("127.0.0.1", 853))); time.sleep(1)']);
+    const [pid, rc] = r.stdout.trim().split(' ').map(Number);
+    assert.equal(rc, constants.errno.ECONNREFUSED, r.stderr);
+    const e = await sut.waitForEvent('the audit event of port 853', (x) => x.method === 'ip' && x.pid === pid);
+    assert.equal(e.action, 'audited');
+    assert.equal(e.destination, '127.0.0.1:853');
+  });
+});

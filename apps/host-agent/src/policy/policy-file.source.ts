@@ -1,6 +1,6 @@
 import { BeforeApplicationShutdown, Inject, Injectable, OnApplicationBootstrap } from '@nestjs/common';
 import { readFile } from 'node:fs/promises';
-import { readFileSync, unwatchFile, watchFile } from 'node:fs';
+import { unwatchFile, watchFile } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Logger } from 'pino';
 import { contentHash, parseBlocklistText } from '@cgfence/proto';
@@ -46,17 +46,6 @@ export function parsePolicyFileText(text: string): PolicyFileResult {
 /** True when the text carries EMPTY_POLICY_MARKER on a line of its own. */
 export function declaresEmpty(text: string): boolean {
   return text.split('\n').some((l) => l.trim() === EMPTY_POLICY_MARKER);
-}
-
-/** Reads and validates a policy file (hashing and compiling are the caller's). */
-export function readPolicyFile(policyFile: string): PolicyFileResult {
-  let text: string;
-  try {
-    text = readFileSync(policyFile, 'utf8');
-  } catch (err) {
-    return { ok: false, message: `cannot read policy file ${policyFile}: ${(err as Error).message}` };
-  }
-  return parsePolicyFileText(text);
 }
 
 /**
@@ -107,10 +96,12 @@ export class PolicyFileSource extends PolicySource implements OnApplicationBoots
     this.settleMs = config.policySettleMs ?? POLICY_SETTLE_MS;
   }
 
-  boot(): Promise<void> {
-    const loaded = readPolicyFile(this.file);
-    if (!loaded.ok) return Promise.reject(new Error(loaded.message));
-    return this.policy.applyEntries(loaded.entries, fileMeta(loaded.entries)).then(() => undefined);
+  /** At boot too, the file is taken only once stable: a file being rewritten as the agent starts is not taken partial. */
+  async boot(): Promise<void> {
+    const read = await readStable(this.file, this.settleMs, POLICY_SETTLE_TRIES);
+    const loaded = read.ok ? parsePolicyFileText(read.text) : read;
+    if (!loaded.ok) throw new Error(loaded.message);
+    await this.policy.applyEntries(loaded.entries, fileMeta(loaded.entries));
   }
 
   onApplicationBootstrap(): void {
