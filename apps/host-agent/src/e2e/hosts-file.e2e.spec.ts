@@ -90,6 +90,8 @@ describe(`${AgentUnderTest.name}: the hosts file and DNS on other ports`, () => 
   it("refuses a run's TCP connect to port 853 (DoT) with EPERM", async () => {
     const r = await sut.run(['python3', '-c', 'import socket; s = socket.socket(); s.settimeout(2); print(s.connect_ex(("127.0.0.1", 853)))']);
     assert.equal(Number(r.stdout.trim()), EPERM, r.stderr);
+    const st = JSON.parse((await sut.cli(['agent', 'status', '--json'])).stdout) as { counters: Record<string, string> };
+    assert.equal(st.counters['kernel_dns_port_853_refused'], '1', `status counts the refusal: ${JSON.stringify(st.counters)}`);
   });
 });
 
