@@ -4,7 +4,8 @@
  * inherited by its children.
  *
  *   cgroup/connect4|6, cgroup/sendmsg4|6  port-53 destinations -> DNS proxy;
- *                                         blocked destinations -> EPERM (or audit event)
+ *                                         blocked destinations and refused DNS ports
+ *                                         (cgf_dns_ports: 853) -> EPERM (or audit event)
  *   cgroup/recvmsg4|6                     replies from the proxy get the original
  *                                         resolver address back
  *   cgroup_skb/egress                     drop packets to blocked addresses that got
@@ -151,6 +152,14 @@ struct {
 	__type(key, __u32);
 	__array(values, struct cgf_names_inner);
 } cgf_names SEC(".maps");
+
+/* Refused DNS ports (see CGF_DNS_PORTS_MAX): a handful of ports, set by userspace. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, CGF_DNS_PORTS_MAX);
+	__type(key, __u16);
+	__type(value, __u64);
+} cgf_dns_ports SEC(".maps");
 
 /* One slot per enum cgf_dns_counter (name backstop, liveness), per CPU. */
 struct {
@@ -423,6 +432,17 @@ static __always_inline int l4_protocol(struct bpf_sock_addr *ctx)
 
 /* ------------------------------------------------- connect / sendmsg -- */
 
+/* True when dport is a refused DNS port (cgf_dns_ports); counts the refusal. */
+static __always_inline int refused_dns_port(__u16 dport)
+{
+	__u64 *n = bpf_map_lookup_elem(&cgf_dns_ports, &dport);
+
+	if (!n)
+		return 0;
+	__sync_fetch_and_add(n, 1);
+	return 1;
+}
+
 static __always_inline int handle4(struct bpf_sock_addr *ctx, __u8 hook)
 {
 	struct cgf_config *cfg = get_config();
@@ -451,7 +471,7 @@ static __always_inline int handle4(struct bpf_sock_addr *ctx, __u8 hook)
 			return 1;
 		}
 	}
-	if (!blocked4(daddr))
+	if (!blocked4(daddr) && !(l4_protocol(ctx) && refused_dns_port(dport)))
 		return 1;
 	v4_event(addr16, daddr);
 	if (cfg->mode == CGF_MODE_AUDIT) {
@@ -502,7 +522,7 @@ static __always_inline int handle6(struct bpf_sock_addr *ctx, __u8 hook)
 			return 1;
 		}
 	}
-	if (!blocked6(a))
+	if (!blocked6(a) && !(l4_protocol(ctx) && refused_dns_port(dport)))
 		return 1;
 	if (cfg->mode == CGF_MODE_AUDIT) {
 		count(CGF_CNT_IP_AUDIT);

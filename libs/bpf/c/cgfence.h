@@ -30,6 +30,12 @@
 
 #define CGF_COMM_LEN 16
 
+/* cgf_dns_ports: other ports a resolver answers on (DoT/DoQ 853 by default),
+ * refused outright to the deploy cgroup on connect/sendmsg (never redirected:
+ * the proxy speaks plain DNS only). Key: __u16 port, host order; value: __u64
+ * refusals counted (audit mode: would-be refusals). At most this many ports. */
+#define CGF_DNS_PORTS_MAX 16
+
 /* config.liveness: bits saying how the kernel decides the proxy is alive.
  * CGF_LIVE_SOCKET: a UDP socket bound to 127.0.0.1:proxy_port exists (looked
  * up with bpf_sk_lookup_udp on every port-53 connect/sendmsg). The socket

@@ -21,6 +21,12 @@ export interface DataPlaneConfig {
    * dead one is noticed at once. Default true.
    */
   proxySocketCheck?: boolean;
+  /**
+   * Ports other than 53 a resolver answers on, refused (EPERM) to the deploy
+   * cgroup on connect/sendmsg and counted per port. Default [853] (DoT, DoQ);
+   * at most CGF_DNS_PORTS_MAX (16); [] refuses none.
+   */
+  refusedDnsPorts?: readonly number[];
 }
 
 export interface ProcessInfo {

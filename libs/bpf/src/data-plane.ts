@@ -16,6 +16,7 @@ import { AppliedCounts, IpPolicyMaps, KernelPolicy, PreparedIpPolicy } from './i
 import { COUNTERS, DNS_COUNTERS } from './layout';
 import { ProxyLiveness } from './liveness';
 import { NameBackstop, NamePolicy } from './name-backstop';
+import { DEFAULT_REFUSED_DNS_PORTS, DnsPortGuard, validateRefusedDnsPorts } from './dns-ports';
 import { markAll } from './prefilter';
 import { KernelTelemetry } from './telemetry';
 
@@ -39,6 +40,7 @@ export class DataPlane {
     private readonly policy: IpPolicyMaps,
     private readonly names: NameBackstop,
     private readonly telemetry: KernelTelemetry,
+    private readonly dnsPorts: DnsPortGuard,
   ) {}
 
   /**
@@ -49,6 +51,8 @@ export class DataPlane {
    */
   static attach(opts: AttachOptions): DataPlane {
     validateConfig(opts.config);
+    const refusedPorts = opts.config.refusedDnsPorts ?? DEFAULT_REFUSED_DNS_PORTS;
+    validateRefusedDnsPorts(refusedPorts);
     let liveness!: ProxyLiveness;
     const attachment = CgroupAttachment.attach(opts, (mapFds) => {
       // Fail safe until the first apply settles it: every /16 marked, so every
@@ -59,6 +63,7 @@ export class DataPlane {
       markAll(mapFds.cgf_prefilter4, 'prefilter');
       // With a fresh heartbeat, before any program is attached or switched.
       liveness = ProxyLiveness.initialize(mapFds.cgf_config, mapFds.cgf_heartbeat, opts.config);
+      new DnsPortGuard(mapFds.cgf_dns_ports).set(refusedPorts);
     });
     const fds = attachment.mapFds;
     const names = new NameBackstop(fds.cgf_names);
@@ -68,6 +73,7 @@ export class DataPlane {
       new IpPolicyMaps(fds, names),
       names,
       new KernelTelemetry({ counters: fds.cgf_counters, dnsCounters: fds.cgf_dns_counters, events: fds.cgf_events }),
+      new DnsPortGuard(fds.cgf_dns_ports),
     );
   }
 
@@ -91,7 +97,14 @@ export class DataPlane {
 
   setConfig(c: DataPlaneConfig): void {
     this.assertOpen();
+    if (c.refusedDnsPorts !== undefined) this.dnsPorts.set(c.refusedDnsPorts);
     this.liveness.setConfig(c);
+  }
+
+  /** Refused DNS ports and their refusals so far (audit mode: connections that would have been refused). */
+  dnsPortRefusals(): Map<number, number> {
+    this.assertOpen();
+    return this.dnsPorts.refusals();
   }
 
   /** Stamps "proxy alive now" from the calling thread (CLOCK_MONOTONIC, the clock of bpf_ktime_get_ns). */

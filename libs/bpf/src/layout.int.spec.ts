@@ -221,6 +221,7 @@ describe('cgfence.h layout', () => {
       });
       assert.deepEqual(shape('cgf_heartbeat'), { type: KERNEL_ABI.BPF_MAP_TYPE_ARRAY, key: 4, value: HEARTBEAT_VALUE_SIZE, max: 1 });
       assert.equal(shape('cgf_dns_counters').max, DNS_COUNTERS.length);
+      assert.deepEqual(shape('cgf_dns_ports'), { type: KERNEL_ABI.BPF_MAP_TYPE_HASH, key: 2, value: 8, max: CONSTANTS.CGF_DNS_PORTS_MAX });
       assert.equal(shape('cgf_scratch').value, NAME_SCRATCH.size);
       assert.ok(CONSTANTS.CGF_NAME_MAX < NAME_SCRATCH.fields.name.size, 'the name scratch holds the longest name');
     } finally {

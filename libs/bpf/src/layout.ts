@@ -118,6 +118,7 @@ export const CONSTANTS = {
   CGF_FAMILY_V6: 6,
   CGF_DNS_PORT: 53,
   CGF_COMM_LEN: 16,
+  CGF_DNS_PORTS_MAX: 16,
   CGF_LIVE_SOCKET: 1,
   CGF_NAME_EXACT: 1,
   CGF_NAME_WILDCARD: 2,
@@ -196,6 +197,8 @@ export const PINNED_MAPS = [
   'cgf_dns_counters',
   'cgf_heartbeat',
   'cgf_scratch',
+  // Added with the refused DNS ports (issue 13), created next to older pins the same way.
+  'cgf_dns_ports',
 ] as const;
 
 export type ProgramName = (typeof PROGRAMS)[number];

@@ -14,6 +14,8 @@ export interface AgentConfig {
    * (FleetClient → Agent.fleetSink()).
    */
   readonly policyFile?: string;
+  /** How long the policy file must stay unchanged before a reload applies it (default POLICY_SETTLE_MS). */
+  readonly policySettleMs?: number;
   /** Fleet mode: the NATS server(s) the policy comes from (for status). */
   readonly fleetServer?: string;
   /** How often the kernel's IP maps are compared with what was applied (fleet mode); 0: never. */
@@ -44,6 +46,10 @@ export interface AgentConfig {
   readonly runGroup?: GroupEntry;
   /** `--protect-cgroup` (and fleet mode's labels file): existing cgroups, relative to the cgroup v2 root, under the same programs. */
   readonly protectCgroups?: readonly string[];
+  /** Ports other than 53 refused to the deploy cgroup (DoT/DoQ); undefined: the data plane's default, [853]. */
+  readonly refusedDnsPorts?: readonly number[];
+  /** Hosts file whose entries for listed names are blocked by address (default /etc/hosts); undefined: not read. */
+  readonly hostsFile?: string;
 }
 
 export const DEFAULT_STATE_DIR = '/var/lib/cgfence';

@@ -107,3 +107,13 @@ describe(fleetLines.name, () => {
     assert.match(lines, /FAILED: timeout/);
   });
 });
+
+describe('cgfence agent --refused-dns-ports', () => {
+  it('refuses port 53, out-of-range ports, junk and more than 16 ports, naming the flag', async () => {
+    assert.match(await refused(['--policy-file', '/etc/hosts', '--refused-dns-ports', '53']), /--refused-dns-ports: port 53 cannot be a refused DNS port/);
+    assert.match(await refused(['--policy-file', '/etc/hosts', '--refused-dns-ports', '853,70000']), /--refused-dns-ports: .*1\.\.65535, got 70000/);
+    assert.match(await refused(['--policy-file', '/etc/hosts', '--refused-dns-ports', 'dot']), /--refused-dns-ports: .*got NaN/);
+    const many = Array.from({ length: 17 }, (_, i) => 2000 + i).join(',');
+    assert.match(await refused(['--policy-file', '/etc/hosts', '--refused-dns-ports', many]), /at most 16 refused DNS ports/);
+  });
+});

@@ -2,6 +2,7 @@ import { Command, CommanderError, InvalidArgumentError, Option } from 'commander
 import { existsSync, readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import pino from 'pino';
+import { validateRefusedDnsPorts } from '@cgfence/bpf';
 import { NatsAuthError, natsConnectOptions } from '@cgfence/nats-auth';
 import type { AgentStatus } from '@cgfence/proto';
 import { AgentConfig, DEFAULT_CGROUP, DEFAULT_METRICS_LISTEN, DEFAULT_STATE_DIR, defaultHost, defaultProxyWorkers, parseMetricsListen } from '../agent/agent-config';
@@ -82,6 +83,8 @@ interface StartOptions {
   metricsListen: string;
   runGroup?: string;
   protectCgroup: string[];
+  refusedDnsPorts: string;
+  hostsFile: string;
 }
 
 /**
@@ -238,6 +241,8 @@ export function agentSettings(o: StartOptions, enrollment?: Enrollment): { confi
     metricsListen,
     runGroup: runGroupOf(o.runGroup),
     protectCgroups: protectCgroupsOf(o, fleet?.labels),
+    refusedDnsPorts: parseRefusedDnsPorts(o.refusedDnsPorts),
+    hostsFile: o.hostsFile === 'none' ? undefined : resolve(o.hostsFile),
   };
   return { config, fleet };
 }
@@ -391,6 +396,8 @@ export function buildHostProgram(): Command {
       [],
     )
     .option('--run-group <group>', 'members of this group may use `cgfence run` (control socket root:GROUP 0660); root always can')
+    .option('--refused-dns-ports <list>', 'ports other than 53 the deploy cgroup may not reach at all (DoT/DoQ), comma-separated, at most 16; none: no port', '853')
+    .option('--hosts-file <file>', 'hosts file whose entries for listed names get their addresses blocked; none: off', '/etc/hosts')
     .action((o: StartOptions) => startAgent(o));
 
   agent
@@ -480,3 +487,16 @@ export function cli(): void {
 }
 
 if (require.main === module) cli();
+
+/** --refused-dns-ports: '853,5353' or 'none'. */
+function parseRefusedDnsPorts(value: string): number[] {
+  const v = value.trim();
+  if (v === 'none') return [];
+  const ports = v.split(',').map((p) => (/^\d{1,5}$/.test(p.trim()) ? Number(p.trim()) : NaN));
+  try {
+    validateRefusedDnsPorts(ports);
+  } catch (err) {
+    throw new UsageError(`--refused-dns-ports: ${(err as Error).message} (give PORT[,PORT...] or none; got ${JSON.stringify(value)})`);
+  }
+  return ports;
+}

@@ -57,6 +57,8 @@ export class AgentStatusService {
     const counters: Record<string, string> = {};
     const plane = this.dataPlane.kernel;
     for (const [k, v] of Object.entries(plane.counters())) counters[`kernel_${k}`] = v.toString();
+    // Per refused DNS port (--refused-dns-ports); these refusals are also in kernel_ip_blocks / kernel_ip_audits.
+    for (const [port, n] of plane.dnsPortRefusals()) counters[`kernel_dns_port_${port}_refused`] = String(n);
     // A pool sums its workers' counters (and those of workers that died).
     for (const [k, v] of Object.entries(this.proxy.statsNow() ?? {})) if (typeof v === 'number' && k !== 'latencySumMs') counters[`dns_${k}`] = String(v);
     const pool = this.proxy.pool;
