@@ -9,7 +9,7 @@ import type { FleetSettings } from '../fleet/fleet-config';
 import { FleetBroadcastTransport } from '../fleet/fleet-transport';
 import { PolicyService } from '../policy/policy.service';
 import { AgentModule } from './agent.module';
-import { PinoNestLogger } from './nest-logger';
+import { PinoNestLogger } from '@cgfence/nest-pino';
 
 export interface AgentAppOptions {
   /** Fleet mode: the policy server's settings; absent: standalone (config.policyFile). */
@@ -25,7 +25,7 @@ export interface AgentAppOptions {
  * the reverse order; pins and the deploy cgroup stay.
  */
 export async function startAgentApp(config: AgentConfig, logger: Logger, opts: AgentAppOptions = {}): Promise<INestApplicationContext> {
-  const nestLogger = new PinoNestLogger(logger);
+  const nestLogger = new PinoNestLogger(logger, { nestLogLevel: 'debug' });
   let app: INestApplicationContext;
   if (opts.fleet) {
     // Fleet mode is a Nest microservice: the broadcast arrives through its NATS transport.
