@@ -59,8 +59,14 @@ describe('the fleet on a three-node NATS cluster with TLS, JWT enrollment and re
     // A deployment from before replication: both streams exist with one replica; the server scales them up on start.
     const pre = await connect({ servers: cluster.urls(), ...natsConnectOptions({ credsFile: init.serverCredsFile, caFile }) });
     const preJsm = await jetstreamManager(pre);
-    await preJsm.streams.add({ name: FLEET_STREAM.name, subjects: [...FLEET_STREAM.subjects], num_replicas: 1 });
-    await preJsm.streams.add({ name: EVENTS_STREAM.name, subjects: [...EVENTS_STREAM.subjects], num_replicas: 1 });
+    // A cluster that has just formed may refuse a stream until its JetStream
+    // meta group has a leader ("error creating store for stream"): ask again.
+    for (const stream of [FLEET_STREAM, EVENTS_STREAM]) {
+      await waitFor(`stream ${stream.name} created on the new cluster`, async () => {
+        await preJsm.streams.add({ name: stream.name, subjects: [...stream.subjects], num_replicas: 1 });
+        return true;
+      }, 30_000, 500);
+    }
     await pre.close();
     env = await TestPolicyServer.start('cluster_int', {
       natsUrl: cluster.urls().join(','),
