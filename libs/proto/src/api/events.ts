@@ -242,7 +242,8 @@ export const RunDomainViewSchema = z.object({
 });
 export type RunDomainView = z.infer<typeof RunDomainViewSchema>;
 
-export const RunViewSchema = z.object({
+/** What a run's page and a line of the runs list both say about a run. */
+const RunBaseSchema = z.object({
   runId: z.string(),
   host: z.string(),
   cohort: z.string().nullable(),
@@ -252,6 +253,9 @@ export const RunViewSchema = z.object({
   endedAt: IsoTime.nullable(),
   exitCode: z.number().int().nullable(),
   signal: z.string().nullable(),
+});
+
+export const RunViewSchema = RunBaseSchema.extend({
   policyVersion: z.string().nullable(),
   /** Names past the agent's per-run limit: counted, not listed. */
   overflow: z.number().int(),
@@ -262,18 +266,9 @@ export const RunViewSchema = z.object({
 export type RunView = z.infer<typeof RunViewSchema>;
 
 /** One line of `GET /runs`. */
-export const RunListItemSchema = z.object({
-  runId: z.string(),
-  host: z.string(),
-  cohort: z.string().nullable(),
-  labels: z.record(z.string(), z.string()),
-  command: z.string().nullable(),
-  startedAt: IsoTime,
-  endedAt: IsoTime.nullable(),
+export const RunListItemSchema = RunBaseSchema.extend({
   /** endedAt - startedAt; null while no end is known. */
   durationMs: z.number().int().nullable(),
-  exitCode: z.number().int().nullable(),
-  signal: z.string().nullable(),
   /** Block events of the run with action "blocked" (audited would-blocks are counted apart). */
   blocks: z.number().int(),
   audited: z.number().int(),
