@@ -50,7 +50,7 @@ describe('enforcement never lapses under load and hostile input (real kernel, un
 
   const asNobody = <T>(args: string[], extra: string[] = []): Promise<T> => floodAsNobody<T>(sut, args, extra, SECONDS + 30);
 
-  const scenarios: Array<{ what: string; args: string[]; extra?: string[]; check?: (before: Record<string, string>, after: Record<string, string>) => void }> = [
+  const scenarios: Array<{ what: string; args: string[]; extra?: string[]; check?: (before: Record<string, string>, after: Record<string, string>, probe: ProbeReport) => void }> = [
     {
       what: 'expensive messages over UDP',
       args: ['expensive-udp', '', '2000'],
@@ -62,7 +62,17 @@ describe('enforcement never lapses under load and hostile input (real kernel, un
       check: (b, a) => assert.ok(Number(a['dns_limitExceeded']) > Number(b['dns_limitExceeded']), 'counted as beyond a cap'),
     },
     { what: 'a pipelined TCP burst', args: ['tcp-burst', '', '0'] },
-    { what: 'TCP clients that never read their (large) answers', args: ['tcp-noread', 'big.test', '0'] },
+    {
+      what: 'TCP clients that never read their (large) answers',
+      args: ['tcp-noread', 'big.test', '0'],
+      // They must not starve the other client either: each connection has at most 8 queries
+      // being answered at once (before, the flooder kept ~1024 upstream queries in flight and
+      // the probe got 1-23% of its answers).
+      check: (_b, _a, probe) => {
+        const asked = probe.allowedAnswered + probe.allowedShed + probe.allowedNoAnswer;
+        assert.ok(probe.allowedAnswered >= 0.75 * asked, `the other client got its answers: ${JSON.stringify({ ...probe, latenciesMs: undefined })}`);
+      },
+    },
     {
       what: 'a very long command line on blocked queries',
       // 1 MB of arguments (ten of 100 KB: one may be at most 128 KiB).
@@ -96,7 +106,7 @@ describe('enforcement never lapses under load and hostile input (real kernel, un
       assert.ok(!original.queries.some((q) => /blocked\.test$/.test(q)), 'no listed name reached the original resolver');
       assert.equal(sut.events().filter((e) => e.action === 'alert' && /heartbeat stale/.test(e.message ?? '')).length, 0, 'no stale-heartbeat alert');
       assert.ok(peak < MEMORY_BOUND_BYTES, `agent peak RSS ${(peak / 2 ** 20).toFixed(0)} MiB`);
-      s.check?.(before, afterCounters);
+      s.check?.(before, afterCounters, probe);
       // After: still enforcing, allowed names resolve through the proxy.
       const after = await asNobody<ProbeReport>(['probe', original.host, '53', '1', 'x.blocked.test,probe.test']);
       assert.ok(after.listedNxdomain > 0 && after.listedLapsed === 0, `after: ${JSON.stringify({ ...after, latenciesMs: undefined })}`);
