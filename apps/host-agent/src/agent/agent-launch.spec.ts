@@ -29,8 +29,9 @@ describe('agent launch settings (tuningPlan)', () => {
   });
 
   it('gives proxy workers the flags they lack, keeping the ones given', () => {
-    assert.deepEqual(withAgentFlags([]), [...AGENT_V8_FLAGS]);
-    assert.deepEqual(withAgentFlags(['--max-semi-space-size=4', '--enable-source-maps']), ['--max-semi-space-size=4', '--enable-source-maps']);
+    assert.deepEqual(withAgentFlags([], {}), [...AGENT_V8_FLAGS]);
+    assert.deepEqual(withAgentFlags(['--enable-source-maps'], { [TUNING_ENV]: 'off' }), ['--enable-source-maps']);
+    assert.deepEqual(withAgentFlags(['--max-semi-space-size=4', '--enable-source-maps'], {}), ['--max-semi-space-size=4', '--enable-source-maps']);
   });
 });
 

@@ -64,8 +64,9 @@ export function isAgentDaemon(argsAfterAgent: readonly string[]): boolean {
   return first === undefined || first === 'start' || (first.startsWith('-') && !['-h', '--help'].includes(first));
 }
 
-/** The execArgv a child node process of the agent (a proxy worker) gets: `execArgv` with AGENT_V8_FLAGS it lacks added. */
-export function withAgentFlags(execArgv: readonly string[]): string[] {
+/** The execArgv a child node process of the agent (a proxy worker) gets: `execArgv` with AGENT_V8_FLAGS it lacks added (none with CGFENCE_AGENT_TUNING=off). */
+export function withAgentFlags(execArgv: readonly string[], env: NodeJS.ProcessEnv = process.env): string[] {
+  if (env[TUNING_ENV] === 'off') return [...execArgv];
   const given = new Set(execArgv.filter((a) => a.startsWith('--')).map(flagName));
   return [...execArgv, ...AGENT_V8_FLAGS.filter((f) => !given.has(flagName(f)))];
 }

@@ -28,7 +28,6 @@ const FLOODS: Array<{ name: string; args: string[]; extra?: string[] }> = [
 const SETTINGS: Array<{ name: string; env: NodeJS.ProcessEnv; nodeArgs: string[] }> = [
   { name: "node's defaults", env: { [TUNING_ENV]: 'off' }, nodeArgs: [] },
   { name: `agent's settings (${[...AGENT_V8_FLAGS, ...Object.entries(AGENT_ENV).map(([k, v]) => `${k}=${v}`)].join(' ')})`, env: {}, nodeArgs: [] },
-  { name: 'semi-space 1 MiB, 2 arenas', env: { [TUNING_ENV]: 'off', MALLOC_ARENA_MAX: '2' }, nodeArgs: ['--max-semi-space-size=1'] },
 ];
 
 interface Breakdown {
@@ -83,13 +82,11 @@ async function main(): Promise<void> {
         const rest = agentRss(pid);
         for (const f of FLOODS) {
           let peak = agentRss(pid);
-          let last: Breakdown | undefined;
           let atPeak: Breakdown = { rss: peak, heap: 0, young: 0, external: 0 };
           const rssWatch = setInterval(() => (peak = Math.max(peak, agentRss(pid))), 100);
           const metricsWatch = setInterval(() => {
             void scrape(metricsPort).then((b) => {
               if (!b) return;
-              last = b;
               if (b.rss >= atPeak.rss) atPeak = b;
             });
           }, 250);
@@ -103,7 +100,6 @@ async function main(): Promise<void> {
             clearInterval(rssWatch);
             clearInterval(metricsWatch);
           }
-          void last;
           const asked = probe.allowedAnswered + probe.allowedShed + probe.allowedNoAnswer;
           rows.push({
             setting: setting.name,
