@@ -1,11 +1,12 @@
 // writersOf reads /proc on the real kernel: which processes hold a file open for writing.
-import { describe, it } from 'node:test';
+import { after, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { closeSync, mkdtempSync, openSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { writersOf } from './file-writers';
+import { type FileWriter, writersOf } from './file-writers';
+import { readStable } from './policy-file.source';
 
 describe(writersOf.name, () => {
   const dir = mkdtempSync(join(tmpdir(), 'cgfence-writers-'));
@@ -36,5 +37,26 @@ describe(writersOf.name, () => {
 
   it('returns nothing for a file that does not exist', () => {
     assert.deepEqual(writersOf(join(dir, 'missing')), []);
+  });
+});
+
+describe(readStable.name, () => {
+  const dir = mkdtempSync(join(tmpdir(), 'cgfence-stable-'));
+  const file = join(dir, 'policy.txt');
+  writeFileSync(file, 'a.example\n');
+  after(() => rmSync(dir, { recursive: true, force: true }));
+
+  it('waits while a process holds the file open for writing, and takes it once the writer is gone', async () => {
+    let asked = 0;
+    const writers = (): FileWriter[] => (++asked <= 2 ? [{ pid: 4242, comm: 'slowpoke' }] : []);
+    const sut = await readStable(file, 10, 20, writers);
+    assert.deepEqual(sut, { ok: true, text: 'a.example\n' });
+    assert.equal(asked, 3);
+  });
+
+  it('refuses a file held open for writing throughout, naming the writer', async () => {
+    const sut = await readStable(file, 5, 4, () => [{ pid: 4242, comm: 'slowpoke' }]);
+    assert.equal(sut.ok, false);
+    assert.match((sut as { message: string }).message, /held open for writing by pid 4242 slowpoke/);
   });
 });
