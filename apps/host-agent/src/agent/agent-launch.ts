@@ -86,13 +86,17 @@ function execNode(args: string[], env: Record<string, string>): string {
       return (err as Error).message;
     }
   }
-  const libc = koffi.load('libc.so.6');
-  const execve = libc.func('int execve(const char *path, const char **argv, const char **envp)') as Execve;
-  const fcntl = libc.func('int fcntl(int fd, int cmd, int arg)') as Fcntl;
-  // Node marks stdin/stdout/stderr close-on-exec: the new image must keep them (logs, journald).
-  for (const fd of [0, 1, 2]) fcntl(fd, F_SETFD, 0);
-  execve(process.execPath, [process.execPath, ...args, null], [...Object.entries(env).map(([k, v]) => `${k}=${v}`), null]);
-  return `execve failed (errno ${koffi.errno()})`;
+  try {
+    const libc = koffi.load('libc.so.6');
+    const execve = libc.func('int execve(const char *path, const char **argv, const char **envp)') as Execve;
+    const fcntl = libc.func('int fcntl(int fd, int cmd, int arg)') as Fcntl;
+    // Node marks stdin/stdout/stderr close-on-exec: the new image must keep them (logs, journald).
+    for (const fd of [0, 1, 2]) fcntl(fd, F_SETFD, 0);
+    execve(process.execPath, [process.execPath, ...args, null], [...Object.entries(env).map(([k, v]) => `${k}=${v}`), null]);
+    return `execve failed (errno ${koffi.errno()})`;
+  } catch (err) {
+    return (err as Error).message;
+  }
 }
 
 /**
