@@ -114,7 +114,9 @@ describe(`${AgentUnderTest.name}: a policy file rewritten in place`, () => {
     const cut = Math.floor(text.length / 3);
     const writer = spawn('python3', ['-c', 'import os, signal, sys\nf = open(sys.argv[1], "w")\nf.write(sys.argv[2]); f.flush()\nos.kill(os.getpid(), signal.SIGSTOP)\nf.write(sys.argv[3]); f.close()\n', sut.policyFile, text.slice(0, cut), text.slice(cut)], { stdio: 'ignore' });
     const exited = new Promise((r) => writer.once('exit', r));
-    const seconds = 4;
+    // The run keeps looking up for a while after the writer goes on, too (a file taken
+    // partial just as the writer resumes would show there).
+    const seconds = 7;
     const ran = sut.run(['unshare', '-m', 'sh', '-c', 'mount --bind "$0" /etc/resolv.conf && exec "$@"', join(dir, 'resolv.conf'), 'python3', '-c', HAMMER, String(seconds), String(closedPort)], { timeoutMs: (seconds + 20) * 1000 });
     const domainsSeen = new Set<number>();
     const until = Date.now() + 2000;

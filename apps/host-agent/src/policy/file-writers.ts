@@ -1,4 +1,5 @@
 import { readdirSync, readFileSync, statSync } from 'node:fs';
+import { setImmediate as nextTurn } from 'node:timers/promises';
 
 /** A process holding a file open for writing. */
 export interface FileWriter {
@@ -8,6 +9,13 @@ export interface FileWriter {
 
 /** At most this many processes are looked at (a bound on the work of one check; a host has far fewer). */
 export const MAX_PROCESSES_SCANNED = 65_536;
+/**
+ * Processes looked at per event-loop turn: the scan yields between batches so
+ * the DNS proxy on the same loop keeps answering (about 1 ms per 16 processes
+ * with their descriptors here; a host with thousands of processes takes a
+ * few hundred ms in all, spread over turns).
+ */
+export const PROCESSES_PER_TURN = 16;
 
 const O_ACCMODE = 0o3;
 const O_RDONLY = 0;
@@ -19,8 +27,9 @@ const O_RDONLY = 0;
  * truncated the file and was then descheduled (a loaded or CPU-starved host)
  * for longer than the settle time still holds it open, whatever its pace.
  * Processes and descriptors that vanish while they are looked at are skipped.
+ * Yields to the event loop every PROCESSES_PER_TURN processes.
  */
-export function writersOf(file: string, self: number = process.pid): FileWriter[] {
+export async function writersOf(file: string, self: number = process.pid): Promise<FileWriter[]> {
   let target;
   try {
     target = statSync(file);
@@ -34,7 +43,9 @@ export function writersOf(file: string, self: number = process.pid): FileWriter[
   } catch {
     return [];
   }
+  let n = 0;
   for (const p of pids.slice(0, MAX_PROCESSES_SCANNED)) {
+    if (++n % PROCESSES_PER_TURN === 0) await nextTurn();
     const pid = Number(p);
     if (pid === self) continue;
     let fds: string[];

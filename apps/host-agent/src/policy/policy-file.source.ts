@@ -62,7 +62,7 @@ export async function readStable(
   file: string,
   settleMs: number,
   tries: number,
-  writers: (file: string) => FileWriter[] = writersOf,
+  writers: (file: string) => Promise<FileWriter[]> = writersOf,
 ): Promise<{ ok: true; text: string } | { ok: false; message: string }> {
   let last: Buffer | undefined;
   let open: FileWriter[] = [];
@@ -74,8 +74,19 @@ export async function readStable(
       return { ok: false, message: `cannot read policy file ${file}: ${(err as Error).message}` };
     }
     if (last !== undefined && last.equals(now)) {
-      open = writers(file);
-      if (open.length === 0) return { ok: true, text: now.toString('utf8') };
+      open = await writers(file);
+      // Read once more after the scan: a writer that went on and closed the file while it
+      // ran is no longer listed, and what it wrote must not be missed.
+      if (open.length === 0) {
+        let after: Buffer;
+        try {
+          after = await readFile(file);
+        } catch (err) {
+          return { ok: false, message: `cannot read policy file ${file}: ${(err as Error).message}` };
+        }
+        if (after.equals(now)) return { ok: true, text: now.toString('utf8') };
+        now = after;
+      }
     }
     last = now;
     if (i < tries) await sleep(settleMs);
