@@ -16,8 +16,9 @@
  * (struct bpf_sock_addr_kern) is declared here with CO-RE relocations;
  * src/unix-guard.int.spec.ts checks the numbers against the kernel's BTF.
  *
- * cgf_config and cgf_events are the main object's maps (the loader reuses
- * their fds): the mode and the ring buffer are shared.
+ * cgf_config, cgf_events and cgf_counters are the main object's maps (the
+ * loader reuses their fds): the mode, the ring buffer and its loss counter
+ * are shared.
  */
 #include <linux/bpf.h>
 #include <bpf/bpf_helpers.h>
@@ -50,6 +51,13 @@ struct {
 	__uint(max_entries, 256 * 1024);
 } cgf_events SEC(".maps");
 
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, CGF_CNT_MAX);
+	__type(key, __u32);
+	__type(value, __u64);
+} cgf_counters SEC(".maps");
+
 /* The refused socket paths, written by the agent; the value counts refusals. */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
@@ -66,8 +74,14 @@ static __always_inline void emit_unix(__u8 kind, __u8 hook, __u32 id)
 	struct cgf_event *e = bpf_ringbuf_reserve(&cgf_events, sizeof(*e), 0);
 	__u64 pid_tgid;
 
-	if (!e)
-		return; /* the per-path counter still counts it */
+	if (!e) {
+		__u32 idx = CGF_CNT_RINGBUF_LOST;
+		__u64 *c = bpf_map_lookup_elem(&cgf_counters, &idx);
+
+		if (c)
+			*c += 1; /* the per-path counter still counts the refusal */
+		return;
+	}
 	e->time_ns = bpf_ktime_get_ns();
 	pid_tgid = bpf_get_current_pid_tgid();
 	e->proc.pid = (__u32)pid_tgid;

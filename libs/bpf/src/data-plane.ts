@@ -76,7 +76,7 @@ export class DataPlane {
     });
     const fds = attachment.mapFds;
     const names = new NameBackstop(fds.cgf_names);
-    const unix = DataPlane.attachUnixGuard(opts, fds.cgf_config, fds.cgf_events);
+    const unix = DataPlane.attachUnixGuard(opts, fds.cgf_config, fds.cgf_events, fds.cgf_counters);
     return new DataPlane(
       attachment,
       liveness,
@@ -89,7 +89,7 @@ export class DataPlane {
   }
 
   /** Attaches (or turns off) the unix-socket guard; its failure leaves the rest attached and is reported, never thrown. */
-  private static attachUnixGuard(opts: AttachOptions, configFd: number, eventsFd: number): { guard?: UnixGuard; status: UnixGuardStatus } {
+  private static attachUnixGuard(opts: AttachOptions, configFd: number, eventsFd: number, countersFd: number): { guard?: UnixGuard; status: UnixGuardStatus } {
     const paths = opts.unixGuard?.paths ?? DEFAULT_UNIX_GUARD_PATHS;
     validateUnixGuardPaths(paths);
     if (paths.length === 0) {
@@ -97,7 +97,7 @@ export class DataPlane {
       return { status: { state: 'off' } };
     }
     try {
-      const guard = UnixGuard.attach({ cgroupPath: opts.cgroupPath, pinDir: opts.pinDir, configFd, eventsFd, paths, attachTypes: opts.unixGuard?.attachTypes });
+      const guard = UnixGuard.attach({ cgroupPath: opts.cgroupPath, pinDir: opts.pinDir, configFd, eventsFd, countersFd, paths, attachTypes: opts.unixGuard?.attachTypes });
       return { guard, status: { state: 'active', paths: [...paths] } };
     } catch (err) {
       return { status: { state: 'unavailable', paths: [...paths], reason: (err as Error).message } };

@@ -59,6 +59,9 @@ const UNIX_CLIENT = `
 import json, os, socket, sys, errno
 path, kind = sys.argv[1], sys.argv[2]
 addr = "\\0" + path[1:] if path.startswith("@") else path
+if kind == "junk":
+    # a pathname followed by its NUL and leftover bytes, as a careless caller passes sizeof(sun): the kernel reads up to the NUL
+    addr, kind = path.encode() + b"\\0leftover-bytes", "stream"
 out = {"pid": os.getpid()}
 s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM if kind == "dgram" else socket.SOCK_STREAM)
 try:
@@ -77,7 +80,7 @@ interface UnixResult {
   result: 0 | string;
 }
 
-function unixClient(box: KernelSandbox, path: string, kind: 'stream' | 'dgram', inCgroup = true): Promise<UnixResult> {
+function unixClient(box: KernelSandbox, path: string, kind: 'stream' | 'dgram' | 'junk', inCgroup = true): Promise<UnixResult> {
   return new Promise((resolve, reject) => {
     const child = inCgroup
       ? spawn('sh', ['-c', `echo $$ > '${box.cgroupPath}/cgroup.procs' && exec python3 -c "$0" "$1" "$2"`, UNIX_CLIENT, path, kind])
@@ -215,12 +218,18 @@ describe('unix guard on the real kernel', () => {
     assert.equal(sut.unixRefusals().get(dgram), 1);
   });
 
+  it('refuses a listed pathname followed by its NUL and leftover bytes (what the kernel connects to)', async () => {
+    assert.equal((await unixClient(box, listed, 'junk', false)).result, 0, 'outside, the kernel connects to the listed socket');
+    assert.equal((await unixClient(box, listed, 'junk')).result, 'EPERM');
+    assert.equal(sut.unixRefusals().get(listed), 2);
+  });
+
   it('lets the connect through in audit mode, counted and reported as unix_audit', async () => {
     sut.setConfig({ ...config, mode: 'audit' });
     try {
       const r = await unixClient(box, listed, 'stream');
       assert.equal(r.result, 0);
-      assert.equal(sut.unixRefusals().get(listed), 2);
+      assert.equal(sut.unixRefusals().get(listed), 3);
       for (let i = 0; i < 100 && !events.some((e) => e.tgid === r.pid); i++) await sleep(20);
       assert.equal(events.find((e) => e.tgid === r.pid)?.kind, 'unix_audit');
     } finally {
@@ -232,7 +241,7 @@ describe('unix guard on the real kernel', () => {
     sut.close();
     sut = DataPlane.attach({ cgroupPath: box.cgroupPath, pinDir: box.pinDir, config, unixGuard: { paths: [listed] } });
     assert.ok(sut.adopted);
-    assert.equal(sut.unixRefusals().get(listed), 2, 'counts survive the restart');
+    assert.equal(sut.unixRefusals().get(listed), 3, 'counts survive the restart');
     assert.deepEqual([...sut.unixRefusals().keys()], [listed], 'paths dropped from the list are gone');
     assert.equal((await unixClient(box, listed, 'stream')).result, 'EPERM');
     assert.equal((await unixClient(box, abstract, 'stream')).result, 0);

@@ -163,9 +163,10 @@ export interface UnixGuardAttachOptions {
   cgroupPath: string;
   /** The main data plane's pin dir (its links/ and maps/ must exist). */
   pinDir: string;
-  /** The main object's cgf_config (mode) and cgf_events (ring buffer). */
+  /** The main object's cgf_config (mode), cgf_events (ring buffer) and cgf_counters (ringbuf_lost). */
   configFd: number;
   eventsFd: number;
+  countersFd: number;
   paths: readonly string[];
   /**
    * Attach types to load with; default UNIX_HOOK_ABI's. Only for tests and
@@ -177,6 +178,8 @@ export interface UnixGuardAttachOptions {
 
 export class UnixGuard {
   private closed = false;
+  /** id -> path, as last read from the map (events name ids; a flood of them must not walk the map each). */
+  private ids = new Map<number, string>();
 
   private constructor(
     private readonly obj: Ptr,
@@ -213,6 +216,7 @@ export class UnixGuard {
       };
       intStep('load unix guard', 'bpf_map__reuse_fd(cgf_config)', () => g.bpf_map__reuse_fd(find('cgf_config'), opts.configFd));
       intStep('load unix guard', 'bpf_map__reuse_fd(cgf_events)', () => g.bpf_map__reuse_fd(find('cgf_events'), opts.eventsFd));
+      intStep('load unix guard', 'bpf_map__reuse_fd(cgf_counters)', () => g.bpf_map__reuse_fd(find('cgf_counters'), opts.countersFd));
       const paths = find(UNIX_MAP);
       intStep('load unix guard', `bpf_map__set_pin_path(${UNIX_MAP})`, () => bpf.bpf_map__set_pin_path(paths, mapPin));
       const progs = new Map<UnixProgramName, Ptr>();
@@ -287,6 +291,7 @@ export class UnixGuard {
         libbpf().bpf_map_update_elem(this.mapFd, Buffer.from(hex, 'hex'), value, KERNEL_ABI.BPF_ANY),
       );
     }
+    this.ids = new Map(this.entries().map((e) => [e.id, e.path]));
   }
 
   /** Each refused path and its refusals so far (audit mode: would-be refusals). */
@@ -294,9 +299,10 @@ export class UnixGuard {
     return new Map(this.entries().map((e) => [e.path, e.refusals]));
   }
 
-  /** The path an event's id stands for. */
+  /** The path an event's id stands for (the map is read again only for an id not seen yet). */
   pathOfId(id: number): string | undefined {
-    return this.entries().find((e) => e.id === id)?.path;
+    if (!this.ids.has(id)) this.ids = new Map(this.entries().map((e) => [e.id, e.path]));
+    return this.ids.get(id);
   }
 
   /** Programs whose links are attached right now. */
