@@ -3,7 +3,7 @@ import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { decodeEvent } from './codec';
 import { EVENT } from './layout';
-import { decodeUnixPath, DEFAULT_UNIX_GUARD_PATHS, encodeUnixPath, UNIX_GUARD_LAYOUT, validateUnixGuardPaths } from './unix-guard';
+import { decodeUnixPath, DEFAULT_UNIX_GUARD_PATHS, encodeUnixPath, sssServesHosts, UNIX_GUARD_LAYOUT, validateUnixGuardPaths } from './unix-guard';
 
 describe('unix guard keys', () => {
   it('encodes a pathname up to its last byte and zero-fills the rest', () => {
@@ -25,6 +25,16 @@ describe('unix guard keys', () => {
     assert.throws(() => encodeUnixPath('/a\0b'), /contains a NUL byte/);
     assert.throws(() => encodeUnixPath(''), /absolute \(\/…\) or abstract \(@name\), got ""/);
     assert.doesNotThrow(() => validateUnixGuardPaths(DEFAULT_UNIX_GUARD_PATHS));
+  });
+});
+
+describe(sssServesHosts.name, () => {
+  it("reads the hosts line of nsswitch.conf, comments and other databases aside", () => {
+    assert.equal(sssServesHosts('passwd: files sss\ngroup: files sss\nhosts: files dns\n'), false, 'sss for users only');
+    assert.equal(sssServesHosts('hosts:   files sss dns [NOTFOUND=return]\n'), true);
+    assert.equal(sssServesHosts('# hosts: files sss\nhosts: files dns # sss later\n'), false);
+    assert.equal(sssServesHosts('hosts: files sssd\n'), false, 'a word, not a substring');
+    assert.equal(sssServesHosts(''), false);
   });
 });
 

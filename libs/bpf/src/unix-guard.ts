@@ -49,20 +49,37 @@ export type UnixProgramName = (typeof UNIX_PROGRAMS)[number];
 const UNIX_MAP = 'cgf_unix_paths';
 
 /**
- * The sockets of the resolving daemons glibc's NSS asks: nscd (glibc's
- * compiled-in path, and the same socket under /run: /var/run is a symlink to
- * it on every current distribution), systemd-resolved's varlink interface
- * (nss-resolve), sssd's nss responder (nss_sss; also serves hosts with
- * sssd 2.x's resolver). Both spellings of each /run path are listed: the
- * programs compare strings.
+ * The sockets of the resolving daemons glibc's NSS asks whatever the host's
+ * nsswitch.conf says: nscd (glibc's compiled-in path, and the same socket
+ * under /run: /var/run is a symlink to it on every current distribution) and
+ * systemd-resolved's varlink interface (nss-resolve). Both spellings of each
+ * /run path are listed: the programs compare strings. Refusing them costs a
+ * run nothing but the cache: glibc goes on with the NSS modules.
  */
 export const DEFAULT_UNIX_GUARD_PATHS: readonly string[] = [
   '/var/run/nscd/socket',
   '/run/nscd/socket',
   '/run/systemd/resolve/io.systemd.Resolve',
   '/var/run/systemd/resolve/io.systemd.Resolve',
-  '/var/lib/sss/pipes/nss',
 ];
+
+/**
+ * sssd's nss responder (nss_sss). It serves users and groups too, and for
+ * those it is the source, not a cache: refused, a run would no longer know
+ * the directory's users. So it is refused by default only where it serves
+ * hosts (see sssServesHosts).
+ */
+export const SSSD_NSS_SOCKET = '/var/lib/sss/pipes/nss';
+
+/** True when an nsswitch.conf text's `hosts:` line names the `sss` source. */
+export function sssServesHosts(nsswitchConf: string): boolean {
+  for (const raw of nsswitchConf.split('\n')) {
+    const line = raw.replace(/#.*/, '').trim();
+    const m = /^hosts\s*:(.*)$/.exec(line);
+    if (m) return m[1]!.split(/\s+/).some((w) => w === 'sss');
+  }
+  return false;
+}
 
 /** What the guard does on this host. */
 export type UnixGuardStatus =

@@ -2,7 +2,7 @@ import { Command, CommanderError, InvalidArgumentError, Option } from 'commander
 import { existsSync, readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import pino from 'pino';
-import { DEFAULT_UNIX_GUARD_PATHS, validateRefusedDnsPorts, validateUnixGuardPaths } from '@cgfence/bpf';
+import { DEFAULT_UNIX_GUARD_PATHS, SSSD_NSS_SOCKET, sssServesHosts, validateRefusedDnsPorts, validateUnixGuardPaths } from '@cgfence/bpf';
 import { NatsAuthError, natsConnectOptions } from '@cgfence/nats-auth';
 import type { AgentStatus } from '@cgfence/proto';
 import { AgentConfig, DEFAULT_CGROUP, DEFAULT_METRICS_LISTEN, DEFAULT_STATE_DIR, defaultHost, defaultProxyWorkers, parseMetricsListen } from '../agent/agent-config';
@@ -506,11 +506,30 @@ export function cli(): void {
 
 if (require.main === module) cli();
 
+/**
+ * The built-in list: nscd and systemd-resolved always; sssd's nss socket only
+ * where /etc/nsswitch.conf's hosts line names sss (it serves users too, and
+ * for them it is the source).
+ */
+export function defaultRefusedUnixSockets(nsswitchConf: string | undefined): string[] {
+  return [...DEFAULT_UNIX_GUARD_PATHS, ...(nsswitchConf !== undefined && sssServesHosts(nsswitchConf) ? [SSSD_NSS_SOCKET] : [])];
+}
+
+function readNsswitch(): string | undefined {
+  try {
+    return readFileSync('/etc/nsswitch.conf', 'utf8');
+  } catch {
+    return undefined; // no nsswitch.conf: glibc's defaults, which never name sss
+  }
+}
+
 /** --refused-unix-sockets: 'default', 'none', or paths ('default' among them stands for the built-in list). */
 function parseRefusedUnixSockets(value: string): string[] {
   const v = value.trim();
   if (v === 'none') return [];
-  const paths = [...new Set(v.split(',').map((p) => p.trim()).flatMap((p) => (p === 'default' ? DEFAULT_UNIX_GUARD_PATHS : [p])))];
+  const parts = v.split(',').map((p) => p.trim());
+  const defaults = parts.includes('default') ? defaultRefusedUnixSockets(readNsswitch()) : [];
+  const paths = [...new Set(parts.flatMap((p) => (p === 'default' ? defaults : [p])))];
   try {
     validateUnixGuardPaths(paths);
   } catch (err) {

@@ -2,7 +2,7 @@
 // `--unix-guard-attach-types`: what is refused before anything starts.
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { buildHostProgram } from './main';
+import { buildHostProgram, defaultRefusedUnixSockets } from './main';
 
 async function refused(args: string[]): Promise<string> {
   const program = buildHostProgram();
@@ -14,6 +14,15 @@ async function refused(args: string[]): Promise<string> {
   }
   throw new Error(`not refused: ${args.join(' ')}`);
 }
+
+describe(defaultRefusedUnixSockets.name, () => {
+  it('lists nscd and systemd-resolved always, sssd only where it serves hosts', () => {
+    const base = ['/var/run/nscd/socket', '/run/nscd/socket', '/run/systemd/resolve/io.systemd.Resolve', '/var/run/systemd/resolve/io.systemd.Resolve'];
+    assert.deepEqual(defaultRefusedUnixSockets('passwd: files sss\nhosts: files dns\n'), base);
+    assert.deepEqual(defaultRefusedUnixSockets(undefined), base);
+    assert.deepEqual(defaultRefusedUnixSockets('hosts: files sss dns\n'), [...base, '/var/lib/sss/pipes/nss']);
+  });
+});
 
 describe('cgfence agent --refused-unix-sockets', () => {
   it('refuses relative paths, over-long paths, more than 32 and junk, naming the flag', async () => {
