@@ -56,6 +56,9 @@ describe(ContentsPool.name, () => {
       assert.ok(b.body.correlationId.length > 0);
       assert.ok(Number(b.headers['retry-after']) >= 1, 'Retry-After in seconds');
     }
+    const metrics = (await env.http.get('/metrics')).text;
+    assert.match(metrics, new RegExp(`^cgfence_contents_refused_total ${busy.length}$`, 'm'), 'each refusal is counted');
+    assert.match(metrics, /^cgfence_contents_jobs 0$/m, 'and nothing is left running');
     // Once the burst is over, each is served.
     for (const r of requests.slice(0, 1).concat(requests.slice(4, 5), requests.slice(6))) {
       const again = await send(r);

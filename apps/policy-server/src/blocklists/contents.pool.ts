@@ -6,6 +6,7 @@ import { DataSource } from 'typeorm';
 import type { VersionView } from '@cgfence/proto';
 import { DomainError } from '../common/errors';
 import { SERVER_CONFIG, ServerConfig } from '../config/config';
+import { Metrics } from '../metrics/metrics.service';
 import * as tasks from './contents.tasks';
 
 const WORKER_FILE = join(__dirname, 'contents.worker.js');
@@ -42,7 +43,11 @@ export class ContentsPool implements OnModuleDestroy {
   /** Jobs submitted and not yet finished (running and waiting). */
   private jobs = 0;
 
-  constructor(@Inject(SERVER_CONFIG) config: ServerConfig, db: DataSource) {
+  constructor(
+    @Inject(SERVER_CONFIG) config: ServerConfig,
+    db: DataSource,
+    private readonly metrics: Metrics,
+  ) {
     const threads = config.contentsThreads;
     this.pool =
       threads > 0 && existsSync(WORKER_FILE)
@@ -51,11 +56,6 @@ export class ContentsPool implements OnModuleDestroy {
     this.queue = config.contentsQueue;
     this.cap = threads + this.queue;
     this.inline = { query: (sql, params) => db.query(sql, params) };
-  }
-
-  /** Jobs running and waiting, for /metrics. */
-  get load(): { jobs: number; cap: number } {
-    return { jobs: this.jobs, cap: this.cap };
   }
 
   commit(t: tasks.CommitTask): Promise<tasks.CommitOutcome> {
@@ -90,20 +90,21 @@ export class ContentsPool implements OnModuleDestroy {
   private async run<A, R>(name: string, arg: A, inline: (db: tasks.TaskDb, a: A) => Promise<R>, capped = true): Promise<R> {
     if (!this.pool) return inline(this.inline, arg);
     if (capped && this.jobs >= this.cap) {
+      this.metrics.contentsRefused.inc();
       throw new DomainError(
         'server.busy',
         `the server is busy with ${this.jobs} big blocklist jobs (${this.queue} may wait for a thread); try again in ${BUSY_RETRY_AFTER_S} s`,
         { retryAfterSeconds: BUSY_RETRY_AFTER_S, jobs: this.jobs },
       );
     }
-    this.jobs++;
+    this.metrics.contentsJobs.set(++this.jobs);
     try {
       // A commit's body bytes are moved to the worker, not copied.
       const body = (arg as { body?: unknown }).body;
       const transferList = body instanceof Uint8Array && body.byteLength === body.buffer.byteLength && body.buffer instanceof ArrayBuffer ? [body.buffer] : undefined;
       return (await this.pool.run(arg, { name, transferList })) as R;
     } finally {
-      this.jobs--;
+      this.metrics.contentsJobs.set(--this.jobs);
     }
   }
 }
