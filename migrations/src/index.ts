@@ -12,6 +12,8 @@ import { FindingsReadModel1733000018001 } from './1733000018001-findings-read-mo
 import { FindingOccurrences1733000018002 } from './1733000018002-finding-occurrences';
 import { OwnersReadModel1733000018003 } from './1733000018003-owners-read-model';
 import { WebhookDeliveries1733000018004 } from './1733000018004-webhook-deliveries';
+import { FindingExpiryWarning1734000018005 } from './1734000018005-finding-expiry-warning';
+import { HostConditions1734000018006 } from './1734000018006-host-conditions';
 
 import type { MigrationInterface } from 'typeorm';
 
@@ -31,5 +33,7 @@ export const migrations: (new () => MigrationInterface)[] = [
   FindingOccurrences1733000018002,
   OwnersReadModel1733000018003,
   WebhookDeliveries1733000018004,
+  FindingExpiryWarning1734000018005,
+  HostConditions1734000018006,
 ];
 
