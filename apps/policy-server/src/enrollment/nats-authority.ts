@@ -47,6 +47,11 @@ export class NatsAuthority implements OnModuleInit {
     }
   }
 
+  /** The key that signs hosts' JWTs now; undefined when this server does not issue them (no CGFENCE_NATS_JWT_DIR). */
+  currentSigningKey(): string | undefined {
+    return this.config.natsJwtDir === undefined ? undefined : this.load().accountSigning.getPublicKey();
+  }
+
   issueHostJwt(hostId: string, natsPublicKey: string): Promise<string> {
     return issueHostJwt(this.load(), hostId, natsPublicKey);
   }
