@@ -27,7 +27,7 @@ import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { jetstream, jetstreamManager, type JetStreamClient } from '@nats-io/jetstream';
 import { findCgroup2Root } from '@cgfence/bpf';
 import { createTestCa, freePort, issueCert, ManagedProcess, NatsCluster, PostgresServer, startPolicyServer, waitFor } from '@cgfence/devservices';
-import { initJwtAuth, natsConnectOptions, renderResolverConfig } from '@cgfence/nats-auth';
+import { credsIdentity, initJwtAuth, natsConnectOptions, renderResolverConfig } from '@cgfence/nats-auth';
 import { EVENT_SUBJECTS, EVENTS_STREAM, type AgentStatus, type BlockEvent, type HostView, type RolloutView } from '@cgfence/proto';
 import { callAgent } from '../cli/control-client';
 import { LoopbackUpstream } from '../dns/testing/loopback-upstream';
@@ -155,6 +155,8 @@ describe('a staged rollout to real agents on a three-node NATS cluster that lose
   let caFile: string;
   let ca: string;
   let admin: string;
+  let jwtDir: string;
+  let startServer: () => Promise<void>;
   const hosts: ClusterHost[] = [];
   /** Tests that ran to their end: fewer than all, and after() prints the nodes' logs. */
   let passed = 0;
@@ -192,7 +194,7 @@ describe('a staged rollout to real agents on a three-node NATS cluster that lose
     // nats.js checks a server reached by IP address against "localhost" (see enroll.e2e.spec.ts).
     const natsCert = issueCert(authority, 'nats', [bridge, '127.0.0.1', 'localhost']);
     const httpsCert = issueCert(authority, 'policy', [bridge, '127.0.0.1']);
-    const jwtDir = join(dir, 'jwt');
+    jwtDir = join(dir, 'jwt');
     const init = await initJwtAuth(jwtDir);
     cluster = await NatsCluster.start({
       dir: join(dir, 'nats'),
@@ -205,7 +207,7 @@ describe('a staged rollout to real agents on a three-node NATS cluster that lose
     const databaseUrl = await pg.createDatabase('cluster_e2e');
     const port = await freePort();
     api = `https://${bridge}:${port}`;
-    server = await startPolicyServer({
+    const serverOpts = {
       main: POLICY_SERVER,
       port,
       baseUrl: api,
@@ -225,7 +227,11 @@ describe('a staged rollout to real agents on a three-node NATS cluster that lose
         CGFENCE_TLS_KEY: httpsCert.keyFile,
         CGFENCE_LOG_LEVEL: 'warn',
       },
-    });
+    };
+    startServer = async () => {
+      server = await startPolicyServer(serverOpts);
+    };
+    await startServer();
     admin = readFileSync(join(dir, 'server', 'admin-token'), 'utf8').trim();
     db = new Client({ connectionString: databaseUrl });
     await db.connect();
@@ -245,7 +251,7 @@ describe('a staged rollout to real agents on a three-node NATS cluster that lose
     await pg?.stop();
     lab?.destroy();
     // On a failure, the nodes' logs tell what the cluster did.
-    if (passed < 2) for (const n of cluster?.nodes ?? []) console.error(`--- ${n.dir}/nats.log (tail)\n${readFileSync(join(n.dir, 'nats.log'), 'latin1').slice(-4000)}`);
+    if (passed < 3) for (const n of cluster?.nodes ?? []) console.error(`--- ${n.dir}/nats.log (tail)\n${readFileSync(join(n.dir, 'nats.log'), 'latin1').slice(-4000)}`);
     rmSync(dir, { recursive: true, force: true });
   });
 
@@ -381,9 +387,15 @@ describe('a staged rollout to real agents on a three-node NATS cluster that lose
       const r = await rollout(rolloutId);
       if (r.status !== 'running') assert.equal(r.status, 'completed', JSON.stringify(r));
       return r.status === 'completed';
-    }, 300_000);
+    }, 300_000).catch(async (err: Error) => {
+      const agents = await Promise.all(hosts.map(async (h) => ({ id: h.id, fleet: await h.status().then((s) => s.fleet, (e: Error) => e.message) })));
+      throw new Error(`${err.message}\nagents: ${JSON.stringify(agents)}\nhosts view: ${JSON.stringify(await call('GET', 'hosts'))}\nserver log:\n${readFileSync(join(dir, 'server.log'), 'utf8').slice(-6000)}\nagent logs:\n${hosts.map((h) => `${h.id}: ${h.log.slice(-2000)}`).join('\n')}`);
+    });
     await converged(2, 120_000);
-    await waitFor('every prober to see v2 enforced', () => hosts.every((h) => h.rounds.at(-1)?.[V2_NAME] === 'blocked'), 30_000);
+    const convergedAt = Date.now() / 1000;
+    await waitFor('every prober to see v2 enforced', () => hosts.every((h) => h.rounds.some((r) => r.t >= convergedAt && r[V2_NAME] === 'blocked')), 60_000).catch((err: Error) => {
+      throw new Error(`${err.message}\n${hosts.map((h) => `${h.id}: ${JSON.stringify(h.rounds.slice(-5))} prober ${h.prober?.exitCode ?? 'running'}`).join('\n')}`);
+    });
     writeFileSync(stopFile, '');
     watching = false;
     await Promise.all(watchers);
@@ -448,6 +460,36 @@ describe('a staged rollout to real agents on a three-node NATS cluster that lose
     } finally {
       await back.close();
     }
+    passed++;
+  });
+  it('rotates the account signing key with the agents connected: they renew their JWTs at a sync, the old key goes, and they still converge', { timeout: 300_000 }, async () => {
+    const nats = ['--dir', jwtDir, '--nats-url', cluster.urls().join(','), '--nats-ca', caFile];
+    const begun = await exec(process.execPath, [CGFENCE, '--json', 'nats', 'rotate-account-key', ...nats]);
+    assert.equal(begun.code, 0, begun.stderr);
+    const { previousKey, newKey } = JSON.parse(begun.stdout) as { previousKey: string; newKey: string };
+    // Every agent is still on the old key, and connected: finishing now is refused, naming them.
+    const early = await exec(process.execPath, [CGFENCE, 'nats', 'rotate-account-key', '--finish', ...nats]);
+    assert.notEqual(early.code, 0);
+    assert.match(early.stderr, /still use a JWT signed by the old key: .*cgfence-agent-host-/);
+    for (const h of hosts) assert.equal((await credsIdentity(h.credsFile)).issuer, previousKey);
+    // Policy servers restarted on the new key hand each agent a JWT signed by it at its next sync.
+    await server!.stop();
+    await startServer();
+    await waitFor('every agent on a JWT of the new key, connected again', async () => {
+      for (const h of hosts) {
+        if ((await credsIdentity(h.credsFile)).issuer !== newKey) return false;
+        if ((await h.status()).fleet?.connected !== true) return false;
+      }
+      return true;
+    }, 60_000);
+    await waitFor('the rotation to finish', async () => (await exec(process.execPath, [CGFENCE, 'nats', 'rotate-account-key', '--finish', ...nats])).code === 0, 60_000, 1000);
+    // The old key is gone; the agents stay connected and take the next version.
+    await new Promise((r) => setTimeout(r, 2000));
+    for (const h of hosts) assert.equal((await h.status()).fleet?.connected, true, h.id);
+    await call('POST', 'blocklists/deploy/versions', { entries: [V1_NAME, V2_NAME, 'blocked-three.test'], message: 'v3' });
+    await call('POST', 'blocklists/deploy/assign', { version: 3 });
+    await converged(3, 60_000);
+    for (const h of hosts) assert.equal((await h.status()).fleet?.applied?.version, 3, h.id);
     passed++;
   });
 });
