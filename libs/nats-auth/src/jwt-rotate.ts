@@ -207,3 +207,9 @@ export async function replaceCredsJwt(credsFile: string, jwt: string): Promise<v
   if (sub !== user.getPublicKey()) throw new NatsAuthError(`the new NATS JWT is for ${sub}, not this host's key ${user.getPublicKey()}`);
   writeAtomic(credsFile, fmtCreds(jwt, user), 0o600);
 }
+
+/** The public key of the signing key a rotation is retiring (between begin and finish), if any. */
+export function retiringSigningKey(dir: string): string | undefined {
+  const f = file(dir, ROTATION_FILES.retiringSeed);
+  return existsSync(f) ? readAccountSeed(f).getPublicKey() : undefined;
+}

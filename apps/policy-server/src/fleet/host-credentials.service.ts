@@ -9,9 +9,8 @@ import { evolveHost, hostStreamOf, initialHostState, type HostEvent } from '../h
 /**
  * Hands hosts a new NATS user JWT during an account signing key rotation
  * (issue 17; `cgfence nats rotate-account-key`): a host syncing with a JWT
- * signed by any key but the current one gets a JWT for the same user key,
- * signed by the current one, if that key was enrolled for that host and not
- * revoked. The sync arrives on the host's own subject, which only the host's
+ * signed by the key being retired gets a JWT for the same user key, signed by
+ * the new one, if that key was enrolled for that host and not revoked. The sync arrives on the host's own subject, which only the host's
  * credentials may publish to; the JWT is useless without the host's seed.
  */
 @Injectable()
@@ -25,8 +24,10 @@ export class HostCredentialsService {
   /** A renewed JWT for the host's key, or undefined (nothing to renew, or not this host's enrolled key). */
   async renewed(hostId: string, nats: SyncRequest['nats']): Promise<string | undefined> {
     if (nats === undefined) return undefined;
-    const current = this.authority.currentSigningKey();
-    if (current === undefined || nats.issuer === current) return undefined;
+    // Only from the key being retired to the one this server signs with: never back, never sideways.
+    const rotation = this.authority.rotation();
+    if (rotation === undefined || nats.issuer !== rotation.retiring) return undefined;
+    const current = rotation.current;
     const state = (await this.store.readStream(hostStreamOf(hostId))).reduce((s, e) => evolveHost(s, e as unknown as HostEvent), initialHostState);
     if (!state.natsKeys.includes(nats.user) || state.revokedKeys.includes(nats.user)) {
       this.logger.warn({ hostId, user: nats.user }, 'a host asked for a renewed NATS JWT for a key not enrolled for it (migrated from nkeys, or revoked); not renewed');
