@@ -141,6 +141,9 @@ async function runMode(mode: 'single' | 'cluster'): Promise<Row[]> {
       }, 120_000);
       await new Promise((r) => setTimeout(r, 1000));
 
+      // Where the log stands before the assignment: hosts may confirm before its reply is back.
+      let top = Number(((await db.query(`select coalesce(max(global_position), 0)::text as p from events`)).rows[0] as { p: string }).p);
+      const start = top;
       const cpu0 = cpuSeconds(serverPid);
       const t0 = Date.now();
       const { revision } = await call('POST', 'blocklists/bench/assign', { version: i + 2 });
@@ -154,8 +157,6 @@ async function runMode(mode: 'single' | 'cluster'): Promise<Row[]> {
       const seen = new Set<string>();
       const deadline = Date.now() + 120_000;
       const MARGIN = 1000;
-      let top = Number(((await db.query(`select coalesce(max(global_position), 0)::text as p from events`)).rows[0] as { p: string }).p);
-      const start = top;
       while (ms.length < size) {
         if (Date.now() > deadline) throw new Error(`only ${ms.length} of ${size} hosts confirmed revision ${revision} within 120 s`);
         const r = await db.query(
