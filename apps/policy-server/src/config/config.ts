@@ -54,9 +54,9 @@ const Schema = z.object({
    * planner expects at most this many matching events, else estimated from a
    * sample of the range (docs/operations.md, "History aggregates").
    */
-  CGFENCE_EVENTS_AGGREGATE_EXACT_ROWS: z.coerce.number().int().min(0).max(100_000_000).default(50_000),
+  CGFENCE_EVENTS_AGGREGATE_EXACT_ROWS: z.coerce.number().int().min(0).max(100_000_000).default(20_000),
   /** How many of the range's events a sampled aggregate reads (TABLESAMPLE SYSTEM, whole pages). */
-  CGFENCE_EVENTS_AGGREGATE_SAMPLE_ROWS: z.coerce.number().int().min(1_000).max(10_000_000).default(50_000),
+  CGFENCE_EVENTS_AGGREGATE_SAMPLE_ROWS: z.coerce.number().int().min(1_000).max(10_000_000).default(20_000),
   /** An exact aggregate still running after this long (a misestimate) is cancelled and answered from the sample. */
   CGFENCE_EVENTS_AGGREGATE_EXACT_MS: z.coerce.number().int().min(10).max(600_000).default(2_000),
   /** The built dashboard served at / (default: apps/dashboard/dist beside this server's build). */

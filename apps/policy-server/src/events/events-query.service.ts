@@ -208,31 +208,33 @@ export class EventsQueryService {
     return { series: series!, top: { domain: domain!, host: host!, command: command!, label: label! } };
   }
 
-  /** Several aggregates of one filter from one read of block_events (a sample of `samplePercent` % of its pages, or all of it). */
+  /**
+   * Several aggregates of one filter from one read of block_events (a sample
+   * of `samplePercent` % of its pages, or all of it): the read keeps only
+   * each panel's bucket and key, and each panel groups that.
+   */
   private async sharedRead(filter: EventFilter, panels: EventsAggregateQuery[], samplePercent?: number, timeoutMs?: number): Promise<AggregateView[]> {
     const p = new Params();
     const from = samplePercent === undefined ? 'block_events' : `block_events tablesample system (${samplePercent}) repeatable (16)`;
     const scale = samplePercent === undefined ? '' : ` * 100 / ${samplePercent}`;
-    const reads = `select time, qname, comm, host, cohort, action, labels, blocklist, version from ${from} ${where([...timeConditions(filter.from, filter.to, p), ...eventConditions(filter, p)])}`;
+    const cols = panels.map((a, i) => `${a.bucket ? `date_trunc('${a.bucket}', time, 'UTC')` : 'null::timestamptz'} as b${i}, ${aggregateKey(a.by, p).raw} as k${i}`);
+    const reads = `select ${cols.join(', ')} from ${from} ${where([...timeConditions(filter.from, filter.to, p), ...eventConditions(filter, p)])}`;
     const selects = panels.map((a, i) => {
-      const key = aggregateKey(a.by, p);
-      const bucketExpr = a.bucket ? `date_trunc('${a.bucket}', time, 'UTC')` : 'null::timestamptz';
       const order = a.bucket ? 'bucket, n desc, key' : 'n desc, key';
       return `(select ${i} as panel, bucket, key, n, row_number() over (order by ${order}) as rank
-                 from (select ${bucketExpr} as bucket, ${key.raw} as key, count(*) as n from s group by 1, 2) g
+                 from (select b${i} as bucket, k${i} as key, count(*) as n from s group by 1, 2) g
                 order by ${order} limit ${p.add(a.limit ?? (a.bucket ? 10_000 : 100), 'int4')})`;
     });
     const sql = `with s as materialized (${reads})
                  select panel, bucket, key, round(n${scale})::int8 as n, (select count(*) from s)::int8 as matched from (${selects.join(' union all ')}) x
                   order by panel, rank`;
     type Row = { panel: number; bucket: Date | null; key: string | null; n: string; matched: string };
-    const rows =
-      timeoutMs === undefined
-        ? await this.db.query<Row>(sql, p.values)
-        : await this.db.tx(async (c) => {
-            await c.query(`set local statement_timeout = ${Math.floor(timeoutMs)}`);
-            return (await c.query(sql, p.values)).rows as Row[];
-          });
+    const rows = await this.db.tx(async (c) => {
+      // The read (a few tens of thousands of short rows) and its groupings stay in memory.
+      await c.query(`set local work_mem = '32MB'`);
+      if (timeoutMs !== undefined) await c.query(`set local statement_timeout = ${Math.floor(timeoutMs)}`);
+      return (await c.query(sql, p.values)).rows as Row[];
+    });
     const matched = Number(rows[0]?.matched ?? 0);
     return panels.map((a, i) => ({
       by: a.by,

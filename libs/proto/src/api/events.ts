@@ -248,7 +248,8 @@ export type AggregateRow = z.infer<typeof AggregateRowSchema>;
 
 export const AggregateViewSchema = z.object({
   by: z.string(),
-  bucket: z.enum(AGGREGATE_BUCKETS).nullable(),
+  // A union, not .nullable(): OpenAPI 3.0 needs null among an enum's values for a null to be valid.
+  bucket: z.union([z.enum(AGGREGATE_BUCKETS), z.null()]),
   rows: z.array(AggregateRowSchema),
   /**
    * null: exact counts. Otherwise the counts are estimates: the filter matches
