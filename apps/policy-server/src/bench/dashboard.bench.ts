@@ -4,7 +4,10 @@
 //      / and waits until the Fleet page shows its data. Baseline, in the same
 //      run: the API calls that page makes, alone (fetch from Node, in parallel).
 //   2. History, one filter change: fill a filter, press Apply, wait until the
-//      table, chart and top-N panels show the new result. Target p95 < 300 ms.
+//      table, chart and top-N panels show the new result. Target p95 < 300 ms,
+//      on the in-page clock (submit event → last DOM change, WATCH_CHANGE);
+//      the driver's clock (click → settled, with Playwright's round trips) is
+//      printed beside it.
 //      Baseline: the same two API requests alone (GET /events and GET
 //      /events/summary, which carries the chart and the four top-N panels).
 // Size: CGFENCE_BENCH_DASHBOARD_EVENTS events (default 10,000,000, the
@@ -47,6 +50,22 @@ function filterFor(i: number): [string, string] {
 
 // Page-side code as text: this project compiles without the DOM's types.
 const NOTHING_LOADING = "![...document.querySelectorAll('[role=status]')].some((e) => e.textContent.startsWith('Loading'))";
+/**
+ * In-page clock of one filter change: from the form's submit event to the last
+ * change of the page's DOM (the result drawn), both read with
+ * performance.now() inside the page, so the driver's own round trips (a
+ * Playwright click and polling, slow on a loaded machine) are not counted.
+ */
+const WATCH_CHANGE = `(() => {
+  const w = window;
+  w.__cgfLast = 0;
+  w.__cgfSubmit = 0;
+  if (!w.__cgfObserver) {
+    w.__cgfObserver = new MutationObserver(() => { w.__cgfLast = performance.now(); });
+    w.__cgfObserver.observe(document.querySelector('main'), { subtree: true, childList: true, characterData: true, attributes: true });
+  }
+  document.addEventListener('submit', () => { w.__cgfSubmit = performance.now(); }, { capture: true, once: true });
+})()`;
 const signedIn = (token: string) => ({ content: `sessionStorage.setItem('cgfence.token', ${JSON.stringify(token)})` });
 
 async function settled(page: Page, pending: () => number, started: () => number, atLeast: number): Promise<void> {
@@ -126,8 +145,9 @@ async function main(): Promise<void> {
     await page.goto(`${base}/history?from=7d`);
     await settled(page, () => inflight, () => started, HISTORY_REQUESTS);
     const change: number[] = [];
+    const changeInPage: number[] = [];
     const changeApi: number[] = [];
-    const perFilter = new Map<string, { page: number[]; api: number[] }>();
+    const perFilter = new Map<string, { page: number[]; inPage: number[]; api: number[] }>();
     for (let i = -3; i < CHANGES; i++) {
       const [key, value] = filterFor(i + 3);
       await page.getByRole('button', { name: 'Clear' }).click();
@@ -137,10 +157,13 @@ async function main(): Promise<void> {
       if (key === 'action') await field.selectOption(value);
       else await field.fill(value);
       const before = started;
+      await page.evaluate(WATCH_CHANGE);
       const r = await timeMs(async () => {
         await page.getByRole('button', { name: 'Apply' }).click();
         await settled(page, () => inflight, () => started, before + HISTORY_REQUESTS);
       });
+      const inPage = (await page.evaluate('window.__cgfLast - window.__cgfSubmit')) as number;
+      if (!(inPage > 0)) throw new Error(`no DOM change after the submit (${inPage})`);
       const q = new URLSearchParams({ from: '7d', [key]: value });
       const a = await timeMs(() =>
         Promise.all([
@@ -150,9 +173,11 @@ async function main(): Promise<void> {
       );
       if (i >= 0) {
         change.push(r.ms);
+        changeInPage.push(inPage);
         changeApi.push(a.ms);
-        const f = perFilter.get(key) ?? { page: [], api: [] };
+        const f = perFilter.get(key) ?? { page: [], inPage: [], api: [] };
         f.page.push(r.ms);
+        f.inPage.push(inPage);
         f.api.push(a.ms);
         perFilter.set(key, f);
       }
@@ -165,7 +190,8 @@ async function main(): Promise<void> {
       head: ['interaction', 'runs', 'p50 ms', 'p95 ms', 'API alone p50 ms', 'API alone p95 ms', 'target p95', 'verdict'],
       rows: [
         ['first load, cold (new context: no cache) until Fleet shows its data', LOADS, p(load, 0.5), p(load, 0.95), p(loadApi, 0.5), p(loadApi, 0.95), '-', '-'],
-        ['History: one filter change (Apply → table, chart, 4 top-N panels drawn)', CHANGES, p(change, 0.5), p(change, 0.95), p(changeApi, 0.5), p(changeApi, 0.95), `< ${TARGET_FILTER_P95_MS} ms`, verdict(p(change, 0.95) < TARGET_FILTER_P95_MS)],
+        ['History: one filter change, in the page (submit → table, chart, 4 top-N panels drawn)', CHANGES, p(changeInPage, 0.5), p(changeInPage, 0.95), p(changeApi, 0.5), p(changeApi, 0.95), `< ${TARGET_FILTER_P95_MS} ms`, verdict(p(changeInPage, 0.95) < TARGET_FILTER_P95_MS)],
+        ['  the same, as the driver sees it (Playwright click → settled; adds its round trips)', CHANGES, p(change, 0.5), p(change, 0.95), p(changeApi, 0.5), p(changeApi, 0.95), '-', '-'],
       ],
       notes: [
         `filters cycled: host, cohort, domain suffix, label, action, version, run, command, each over from=7d; "API alone": the same requests from Node in parallel`,
@@ -176,8 +202,8 @@ async function main(): Promise<void> {
     });
     printTable({
       title: 'History: one filter change, per filter',
-      head: ['filter (over from=7d)', 'runs', 'p50 ms', 'p95 ms', 'API alone p50 ms', 'API alone p95 ms'],
-      rows: [...perFilter].map(([k, f]) => [k, f.page.length, p(f.page, 0.5), p(f.page, 0.95), p(f.api, 0.5), p(f.api, 0.95)]),
+      head: ['filter (over from=7d)', 'runs', 'in page p50 ms', 'in page p95 ms', 'driver p50 ms', 'driver p95 ms', 'API alone p50 ms', 'API alone p95 ms'],
+      rows: [...perFilter].map(([k, f]) => [k, f.page.length, p(f.inPage, 0.5), p(f.inPage, 0.95), p(f.page, 0.5), p(f.page, 0.95), p(f.api, 0.5), p(f.api, 0.95)]),
     });
   } finally {
     await chrome?.close();

@@ -18,6 +18,7 @@ import { EventStore } from '../event-store/event-store.service';
 import { ReadModels } from '../read-models/read-models.service';
 
 const REPORT_BATCH = 500;
+const REPORT_LINGER_MS = 5;
 /** Rows read per round when a page of hosts is filtered on the views (desired version, state). */
 const HOSTS_CHUNK = 500;
 
@@ -29,7 +30,6 @@ export function hostStateOf(h: Pick<HostView, 'stale' | 'drift' | 'lastError' | 
   if (h.desired === null) return 'in-sync';
   return h.inSync ? 'in-sync' : 'converging';
 }
-const REPORT_LINGER_MS = 5;
 
 function recordReport(r: HostReport, now: Date): RecordReport {
   const applied = r.applied
