@@ -110,6 +110,14 @@ describe('cgfence CLI against the local fleet', () => {
       const local = hosts.find((h) => h.hostId === 'local');
       return local?.applied?.blocklist === 'deploy-safety' && local.applied.version === 1 && local.inSync;
     }, 20_000);
+    // The server filters: by label and state, and a filter the host does not match.
+    const ids = (args: string[]) => (JSON.parse(cgfence(['--json', 'hosts', ...args]).out) as { hostId: string }[]).map((h) => h.hostId);
+    assert.deepEqual(ids(['--label', 'cohort=local', '--state', 'in-sync', '--applied', 'deploy-safety@1', '--desired', 'deploy-safety']), ['local']);
+    assert.deepEqual(ids(['--label', 'cohort=local', '--label', 'team=nobody']), []);
+    assert.deepEqual(ids(['--state', 'stale']), []);
+    const bad = cgfence(['hosts', '--state', 'sideways']);
+    assert.notEqual(bad.code, 0);
+    assert.match(bad.err, /sideways.*in-sync/s);
     const agentState = join(stateDir, 'agent');
     const probe = spawnSync(process.execPath, [BIN, 'run', '--state-dir', agentState, '--', 'sh', '-c', 'getent hosts github.com; echo "exit $?"'], { encoding: 'utf8' });
     assert.match(probe.stdout, /exit 2/, 'github.com does not resolve inside a run');
