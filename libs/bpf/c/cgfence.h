@@ -177,4 +177,41 @@ struct cgf_name_scratch {
 	__u8 label[256];
 };
 
+/* Per-client rate limit of UDP datagrams to the proxy (issue 12, fairness).
+ * The proxy's UDP socket has one receive queue for every client: a client
+ * that sends faster than the proxy reads fills it, and the kernel then drops
+ * everyone's queries alike. The egress hook sees each datagram to the proxy
+ * before it is queued, in the sender's own context (UDP is sent
+ * synchronously), whether the socket is connected or not; there it charges
+ * two buckets, the sending process's (tgid) and its cgroup's (a run), and
+ * drops the datagram when either is empty: sendmsg then fails with EPERM and
+ * nothing reaches the queue. Audit mode only counts.
+ *
+ * Each bucket is a GCRA schedule: the value (__u64) is the theoretical
+ * arrival time (bpf_ktime_get_ns) of the next datagram; one datagram moves it
+ * interval_ns later; a datagram is refused while it is more than burst_ns
+ * ahead of now. interval_ns = 1e9 / rate, burst_ns = interval_ns * (burst - 1).
+ * interval_ns 0 = that bucket is off. */
+struct cgf_rate_config {
+	__u64 proc_interval_ns;   /* per process (tgid) */
+	__u64 proc_burst_ns;
+	__u64 cgroup_interval_ns; /* per cgroup (the socket's cgroup: a run, or the deploy cgroup) */
+	__u64 cgroup_burst_ns;
+};
+
+/* max_entries of the bucket maps (LRU: an evicted bucket comes back full,
+ * which a flooder can provoke only by churning more processes than this
+ * while its run's bucket, in a map of its own, still holds it back). */
+#define CGF_RATE_PROCS_MAX 16384
+#define CGF_RATE_CGROUPS_MAX 4096
+
+/* Index of each per-CPU counter in cgf_rate_counters (a map of its own, for
+ * the same reason as cgf_dns_counters). */
+enum cgf_rate_counter {
+	CGF_RCNT_PROC_LIMITED = 0,   /* datagram to the proxy refused: its process was over the per-process rate */
+	CGF_RCNT_CGROUP_LIMITED = 1, /* datagram to the proxy refused: its cgroup was over the per-cgroup rate */
+	CGF_RCNT_AUDIT = 2,          /* would have been refused, passed because mode is audit */
+	CGF_RCNT_MAX = 3,
+};
+
 #endif /* CGFENCE_H */

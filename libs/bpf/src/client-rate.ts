@@ -1,0 +1,89 @@
+// The per-client rate limit of UDP datagrams to the DNS proxy (issue 12,
+// fairness; kernel side in c/client-rate.bpf.h). Each process (tgid) and
+// each run (cgroup) that sends DNS has a bucket of `window` tokens: a query
+// to the proxy takes one, its answer gives it back, and `ratePerSecond`
+// tokens come back on their own (for queries the proxy never answers). With
+// no token left the egress hook drops the datagram and sendmsg fails with
+// EPERM, before it reaches the proxy's shared receive queue; audit mode only
+// counts. So one client holds at most `window` unanswered queries in that
+// queue, however fast it sends and however slow the proxy is, and the
+// others' queries wait behind at most that much.
+import { intStep } from './errors';
+import { RATE_CONFIG } from './layout';
+import { KERNEL_ABI, libbpf } from './libbpf';
+
+export interface RateLimit {
+  /** Tokens that come back per second without an answer: the rate of a client whose queries go unanswered. */
+  readonly ratePerSecond: number;
+  /** Tokens in a full bucket: at most this many queries unanswered by the proxy at once. */
+  readonly window: number;
+}
+
+export interface ClientRateLimits {
+  /** Per process (tgid); null = no per-process limit. */
+  readonly perProcess: RateLimit | null;
+  /** Per run (the socket's cgroup: a run, or the deploy cgroup itself); null = no per-run limit. */
+  readonly perRun: RateLimit | null;
+}
+
+/**
+ * Defaults, measured on the 2-core development machine (docs/operations.md,
+ * "Per-client fairness"): the proxy answered about 3,500 queries/s there
+ * under load, so a window of 1,000 adds at most ~0.3 s for the others behind
+ * one flooding process, and a run of forking flooders at most ~0.6 s. A
+ * client whose answers come back (dnsperf, resolvers) is limited only by the
+ * window, never by the rate.
+ */
+export const DEFAULT_CLIENT_RATE_LIMITS: ClientRateLimits = {
+  perProcess: { ratePerSecond: 1_000, window: 1_000 },
+  perRun: { ratePerSecond: 2_000, window: 2_000 },
+};
+
+/** No limit at all (the kernel passes every datagram). */
+export const NO_CLIENT_RATE_LIMITS: ClientRateLimits = { perProcess: null, perRun: null };
+
+/** Upper bound of both numbers: beyond it a limit means nothing (and interval_ns would round to 0). */
+export const MAX_RATE_LIMIT_VALUE = 1_000_000;
+
+/** Throws a RangeError naming the problem. */
+export function validateClientRateLimits(l: ClientRateLimits): void {
+  for (const [what, r] of [
+    ['perProcess', l.perProcess],
+    ['perRun', l.perRun],
+  ] as const) {
+    if (r === null) continue;
+    if (typeof r !== 'object') throw new RangeError(`clientRate.${what} must be { ratePerSecond, window } or null`);
+    for (const k of ['ratePerSecond', 'window'] as const) {
+      const v = r[k];
+      if (!Number.isInteger(v) || v < 1 || v > MAX_RATE_LIMIT_VALUE) {
+        throw new RangeError(`clientRate.${what}.${k} must be an integer 1..${MAX_RATE_LIMIT_VALUE}, got ${String(v)}`);
+      }
+    }
+  }
+}
+
+/** The cgf_rate_config value: GCRA interval and burst (ns) per bucket kind, all 0 for "off". */
+export function encodeClientRateLimits(l: ClientRateLimits): Buffer {
+  const b = Buffer.alloc(RATE_CONFIG.size);
+  const fl = RATE_CONFIG.fields;
+  const put = (r: RateLimit | null, interval: number, burst: number): void => {
+    if (r === null) return;
+    const intervalNs = BigInt(Math.round(1e9 / r.ratePerSecond));
+    b.writeBigUInt64LE(intervalNs, interval);
+    b.writeBigUInt64LE(intervalNs * BigInt(r.window - 1), burst);
+  };
+  put(l.perProcess, fl.proc_interval_ns.offset, fl.proc_burst_ns.offset);
+  put(l.perRun, fl.cgroup_interval_ns.offset, fl.cgroup_burst_ns.offset);
+  return b;
+}
+
+export class ClientRateLimiter {
+  constructor(private readonly configFd: number) {}
+
+  set(l: ClientRateLimits): void {
+    validateClientRateLimits(l);
+    intStep('set client rate limits', 'bpf_map_update_elem(cgf_rate_config)', () =>
+      libbpf().bpf_map_update_elem(this.configFd, Buffer.alloc(4), encodeClientRateLimits(l), KERNEL_ABI.BPF_ANY),
+    );
+  }
+}
