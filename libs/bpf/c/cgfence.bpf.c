@@ -668,6 +668,25 @@ static __always_inline void attribute(struct __sk_buff *skb, __u16 sport, __u32 
 		count(CGF_CNT_DNS_ATTRIBUTED);
 }
 
+/* client_rate_admit() for a UDP datagram to the proxy, charged to the
+ * socket's owner (the task that sent or connected it to port 53, whose
+ * answers refund it: cgf_ingress), or to the sending task if the socket was
+ * never redirected (sent to the proxy's port directly). UDP is sent from the
+ * sender's own context, so "current" is the sender. */
+static __always_inline int client_rate_admit_skb(struct __sk_buff *skb, __u8 mode)
+{
+	struct bpf_sock *sk = skb->sk;
+	struct cgf_sock_state *st = 0;
+
+	if (sk)
+		sk = bpf_sk_fullsock(sk);
+	if (sk)
+		st = bpf_sk_storage_get(&cgf_sock, sk, 0, 0);
+	if (st)
+		return client_rate_admit(mode, st->owner.tgid, st->owner.cgroup_id);
+	return client_rate_admit(mode, bpf_get_current_pid_tgid() >> 32, bpf_get_current_cgroup_id());
+}
+
 #define NAME_NOT_LISTED 0
 #define NAME_LISTED 1
 #define NAME_UNREADABLE 2
@@ -849,8 +868,8 @@ int cgf_egress(struct __sk_buff *skb)
 	if (cfg && has_l4 && is_proxy_dst && cfg->proxy_port &&
 	    ports.dport == bpf_htons(cfg->proxy_port)) {
 		if (protocol == IPPROTO_UDP) {
-			/* Per-client fairness: over its rate, refused before the proxy's queue. */
-			if (!client_rate_admit(cfg->mode))
+			/* Per-client fairness: over its window, refused before the proxy's queue. */
+			if (!client_rate_admit_skb(skb, cfg->mode))
 				return 0;
 			attribute(skb, bpf_ntohs(ports.sport), l4_off + 8, protocol);
 		} else {

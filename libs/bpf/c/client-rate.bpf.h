@@ -1,9 +1,10 @@
 /* SPDX-License-Identifier: GPL-2.0 */
 /*
- * client-rate.bpf.h: the per-client rate limit of UDP datagrams to the DNS
- * proxy (struct cgf_rate_config in cgfence.h says why and how). Included by
- * cgfence.bpf.c only; its egress hook calls client_rate_admit() for every UDP
- * datagram to the proxy.
+ * client-rate.bpf.h: the per-client limit of UDP datagrams to the DNS proxy
+ * (struct cgf_rate_config in cgfence.h says why and how). Included by
+ * cgfence.bpf.c only: its egress hook calls client_rate_admit() for every
+ * UDP datagram to the proxy, its ingress hook client_rate_refund() for every
+ * answer from it.
  */
 #ifndef CGF_CLIENT_RATE_BPF_H
 #define CGF_CLIENT_RATE_BPF_H
@@ -16,24 +17,25 @@ struct {
 	__type(value, struct cgf_rate_config);
 } cgf_rate_config SEC(".maps");
 
-/* tgid -> GCRA schedule (ns). One entry per process that sent DNS recently;
- * 16,384 is far above the processes of all runs on a host asking DNS within
- * the same second. LRU so it never fills; preallocated: ~1 MiB. */
+/* tgid -> bucket. One entry per process that sent DNS recently; 16,384 is far
+ * above the processes of all runs on a host asking DNS within the same
+ * second. LRU so it never fills (an evicted bucket comes back full: a
+ * flooder churning processes to provoke that is still held by its run's
+ * bucket, in a map of its own). Preallocated: ~1 MiB. */
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__uint(max_entries, CGF_RATE_PROCS_MAX);
 	__type(key, __u32);
-	__type(value, __u64);
+	__type(value, struct cgf_rate_bucket);
 } cgf_rate_procs SEC(".maps");
 
-/* cgroup id -> GCRA schedule (ns). One entry per run (cgroup) that sent DNS
- * recently; 4,096 runs at once on one host is far beyond any deploy host. A
- * map apart from cgf_rate_procs so churning processes cannot evict it. */
+/* cgroup id -> bucket. One entry per run (cgroup) that sent DNS recently;
+ * 4,096 runs at once on one host is far beyond any deploy host. */
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__uint(max_entries, CGF_RATE_CGROUPS_MAX);
 	__type(key, __u64);
-	__type(value, __u64);
+	__type(value, struct cgf_rate_bucket);
 } cgf_rate_cgroups SEC(".maps");
 
 /* One slot per enum cgf_rate_counter, per CPU. */
@@ -52,45 +54,53 @@ static __always_inline void rate_count(__u32 idx)
 		*c += 1;
 }
 
-/* A bucket's schedule after one more datagram at `now`, or 0 when the
- * datagram is over the rate (the schedule is more than burst_ns ahead).
- * A bucket seen for the first time (tat 0) starts full. */
-static __always_inline __u64 gcra_next(__u64 tat, __u64 now, __u64 interval_ns, __u64 burst_ns)
+/* The bucket of `key` in `map` (created full), refilled by time if no
+ * answer came for CGF_RATE_QUIET_NS, and capped at a full bucket. NULL only
+ * if the map cannot hold it (then the datagram passes). */
+static __always_inline struct cgf_rate_bucket *bucket(void *map, const void *key, __u64 now,
+						      __u64 window_ns)
 {
-	__u64 start = tat > now ? tat : now;
+	struct cgf_rate_bucket *b = bpf_map_lookup_elem(map, key), fresh = {};
 
-	if (start - now > burst_ns)
-		return 0;
-	return start + interval_ns;
+	if (!b) {
+		fresh.budget_ns = (__s64)window_ns;
+		fresh.refilled_ns = now;
+		bpf_map_update_elem(map, key, &fresh, BPF_NOEXIST);
+		return bpf_map_lookup_elem(map, key);
+	}
+	if (now - b->answered_ns > CGF_RATE_QUIET_NS && now > b->refilled_ns)
+		b->budget_ns += (__s64)(now - b->refilled_ns);
+	b->refilled_ns = now;
+	if (b->budget_ns > (__s64)window_ns)
+		b->budget_ns = (__s64)window_ns;
+	return b;
 }
 
-/* Charges the datagram to its process's and its cgroup's bucket; returns 0
- * when it must be dropped (enforce mode and a bucket empty). A refused
- * datagram charges neither bucket, so a flooder gets exactly the rate.
- * Two CPUs charging the same bucket at once may both pass on one slot (the
- * update is not atomic): the limit can only be exceeded by that race, never
- * tightened. */
-static __always_inline int client_rate_admit(__u8 mode)
+/* Charges the datagram to its process's and its cgroup's bucket (those of
+ * the socket's owner, which its answers refund too); returns 0
+ * when it must be dropped (enforce mode and a bucket without a datagram's
+ * worth). A refused datagram charges neither bucket. Charges and refunds are
+ * atomic adds; the refill and cap are plain writes, so two CPUs at once can
+ * at worst let a datagram or two more through, never fewer. */
+static __always_inline int client_rate_admit(__u8 mode, __u32 tgid, __u64 cgroup_id)
 {
-	__u32 zero = 0, tgid = bpf_get_current_pid_tgid() >> 32;
-	__u64 cgroup_id = bpf_get_current_cgroup_id();
+	__u32 zero = 0;
+	__u64 now;
 	struct cgf_rate_config *rc = bpf_map_lookup_elem(&cgf_rate_config, &zero);
-	__u64 now, proc_next = 0, cg_next = 0, *proc_tat = 0, *cg_tat = 0;
+	struct cgf_rate_bucket *pb = 0, *cb = 0;
 	int over = -1;
 
 	if (!rc || (rc->proc_interval_ns == 0 && rc->cgroup_interval_ns == 0))
 		return 1;
 	now = bpf_ktime_get_ns();
 	if (rc->proc_interval_ns != 0) {
-		proc_tat = bpf_map_lookup_elem(&cgf_rate_procs, &tgid);
-		proc_next = gcra_next(proc_tat ? *proc_tat : 0, now, rc->proc_interval_ns, rc->proc_burst_ns);
-		if (proc_next == 0)
+		pb = bucket(&cgf_rate_procs, &tgid, now, rc->proc_window_ns);
+		if (pb && pb->budget_ns < (__s64)rc->proc_interval_ns)
 			over = CGF_RCNT_PROC_LIMITED;
 	}
 	if (over < 0 && rc->cgroup_interval_ns != 0) {
-		cg_tat = bpf_map_lookup_elem(&cgf_rate_cgroups, &cgroup_id);
-		cg_next = gcra_next(cg_tat ? *cg_tat : 0, now, rc->cgroup_interval_ns, rc->cgroup_burst_ns);
-		if (cg_next == 0)
+		cb = bucket(&cgf_rate_cgroups, &cgroup_id, now, rc->cgroup_window_ns);
+		if (cb && cb->budget_ns < (__s64)rc->cgroup_interval_ns)
 			over = CGF_RCNT_CGROUP_LIMITED;
 	}
 	if (over >= 0) {
@@ -101,55 +111,39 @@ static __always_inline int client_rate_admit(__u8 mode)
 		rate_count(over);
 		return 0;
 	}
-	if (rc->proc_interval_ns != 0) {
-		if (proc_tat)
-			*proc_tat = proc_next;
-		else
-			bpf_map_update_elem(&cgf_rate_procs, &tgid, &proc_next, BPF_ANY);
-	}
-	if (rc->cgroup_interval_ns != 0) {
-		if (cg_tat)
-			*cg_tat = cg_next;
-		else
-			bpf_map_update_elem(&cgf_rate_cgroups, &cgroup_id, &cg_next, BPF_ANY);
-	}
+	if (pb)
+		__sync_fetch_and_add(&pb->budget_ns, -(__s64)rc->proc_interval_ns);
+	if (cb)
+		__sync_fetch_and_add(&cb->budget_ns, -(__s64)rc->cgroup_interval_ns);
 	return 1;
-}
-
-/* Gives one datagram's charge back to a bucket: its answer arrived. Never
- * beyond a full bucket (a schedule before now). */
-static __always_inline void gcra_refund(__u64 *tat, __u64 now, __u64 interval_ns)
-{
-	__u64 t = *tat;
-
-	if (t <= now)
-		return;
-	*tat = t - now > interval_ns ? t - interval_ns : now;
 }
 
 /* An answer from the proxy arrived for a socket of process `tgid` in cgroup
  * `cgroup_id` (the ingress hook): its query's charge goes back to both
- * buckets. A client is so held to at most `burst` queries the proxy has not
- * answered yet (a window that follows the proxy's speed, whatever it is);
- * only queries the proxy never answers are held to the rate. */
+ * buckets (the next admit caps them at full). */
 static __always_inline void client_rate_refund(__u32 tgid, __u64 cgroup_id)
 {
 	__u32 zero = 0;
 	struct cgf_rate_config *rc = bpf_map_lookup_elem(&cgf_rate_config, &zero);
-	__u64 now, *tat;
+	struct cgf_rate_bucket *b;
+	__u64 now;
 
 	if (!rc || (rc->proc_interval_ns == 0 && rc->cgroup_interval_ns == 0))
 		return;
 	now = bpf_ktime_get_ns();
 	if (rc->proc_interval_ns != 0) {
-		tat = bpf_map_lookup_elem(&cgf_rate_procs, &tgid);
-		if (tat)
-			gcra_refund(tat, now, rc->proc_interval_ns);
+		b = bpf_map_lookup_elem(&cgf_rate_procs, &tgid);
+		if (b) {
+			__sync_fetch_and_add(&b->budget_ns, (__s64)rc->proc_interval_ns);
+			b->answered_ns = now;
+		}
 	}
 	if (rc->cgroup_interval_ns != 0) {
-		tat = bpf_map_lookup_elem(&cgf_rate_cgroups, &cgroup_id);
-		if (tat)
-			gcra_refund(tat, now, rc->cgroup_interval_ns);
+		b = bpf_map_lookup_elem(&cgf_rate_cgroups, &cgroup_id);
+		if (b) {
+			__sync_fetch_and_add(&b->budget_ns, (__s64)rc->cgroup_interval_ns);
+			b->answered_ns = now;
+		}
 	}
 }
 

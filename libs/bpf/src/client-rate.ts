@@ -1,21 +1,23 @@
-// The per-client rate limit of UDP datagrams to the DNS proxy (issue 12,
-// fairness; kernel side in c/client-rate.bpf.h). Each process (tgid) and
-// each run (cgroup) that sends DNS has a bucket of `window` tokens: a query
-// to the proxy takes one, its answer gives it back, and `ratePerSecond`
-// tokens come back on their own (for queries the proxy never answers). With
-// no token left the egress hook drops the datagram and sendmsg fails with
-// EPERM, before it reaches the proxy's shared receive queue; audit mode only
-// counts. So one client holds at most `window` unanswered queries in that
-// queue, however fast it sends and however slow the proxy is, and the
-// others' queries wait behind at most that much.
+// The per-client limit of UDP queries to the DNS proxy (issue 12, fairness;
+// kernel side in c/client-rate.bpf.h). Each process (tgid) and each run
+// (cgroup) that sends DNS has a bucket of `window` queries: a query to the
+// proxy takes one, its answer gives it back (the ingress hook, when the
+// answer arrives, read or not), and once no answer came for a second
+// (CGF_RATE_QUIET_NS) `ratePerSecond` come back on their own (queries the
+// proxy dropped, or lost with a restarted proxy). With the bucket empty the
+// egress hook drops the datagram and sendmsg fails with EPERM, before it
+// reaches the proxy's shared receive queue; audit mode only counts. So one
+// client holds at most `window` unanswered queries in that queue, however
+// fast it sends and however slow the proxy is, and the others' queries wait
+// behind at most that much.
 import { intStep } from './errors';
 import { RATE_CONFIG } from './layout';
 import { KERNEL_ABI, libbpf } from './libbpf';
 
 export interface RateLimit {
-  /** Tokens that come back per second without an answer: the rate of a client whose queries go unanswered. */
+  /** Queries that come back per second on their own once no answer came for a second: the rate of a client whose queries go unanswered. */
   readonly ratePerSecond: number;
-  /** Tokens in a full bucket: at most this many queries unanswered by the proxy at once. */
+  /** Queries in a full bucket: at most this many unanswered by the proxy at once. */
   readonly window: number;
 }
 
@@ -27,16 +29,16 @@ export interface ClientRateLimits {
 }
 
 /**
- * Defaults, measured on the 2-core development machine (docs/operations.md,
- * "Per-client fairness"): the proxy answered about 3,500 queries/s there
- * under load, so a window of 1,000 adds at most ~0.3 s for the others behind
- * one flooding process, and a run of forking flooders at most ~0.6 s. A
- * client whose answers come back (dnsperf, resolvers) is limited only by the
- * window, never by the rate.
+ * Defaults (docs/operations.md, "Per-client fairness"): dnsperf keeps at
+ * most 100 queries outstanding and a stub resolver a handful, so a window of
+ * 256 never limits a client whose answers come back, at any rate. One
+ * flooding process then adds at most 256 queries ahead of everyone else's
+ * (~70 ms at the ~3,500 answers/s the proxy managed on the loaded 2-core
+ * development machine), a run of forking flooders at most 1,024 (~0.3 s).
  */
 export const DEFAULT_CLIENT_RATE_LIMITS: ClientRateLimits = {
-  perProcess: { ratePerSecond: 1_000, window: 1_000 },
-  perRun: { ratePerSecond: 2_000, window: 2_000 },
+  perProcess: { ratePerSecond: 256, window: 256 },
+  perRun: { ratePerSecond: 1_024, window: 1_024 },
 };
 
 /** No limit at all (the kernel passes every datagram). */
@@ -62,7 +64,7 @@ export function validateClientRateLimits(l: ClientRateLimits): void {
   }
 }
 
-/** The cgf_rate_config value: GCRA interval and burst (ns) per bucket kind, all 0 for "off". */
+/** The cgf_rate_config value: cost of one datagram and a full bucket (ns) per bucket kind, all 0 for "off". */
 export function encodeClientRateLimits(l: ClientRateLimits): Buffer {
   const b = Buffer.alloc(RATE_CONFIG.size);
   const fl = RATE_CONFIG.fields;
@@ -70,10 +72,10 @@ export function encodeClientRateLimits(l: ClientRateLimits): Buffer {
     if (r === null) return;
     const intervalNs = BigInt(Math.round(1e9 / r.ratePerSecond));
     b.writeBigUInt64LE(intervalNs, interval);
-    b.writeBigUInt64LE(intervalNs * BigInt(r.window - 1), burst);
+    b.writeBigUInt64LE(intervalNs * BigInt(r.window), burst);
   };
-  put(l.perProcess, fl.proc_interval_ns.offset, fl.proc_burst_ns.offset);
-  put(l.perRun, fl.cgroup_interval_ns.offset, fl.cgroup_burst_ns.offset);
+  put(l.perProcess, fl.proc_interval_ns.offset, fl.proc_window_ns.offset);
+  put(l.perRun, fl.cgroup_interval_ns.offset, fl.cgroup_window_ns.offset);
   return b;
 }
 

@@ -56,7 +56,7 @@ const KERNEL_ABI_C: Record<keyof typeof KERNEL_ABI, string> = {
 const BPF_MAP_TYPE_LRU_HASH = 9;
 
 /** Structs in the header the loader never reads (kernel-private state). */
-const KERNEL_ONLY_STRUCTS = ['struct cgf_sock_state'];
+const KERNEL_ONLY_STRUCTS = ['struct cgf_sock_state', 'struct cgf_rate_bucket'];
 
 function probeSource(): string {
   const lines: string[] = [];
@@ -240,8 +240,8 @@ describe('cgfence.h layout', () => {
       assert.deepEqual(shape('cgf_dns_ports'), { type: KERNEL_ABI.BPF_MAP_TYPE_HASH, key: 2, value: 8, max: CONSTANTS.CGF_DNS_PORTS_MAX });
       assert.equal(shape('cgf_scratch').value, NAME_SCRATCH.size);
       assert.deepEqual(shape('cgf_rate_config'), { type: KERNEL_ABI.BPF_MAP_TYPE_ARRAY, key: 4, value: RATE_CONFIG.size, max: 1 });
-      assert.deepEqual(shape('cgf_rate_procs'), { type: BPF_MAP_TYPE_LRU_HASH, key: 4, value: 8, max: CONSTANTS.CGF_RATE_PROCS_MAX });
-      assert.deepEqual(shape('cgf_rate_cgroups'), { type: BPF_MAP_TYPE_LRU_HASH, key: 8, value: 8, max: CONSTANTS.CGF_RATE_CGROUPS_MAX });
+      assert.deepEqual(shape('cgf_rate_procs'), { type: BPF_MAP_TYPE_LRU_HASH, key: 4, value: 24, max: CONSTANTS.CGF_RATE_PROCS_MAX });
+      assert.deepEqual(shape('cgf_rate_cgroups'), { type: BPF_MAP_TYPE_LRU_HASH, key: 8, value: 24, max: CONSTANTS.CGF_RATE_CGROUPS_MAX });
       assert.equal(shape('cgf_rate_counters').max, RATE_COUNTERS.length);
       assert.ok(CONSTANTS.CGF_NAME_MAX < NAME_SCRATCH.fields.name.size, 'the name scratch holds the longest name');
     } finally {

@@ -98,9 +98,9 @@ export const RATE_CONFIG = {
   size: 32,
   fields: {
     proc_interval_ns: f(0, 8),
-    proc_burst_ns: f(8, 8),
+    proc_window_ns: f(8, 8),
     cgroup_interval_ns: f(16, 8),
-    cgroup_burst_ns: f(24, 8),
+    cgroup_window_ns: f(24, 8),
   },
 } as const satisfies StructLayout<string>;
 
@@ -150,6 +150,7 @@ export const CONSTANTS = {
   CGF_HOOK_SKB: 3,
   CGF_RATE_PROCS_MAX: 16384,
   CGF_RATE_CGROUPS_MAX: 4096,
+  CGF_RATE_QUIET_NS: 1_000_000_000,
 } as const;
 
 /**
