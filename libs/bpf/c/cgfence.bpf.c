@@ -14,7 +14,8 @@
  *                                         to the proxy (the name backstop); record
  *                                         (client port, DNS id) -> process; refuse
  *                                         UDP to the proxy from a process or run
- *                                         over its rate (client-rate.bpf.h)
+ *                                         with its window of unanswered queries
+ *                                         full (client-rate.bpf.h)
  *   cgroup_skb/ingress                    an answer from the proxy gives its
  *                                         query's charge back (client-rate.bpf.h)
  *

@@ -29,16 +29,19 @@ export interface ClientRateLimits {
 }
 
 /**
- * Defaults (docs/operations.md, "Per-client fairness"): dnsperf keeps at
- * most 100 queries outstanding and a stub resolver a handful, so a window of
- * 256 never limits a client whose answers come back, at any rate. One
- * flooding process then adds at most 256 queries ahead of everyone else's
- * (~70 ms at the ~3,500 answers/s the proxy managed on the loaded 2-core
- * development machine), a run of forking flooders at most 1,024 (~0.3 s).
+ * Defaults (docs/operations.md, "Per-client fairness"): the queue the others
+ * wait behind is at most a window, so the window is what the proxy answers
+ * in well under a stub resolver's timeout even while a flooder eats a core:
+ * on the loaded 2-core development machine the proxy answered ~800
+ * queries/s under a UDP flood, so 256 is ~0.3 s (1,024 was measured too: the
+ * other client then got 8% of its answers). The price: one client's
+ * throughput is at most window / round trip (256,000 q/s at a 1 ms round
+ * trip; ~1,250 q/s on that machine at load 20, where the round trip was
+ * 0.2 s). A run together: 512.
  */
 export const DEFAULT_CLIENT_RATE_LIMITS: ClientRateLimits = {
   perProcess: { ratePerSecond: 256, window: 256 },
-  perRun: { ratePerSecond: 1_024, window: 1_024 },
+  perRun: { ratePerSecond: 512, window: 512 },
 };
 
 /** No limit at all (the kernel passes every datagram). */
