@@ -68,7 +68,7 @@ function bpftoolCgroupPrograms(cgroupPath: string): string[] {
   return out ? (JSON.parse(out) as { name: string }[]).map((p) => p.name) : [];
 }
 
-const PROGRAMS = ['cgf_connect4', 'cgf_connect6', 'cgf_egress', 'cgf_recvmsg4', 'cgf_recvmsg6', 'cgf_sendmsg4', 'cgf_sendmsg6'];
+const PROGRAMS = ['cgf_connect4', 'cgf_connect6', 'cgf_egress', 'cgf_ingress', 'cgf_recvmsg4', 'cgf_recvmsg6', 'cgf_sendmsg4', 'cgf_sendmsg6'];
 
 /** A connect from this test process, which is outside every cgfence cgroup. */
 function connectFromOutside(host: string, port: number): Promise<'ok' | string> {
