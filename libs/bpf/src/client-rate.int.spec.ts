@@ -7,6 +7,8 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
+import { existsSync, mkdirSync, rmdirSync } from 'node:fs';
+import { join } from 'node:path';
 import { createSocket, type Socket } from 'node:dgram';
 import { DataPlane } from './data-plane';
 import { DataPlaneConfig } from './codec';
@@ -47,6 +49,10 @@ for i in range(a['n']):
         s.settimeout(2)
         s.recv(512)
         out['replies'] += 1
+if a.get('hold'):
+    print(json.dumps(out), flush=True)
+    time.sleep(a['hold'])
+    sys.exit(0)
 if a['read'] and not a['lockstep']:
     s.settimeout(0.5)
     try:
@@ -57,6 +63,24 @@ if a['read'] and not a['lockstep']:
         pass
 print(json.dumps(out))
 `;
+
+/** A socket on 127.0.0.1:port (and ::1:port) that reads and answers only when told to (`answer(n)`). */
+async function heldProxy(): Promise<{ port: number; received: () => number; answer: (n: number) => void; close: () => void }> {
+  const s = createSocket({ type: 'udp4', recvBufferSize: 4 << 20 });
+  await new Promise<void>((r) => s.bind(0, '127.0.0.1', () => r()));
+  const held: { msg: Buffer; port: number }[] = [];
+  let n = 0;
+  s.on('message', (msg, from) => {
+    n++;
+    held.push({ msg, port: from.port });
+  });
+  return {
+    port: s.address().port,
+    received: () => n,
+    answer: (k) => held.splice(0, k).forEach((q) => s.send(q.msg, q.port, '127.0.0.1')),
+    close: () => s.close(),
+  };
+}
 
 /** A socket on 127.0.0.1:port (and ::1:port) that reads and never answers: the proxy's queue without the refunds. */
 async function muteProxy(): Promise<{ port: number; received: () => number; close: () => void }> {
@@ -88,16 +112,38 @@ describe('per-client rate limit of UDP queries to the proxy', () => {
   let base: DataPlaneConfig;
   const resolver4 = uniqueLoopback4();
 
-  const burst = (args: { host?: string; n: number; connected?: boolean; read?: boolean; lockstep?: boolean }): Promise<BurstResult> =>
+  const burst = (args: { host?: string; n: number; connected?: boolean; read?: boolean; lockstep?: boolean }, cgroup = box.cgroupPath): Promise<BurstResult> =>
     new Promise((resolve, reject) => {
       const json = JSON.stringify({ host: resolver4, connected: false, read: false, lockstep: false, ...args });
-      const child = spawn('sh', ['-c', `echo $$ > '${box.cgroupPath}/cgroup.procs' && exec python3 -c "$0" "$1"`, BURST_PY, json], { stdio: ['ignore', 'pipe', 'pipe'] });
+      const child = spawn('sh', ['-c', `echo $$ > '${cgroup}/cgroup.procs' && exec python3 -c "$0" "$1"`, BURST_PY, json], { stdio: ['ignore', 'pipe', 'pipe'] });
       let out = '';
       let err = '';
       child.stdout.on('data', (d: Buffer) => (out += d.toString()));
       child.stderr.on('data', (d: Buffer) => (err += d.toString()));
       child.once('close', (code) => (code === 0 ? resolve(JSON.parse(out) as BurstResult) : reject(new Error(`burst client exited ${code}: ${err}`))));
     });
+
+  /** burst(), but returns at its first line (with `hold`, it then keeps its socket open for `hold` seconds). */
+  const spawnBurst = (args: { n: number; hold: number }, cgroup: string): { line: Promise<string>; kill: () => Promise<void> } => {
+    const json = JSON.stringify({ host: resolver4, connected: false, read: false, lockstep: false, ...args });
+    const child = spawn('sh', ['-c', `echo $$ > '${cgroup}/cgroup.procs' && exec python3 -c "$0" "$1"`, BURST_PY, json], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const closed = new Promise<void>((r) => child.once('close', () => r()));
+    const line = new Promise<string>((resolve, reject) => {
+      let out = '';
+      child.stdout.on('data', (d: Buffer) => {
+        out += d.toString();
+        if (out.includes('\n')) resolve(out.slice(0, out.indexOf('\n')));
+      });
+      child.once('close', (code) => reject(new Error(`burst client exited ${code} before its first line`)));
+    });
+    return {
+      line,
+      kill: () => {
+        child.kill('SIGKILL');
+        return closed;
+      },
+    };
+  };
 
   before(async () => {
     box = new KernelSandbox('rate');
@@ -174,5 +220,36 @@ describe('per-client rate limit of UDP queries to the proxy', () => {
     assert.equal(limited() - counted, 0n);
     const audited = sut.counters().dns_rate_limit_audits! - audits;
     assert.ok(audited >= 230n && audited <= 250n, `audited ${audited}`);
+  });
+
+  it('each answer gives exactly one query back: a window of 50 with 20 answered lets 20 more through', async () => {
+    const proxy = await heldProxy();
+    // A run of its own (a child cgroup, under the same programs): a fresh run bucket.
+    const run = join(box.cgroupPath, 'held');
+    mkdirSync(run);
+    let first: ReturnType<typeof spawnBurst> | undefined;
+    try {
+      // The per-run bucket, so a second process can spend what the first one's answers gave back.
+      sut.setConfig({ ...base, proxyPort: proxy.port, clientRate: { perProcess: null, perRun: { ratePerSecond: 1, window: 50 } } });
+      first = spawnBurst({ n: 100, hold: 5 }, run);
+      const sent = JSON.parse(await first.line) as BurstResult;
+      assert.equal(sent.ok, 50, `the window: ${JSON.stringify(sent)}`);
+      for (let i = 0; i < 50 && proxy.received() < 50; i++) await sleep(20);
+      assert.equal(proxy.received(), 50);
+      proxy.answer(20);
+      await sleep(200); // the answers reach the first process's socket (it never reads them)
+      const second = await burst({ n: 100 }, run);
+      assert.ok(second.ok >= 20 && second.ok <= 22, `after 20 answers: ${JSON.stringify(second)}`);
+    } finally {
+      await first?.kill();
+      proxy.close();
+      for (let i = 0; i < 50 && existsSync(run); i++) {
+        try {
+          rmdirSync(run);
+        } catch {
+          await sleep(100);
+        }
+      }
+    }
   });
 });
