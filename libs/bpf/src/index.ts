@@ -17,3 +17,5 @@ export type { ClientRateLimits, RateLimit } from './client-rate';
 export type { IpPolicyDigest, IpPolicyDrift, LpmKeys } from './ip-digest';
 export { attachCgroupLinks, cgroupLinkState, detachCgroupLinks } from './cgroup-links';
 export type { CgroupLinkState } from './cgroup-links';
+export { DEFAULT_UNIX_GUARD_PATHS, SSSD_NSS_SOCKET, sssServesHosts, UNIX_PROGRAMS, validateUnixGuardPaths } from './unix-guard';
+export type { UnixGuardStatus } from './unix-guard';

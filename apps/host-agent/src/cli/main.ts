@@ -2,7 +2,7 @@ import { Command, CommanderError, InvalidArgumentError, Option } from 'commander
 import { existsSync, readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import pino from 'pino';
-import { DEFAULT_CLIENT_RATE_LIMITS, validateClientRateLimits, validateRefusedDnsPorts, type RateLimit } from '@cgfence/bpf';
+import { DEFAULT_CLIENT_RATE_LIMITS, DEFAULT_UNIX_GUARD_PATHS, SSSD_NSS_SOCKET, sssServesHosts, validateClientRateLimits, validateRefusedDnsPorts, validateUnixGuardPaths, type RateLimit } from '@cgfence/bpf';
 import { NatsAuthError, natsConnectOptions } from '@cgfence/nats-auth';
 import type { AgentStatus } from '@cgfence/proto';
 import { AgentConfig, DEFAULT_CGROUP, DEFAULT_METRICS_LISTEN, DEFAULT_STATE_DIR, defaultHost, defaultProxyWorkers, parseMetricsListen } from '../agent/agent-config';
@@ -87,6 +87,8 @@ interface StartOptions {
   dnsClientLimit: string;
   dnsRunLimit: string;
   hostsFile: string;
+  refusedUnixSockets: string;
+  unixGuardAttachTypes?: string;
 }
 
 /**
@@ -246,6 +248,8 @@ export function agentSettings(o: StartOptions, enrollment?: Enrollment): { confi
     refusedDnsPorts: parseRefusedDnsPorts(o.refusedDnsPorts),
     clientRate: { perProcess: parseRateLimit('--dns-client-limit', o.dnsClientLimit), perRun: parseRateLimit('--dns-run-limit', o.dnsRunLimit) },
     hostsFile: o.hostsFile === 'none' ? undefined : resolve(o.hostsFile),
+    refusedUnixSockets: parseRefusedUnixSockets(o.refusedUnixSockets),
+    unixGuardAttachTypes: parseUnixGuardAttachTypes(o.unixGuardAttachTypes),
   };
   return { config, fleet };
 }
@@ -277,6 +281,13 @@ async function startAgent(o: StartOptions): Promise<void> {
   });
 }
 
+function unixGuardLine(g: NonNullable<AgentStatus['unixGuard']>): string {
+  if (g.state === 'off') return 'off (--refused-unix-sockets none)';
+  const paths = (g.paths ?? []).join(' ');
+  if (g.state === 'active') return `refusing ${paths}`;
+  return `UNAVAILABLE on this kernel (connect_unix needs Linux 6.7+): names resolved through ${paths} are not seen; ${g.reason ?? ''}`;
+}
+
 function printStatus(s: AgentStatus): void {
   const lines = [
     `host:       ${s.host} (agent pid ${s.pid}, up since ${s.startedAt})`,
@@ -291,6 +302,7 @@ function printStatus(s: AgentStatus): void {
     `mode:       ${s.mode}, fail mode ${s.failMode}`,
     `dns proxy:  127.0.0.1/::1 port ${s.proxy.port} → ${s.proxy.upstream} (${s.proxy.healthy ? 'healthy' : 'UNHEALTHY'})`,
     `runs:       ${s.runs.active} active`,
+    ...(s.unixGuard ? [`unix guard: ${unixGuardLine(s.unixGuard)}`] : []),
     ...(s.protectedCgroups && s.protectedCgroups.length > 0
       ? [
           'protected cgroups:',
@@ -407,6 +419,12 @@ export function buildHostProgram(): Command {
     )
     .option('--dns-run-limit <rate/window>', 'the same for all processes of one run (cgroup) together; off: no limit', formatRateLimit(DEFAULT_CLIENT_RATE_LIMITS.perRun))
     .option('--hosts-file <file>', 'hosts file whose entries for listed names get their addresses blocked; none: off', '/etc/hosts')
+    .option(
+      '--refused-unix-sockets <list>',
+      'unix sockets of resolving daemons (nscd, systemd-resolved, sssd) the deploy cgroup may not connect to (Linux 6.7+), comma-separated /path or @abstract, at most 32; "default" stands for the built-in list; none: off',
+      'default',
+    )
+    .addOption(new Option('--unix-guard-attach-types <connect,sendmsg>', 'diagnostics: attach types the unix guard loads with').hideHelp())
     .action((o: StartOptions) => startAgent(o));
 
   agent
@@ -513,6 +531,46 @@ function parseRateLimit(flag: string, value: string): RateLimit | null {
     throw new UsageError(`${flag}: ${(err as Error).message.replace('clientRate.perProcess.', '')} (give RATE/WINDOW, e.g. 1000/1000, or off; got ${JSON.stringify(value)})`);
   }
   return limit;
+}
+
+/**
+ * The built-in list: nscd and systemd-resolved always; sssd's nss socket only
+ * where /etc/nsswitch.conf's hosts line names sss (it serves users too, and
+ * for them it is the source).
+ */
+export function defaultRefusedUnixSockets(nsswitchConf: string | undefined): string[] {
+  return [...DEFAULT_UNIX_GUARD_PATHS, ...(nsswitchConf !== undefined && sssServesHosts(nsswitchConf) ? [SSSD_NSS_SOCKET] : [])];
+}
+
+function readNsswitch(): string | undefined {
+  try {
+    return readFileSync('/etc/nsswitch.conf', 'utf8');
+  } catch {
+    return undefined; // no nsswitch.conf: glibc's defaults, which never name sss
+  }
+}
+
+/** --refused-unix-sockets: 'default', 'none', or paths ('default' among them stands for the built-in list). */
+function parseRefusedUnixSockets(value: string): string[] {
+  const v = value.trim();
+  if (v === 'none') return [];
+  const parts = v.split(',').map((p) => p.trim());
+  const defaults = parts.includes('default') ? defaultRefusedUnixSockets(readNsswitch()) : [];
+  const paths = [...new Set(parts.flatMap((p) => (p === 'default' ? defaults : [p])))];
+  try {
+    validateUnixGuardPaths(paths);
+  } catch (err) {
+    throw new UsageError(`--refused-unix-sockets: ${(err as Error).message} (give default, none, or /path|@name[,...]; got ${JSON.stringify(value)})`);
+  }
+  return paths;
+}
+
+/** The hidden --unix-guard-attach-types: 'CONNECT,SENDMSG' attach type numbers. */
+function parseUnixGuardAttachTypes(value: string | undefined): { connect: number; sendmsg: number } | undefined {
+  if (value === undefined) return undefined;
+  const m = /^(\d{1,5}),(\d{1,5})$/.exec(value.trim());
+  if (!m) throw new UsageError(`--unix-guard-attach-types: give CONNECT,SENDMSG attach type numbers, got ${JSON.stringify(value)}`);
+  return { connect: Number(m[1]), sendmsg: Number(m[2]) };
 }
 
 /** --refused-dns-ports: '853,5353' or 'none'. */
