@@ -410,7 +410,7 @@ export class DnsProxy {
         policy: { version: policy.version, hash: policy.hash },
         time: this.clock(),
       });
-      if (entry.resolve === true && this.learner) void this.learner.learn(qname);
+      if (entry.resolve === true && this.learner) void this.learner.learn(qname, entry.value);
       if (mode === 'enforce') {
         this.counters.blocked++;
         return local(RCODE.NXDOMAIN, questionEnd, { code: EDE.BLOCKED, text: `blocked by cgfence policy ${policy.version}: ${entry.value}` });
@@ -508,7 +508,7 @@ export class DnsProxy {
       time: this.clock(),
     });
     // The listed name's own addresses, resolved by the agent as if it had been asked (docs/threat-model.md).
-    if (verdict.entry.resolve === true && this.learner) void this.learner.learn(verdict.name);
+    if (verdict.entry.resolve === true && this.learner) void this.learner.learn(verdict.name, verdict.entry.value);
     this.counters.chainListed++;
     if (mode === 'enforce') {
       this.counters.blocked++;

@@ -183,6 +183,7 @@ export class MetricsService implements OnModuleInit {
     add(pulled('cgfence_agent_policy_loaded_timestamp_seconds', 'When the policy in force was applied (Unix time)', 'gauge', () => [{ value: Date.parse(s().policy.loadedAt) / 1000 }]));
     add(pulled('cgfence_agent_policy_rejected', '1 while the last policy update was rejected (the previous one stays in force)', 'gauge', () => [{ value: s().policy.lastError ? 1 : 0 }]));
     add(pulled('cgfence_agent_learned_addresses_total', "Addresses of '!resolve' names the proxy handed to the kernel", 'counter', () => [{ value: this.proxy.learnedAddresses }]));
+    add(pulled('cgfence_agent_learned_addresses_refused_total', "Addresses of '!resolve' names not learned because their entry's quota was full (alerted)", 'counter', () => [{ value: this.proxy.learnedRefused }]));
     add(
       pulled('cgfence_agent_kernel_prefilter_slots_marked', `IPv4 /16 prefilter slots marked (of ${PREFILTER_SLOTS}): the kernel map's fill`, 'gauge', () =>
         this.dataPlane.attached ? [{ value: this.dataPlane.kernel.ipPrefilterStatus().markedSlots }] : [],
