@@ -80,24 +80,24 @@ describe(AddressLearner.name, () => {
   it('keeps the last addresses of a pinned name blocked while refreshes fail, retrying within half their TTL, until one succeeds', async () => {
     const blocker = new RecordingBlocker();
     const resolver = new TableResolver({ 'github.com': { addresses: ['192.0.2.1'], ttlSeconds: 0.2 } });
-    const sut = new AddressLearner(resolver, blocker, { minTtlSeconds: 0.2, retrySeconds: 60 });
+    const sut = new AddressLearner(resolver, blocker, { minTtlSeconds: 0.2, retrySeconds: 60, refreshGraceSeconds: 0.05 });
     try {
       sut.setPinnedNames(['github.com']);
       await until('the first learn', () => blocker.blocked.length === 1);
       resolver.table['github.com'] = new Error('upstream timeout');
-      // Refresh at 160 ms fails; the address is blocked again for its TTL, and retried 100 ms later (not after 60 s).
+      // Blocked for TTL + grace; the refresh at 160 ms fails: blocked again for as long, and retried 100 ms later (not after 60 s).
       await until('two failed refreshes', () => blocker.blocked.length >= 3);
       assert.deepEqual(blocker.blocked.slice(0, 3), [
-        { addrs: ['192.0.2.1'], ttl: 0.2 },
-        { addrs: ['192.0.2.1'], ttl: 0.2 },
-        { addrs: ['192.0.2.1'], ttl: 0.2 },
+        { addrs: ['192.0.2.1'], ttl: 0.25 },
+        { addrs: ['192.0.2.1'], ttl: 0.25 },
+        { addrs: ['192.0.2.1'], ttl: 0.25 },
       ]);
       resolver.table['github.com'] = { addresses: ['192.0.2.2'], ttlSeconds: 0.2 };
       await until('a successful refresh', () => blocker.blocked.some((b) => b.addrs[0] === '192.0.2.2'));
       resolver.table['github.com'] = new Error('down again');
       const at = blocker.blocked.length;
       await until('the next failed refresh', () => blocker.blocked.length > at);
-      assert.deepEqual(blocker.blocked.at(-1), { addrs: ['192.0.2.2'], ttl: 0.2 }, 'what the last success learned is what is kept');
+      assert.deepEqual(blocker.blocked.at(-1), { addrs: ['192.0.2.2'], ttl: 0.25 }, 'what the last success learned is what is kept');
     } finally {
       sut.close();
     }

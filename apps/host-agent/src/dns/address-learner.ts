@@ -32,6 +32,13 @@ export interface AddressLearnerOptions {
    * retry comes sooner, within half their TTL (see refreshPinned).
    */
   readonly retrySeconds?: number;
+  /**
+   * Added to the kernel TTL of pinned names' addresses: at least the longest
+   * a refresh can take to fail (the resolver's A/AAAA lookups, UDP then TCP:
+   * twice its timeout), so a refresh that starts at 80% of the TTL and fails
+   * still renews the addresses before they lapse. Default 5 s.
+   */
+  readonly refreshGraceSeconds?: number;
   readonly logger?: Logger;
   readonly now?: () => number;
 }
@@ -57,11 +64,14 @@ const MAX_REMEMBERED = 10_000;
  * learned are blocked again for their TTL and the refresh is retried within
  * half of it, until one succeeds. (An answer with no addresses is not a
  * failure: the name has none any more, and the old ones lapse at their TTL.)
+ * A pinned name's addresses are blocked for their TTL plus refreshGraceSeconds,
+ * so even a refresh that takes its whole timeout to fail renews them in time.
  */
 export class AddressLearner {
   private readonly minTtl: number;
   private readonly maxTtl: number;
   private readonly retryMs: number;
+  private readonly graceSeconds: number;
   private readonly now: () => number;
   private readonly freshUntil = new Map<string, number>();
   private readonly running = new Map<string, Promise<LearnOutcome>>();
@@ -78,6 +88,7 @@ export class AddressLearner {
     this.minTtl = options.minTtlSeconds ?? 30;
     this.maxTtl = options.maxTtlSeconds ?? 3600;
     this.retryMs = (options.retrySeconds ?? 60) * 1000;
+    this.graceSeconds = options.refreshGraceSeconds ?? 5;
     this.now = options.now ?? Date.now;
   }
 
@@ -121,7 +132,7 @@ export class AddressLearner {
   }
 
   private async refreshPinned(name: string): Promise<void> {
-    let outcome = await this.resolveNow(name, name);
+    let outcome = await this.resolveNow(name, name, this.graceSeconds);
     if (this.closed || !this.pinned.has(name)) return;
     if (outcome.status === 'learned') this.lastLearned.set(name, { addresses: outcome.addresses, ttlSeconds: outcome.ttlSeconds });
     else if (outcome.status === 'empty') this.lastLearned.delete(name);
@@ -139,7 +150,7 @@ export class AddressLearner {
     const last = this.lastLearned.get(name);
     if (!last) return failed;
     try {
-      this.blocker.learn([...last.addresses], last.ttlSeconds, name);
+      this.blocker.learn([...last.addresses], last.ttlSeconds + this.graceSeconds, name);
     } catch (err) {
       this.options.logger?.error({ name, err: (err as Error).message }, 'could not keep the last addresses of a !resolve name blocked');
       return failed;
@@ -151,15 +162,16 @@ export class AddressLearner {
     return { ...failed, kept: last.addresses.length };
   }
 
-  private resolveNow(name: string, entry: string): Promise<LearnOutcome> {
+  private resolveNow(name: string, entry: string, graceSeconds = 0): Promise<LearnOutcome> {
     const running = this.running.get(name);
     if (running) return running;
-    const work = this.resolveAndLearn(name, entry).finally(() => this.running.delete(name));
+    const work = this.resolveAndLearn(name, entry, graceSeconds).finally(() => this.running.delete(name));
     this.running.set(name, work);
     return work;
   }
 
-  private async resolveAndLearn(name: string, entry: string): Promise<LearnOutcome> {
+  /** `graceSeconds` is added to the kernel TTL only (pinned names: see refreshGraceSeconds). */
+  private async resolveAndLearn(name: string, entry: string, graceSeconds: number): Promise<LearnOutcome> {
     let resolved: ResolvedAddresses;
     try {
       resolved = await this.resolver.resolveAddresses(name);
@@ -172,7 +184,7 @@ export class AddressLearner {
     if (resolved.addresses.length === 0) return { status: 'empty' };
     const ttlSeconds = this.clampTtl(resolved.ttlSeconds);
     try {
-      this.blocker.learn(resolved.addresses, ttlSeconds, entry);
+      this.blocker.learn(resolved.addresses, ttlSeconds + graceSeconds, entry);
     } catch (err) {
       const error = (err as Error).message;
       this.options.logger?.error({ name, err: error }, 'address blocker refused learned addresses');

@@ -177,6 +177,8 @@ export class DnsProxy {
       ? new AddressLearner(new UpstreamResolver(this.udpPool, this.tcpUpstream, this.timeoutMs), options.addressBlocker, {
           minTtlSeconds: options.resolveTtl?.minSeconds,
           maxTtlSeconds: options.resolveTtl?.maxSeconds,
+          // A failing refresh takes at most two lookups' timeouts (UDP, then TCP after a truncated answer).
+          refreshGraceSeconds: (2 * this.timeoutMs) / 1000 + 1,
           logger: this.log,
         })
       : undefined;
