@@ -58,6 +58,10 @@ export interface AgentOptions {
   /** Names the local upstream answers (anything else: NXDOMAIN from upstream). */
   records?: Record<string, UpstreamRecords>;
   extraArgs?: string[];
+  /** Environment of the agent process (default: this process's), e.g. CGFENCE_AGENT_TUNING=off. */
+  env?: NodeJS.ProcessEnv;
+  /** node options before the `cgfence` script (e.g. V8 flags to compare with the agent's own). */
+  nodeArgs?: string[];
 }
 
 /**
@@ -105,6 +109,7 @@ export class AgentUnderTest {
   async launch(): Promise<void> {
     const o = this.opts;
     const args = [
+      ...(o.nodeArgs ?? []),
       CGFENCE, 'agent',
       '--policy-file', this.policyFile,
       '--upstream', this.upstream.address,
@@ -119,7 +124,7 @@ export class AgentUnderTest {
       ...(o.extraArgs ?? []),
     ];
     this.log = '';
-    const proc = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    const proc = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'], env: o.env ?? process.env });
     proc.stdout?.on('data', (d: Buffer) => (this.log += d.toString()));
     proc.stderr?.on('data', (d: Buffer) => (this.log += d.toString()));
     this.proc = proc;
