@@ -15,6 +15,7 @@ import { WebhookDeliveries1733000018004 } from './1733000018004-webhook-deliveri
 import { FindingExpiryWarning1734000018005 } from './1734000018005-finding-expiry-warning';
 import { HostConditions1734000018006 } from './1734000018006-host-conditions';
 import { HistoryFilterIndexes1734000016007 } from './1734000016007-history-filter-indexes';
+import { BlockEventsCnameTarget1734000020013 } from './1734000020013-block-events-cname-target';
 
 import type { MigrationInterface } from 'typeorm';
 
@@ -37,5 +38,6 @@ export const migrations: (new () => MigrationInterface)[] = [
   FindingExpiryWarning1734000018005,
   HostConditions1734000018006,
   HistoryFilterIndexes1734000016007,
+  BlockEventsCnameTarget1734000020013,
 ];
 

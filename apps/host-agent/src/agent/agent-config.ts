@@ -53,6 +53,10 @@ export interface AgentConfig {
   readonly clientRate?: ClientRateLimits;
   /** Hosts file whose entries for listed names are blocked by address (default /etc/hosts); undefined: not read. */
   readonly hostsFile?: string;
+  /** `--learned-per-entry`: the most learned addresses one '!resolve' entry may hold (LearnedAddressBudget); default 4096. */
+  readonly learnedPerEntry?: number;
+  /** `--resolve-ttl-min`: floor (seconds) of the TTL learned addresses are blocked for; default 30. */
+  readonly resolveTtlMinSeconds?: number;
   /** Unix sockets of resolving daemons refused to the deploy cgroup (kernel 6.7+); undefined: the data plane's defaults; []: off. */
   readonly refusedUnixSockets?: readonly string[];
   /** Diagnostics only (hidden flag): attach types the unix guard loads with; a value the kernel refuses shows the no-hook path. */

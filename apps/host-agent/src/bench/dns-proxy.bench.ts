@@ -9,7 +9,9 @@
 //      in the pool's primary), min(4, cores - 1) of them, at least 2 here,
 //      with the same blocklist written in the project's grammar ('*.suffix'
 //      entries);
-//   4. one DnsProxy in one process (--proxy-workers 1).
+//   4. one DnsProxy in one process (--proxy-workers 1);
+//   5. the same with its answer check (CNAME/DNAME chains, dns-answer.ts) off:
+//      the check's cost is the difference between 4 and 5.
 // The upstream is a second dnsdist that answers every query itself
 // (A 192.0.2.1, TTL 300), so it is native code and not the bottleneck.
 //
@@ -122,10 +124,11 @@ function startDnsdist(name: string, dir: string, conf: string): ManagedProcess {
 /**
  * A proxy process with the agent's memory settings (agent/agent-launch.ts:
  * V8 flags and malloc arenas, as `cgfence agent` runs), or with node's
- * defaults (`tuned` false: the baseline of those settings, same run).
+ * defaults (`tuned` false: the baseline of those settings, same run);
+ * `screenAnswers` false turns the answer check (dns-answer.ts) off.
  */
-async function startProxyChild(upstream: string, blocklistFile: string, workers: number, tuned = true): Promise<{ proc: ManagedProcess; port: number }> {
-  const child = fork(__filename, ['proxy-child', upstream, blocklistFile, String(workers)], {
+async function startProxyChild(upstream: string, blocklistFile: string, workers: number, tuned = true, screenAnswers = true): Promise<{ proc: ManagedProcess; port: number }> {
+  const child = fork(__filename, ['proxy-child', upstream, blocklistFile, String(workers), screenAnswers ? 'check' : 'nocheck'], {
     execArgv: tuned ? [...AGENT_V8_FLAGS] : [],
     env: tuned ? { ...process.env, ...AGENT_ENV } : { ...process.env, [TUNING_ENV]: 'off' },
     stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
@@ -299,9 +302,11 @@ async function main(): Promise<void> {
     await waitAnswering('cgfence proxy', single.port, single.proc);
     const untuned = await startProxyChild(`${HOST}:${upPort}`, blocklistFile, 1, false);
     await waitAnswering("cgfence proxy, node's defaults", untuned.port, untuned.proc);
+    const unchecked = await startProxyChild(`${HOST}:${upPort}`, blocklistFile, 1, true, false);
+    await waitAnswering('cgfence proxy without the answer check', unchecked.port, unchecked.proc);
 
     // Every blocker must block and pass the same names, or the comparison means nothing.
-    for (const port of [distPort, single.port, pool.port, untuned.port]) {
+    for (const port of [distPort, single.port, pool.port, untuned.port, unchecked.port]) {
       const blocked = await rcodeOf(port, `a.${suffixes[1234]}`);
       const nearMiss = await rcodeOf(port, `a.svc-${pad(BLOCKLIST_SIZE + 5)}.blocked.test`);
       if (blocked !== 'NXDOMAIN' || nearMiss !== 'NOERROR') {
@@ -313,10 +318,11 @@ async function main(): Promise<void> {
     const dist: PathResult = { name: 'dnsdist (blocking)', port: distPort, max: [], half: [] };
     const one: PathResult = { name: `cgfence, 1 process${workers === 1 ? ' (default)' : ''}`, port: single.port, max: [], half: [] };
     const many: PathResult = { name: `cgfence, ${poolWorkers} workers${workers > 1 ? ' (default)' : ''}`, port: pool.port, max: [], half: [] };
+    const noCheck: PathResult = { name: 'cgfence, 1 process, answer check off', port: unchecked.port, max: [], half: [] };
     /** The agent's default: what the targets are judged on. */
     const cg = workers > 1 ? many : one;
     const defaults: PathResult = { name: `cgfence, 1 process, node's defaults (no ${[...AGENT_V8_FLAGS, ...Object.keys(AGENT_ENV)].join(', ')})`, port: untuned.port, max: [], half: [] };
-    const paths = [direct, dist, many, one, defaults];
+    const paths = [direct, dist, many, one, defaults, noCheck];
     for (const p of paths) await dnsperf(p.port, queryFile, WARMUP_SECONDS, { outstanding: MAX_OUTSTANDING });
     for (let round = 0; round < MAX_ROUNDS; round++) {
       for (const p of paths) p.max.push(await dnsperf(p.port, queryFile, MAX_SECONDS, { outstanding: MAX_OUTSTANDING }));
@@ -370,6 +376,7 @@ async function main(): Promise<void> {
           ` "1 process": one DnsProxy, one JS thread. Policy parsed with @cgfence/proto's grammar (*.suffix entries); no attribution, no journal.`,
         `cgfence paths run with the agent's memory settings (${[...AGENT_V8_FLAGS, ...Object.entries(AGENT_ENV).map(([k, v]) => `${k}=${v}`)].join(' ')}, agent/agent-launch.ts);` +
           ` the last row is the same single process with node's defaults, the baseline of those settings in the same run.`,
+        `answer check (CNAME/DNAME chains to listed names): its cost is "1 process" against "1 process, answer check off" (the upstream's answers are one A record).`,
         `queries: ${QUERY_LINES.toLocaleString('en-US')} A names, 80% allowed, 10% near misses under blocked.test, 10% under listed suffixes.`,
         `all of dnsperf, both dnsdists and the proxy share this machine's CPUs, so the direct path is bounded by dnsperf + upstream.`,
       ],
@@ -383,12 +390,12 @@ async function main(): Promise<void> {
 }
 
 /** The forked proxy process: builds the policy as the agent does from a file, starts the proxy as the agent does, reports its port. */
-async function proxyChild(upstream: string, blocklistFile: string, workers: number): Promise<void> {
+async function proxyChild(upstream: string, blocklistFile: string, workers: number, screenAnswers: boolean): Promise<void> {
   const parsed = parseBlocklistText(readFileSync(blocklistFile, 'utf8'));
   if (parsed.errors.length > 0) throw new Error(`blocklist rejected: ${JSON.stringify(parsed.errors.slice(0, 3))}`);
   const hash = contentHash(parsed.entries);
   const policy = createPolicy(parsed.entries, { version: 'bench', hash });
-  const options = { upstream, listenAddresses: [HOST], policy, mode: 'enforce' as const };
+  const options = { upstream, listenAddresses: [HOST], policy, mode: 'enforce' as const, screenAnswers };
   const proxy: DnsService = workers > 1 ? new ProxyPool({ ...options, workers }) : new DnsProxy(options);
   // The agent journals every block event; here they only cross to the primary.
   proxy.onEvent(() => undefined);
@@ -402,7 +409,7 @@ async function proxyChild(upstream: string, blocklistFile: string, workers: numb
 }
 
 const [mode, ...rest] = process.argv.slice(2);
-const run = mode === 'proxy-child' ? proxyChild(rest[0] ?? '', rest[1] ?? '', Number(rest[2] ?? '1')) : main();
+const run = mode === 'proxy-child' ? proxyChild(rest[0] ?? '', rest[1] ?? '', Number(rest[2] ?? '1'), rest[3] !== 'nocheck') : main();
 run.catch((err: unknown) => {
   process.stderr.write(`dns-proxy benchmark failed: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
   process.exitCode = 1;

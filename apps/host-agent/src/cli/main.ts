@@ -87,6 +87,8 @@ interface StartOptions {
   dnsClientLimit: string;
   dnsRunLimit: string;
   hostsFile: string;
+  learnedPerEntry: number;
+  resolveTtlMin: number;
   refusedUnixSockets: string;
   unixGuardAttachTypes?: string;
 }
@@ -248,6 +250,8 @@ export function agentSettings(o: StartOptions, enrollment?: Enrollment): { confi
     refusedDnsPorts: parseRefusedDnsPorts(o.refusedDnsPorts),
     clientRate: { perProcess: parseRateLimit('--dns-client-limit', o.dnsClientLimit), perRun: parseRateLimit('--dns-run-limit', o.dnsRunLimit) },
     hostsFile: o.hostsFile === 'none' ? undefined : resolve(o.hostsFile),
+    learnedPerEntry: o.learnedPerEntry,
+    resolveTtlMinSeconds: o.resolveTtlMin,
     refusedUnixSockets: parseRefusedUnixSockets(o.refusedUnixSockets),
     unixGuardAttachTypes: parseUnixGuardAttachTypes(o.unixGuardAttachTypes),
   };
@@ -419,6 +423,13 @@ export function buildHostProgram(): Command {
     )
     .option('--dns-run-limit <rate/window>', 'the same for all processes of one run (cgroup) together; off: no limit', formatRateLimit(DEFAULT_CLIENT_RATE_LIMITS.perRun))
     .option('--hosts-file <file>', 'hosts file whose entries for listed names get their addresses blocked; none: off', '/etc/hosts')
+    .option(
+      '--learned-per-entry <n>',
+      "most learned addresses one '!resolve' entry may hold (the map's room is split between the entries, each share capped here); beyond it: an alert",
+      int('--learned-per-entry', 1, 65_536),
+      4096,
+    )
+    .option('--resolve-ttl-min <seconds>', "floor of the TTL '!resolve' addresses are blocked for (refreshed at 80% of it)", int('--resolve-ttl-min', 1, 3600), 30)
     .option(
       '--refused-unix-sockets <list>',
       'unix sockets of resolving daemons (nscd, systemd-resolved, sssd) the deploy cgroup may not connect to (Linux 6.7+), comma-separated /path or @abstract, at most 32; "default" stands for the built-in list; none: off',

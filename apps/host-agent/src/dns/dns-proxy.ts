@@ -14,6 +14,7 @@ import type {
   ProxyMode,
   QueryDecision,
 } from './dns-events';
+import { EDE_OTHER, screenAnswer } from './dns-answer';
 import { answersFormerr, parseQuery } from './dns-query';
 import { EDE, RCODE, buildLocalAnswer, qtypeName, typeName } from './dns-wire';
 import { LoadMonitor } from './load-monitor';
@@ -74,6 +75,12 @@ export interface DnsProxyOptions {
   readonly sharedUdp?: boolean;
   /** Resolve the policy's '!resolve' names at load and keep them fresh (default true); false: only on demand. */
   readonly pinResolveNames?: boolean;
+  /**
+   * Check allowed names' upstream answers for CNAME/DNAME chains to listed
+   * names (dns-answer.ts). Default true; false only for the benchmark's
+   * before/after (the agent never turns it off).
+   */
+  readonly screenAnswers?: boolean;
 }
 
 /** Socket buffers large enough for thousands of queued datagrams (the kernel caps at net.core.[rw]mem_max). */
@@ -106,6 +113,8 @@ export function zeroStats(): DnsProxyStats {
     tcpSlowReadersClosed: 0,
     tcpOversizedFrames: 0,
     tcpPaused: 0,
+    chainListed: 0,
+    answersUnreadable: 0,
     inFlight: 0,
     latencyBuckets: emptyLatencyBuckets(),
     latencySumMs: 0,
@@ -174,6 +183,8 @@ export class DnsProxy {
       ? new AddressLearner(new UpstreamResolver(this.udpPool, this.tcpUpstream, this.timeoutMs), options.addressBlocker, {
           minTtlSeconds: options.resolveTtl?.minSeconds,
           maxTtlSeconds: options.resolveTtl?.maxSeconds,
+          // A failing refresh takes at most two lookups' timeouts (UDP, then TCP after a truncated answer).
+          refreshGraceSeconds: (2 * this.timeoutMs) / 1000 + 1,
           logger: this.log,
         })
       : undefined;
@@ -407,7 +418,7 @@ export class DnsProxy {
         policy: { version: policy.version, hash: policy.hash },
         time: this.clock(),
       });
-      if (entry.resolve === true && this.learner) void this.learner.learn(qname);
+      if (entry.resolve === true && this.learner) void this.learner.learn(qname, entry.value);
       if (mode === 'enforce') {
         this.counters.blocked++;
         return local(RCODE.NXDOMAIN, questionEnd, { code: EDE.BLOCKED, text: `blocked by cgfence policy ${policy.version}: ${entry.value}` });
@@ -430,7 +441,9 @@ export class DnsProxy {
     }
     this.inFlightByClient.set(key, mine + 1);
     try {
-      return await this.forward(query, questionEnd, transport, local);
+      const upstreamAnswer = await this.forward(query, questionEnd, transport, local);
+      // The one place an upstream answer is checked: its CNAME/DNAME chain (dns-answer.ts).
+      return entry === undefined ? this.screenChain(upstreamAnswer, { qname, qtype, client, transport, origin, questionEnd, local }) : upstreamAnswer;
     } finally {
       const left = (this.inFlightByClient.get(key) ?? 1) - 1;
       if (left <= 0) this.inFlightByClient.delete(key);
@@ -471,6 +484,52 @@ export class DnsProxy {
   }
 
   /**
+   * An allowed name's upstream answer whose chain (CNAME/DNAME targets, owner
+   * names of the answer records) reaches a listed name: NXDOMAIN in enforce
+   * mode, passed and recorded as "would have blocked" in audit mode; the event
+   * names the asked name (qname) and the listed name it led to (cnameTarget).
+   * An answer that cannot be read within ANSWER_CAPS is SERVFAIL in enforce
+   * mode (fail closed), passed in audit mode; both counted.
+   */
+  private screenChain(answer: Buffer, asked: AskedQuery): Buffer {
+    const policy = this.policy;
+    if (policy === undefined || policy.matcher.size === 0 || this.options.screenAnswers === false) return answer;
+    const verdict = screenAnswer(answer, policy.matcher, asked.qname);
+    if (verdict.verdict === 'clean') return answer;
+    const mode = this.mode;
+    if (verdict.verdict === 'unreadable') {
+      this.counters.answersUnreadable++;
+      if (mode !== 'enforce') return answer;
+      this.counters.servfail++;
+      return asked.local(RCODE.SERVFAIL, asked.questionEnd, { code: EDE_OTHER, text: `cgfence: upstream answer unreadable (${verdict.problem})` });
+    }
+    this.emit(this.eventListeners, {
+      kind: mode === 'enforce' ? 'dns_block' : 'dns_audit',
+      qname: asked.qname,
+      qtype: asked.qtype,
+      entry: verdict.entry.value,
+      cnameTarget: verdict.name,
+      client: asked.client,
+      transport: asked.transport,
+      process: asked.origin ? this.describe(asked.origin) : undefined,
+      policy: { version: policy.version, hash: policy.hash },
+      time: this.clock(),
+    });
+    // The listed name's own addresses, resolved by the agent as if it had been asked (docs/threat-model.md).
+    if (verdict.entry.resolve === true && this.learner) void this.learner.learn(verdict.name, verdict.entry.value);
+    this.counters.chainListed++;
+    if (mode === 'enforce') {
+      this.counters.blocked++;
+      return asked.local(RCODE.NXDOMAIN, asked.questionEnd, {
+        code: EDE.BLOCKED,
+        text: `blocked by cgfence policy ${policy.version}: ${verdict.entry.value} (via ${verdict.name})`,
+      });
+    }
+    this.counters.audited++;
+    return answer;
+  }
+
+  /**
    * /proc details of the process that sent a listed query, read at most once
    * a second per process: a process flooding listed names would otherwise
    * cost three /proc reads per query.
@@ -505,6 +564,17 @@ export class DnsProxy {
       }
     }
   }
+}
+
+/** What screenChain needs of the query an answer is for. */
+interface AskedQuery {
+  readonly qname: string;
+  readonly qtype: string;
+  readonly client: DnsClient;
+  readonly transport: DnsTransport;
+  readonly origin: AttributedProcess | undefined;
+  readonly questionEnd: number;
+  readonly local: (rcode: number, questionEnd: number, ede?: { code: number; text: string }) => Buffer;
 }
 
 function isTruncated(answer: Buffer): boolean {
