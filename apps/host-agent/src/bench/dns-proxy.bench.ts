@@ -23,6 +23,7 @@
 // `node dist/src/bench/dns-proxy.bench.js proxy-child UPSTREAM BLOCKLIST WORKERS`
 // is the proxy process the benchmark forks; it is not meant to be run by hand.
 import { fork, spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import dgram from 'node:dgram';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -33,6 +34,7 @@ import { DnsProxy } from '../dns/dns-proxy';
 import { ProxyPool, type DnsService } from '../dns/proxy-pool';
 import { makeQuery, udpQuery } from '../dns/testing/dns-client';
 import { createPolicy } from '../policy/policy';
+import { latencyFigures, measureDeployRates, type DeployRateResult } from './dns-deploy-rate';
 
 const HOST = '127.0.0.1';
 const BLOCKLIST_SIZE = 10_000;
@@ -56,6 +58,23 @@ const HALF_OUTSTANDING = 1000;
 const HALF_LOAD = 0.5;
 const TARGET_RATIO = 1.0;
 const TARGET_ADDED_P99_MS = 1;
+/** Deploy rates (issue 19): dnsperf from inside a run vs outside the deploy cgroup, same upstream. */
+const DEPLOY_RATES = [100, 1000, 5000];
+const DEPLOY_ROUNDS = 2;
+/** Enough queries per rate for a p99 of at least 10 samples per round at 100/s. */
+const deploySeconds = (rate: number): number => (rate <= 100 ? 10 : 5);
+const TARGET_DEPLOY_ADDED_P50_MS = 0.05;
+const TARGET_DEPLOY_ADDED_P99_MS = 0.2;
+/** Queries held in flight (upstream never answers) to weigh one. */
+const IN_FLIGHT_PROBE = 10_000;
+/**
+ * Which parts run: 'all' (default), 'deploy' (the real agent at deploy rates,
+ * plus memory per query in flight), 'memory' (only the latter), 'saturation'
+ * (dnsperf vs dnsdist).
+ */
+const PART = process.env.CGFENCE_DNS_BENCH ?? 'all';
+/** Extra node options for the agent of the deploy-rate part (e.g. '--cpu-prof --cpu-prof-dir=/tmp/p'), space-separated. */
+const AGENT_NODE_ARGS = (process.env.CGFENCE_DNS_BENCH_AGENT_NODE_ARGS ?? '').split(' ').filter(Boolean);
 
 interface PerfResult {
   readonly qps: number;
@@ -223,10 +242,10 @@ function have(cmd: string, arg: string): string | undefined {
   return `${r.stdout}${r.stderr}`;
 }
 
-function upstreamConf(port: number): string {
+function upstreamConf(port: number, host = HOST): string {
   return [
     'setSecurityPollSuffix("")', // no status lookups on the internet
-    `setLocal("${HOST}:${port}")`,
+    `setLocal("${host}:${port}")`,
     'addAction(AllRule(), SpoofAction("192.0.2.1", {ttl=300}))',
     '',
   ].join('\n');
@@ -246,6 +265,194 @@ function blockerConf(port: number, upstreamPort: number, suffixFile: string): st
 }
 
 const ms = (x: number): string => x.toFixed(3);
+let perfV = '?';
+let distV = '?';
+
+/** An upstream that never answers (queries stay in flight until the proxy's timeout). */
+function blackholeConf(port: number): string {
+  return ['setSecurityPollSuffix("")', `setLocal("${HOST}:${port}")`, 'addAction(AllRule(), DropAction())', ''].join('\n');
+}
+
+function printDeployTable(d: DeployRateResult): void {
+  const mib = (b: number): string => (b / 1024 / 1024).toFixed(0);
+  const verdicts: string[] = [];
+  const rows = d.rows.map((r) => {
+    const o = latencyFigures(r.outside);
+    const i = latencyFigures(r.inside);
+    const a50 = i.p50 - o.p50;
+    const a99 = i.p99 - o.p99;
+    verdicts.push(`${r.rate}/s: added p50 ${ms(a50)} ${verdict(a50 < TARGET_DEPLOY_ADDED_P50_MS)}, added p99 ${ms(a99)} ${verdict(a99 < TARGET_DEPLOY_ADDED_P99_MS)}`);
+    return [
+      `${r.rate.toLocaleString('en-US')} q/s`,
+      `${ms(o.p50)} / ${ms(o.p99)} / ${ms(o.max)}`,
+      `${ms(i.p50)} / ${ms(i.p99)} / ${ms(i.max)}`,
+      ms(a50),
+      ms(a99),
+      `${pct(r.outside.lost, r.outside.sent)} / ${pct(r.inside.lost, r.inside.sent)}`,
+      `${r.inside.forwardedMs.length} (+${r.inside.nxdomain} NXDOMAIN)`,
+      mib(r.peakRssBytes),
+    ];
+  });
+  printTable({
+    title: `DNS at deploy rates: dnsperf inside \`cgfence run\` (real agent, attribution + journal, ${BLOCKLIST_SIZE.toLocaleString('en-US')} wildcard entries) vs outside the deploy cgroup, same upstream`,
+    head: ['rate', 'outside p50 / p99 / max ms', 'inside a run p50 / p99 / max ms', 'added p50 ms', 'added p99 ms', 'lost out / in', 'inside: forwarded answers', 'agent peak RSS MiB'],
+    rows,
+    notes: [
+      `targets: added p50 < ${TARGET_DEPLOY_ADDED_P50_MS} ms and added p99 < ${TARGET_DEPLOY_ADDED_P99_MS} ms at each rate: ${verdicts.join('; ')}`,
+      `upstream: dnsdist ${distV} on ${d.upstream} answering every query itself; inside: the kernel redirects the run's port-53 queries to the agent's proxy, which forwards them there.`,
+      `${DEPLOY_ROUNDS} runs per rate and path, outside/inside interleaved (${DEPLOY_RATES.map((r) => `${deploySeconds(r)} s at ${r}/s`).join(', ')}); latencies from dnsperf ${perfV} -v, pooled;` +
+        ` figures over the NOERROR answers (forwarded; the 10% under listed suffixes get NXDOMAIN from the proxy without the upstream and are left out of both sides).`,
+      `agent RSS (agent + proxy workers) idle after warm-up: ${mib(d.idleRssBytes)} MiB; peak sampled every 100 ms during the inside runs.` +
+        ` journal: ${d.journalled.blocks} block records, ${d.journalled.attributed} of them naming a run and a process.`,
+    ],
+  });
+}
+
+interface InFlightMemory {
+  readonly queries: number;
+  readonly bytesPerQuery: number;
+  readonly heapPerQuery: number;
+}
+
+/**
+ * Bytes per forwarded query in flight: one DnsProxy in this process whose
+ * upstream never answers; IN_FLIGHT_PROBE queries sent, held until the
+ * timeout; heap + external (Buffers) after a full GC, minus before.
+ */
+async function memoryPerQueryInFlight(upstream: string, blocklistFile: string): Promise<InFlightMemory> {
+  const gc = (globalThis as { gc?: () => void }).gc;
+  if (!gc) throw new Error('run with node --expose-gc');
+  const parsed = parseBlocklistText(readFileSync(blocklistFile, 'utf8'));
+  const policy = createPolicy(parsed.entries, { version: 'bench', hash: contentHash(parsed.entries) });
+  // One client sends them all: lift the per-client share (1/16 of maxInFlight by default) for this probe.
+  const proxy = new DnsProxy({ upstream, listenAddresses: [HOST], policy, upstreamTimeoutMs: 60_000, maxInFlightPerClient: IN_FLIGHT_PROBE * 2 });
+  const { port } = await proxy.start();
+  const client = dgram.createSocket('udp4');
+  client.on('message', () => undefined);
+  try {
+    await new Promise<void>((r) => client.bind(0, HOST, () => r()));
+    const queries = Array.from({ length: IN_FLIGHT_PROBE }, (_, i) => makeQuery(`host-${i}.allowed.test`, 'A'));
+    gc();
+    const used = (): { heap: number; all: number } => {
+      const m = process.memoryUsage();
+      return { heap: m.heapUsed, all: m.heapUsed + m.external };
+    };
+    const before = used();
+    for (let i = 0; i < queries.length; i++) {
+      client.send(queries[i], port, HOST);
+      if (i % 500 === 499) await new Promise((r) => setTimeout(r, 5));
+    }
+    await waitFor('queries in flight', async () => proxy.stats().inFlight >= IN_FLIGHT_PROBE * 0.95, 20_000);
+    const held = proxy.stats().inFlight;
+    gc();
+    const after = used();
+    return { queries: held, bytesPerQuery: (after.all - before.all) / held, heapPerQuery: (after.heap - before.heap) / held };
+  } finally {
+    client.close();
+    await proxy.close();
+  }
+}
+
+function printInFlightMemory(m: InFlightMemory): void {
+  printTable({
+    title: 'DNS proxy memory per forwarded query in flight',
+    head: ['queries held in flight', 'bytes per query (heap + buffers)', 'of it JS heap'],
+    rows: [[m.queries, Math.round(m.bytesPerQuery), Math.round(m.heapPerQuery)]],
+    notes: [`one DnsProxy in this process, upstream never answers (dnsdist DropAction); after a full GC, minus the same before sending.`],
+  });
+}
+
+/** dnsperf against dnsdist and the proxy at saturation, then at half load. */
+async function saturation(dir: string, suffixes: readonly string[], suffixFile: string, blocklistFile: string, queryFile: string): Promise<void> {
+    const upPort = await freePort();
+  const upstream = startDnsdist('upstream', dir, upstreamConf(upPort));
+  await waitAnswering('upstream dnsdist', upPort, upstream, join(dir, 'upstream.log'));
+
+  const distPort = await freePort();
+  const blocker = startDnsdist('dnsdist', dir, blockerConf(distPort, upPort, suffixFile));
+  await waitAnswering('blocking dnsdist', distPort, blocker, join(dir, 'dnsdist.log'));
+
+  const workers = defaultProxyWorkers();
+  // The pool is measured whatever the default here (with 2 workers where the default is 1 process).
+  const poolWorkers = workers > 1 ? workers : 2;
+  const pool = await startProxyChild(`${HOST}:${upPort}`, blocklistFile, poolWorkers);
+  await waitAnswering('cgfence proxy pool', pool.port, pool.proc);
+  const single = await startProxyChild(`${HOST}:${upPort}`, blocklistFile, 1);
+  await waitAnswering('cgfence proxy', single.port, single.proc);
+
+  // Every blocker must block and pass the same names, or the comparison means nothing.
+  for (const port of [distPort, single.port, pool.port]) {
+    const blocked = await rcodeOf(port, `a.${suffixes[1234]}`);
+    const nearMiss = await rcodeOf(port, `a.svc-${pad(BLOCKLIST_SIZE + 5)}.blocked.test`);
+    if (blocked !== 'NXDOMAIN' || nearMiss !== 'NOERROR') {
+      throw new Error(`blocker on port ${port} answers ${blocked} for a blocked name, ${nearMiss} for an allowed one`);
+    }
+  }
+
+  const direct: PathResult = { name: 'upstream direct', port: upPort, max: [], half: [] };
+  const dist: PathResult = { name: 'dnsdist (blocking)', port: distPort, max: [], half: [] };
+  const one: PathResult = { name: `cgfence, 1 process${workers === 1 ? ' (default)' : ''}`, port: single.port, max: [], half: [] };
+  const many: PathResult = { name: `cgfence, ${poolWorkers} workers${workers > 1 ? ' (default)' : ''}`, port: pool.port, max: [], half: [] };
+  /** The agent's default: what the targets are judged on. */
+  const cg = workers > 1 ? many : one;
+  const paths = [direct, dist, many, one];
+  for (const p of paths) await dnsperf(p.port, queryFile, WARMUP_SECONDS, { outstanding: MAX_OUTSTANDING });
+  for (let round = 0; round < MAX_ROUNDS; round++) {
+    for (const p of paths) p.max.push(await dnsperf(p.port, queryFile, MAX_SECONDS, { outstanding: MAX_OUTSTANDING }));
+  }
+  const maxQps = (p: PathResult): number => median(p.max.map((r) => r.qps));
+  // Half load: half the proxy's own max, and every path at that same rate.
+  const halfRate = Math.round(maxQps(cg) * HALF_LOAD);
+  for (let round = 0; round < HALF_ROUNDS; round++) {
+    for (const p of paths) {
+      p.half.push(await dnsperf(p.port, queryFile, HALF_SECONDS, { outstanding: HALF_OUTSTANDING, maxQps: halfRate, verbose: true }));
+    }
+  }
+
+  const sum = (runs: readonly PerfResult[], f: (r: PerfResult) => number): number => runs.reduce((acc, r) => acc + f(r), 0);
+  const latencies = new Map(paths.map((p) => [p, p.half.flatMap((r) => r.latenciesMs)]));
+  const p50 = (p: PathResult): number => quantile(latencies.get(p) ?? [], 0.5);
+  const p99 = (p: PathResult): number => quantile(latencies.get(p) ?? [], 0.99);
+  const ratio = maxQps(cg) / maxQps(dist);
+  const addedProxy = p99(cg) - p99(direct);
+  const addedDist = p99(dist) - p99(direct);
+
+  printTable({
+    title: `DNS proxy vs dnsdist: ${BLOCKLIST_SIZE.toLocaleString('en-US')}-suffix blocklist, local upstream, UDP on loopback`,
+    head: ['path', 'max qps', 'runs (qps)', 'ratio to dnsdist', 'lost', 'NXDOMAIN', `qps @ -Q ${halfRate}`, 'p50 ms', 'p99 ms', 'added p99 ms'],
+    rows: paths.map((p) => [
+      p.name,
+      Math.round(maxQps(p)),
+      p.max.map((r) => Math.round(r.qps / 1000) + 'k').join(' '),
+      (maxQps(p) / maxQps(dist)).toFixed(2) + '×',
+      pct(sum(p.max, (r) => r.lost), sum(p.max, (r) => r.sent)),
+      pct(sum(p.half, (r) => r.rcodes.get('NXDOMAIN') ?? 0), sum(p.half, (r) => r.completed)),
+      Math.round(sum(p.half, (r) => r.qps) / p.half.length),
+      ms(p50(p)),
+      ms(p99(p)),
+      p === direct ? '-' : ms(p99(p) - p99(direct)),
+    ]),
+    notes: [
+      `target qps >= ${TARGET_RATIO.toFixed(1)}× dnsdist: ${ratio.toFixed(2)}× (${Math.round(maxQps(cg))} vs ${Math.round(maxQps(dist))} qps): ${verdict(ratio >= TARGET_RATIO)}`,
+      `target added p99 < ${TARGET_ADDED_P99_MS} ms at half load (${halfRate} qps = ${HALF_LOAD * 100}% of the proxy's max): ` +
+        `${ms(addedProxy)} ms (dnsdist adds ${ms(addedDist)} ms): ${verdict(addedProxy < TARGET_ADDED_P99_MS)}`,
+      `dnsperf ${perfV}, UDP, 1 client. max qps: median of ${MAX_ROUNDS} runs of ${MAX_SECONDS} s, ${MAX_OUTSTANDING} queries in flight, ` +
+        `paths interleaved, after ${WARMUP_SECONDS} s warm-up each; lost: of all queries sent in those runs.`,
+      `half load: ${HALF_ROUNDS} runs of ${HALF_SECONDS} s per path at -Q ${halfRate} (same rate for every path); ` +
+        `NXDOMAIN: share of their answers (the 10% under listed suffixes).`,
+      `p50/p99 from dnsperf -v per-query latencies (µs resolution; dnsperf ${perfV} has no latency histogram option), pooled over the half-load runs;` +
+        ` lost queries are not in them. added p99 = path p99 - upstream direct p99.`,
+      `upstream: dnsdist ${distV} answering every query itself (SpoofAction A 192.0.2.1, TTL 300); blocking dnsdist: SuffixMatchNodeRule -> NXDOMAIN,` +
+        ` 1 listener + 1 backend (a receiver and a responder thread), no packet cache.`,
+      `cgfence: the proxy in enforce mode as the agent runs it; the default here is --proxy-workers ${workers} (min(4, cores - 1) with ${availableParallelism()} cores).` +
+        ` Pool: UDP answered by ${poolWorkers} worker processes sharing one socket (node:cluster), block events sent to the primary over IPC;` +
+        ` "1 process": one DnsProxy, one JS thread. Policy parsed with @cgfence/proto's grammar (*.suffix entries); no attribution, no journal.`,
+      `queries: ${QUERY_LINES.toLocaleString('en-US')} A names, 80% allowed, 10% near misses under blocked.test, 10% under listed suffixes.`,
+      `all of dnsperf, both dnsdists and the proxy share this machine's CPUs, so the direct path is bounded by dnsperf + upstream.`,
+    ],
+  });
+}
+
 const pct = (part: number, whole: number): string => (whole > 0 ? `${((100 * part) / whole).toFixed(2)}%` : '-');
 
 async function main(): Promise<void> {
@@ -254,8 +461,8 @@ async function main(): Promise<void> {
   if (!perfVersion || !distVersion) {
     throw new Error('dnsperf and dnsdist are needed (Debian packages dnsperf, dnsdist; `npm run bench` installs them)');
   }
-  const perfV = /Version (\S+)/.exec(perfVersion)?.[1] ?? '?';
-  const distV = /dnsdist (\S+)/.exec(distVersion)?.[1] ?? '?';
+  perfV = /Version (\S+)/.exec(perfVersion)?.[1] ?? '?';
+  distV = /dnsdist (\S+)/.exec(distVersion)?.[1] ?? '?';
 
   const dir = mkdtempSync(join(tmpdir(), 'cgfence-dns-bench-'));
   const onSignal = (): void => {
@@ -275,93 +482,32 @@ async function main(): Promise<void> {
     const queryFile = join(dir, 'queries.txt');
     writeFileSync(queryFile, queryLines(suffixes).join('\n') + '\n');
 
-    const upPort = await freePort();
-    const upstream = startDnsdist('upstream', dir, upstreamConf(upPort));
-    await waitAnswering('upstream dnsdist', upPort, upstream, join(dir, 'upstream.log'));
-
-    const distPort = await freePort();
-    const blocker = startDnsdist('dnsdist', dir, blockerConf(distPort, upPort, suffixFile));
-    await waitAnswering('blocking dnsdist', distPort, blocker, join(dir, 'dnsdist.log'));
-
-    const workers = defaultProxyWorkers();
-    // The pool is measured whatever the default here (with 2 workers where the default is 1 process).
-    const poolWorkers = workers > 1 ? workers : 2;
-    const pool = await startProxyChild(`${HOST}:${upPort}`, blocklistFile, poolWorkers);
-    await waitAnswering('cgfence proxy pool', pool.port, pool.proc);
-    const single = await startProxyChild(`${HOST}:${upPort}`, blocklistFile, 1);
-    await waitAnswering('cgfence proxy', single.port, single.proc);
-
-    // Every blocker must block and pass the same names, or the comparison means nothing.
-    for (const port of [distPort, single.port, pool.port]) {
-      const blocked = await rcodeOf(port, `a.${suffixes[1234]}`);
-      const nearMiss = await rcodeOf(port, `a.svc-${pad(BLOCKLIST_SIZE + 5)}.blocked.test`);
-      if (blocked !== 'NXDOMAIN' || nearMiss !== 'NOERROR') {
-        throw new Error(`blocker on port ${port} answers ${blocked} for a blocked name, ${nearMiss} for an allowed one`);
-      }
+    if (PART === 'all' || PART === 'deploy') {
+      const deploy = await measureDeployRates({
+        policyText: ['# dns-proxy benchmark: 10,000 suffix entries', ...suffixes.map((x) => `*.${x}`)].join('\n') + '\n',
+        queryFile,
+        startUpstream: async (host) => {
+          const up = startDnsdist('deploy-upstream', dir, upstreamConf(53, host));
+          await waitFor('deploy upstream dnsdist', async () => {
+            if (!up.running) throw new Error(`deploy upstream dnsdist exited:\n${readFileSync(join(dir, 'deploy-upstream.log'), 'utf8').slice(-1500)}`);
+            return (await udpQuery(host, 53, makeQuery('probe.allowed.test', 'A'), 500).catch(() => undefined))?.answer.rcode === 'NOERROR';
+          });
+        },
+        rates: DEPLOY_RATES,
+        rounds: DEPLOY_ROUNDS,
+        secondsAt: deploySeconds,
+        agentNodeArgs: AGENT_NODE_ARGS,
+      });
+      printDeployTable(deploy);
     }
-
-    const direct: PathResult = { name: 'upstream direct', port: upPort, max: [], half: [] };
-    const dist: PathResult = { name: 'dnsdist (blocking)', port: distPort, max: [], half: [] };
-    const one: PathResult = { name: `cgfence, 1 process${workers === 1 ? ' (default)' : ''}`, port: single.port, max: [], half: [] };
-    const many: PathResult = { name: `cgfence, ${poolWorkers} workers${workers > 1 ? ' (default)' : ''}`, port: pool.port, max: [], half: [] };
-    /** The agent's default: what the targets are judged on. */
-    const cg = workers > 1 ? many : one;
-    const paths = [direct, dist, many, one];
-    for (const p of paths) await dnsperf(p.port, queryFile, WARMUP_SECONDS, { outstanding: MAX_OUTSTANDING });
-    for (let round = 0; round < MAX_ROUNDS; round++) {
-      for (const p of paths) p.max.push(await dnsperf(p.port, queryFile, MAX_SECONDS, { outstanding: MAX_OUTSTANDING }));
+    if (PART !== 'saturation') {
+      const upPort = await freePort();
+      const upstream = startDnsdist('upstream-blackhole', dir, blackholeConf(upPort));
+      await waitFor('black-hole dnsdist', async () => upstream.running);
+      await new Promise((r) => setTimeout(r, 1500)); // listening (it answers nothing to probe)
+      printInFlightMemory(await memoryPerQueryInFlight(`${HOST}:${upPort}`, blocklistFile));
     }
-    const maxQps = (p: PathResult): number => median(p.max.map((r) => r.qps));
-    // Half load: half the proxy's own max, and every path at that same rate.
-    const halfRate = Math.round(maxQps(cg) * HALF_LOAD);
-    for (let round = 0; round < HALF_ROUNDS; round++) {
-      for (const p of paths) {
-        p.half.push(await dnsperf(p.port, queryFile, HALF_SECONDS, { outstanding: HALF_OUTSTANDING, maxQps: halfRate, verbose: true }));
-      }
-    }
-
-    const sum = (runs: readonly PerfResult[], f: (r: PerfResult) => number): number => runs.reduce((acc, r) => acc + f(r), 0);
-    const latencies = new Map(paths.map((p) => [p, p.half.flatMap((r) => r.latenciesMs)]));
-    const p50 = (p: PathResult): number => quantile(latencies.get(p) ?? [], 0.5);
-    const p99 = (p: PathResult): number => quantile(latencies.get(p) ?? [], 0.99);
-    const ratio = maxQps(cg) / maxQps(dist);
-    const addedProxy = p99(cg) - p99(direct);
-    const addedDist = p99(dist) - p99(direct);
-
-    printTable({
-      title: `DNS proxy vs dnsdist: ${BLOCKLIST_SIZE.toLocaleString('en-US')}-suffix blocklist, local upstream, UDP on loopback`,
-      head: ['path', 'max qps', 'runs (qps)', 'ratio to dnsdist', 'lost', 'NXDOMAIN', `qps @ -Q ${halfRate}`, 'p50 ms', 'p99 ms', 'added p99 ms'],
-      rows: paths.map((p) => [
-        p.name,
-        Math.round(maxQps(p)),
-        p.max.map((r) => Math.round(r.qps / 1000) + 'k').join(' '),
-        (maxQps(p) / maxQps(dist)).toFixed(2) + '×',
-        pct(sum(p.max, (r) => r.lost), sum(p.max, (r) => r.sent)),
-        pct(sum(p.half, (r) => r.rcodes.get('NXDOMAIN') ?? 0), sum(p.half, (r) => r.completed)),
-        Math.round(sum(p.half, (r) => r.qps) / p.half.length),
-        ms(p50(p)),
-        ms(p99(p)),
-        p === direct ? '-' : ms(p99(p) - p99(direct)),
-      ]),
-      notes: [
-        `target qps >= ${TARGET_RATIO.toFixed(1)}× dnsdist: ${ratio.toFixed(2)}× (${Math.round(maxQps(cg))} vs ${Math.round(maxQps(dist))} qps): ${verdict(ratio >= TARGET_RATIO)}`,
-        `target added p99 < ${TARGET_ADDED_P99_MS} ms at half load (${halfRate} qps = ${HALF_LOAD * 100}% of the proxy's max): ` +
-          `${ms(addedProxy)} ms (dnsdist adds ${ms(addedDist)} ms): ${verdict(addedProxy < TARGET_ADDED_P99_MS)}`,
-        `dnsperf ${perfV}, UDP, 1 client. max qps: median of ${MAX_ROUNDS} runs of ${MAX_SECONDS} s, ${MAX_OUTSTANDING} queries in flight, ` +
-          `paths interleaved, after ${WARMUP_SECONDS} s warm-up each; lost: of all queries sent in those runs.`,
-        `half load: ${HALF_ROUNDS} runs of ${HALF_SECONDS} s per path at -Q ${halfRate} (same rate for every path); ` +
-          `NXDOMAIN: share of their answers (the 10% under listed suffixes).`,
-        `p50/p99 from dnsperf -v per-query latencies (µs resolution; dnsperf ${perfV} has no latency histogram option), pooled over the half-load runs;` +
-          ` lost queries are not in them. added p99 = path p99 - upstream direct p99.`,
-        `upstream: dnsdist ${distV} answering every query itself (SpoofAction A 192.0.2.1, TTL 300); blocking dnsdist: SuffixMatchNodeRule -> NXDOMAIN,` +
-          ` 1 listener + 1 backend (a receiver and a responder thread), no packet cache.`,
-        `cgfence: the proxy in enforce mode as the agent runs it; the default here is --proxy-workers ${workers} (min(4, cores - 1) with ${availableParallelism()} cores).` +
-          ` Pool: UDP answered by ${poolWorkers} worker processes sharing one socket (node:cluster), block events sent to the primary over IPC;` +
-          ` "1 process": one DnsProxy, one JS thread. Policy parsed with @cgfence/proto's grammar (*.suffix entries); no attribution, no journal.`,
-        `queries: ${QUERY_LINES.toLocaleString('en-US')} A names, 80% allowed, 10% near misses under blocked.test, 10% under listed suffixes.`,
-        `all of dnsperf, both dnsdists and the proxy share this machine's CPUs, so the direct path is bounded by dnsperf + upstream.`,
-      ],
-    });
+    if (PART === 'all' || PART === 'saturation') await saturation(dir, suffixes, suffixFile, blocklistFile, queryFile);
   } finally {
     process.off('SIGINT', onSignal);
     process.off('SIGTERM', onSignal);

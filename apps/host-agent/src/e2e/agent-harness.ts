@@ -58,6 +58,10 @@ export interface AgentOptions {
   /** Names the local upstream answers (anything else: NXDOMAIN from upstream). */
   records?: Record<string, UpstreamRecords>;
   extraArgs?: string[];
+  /** 'HOST:PORT' of an upstream started by the caller (a benchmark's dnsdist) instead of the loopback one's. */
+  upstreamAddress?: string;
+  /** Node options of the agent process (`--cpu-prof`, V8 flags), before the script. */
+  nodeArgs?: string[];
 }
 
 /**
@@ -105,9 +109,10 @@ export class AgentUnderTest {
   async launch(): Promise<void> {
     const o = this.opts;
     const args = [
+      ...(o.nodeArgs ?? []),
       CGFENCE, 'agent',
       '--policy-file', this.policyFile,
-      '--upstream', this.upstream.address,
+      '--upstream', o.upstreamAddress ?? this.upstream.address,
       '--mode', o.mode ?? 'enforce',
       '--fail-mode', o.failMode ?? 'open',
       '--cgroup', this.cgroupName,

@@ -1,0 +1,139 @@
+// The deploy-rate half of the dns-proxy benchmark (issue 19): the real agent
+// (kernel redirect, attribution, journal, a 10,000-entry wildcard list) and
+// dnsperf at 100, 1,000 and 5,000 queries/s, once from inside `cgfence run`
+// (the kernel sends its port-53 queries to the agent's proxy) and once from
+// outside the deploy cgroup straight to the same upstream, interleaved in the
+// same run. Added latency = inside minus outside, per quantile. Also the
+// agent's RSS under that load.
+import { spawn } from 'node:child_process';
+import { randomInt } from 'node:crypto';
+import { quantile } from '@cgfence/devservices';
+import { AgentUnderTest } from '../e2e/agent-harness';
+import { agentRss } from '../e2e/load-lab';
+
+export interface DeployRateOptions {
+  /** Blocklist in the project's grammar ('*.suffix' lines). */
+  readonly policyText: string;
+  /** dnsperf query file (as for the saturation runs). */
+  readonly queryFile: string;
+  /** Starts the native upstream on HOST:53 (a loopback address the kernel redirects from inside a run). */
+  readonly startUpstream: (host: string) => Promise<void>;
+  readonly rates: readonly number[];
+  /** Runs per rate and path (interleaved); latencies are pooled over them. */
+  readonly rounds: number;
+  /** Seconds per run at a rate (at least enough queries for a p99 of 10 samples at 100/s). */
+  readonly secondsAt: (rate: number) => number;
+  /** Node options for the agent process (profiling). */
+  readonly agentNodeArgs?: readonly string[];
+}
+
+export interface LatencySample {
+  /** Latencies (ms) of the answers that came back NOERROR (forwarded by the proxy; the listed names are answered locally). */
+  readonly forwardedMs: number[];
+  readonly sent: number;
+  readonly lost: number;
+  readonly nxdomain: number;
+}
+
+export interface DeployRateRow {
+  readonly rate: number;
+  readonly outside: LatencySample;
+  readonly inside: LatencySample;
+  /** Agent (and proxy workers) RSS, sampled every 100 ms during the inside runs at this rate: peak. */
+  readonly peakRssBytes: number;
+}
+
+export interface DeployRateResult {
+  readonly upstream: string;
+  readonly idleRssBytes: number;
+  readonly rows: DeployRateRow[];
+  /** Journal records of listed names seen in the runs (the journal was on), and how many named a process. */
+  readonly journalled: { readonly blocks: number; readonly attributed: number };
+}
+
+function parse(out: string): LatencySample {
+  const forwardedMs: number[] = [];
+  let nxdomain = 0;
+  // "> NOERROR host-1.allowed.test A 0.000131": latency in seconds, microsecond resolution.
+  for (const m of out.matchAll(/^> (\S+) \S+ \S+ (\d+\.\d+)$/gm)) {
+    if (m[1] === 'NOERROR') forwardedMs.push(Number(m[2]) * 1000);
+    else if (m[1] === 'NXDOMAIN') nxdomain++;
+  }
+  const sent = Number(/Queries sent:\s+(\d+)/.exec(out)?.[1] ?? NaN);
+  const lost = Number(/Queries lost:\s+(\d+)/.exec(out)?.[1] ?? NaN);
+  if (!Number.isFinite(sent)) throw new Error(`dnsperf output lacks its summary:\n${out.slice(-2000)}`);
+  return { forwardedMs, sent, lost, nxdomain };
+}
+
+function perfArgs(host: string, queryFile: string, rate: number, seconds: number): string[] {
+  // -q well above rate x latency so the rate, not the window, paces the sender.
+  return ['-s', host, '-p', '53', '-d', queryFile, '-l', String(seconds), '-Q', String(rate), '-q', '500', '-t', '2', '-v'];
+}
+
+function outside(args: string[]): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const child = spawn('dnsperf', args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    const out: Buffer[] = [];
+    const err: Buffer[] = [];
+    child.stdout.on('data', (b: Buffer) => out.push(b));
+    child.stderr.on('data', (b: Buffer) => err.push(b));
+    child.once('error', reject);
+    child.once('close', (code) =>
+      code === 0 ? resolve(Buffer.concat(out).toString('utf8')) : reject(new Error(`dnsperf exited ${code}: ${Buffer.concat(err).toString('utf8')}`)),
+    );
+  });
+}
+
+const pool = (samples: readonly LatencySample[]): LatencySample => ({
+  forwardedMs: samples.flatMap((s) => s.forwardedMs),
+  sent: samples.reduce((n, s) => n + s.sent, 0),
+  lost: samples.reduce((n, s) => n + s.lost, 0),
+  nxdomain: samples.reduce((n, s) => n + s.nxdomain, 0),
+});
+
+/** Runs the deploy-rate measurement; starts and stops its own agent. */
+export async function measureDeployRates(o: DeployRateOptions): Promise<DeployRateResult> {
+  // Port 53 on a loopback address of its own: what a deploy's resolver would be, and what the kernel redirects.
+  const host = `127.79.${randomInt(1, 255)}.${randomInt(1, 255)}`;
+  await o.startUpstream(host);
+  const upstream = `${host}:53`;
+  const sut = await AgentUnderTest.start({ policy: o.policyText, failMode: 'open', upstreamAddress: upstream, nodeArgs: [...(o.agentNodeArgs ?? [])] });
+  const rows: DeployRateRow[] = [];
+  let idleRssBytes = 0;
+  try {
+    const pid = sut.proc?.pid as number;
+    // Warm-up inside a run (JIT, the proxy's sockets, the journal), not measured.
+    const warm = await sut.run(['dnsperf', ...perfArgs(host, o.queryFile, 2000, 3)], { timeoutMs: 60_000 });
+    if (warm.code !== 0) throw new Error(`dnsperf in a run exited ${warm.code}: ${warm.stderr}${warm.stdout.slice(-500)}`);
+    await new Promise((r) => setTimeout(r, 1000));
+    idleRssBytes = agentRss(pid);
+    for (const rate of o.rates) {
+      const seconds = o.secondsAt(rate);
+      const args = perfArgs(host, o.queryFile, rate, seconds);
+      const outs: LatencySample[] = [];
+      const ins: LatencySample[] = [];
+      let peak = 0;
+      for (let round = 0; round < o.rounds; round++) {
+        outs.push(parse(await outside(args)));
+        const watch = setInterval(() => (peak = Math.max(peak, agentRss(pid))), 100);
+        try {
+          const r = await sut.run(['dnsperf', ...args], { timeoutMs: (seconds + 30) * 1000 });
+          if (r.code !== 0) throw new Error(`dnsperf in a run exited ${r.code}: ${r.stderr}${r.stdout.slice(-500)}`);
+          ins.push(parse(r.stdout));
+        } finally {
+          clearInterval(watch);
+        }
+      }
+      rows.push({ rate, outside: pool(outs), inside: pool(ins), peakRssBytes: peak });
+    }
+    const blocks = sut.events().filter((e) => e.action === 'blocked' && e.method === 'dns');
+    return { upstream, idleRssBytes, rows, journalled: { blocks: blocks.length, attributed: blocks.filter((e) => e.pid !== null && e.runId !== null).length } };
+  } finally {
+    await sut.stop();
+  }
+}
+
+/** p50 / p99 / max of forwarded answers, ms. */
+export function latencyFigures(s: LatencySample): { p50: number; p99: number; max: number } {
+  return { p50: quantile(s.forwardedMs, 0.5), p99: quantile(s.forwardedMs, 0.99), max: s.forwardedMs.reduce((m, x) => Math.max(m, x), 0) };
+}
