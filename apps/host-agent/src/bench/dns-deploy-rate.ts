@@ -25,6 +25,8 @@ export interface DeployRateOptions {
   readonly secondsAt: (rate: number) => number;
   /** Node options for the agent process (profiling). */
   readonly agentNodeArgs?: readonly string[];
+  /** A baseline build's `cgfence` (another tree): its agent runs beside this one, rounds interleaved. */
+  readonly baselineBin?: string;
 }
 
 export interface LatencySample {
@@ -35,20 +37,31 @@ export interface LatencySample {
   readonly nxdomain: number;
 }
 
-export interface DeployRateRow {
-  readonly rate: number;
-  readonly outside: LatencySample;
+export interface AgentSample {
+  /** 'this build' or 'baseline'. */
+  readonly agent: string;
   readonly inside: LatencySample;
   /** Agent (and proxy workers) RSS, sampled every 100 ms during the inside runs at this rate: peak. */
   readonly peakRssBytes: number;
 }
 
+export interface DeployRateRow {
+  readonly rate: number;
+  readonly outside: LatencySample;
+  readonly agents: AgentSample[];
+}
+
+export interface AgentSummary {
+  readonly agent: string;
+  readonly idleRssBytes: number;
+  /** Journal records of listed names seen in the runs (the journal was on), and how many named a run and a process. */
+  readonly journalled: { readonly blocks: number; readonly attributed: number };
+}
+
 export interface DeployRateResult {
   readonly upstream: string;
-  readonly idleRssBytes: number;
   readonly rows: DeployRateRow[];
-  /** Journal records of listed names seen in the runs (the journal was on), and how many named a process. */
-  readonly journalled: { readonly blocks: number; readonly attributed: number };
+  readonly agents: AgentSummary[];
 }
 
 function parse(out: string): LatencySample {
@@ -91,45 +104,55 @@ const pool = (samples: readonly LatencySample[]): LatencySample => ({
   nxdomain: samples.reduce((n, s) => n + s.nxdomain, 0),
 });
 
-/** Runs the deploy-rate measurement; starts and stops its own agent. */
+/** Runs the deploy-rate measurement; starts and stops its own agent(s). */
 export async function measureDeployRates(o: DeployRateOptions): Promise<DeployRateResult> {
   // Port 53 on a loopback address of its own: what a deploy's resolver would be, and what the kernel redirects.
   const host = `127.79.${randomInt(1, 255)}.${randomInt(1, 255)}`;
   await o.startUpstream(host);
   const upstream = `${host}:53`;
-  const sut = await AgentUnderTest.start({ policy: o.policyText, failMode: 'open', upstreamAddress: upstream, nodeArgs: [...(o.agentNodeArgs ?? [])] });
-  const rows: DeployRateRow[] = [];
-  let idleRssBytes = 0;
+  const policy = { policy: o.policyText, failMode: 'open' as const, upstreamAddress: upstream };
+  const suts: Array<{ name: string; sut: AgentUnderTest }> = [];
   try {
-    const pid = sut.proc?.pid as number;
-    // Warm-up inside a run (JIT, the proxy's sockets, the journal), not measured.
-    const warm = await sut.run(['dnsperf', ...perfArgs(host, o.queryFile, 2000, 3)], { timeoutMs: 60_000 });
-    if (warm.code !== 0) throw new Error(`dnsperf in a run exited ${warm.code}: ${warm.stderr}${warm.stdout.slice(-500)}`);
-    await new Promise((r) => setTimeout(r, 1000));
-    idleRssBytes = agentRss(pid);
+    suts.push({ name: 'this build', sut: await AgentUnderTest.start({ ...policy, nodeArgs: [...(o.agentNodeArgs ?? [])] }) });
+    if (o.baselineBin !== undefined) suts.push({ name: 'baseline', sut: await AgentUnderTest.start({ ...policy, cgfenceBin: o.baselineBin }) });
+    const idle = new Map<string, number>();
+    for (const { name, sut } of suts) {
+      // Warm-up inside a run (JIT, the proxy's sockets, the journal), not measured.
+      const warm = await sut.run(['dnsperf', ...perfArgs(host, o.queryFile, 2000, 3)], { timeoutMs: 60_000 });
+      if (warm.code !== 0) throw new Error(`dnsperf in a run exited ${warm.code}: ${warm.stderr}${warm.stdout.slice(-500)}`);
+      await new Promise((r) => setTimeout(r, 1000));
+      idle.set(name, agentRss(sut.proc?.pid as number));
+    }
+    const rows: DeployRateRow[] = [];
     for (const rate of o.rates) {
       const seconds = o.secondsAt(rate);
       const args = perfArgs(host, o.queryFile, rate, seconds);
       const outs: LatencySample[] = [];
-      const ins: LatencySample[] = [];
-      let peak = 0;
+      const ins = new Map<string, LatencySample[]>(suts.map((x) => [x.name, []]));
+      const peaks = new Map<string, number>(suts.map((x) => [x.name, 0]));
       for (let round = 0; round < o.rounds; round++) {
         outs.push(parse(await outside(args)));
-        const watch = setInterval(() => (peak = Math.max(peak, agentRss(pid))), 100);
-        try {
-          const r = await sut.run(['dnsperf', ...args], { timeoutMs: (seconds + 30) * 1000 });
-          if (r.code !== 0) throw new Error(`dnsperf in a run exited ${r.code}: ${r.stderr}${r.stdout.slice(-500)}`);
-          ins.push(parse(r.stdout));
-        } finally {
-          clearInterval(watch);
+        for (const { name, sut } of suts) {
+          const pid = sut.proc?.pid as number;
+          const watch = setInterval(() => peaks.set(name, Math.max(peaks.get(name) ?? 0, agentRss(pid))), 100);
+          try {
+            const r = await sut.run(['dnsperf', ...args], { timeoutMs: (seconds + 30) * 1000 });
+            if (r.code !== 0) throw new Error(`dnsperf in a run exited ${r.code}: ${r.stderr}${r.stdout.slice(-500)}`);
+            ins.get(name)?.push(parse(r.stdout));
+          } finally {
+            clearInterval(watch);
+          }
         }
       }
-      rows.push({ rate, outside: pool(outs), inside: pool(ins), peakRssBytes: peak });
+      rows.push({ rate, outside: pool(outs), agents: suts.map(({ name }) => ({ agent: name, inside: pool(ins.get(name) ?? []), peakRssBytes: peaks.get(name) ?? 0 })) });
     }
-    const blocks = sut.events().filter((e) => e.action === 'blocked' && e.method === 'dns');
-    return { upstream, idleRssBytes, rows, journalled: { blocks: blocks.length, attributed: blocks.filter((e) => e.pid !== null && e.runId !== null).length } };
+    const agents = suts.map(({ name, sut }) => {
+      const blocks = sut.events().filter((e) => e.action === 'blocked' && e.method === 'dns');
+      return { agent: name, idleRssBytes: idle.get(name) ?? 0, journalled: { blocks: blocks.length, attributed: blocks.filter((e) => e.pid !== null && e.runId !== null).length } };
+    });
+    return { upstream, rows, agents };
   } finally {
-    await sut.stop();
+    for (const { sut } of suts) await sut.stop();
   }
 }
 

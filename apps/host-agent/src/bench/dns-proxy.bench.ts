@@ -75,6 +75,14 @@ const IN_FLIGHT_PROBE = 10_000;
 const PART = process.env.CGFENCE_DNS_BENCH ?? 'all';
 /** Extra node options for the agent of the deploy-rate part (e.g. '--cpu-prof --cpu-prof-dir=/tmp/p'), space-separated. */
 const AGENT_NODE_ARGS = (process.env.CGFENCE_DNS_BENCH_AGENT_NODE_ARGS ?? '').split(' ').filter(Boolean);
+/**
+ * Another build to measure beside this one, in the same run (e.g. main's tree
+ * before a change): its `cgfence` for the deploy-rate part, its compiled
+ * dns-proxy.bench.js for the saturation part. Path of that tree's root.
+ */
+const BASELINE_TREE = process.env.CGFENCE_DNS_BENCH_BASELINE;
+const BASELINE_BIN = BASELINE_TREE ? join(BASELINE_TREE, 'apps', 'cli', 'bin', 'cgfence') : undefined;
+const BASELINE_BENCH = BASELINE_TREE ? join(BASELINE_TREE, 'apps', 'host-agent', 'dist', 'src', 'bench', 'dns-proxy.bench.js') : undefined;
 
 interface PerfResult {
   readonly qps: number;
@@ -137,8 +145,8 @@ function startDnsdist(name: string, dir: string, conf: string): ManagedProcess {
   return p;
 }
 
-async function startProxyChild(upstream: string, blocklistFile: string, workers: number): Promise<{ proc: ManagedProcess; port: number }> {
-  const child = fork(__filename, ['proxy-child', upstream, blocklistFile, String(workers)], {
+async function startProxyChild(upstream: string, blocklistFile: string, workers: number, script = __filename): Promise<{ proc: ManagedProcess; port: number }> {
+  const child = fork(script, ['proxy-child', upstream, blocklistFile, String(workers)], {
     execArgv: [],
     stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
   });
@@ -276,34 +284,43 @@ function blackholeConf(port: number): string {
 function printDeployTable(d: DeployRateResult): void {
   const mib = (b: number): string => (b / 1024 / 1024).toFixed(0);
   const verdicts: string[] = [];
-  const rows = d.rows.map((r) => {
+  const rows = d.rows.flatMap((r) => {
     const o = latencyFigures(r.outside);
-    const i = latencyFigures(r.inside);
-    const a50 = i.p50 - o.p50;
-    const a99 = i.p99 - o.p99;
-    verdicts.push(`${r.rate}/s: added p50 ${ms(a50)} ${verdict(a50 < TARGET_DEPLOY_ADDED_P50_MS)}, added p99 ${ms(a99)} ${verdict(a99 < TARGET_DEPLOY_ADDED_P99_MS)}`);
-    return [
-      `${r.rate.toLocaleString('en-US')} q/s`,
-      `${ms(o.p50)} / ${ms(o.p99)} / ${ms(o.max)}`,
-      `${ms(i.p50)} / ${ms(i.p99)} / ${ms(i.max)}`,
-      ms(a50),
-      ms(a99),
-      `${pct(r.outside.lost, r.outside.sent)} / ${pct(r.inside.lost, r.inside.sent)}`,
-      `${r.inside.forwardedMs.length} (+${r.inside.nxdomain} NXDOMAIN)`,
-      mib(r.peakRssBytes),
-    ];
+    return r.agents.map((a) => {
+      const i = latencyFigures(a.inside);
+      const a50 = i.p50 - o.p50;
+      const a99 = i.p99 - o.p99;
+      if (a.agent === 'this build') {
+        verdicts.push(`${r.rate}/s: added p50 ${ms(a50)} ${verdict(a50 < TARGET_DEPLOY_ADDED_P50_MS)}, added p99 ${ms(a99)} ${verdict(a99 < TARGET_DEPLOY_ADDED_P99_MS)}`);
+      }
+      return [
+        `${r.rate.toLocaleString('en-US')} q/s`,
+        a.agent,
+        `${ms(o.p50)} / ${ms(o.p99)} / ${ms(o.max)}`,
+        `${ms(i.p50)} / ${ms(i.p99)} / ${ms(i.max)}`,
+        ms(a50),
+        ms(a99),
+        `${pct(r.outside.lost, r.outside.sent)} / ${pct(a.inside.lost, a.inside.sent)}`,
+        `${a.inside.forwardedMs.length} (+${a.inside.nxdomain} NXDOMAIN)`,
+        mib(a.peakRssBytes),
+      ];
+    });
   });
   printTable({
     title: `DNS at deploy rates: dnsperf inside \`cgfence run\` (real agent, attribution + journal, ${BLOCKLIST_SIZE.toLocaleString('en-US')} wildcard entries) vs outside the deploy cgroup, same upstream`,
-    head: ['rate', 'outside p50 / p99 / max ms', 'inside a run p50 / p99 / max ms', 'added p50 ms', 'added p99 ms', 'lost out / in', 'inside: forwarded answers', 'agent peak RSS MiB'],
+    head: ['rate', 'agent', 'outside p50 / p99 / max ms', 'inside a run p50 / p99 / max ms', 'added p50 ms', 'added p99 ms', 'lost out / in', 'inside: forwarded answers', 'agent peak RSS MiB'],
     rows,
     notes: [
       `targets: added p50 < ${TARGET_DEPLOY_ADDED_P50_MS} ms and added p99 < ${TARGET_DEPLOY_ADDED_P99_MS} ms at each rate: ${verdicts.join('; ')}`,
       `upstream: dnsdist ${distV} on ${d.upstream} answering every query itself; inside: the kernel redirects the run's port-53 queries to the agent's proxy, which forwards them there.`,
       `${DEPLOY_ROUNDS} runs per rate and path, outside/inside interleaved (${DEPLOY_RATES.map((r) => `${deploySeconds(r)} s at ${r}/s`).join(', ')}); latencies from dnsperf ${perfV} -v, pooled;` +
         ` figures over the NOERROR answers (forwarded; the 10% under listed suffixes get NXDOMAIN from the proxy without the upstream and are left out of both sides).`,
-      `agent RSS (agent + proxy workers) idle after warm-up: ${mib(d.idleRssBytes)} MiB; peak sampled every 100 ms during the inside runs.` +
-        ` journal: ${d.journalled.blocks} block records, ${d.journalled.attributed} of them naming a run and a process.`,
+      ...d.agents.map(
+        (a) =>
+          `${a.agent}: agent RSS (agent + proxy workers) idle after warm-up ${mib(a.idleRssBytes)} MiB; peak sampled every 100 ms during its inside runs;` +
+          ` journal: ${a.journalled.blocks} block records, ${a.journalled.attributed} of them naming a run and a process.`,
+      ),
+      ...(BASELINE_BIN ? [`baseline: the agent of ${BASELINE_BIN}, its own deploy cgroup, measured in the same rounds.`] : []),
     ],
   });
 }
@@ -379,9 +396,11 @@ async function saturation(dir: string, suffixes: readonly string[], suffixFile: 
   await waitAnswering('cgfence proxy pool', pool.port, pool.proc);
   const single = await startProxyChild(`${HOST}:${upPort}`, blocklistFile, 1);
   await waitAnswering('cgfence proxy', single.port, single.proc);
+  const before = BASELINE_BENCH ? await startProxyChild(`${HOST}:${upPort}`, blocklistFile, 1, BASELINE_BENCH) : undefined;
+  if (before) await waitAnswering('baseline cgfence proxy', before.port, before.proc);
 
   // Every blocker must block and pass the same names, or the comparison means nothing.
-  for (const port of [distPort, single.port, pool.port]) {
+  for (const port of [distPort, single.port, pool.port, ...(before ? [before.port] : [])]) {
     const blocked = await rcodeOf(port, `a.${suffixes[1234]}`);
     const nearMiss = await rcodeOf(port, `a.svc-${pad(BLOCKLIST_SIZE + 5)}.blocked.test`);
     if (blocked !== 'NXDOMAIN' || nearMiss !== 'NOERROR') {
@@ -395,7 +414,8 @@ async function saturation(dir: string, suffixes: readonly string[], suffixFile: 
   const many: PathResult = { name: `cgfence, ${poolWorkers} workers${workers > 1 ? ' (default)' : ''}`, port: pool.port, max: [], half: [] };
   /** The agent's default: what the targets are judged on. */
   const cg = workers > 1 ? many : one;
-  const paths = [direct, dist, many, one];
+  const baseline: PathResult[] = before ? [{ name: 'baseline build, 1 process', port: before.port, max: [], half: [] }] : [];
+  const paths = [direct, dist, many, one, ...baseline];
   for (const p of paths) await dnsperf(p.port, queryFile, WARMUP_SECONDS, { outstanding: MAX_OUTSTANDING });
   for (let round = 0; round < MAX_ROUNDS; round++) {
     for (const p of paths) p.max.push(await dnsperf(p.port, queryFile, MAX_SECONDS, { outstanding: MAX_OUTSTANDING }));
@@ -497,6 +517,7 @@ async function main(): Promise<void> {
         rounds: DEPLOY_ROUNDS,
         secondsAt: deploySeconds,
         agentNodeArgs: AGENT_NODE_ARGS,
+        baselineBin: BASELINE_BIN,
       });
       printDeployTable(deploy);
     }

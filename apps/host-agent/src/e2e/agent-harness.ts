@@ -62,6 +62,8 @@ export interface AgentOptions {
   upstreamAddress?: string;
   /** Node options of the agent process (`--cpu-prof`, V8 flags), before the script. */
   nodeArgs?: string[];
+  /** Another tree's `cgfence` (a benchmark's baseline build), for the agent and every CLI call. Default CGFENCE. */
+  cgfenceBin?: string;
 }
 
 /**
@@ -110,7 +112,7 @@ export class AgentUnderTest {
     const o = this.opts;
     const args = [
       ...(o.nodeArgs ?? []),
-      CGFENCE, 'agent',
+      o.cgfenceBin ?? CGFENCE, 'agent',
       '--policy-file', this.policyFile,
       '--upstream', o.upstreamAddress ?? this.upstream.address,
       '--mode', o.mode ?? 'enforce',
@@ -138,7 +140,7 @@ export class AgentUnderTest {
   /** `cgfence ARGS... --state-dir <ours>` (state dir appended where it is accepted). */
   cli(args: string[], opts: { input?: string; timeoutMs?: number } = {}): Promise<Ran> {
     const withState = args[0] === 'run' ? ['run', '--state-dir', this.stateDir, ...args.slice(1)] : [...args, '--state-dir', this.stateDir];
-    return exec(process.execPath, [CGFENCE, ...withState], opts);
+    return exec(process.execPath, [this.opts.cgfenceBin ?? CGFENCE, ...withState], opts);
   }
 
   /** `cgfence run [--label k=v]... -- COMMAND...` against this agent. */
