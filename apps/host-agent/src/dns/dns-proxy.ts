@@ -606,9 +606,13 @@ function plainClient(client: DnsClient): DnsClient {
   return { address: client.address, port: client.port };
 }
 
-/** dgram's address lookup for answers: the address is always the IP literal a datagram came from, so no dns.lookup (and its nextTick) per answer. */
-function literalLookup(address: string, family: unknown, callback: (err: Error | null, address: string, family: number) => void): void {
-  callback(null, address, net.isIPv6(address) ? 6 : 4);
+/**
+ * dgram's address lookup for answers: the address is always the IP literal a
+ * datagram came from, so no dns.lookup (and its nextTick) per answer. dgram
+ * passes the socket's family (4 or 6) as the second argument.
+ */
+function literalLookup(address: string, family: number, callback: (err: Error | null, address: string, family: number) => void): void {
+  callback(null, address, family);
 }
 
 function isTruncated(answer: Buffer): boolean {
