@@ -7,6 +7,7 @@
 // agent's RSS under that load.
 import { spawn } from 'node:child_process';
 import { randomInt } from 'node:crypto';
+import { setPriority } from 'node:os';
 import { quantile } from '@cgfence/devservices';
 import { AgentUnderTest } from '../e2e/agent-harness';
 import { agentRss } from '../e2e/load-lab';
@@ -27,6 +28,12 @@ export interface DeployRateOptions {
   readonly agentNodeArgs?: readonly string[];
   /** A baseline build's `cgfence` (another tree): its agent runs beside this one, rounds interleaved. */
   readonly baselineBin?: string;
+  /**
+   * Also measure a second agent of this build whose main thread (where the
+   * proxy answers) runs at this nice value (renice after start): how much of
+   * the added latency is waiting for a CPU on a shared machine.
+   */
+  readonly niceVariant?: number;
 }
 
 export interface LatencySample {
@@ -79,8 +86,9 @@ function parse(out: string): LatencySample {
 }
 
 function perfArgs(host: string, queryFile: string, rate: number, seconds: number): string[] {
-  // -q well above rate x latency so the rate, not the window, paces the sender.
-  return ['-s', host, '-p', '53', '-d', queryFile, '-l', String(seconds), '-Q', String(rate), '-q', '500', '-t', '2', '-v'];
+  // -q 100 (dnsperf's default): far above rate x latency, so the rate paces the
+  // sender, and within the kernel's per-process window of unanswered queries.
+  return ['-s', host, '-p', '53', '-d', queryFile, '-l', String(seconds), '-Q', String(rate), '-q', '100', '-t', '2', '-v'];
 }
 
 function outside(args: string[]): Promise<string> {
@@ -114,6 +122,12 @@ export async function measureDeployRates(o: DeployRateOptions): Promise<DeployRa
   const suts: Array<{ name: string; sut: AgentUnderTest }> = [];
   try {
     suts.push({ name: 'this build', sut: await AgentUnderTest.start({ ...policy, nodeArgs: [...(o.agentNodeArgs ?? [])] }) });
+    if (o.niceVariant !== undefined) {
+      const sut = await AgentUnderTest.start({ ...policy });
+      suts.push({ name: `this build, nice ${o.niceVariant}`, sut });
+      // The main thread only (its tid is the pid): the JS thread the proxy answers on.
+      setPriority(sut.proc?.pid as number, o.niceVariant);
+    }
     if (o.baselineBin !== undefined) suts.push({ name: 'baseline', sut: await AgentUnderTest.start({ ...policy, cgfenceBin: o.baselineBin }) });
     const idle = new Map<string, number>();
     for (const { name, sut } of suts) {

@@ -81,6 +81,8 @@ const AGENT_NODE_ARGS = (process.env.CGFENCE_DNS_BENCH_AGENT_NODE_ARGS ?? '').sp
  * dns-proxy.bench.js for the saturation part. Path of that tree's root.
  */
 const BASELINE_TREE = process.env.CGFENCE_DNS_BENCH_BASELINE;
+/** CGFENCE_DNS_BENCH_NICE=-10: one more agent (this build) whose proxy thread runs at that nice value, in the same rounds. */
+const NICE_VARIANT = process.env.CGFENCE_DNS_BENCH_NICE !== undefined ? Number(process.env.CGFENCE_DNS_BENCH_NICE) : undefined;
 const BASELINE_BIN = BASELINE_TREE ? join(BASELINE_TREE, 'apps', 'cli', 'bin', 'cgfence') : undefined;
 const BASELINE_BENCH = BASELINE_TREE ? join(BASELINE_TREE, 'apps', 'host-agent', 'dist', 'src', 'bench', 'dns-proxy.bench.js') : undefined;
 
@@ -518,6 +520,7 @@ async function main(): Promise<void> {
         secondsAt: deploySeconds,
         agentNodeArgs: AGENT_NODE_ARGS,
         baselineBin: BASELINE_BIN,
+        niceVariant: NICE_VARIANT,
       });
       printDeployTable(deploy);
     }
