@@ -11,6 +11,7 @@ export { AddressError, parseCidr, parseIp, formatIp } from './addr';
 export type { Cidr, Family } from './addr';
 export { compareIpPolicy, ipPolicyDigest, sortLpmKeys } from './ip-digest';
 export { prefilterSlotOf } from './prefilter';
+export { LEARNED_MAX_ENTRIES } from './layout';
 export { DEFAULT_REFUSED_DNS_PORTS, validateRefusedDnsPorts } from './dns-ports';
 export type { IpPolicyDigest, IpPolicyDrift, LpmKeys } from './ip-digest';
 export { attachCgroupLinks, cgroupLinkState, detachCgroupLinks } from './cgroup-links';

@@ -84,7 +84,8 @@ function printEvents(events: BlockEventView[]): void {
       e.runId ?? '-',
       e.action,
       e.method,
-      e.qname ?? e.destination ?? '-',
+      // An allowed name whose answer chain led to a listed one: asked -> listed.
+      e.cnameTarget ? `${e.qname ?? '-'} -> ${e.cnameTarget}` : (e.qname ?? e.destination ?? '-'),
       e.entry ?? '-',
       e.policyVersion ?? '-',
       `${e.pid ?? '-'} ${short(e.cmdline ?? e.comm, 50)}`,

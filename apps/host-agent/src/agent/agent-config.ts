@@ -50,6 +50,10 @@ export interface AgentConfig {
   readonly refusedDnsPorts?: readonly number[];
   /** Hosts file whose entries for listed names are blocked by address (default /etc/hosts); undefined: not read. */
   readonly hostsFile?: string;
+  /** `--learned-per-entry`: the most learned addresses one '!resolve' entry may hold (LearnedAddressBudget); default 4096. */
+  readonly learnedPerEntry?: number;
+  /** `--resolve-ttl-min`: floor (seconds) of the TTL learned addresses are blocked for; default 30. */
+  readonly resolveTtlMinSeconds?: number;
 }
 
 export const DEFAULT_STATE_DIR = '/var/lib/cgfence';

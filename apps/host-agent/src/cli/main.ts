@@ -85,6 +85,8 @@ interface StartOptions {
   protectCgroup: string[];
   refusedDnsPorts: string;
   hostsFile: string;
+  learnedPerEntry: number;
+  resolveTtlMin: number;
 }
 
 /**
@@ -243,6 +245,8 @@ export function agentSettings(o: StartOptions, enrollment?: Enrollment): { confi
     protectCgroups: protectCgroupsOf(o, fleet?.labels),
     refusedDnsPorts: parseRefusedDnsPorts(o.refusedDnsPorts),
     hostsFile: o.hostsFile === 'none' ? undefined : resolve(o.hostsFile),
+    learnedPerEntry: o.learnedPerEntry,
+    resolveTtlMinSeconds: o.resolveTtlMin,
   };
   return { config, fleet };
 }
@@ -398,6 +402,13 @@ export function buildHostProgram(): Command {
     .option('--run-group <group>', 'members of this group may use `cgfence run` (control socket root:GROUP 0660); root always can')
     .option('--refused-dns-ports <list>', 'ports other than 53 the deploy cgroup may not reach at all (DoT/DoQ), comma-separated, at most 16; none: no port', '853')
     .option('--hosts-file <file>', 'hosts file whose entries for listed names get their addresses blocked; none: off', '/etc/hosts')
+    .option(
+      '--learned-per-entry <n>',
+      "most learned addresses one '!resolve' entry may hold (the map's room is split between the entries, each share capped here); beyond it: an alert",
+      int('--learned-per-entry', 1, 65_536),
+      4096,
+    )
+    .option('--resolve-ttl-min <seconds>', "floor of the TTL '!resolve' addresses are blocked for (refreshed at 80% of it)", int('--resolve-ttl-min', 1, 3600), 30)
     .action((o: StartOptions) => startAgent(o));
 
   agent

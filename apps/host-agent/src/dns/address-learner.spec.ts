@@ -4,7 +4,7 @@ import { AddressLearner, type AddressBlocker, type NameResolver, type ResolvedAd
 
 class TableResolver implements NameResolver {
   lookups = 0;
-  constructor(private readonly table: Record<string, ResolvedAddresses | Error>) {}
+  constructor(readonly table: Record<string, ResolvedAddresses | Error>) {}
   async resolveAddresses(name: string): Promise<ResolvedAddresses> {
     this.lookups++;
     const hit = this.table[name];
@@ -15,8 +15,18 @@ class TableResolver implements NameResolver {
 
 class RecordingBlocker implements AddressBlocker {
   readonly blocked: Array<{ addrs: string[]; ttl: number }> = [];
-  learn(addrs: string[], ttlSeconds: number): void {
+  readonly entries: string[] = [];
+  learn(addrs: string[], ttlSeconds: number, entry: string): void {
     this.blocked.push({ addrs, ttl: ttlSeconds });
+    this.entries.push(entry);
+  }
+}
+
+async function until(what: string, cond: () => boolean, timeoutMs = 3000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!cond()) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 5));
   }
 }
 
@@ -58,5 +68,54 @@ describe(AddressLearner.name, () => {
     assert.deepEqual(await sut.learn('broken'), { status: 'failed', error: 'upstream down' });
     assert.deepEqual(await sut.learn('nothing.example'), { status: 'empty' });
     assert.equal(blocker.blocked.length, 0);
+  });
+
+  it("counts a name's addresses against the entry that matched it", async () => {
+    const blocker = new RecordingBlocker();
+    const sut = new AddressLearner(new TableResolver({ 'a.cdn.example': { addresses: ['192.0.2.7'], ttlSeconds: 60 } }), blocker);
+    await sut.learn('a.cdn.example', '*.cdn.example');
+    assert.deepEqual(blocker.entries, ['*.cdn.example']);
+  });
+
+  it('keeps the last addresses of a pinned name blocked while refreshes fail, retrying within half their TTL, until one succeeds', async () => {
+    const blocker = new RecordingBlocker();
+    const resolver = new TableResolver({ 'github.com': { addresses: ['192.0.2.1'], ttlSeconds: 0.2 } });
+    const sut = new AddressLearner(resolver, blocker, { minTtlSeconds: 0.2, retrySeconds: 60, refreshGraceSeconds: 0.05 });
+    try {
+      sut.setPinnedNames(['github.com']);
+      await until('the first learn', () => blocker.blocked.length === 1);
+      resolver.table['github.com'] = new Error('upstream timeout');
+      // Blocked for TTL + grace; the refresh at 160 ms fails: blocked again for as long, and retried 100 ms later (not after 60 s).
+      await until('two failed refreshes', () => blocker.blocked.length >= 3);
+      assert.deepEqual(blocker.blocked.slice(0, 3), [
+        { addrs: ['192.0.2.1'], ttl: 0.25 },
+        { addrs: ['192.0.2.1'], ttl: 0.25 },
+        { addrs: ['192.0.2.1'], ttl: 0.25 },
+      ]);
+      resolver.table['github.com'] = { addresses: ['192.0.2.2'], ttlSeconds: 0.2 };
+      await until('a successful refresh', () => blocker.blocked.some((b) => b.addrs[0] === '192.0.2.2'));
+      resolver.table['github.com'] = new Error('down again');
+      const at = blocker.blocked.length;
+      await until('the next failed refresh', () => blocker.blocked.length > at);
+      assert.deepEqual(blocker.blocked.at(-1), { addrs: ['192.0.2.2'], ttl: 0.25 }, 'what the last success learned is what is kept');
+    } finally {
+      sut.close();
+    }
+  });
+
+  it('lets the addresses of a pinned name lapse when the name has none any more (an answer, not a failure)', async () => {
+    const blocker = new RecordingBlocker();
+    const resolver = new TableResolver({ 'github.com': { addresses: ['192.0.2.1'], ttlSeconds: 0.2 } });
+    const sut = new AddressLearner(resolver, blocker, { minTtlSeconds: 0.2, retrySeconds: 0.1 });
+    try {
+      sut.setPinnedNames(['github.com']);
+      await until('the first learn', () => blocker.blocked.length === 1);
+      delete resolver.table['github.com'];
+      const lookups = resolver.lookups;
+      await until('two empty refreshes', () => resolver.lookups >= lookups + 2);
+      assert.equal(blocker.blocked.length, 1);
+    } finally {
+      sut.close();
+    }
   });
 });

@@ -16,6 +16,12 @@ export interface DnsPolicyEvent {
   readonly qtype: string;
   /** The blocklist entry that matched, as written in the policy ('github.com', '*.github.com'). */
   readonly entry: string;
+  /**
+   * Set when the asked name (qname) was allowed but its upstream answer's
+   * chain (a CNAME or DNAME target, or an answer record's owner name) is the
+   * listed name that matched `entry` (normalised). Absent for a listed qname.
+   */
+  readonly cnameTarget?: string;
   readonly client: DnsClient;
   readonly transport: DnsTransport;
   /** Present when the kernel attributed the query to a process. */
@@ -69,6 +75,10 @@ export interface DnsProxyStats {
   tcpOversizedFrames: number;
   /** Times reading from a client TCP connection was paused for back-pressure. */
   tcpPaused: number;
+  /** Answers to allowed names whose CNAME/DNAME chain reached a listed name (blocked or audited; also in blocked or audited). */
+  chainListed: number;
+  /** Upstream answers the chain check could not read within its caps: SERVFAIL in enforce mode (also in servfail), passed in audit mode. */
+  answersUnreadable: number;
   inFlight: number;
   /** Answers (and drops) per latency bucket, from the query's arrival (LATENCY_BOUNDS_MS; not cumulative). */
   latencyBuckets: number[];

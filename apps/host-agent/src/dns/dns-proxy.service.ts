@@ -1,6 +1,6 @@
 import { BeforeApplicationShutdown, Inject, Injectable, OnModuleInit } from '@nestjs/common';
 import type { Logger } from 'pino';
-import type { ProcessInfo } from '@cgfence/bpf';
+import { LEARNED_MAX_ENTRIES, type ProcessInfo } from '@cgfence/bpf';
 import type { AgentConfig } from '../agent/agent-config';
 import { AGENT_CONFIG, AGENT_LOGGER } from '../app/tokens';
 import { JournalService } from '../journal/journal.service';
@@ -10,6 +10,7 @@ import { PolicyService } from '../policy/policy.service';
 import type { DnsProxyStats } from './dns-events';
 import { DnsProxy } from './dns-proxy';
 import { type DnsService, ProxyPool } from './proxy-pool';
+import { DEFAULT_MAX_PER_ENTRY, HOSTS_FILE_RESERVE, LearnedAddressBudget } from './learned-budget';
 
 /** What the proxy asks of the kernel: who sent a query, and where '!resolve' addresses go. */
 export interface KernelForProxy {
@@ -31,6 +32,10 @@ export class DnsProxyService implements OnModuleInit, BeforeApplicationShutdown 
   port = 0;
   /** Addresses of '!resolve' names handed to the kernel since start. */
   learnedAddresses = 0;
+  /** Addresses of '!resolve' names not learned because their entry's quota was full (each alerted). */
+  learnedRefused = 0;
+  /** Each '!resolve' entry's share of the kernel's learned-address map (learned-budget.ts). */
+  private budget: LearnedAddressBudget | undefined;
 
   constructor(
     @Inject(AGENT_CONFIG) private readonly config: AgentConfig,
@@ -41,6 +46,20 @@ export class DnsProxyService implements OnModuleInit, BeforeApplicationShutdown 
 
   async onModuleInit(): Promise<void> {
     const c = this.config;
+    const budget = new LearnedAddressBudget(
+      (addrs, ttl) => {
+        if (!this.kernel) return;
+        this.kernel.learnAddresses(addrs, ttl);
+        this.learnedAddresses += addrs.length;
+      },
+      (alert) => {
+        this.logger.error({ entry: alert.entry, quota: alert.quota, refused: alert.refused }, alert.message);
+        this.policy.alert(alert.message);
+      },
+      { capacity: LEARNED_MAX_ENTRIES - HOSTS_FILE_RESERVE, maxPerEntry: c.learnedPerEntry ?? DEFAULT_MAX_PER_ENTRY },
+    );
+    this.budget = budget;
+    this.sizeBudget(this.policy.current);
     const options = {
       upstream: c.upstream,
       port: c.proxyPort,
@@ -49,12 +68,12 @@ export class DnsProxyService implements OnModuleInit, BeforeApplicationShutdown 
       upstreamTimeoutMs: c.upstreamTimeoutMs,
       attribution: { lookup: (port: number, id: number) => this.kernel?.lookupDnsOrigin(port, id) },
       addressBlocker: {
-        learn: (addrs: string[], ttl: number) => {
+        learn: (addrs: string[], ttl: number, entry: string) => {
           if (!this.kernel) return;
-          this.learnedAddresses += addrs.length;
-          return this.kernel.learnAddresses([...addrs], ttl);
+          this.learnedRefused += budget.learn(addrs, ttl, entry);
         },
       },
+      ...(c.resolveTtlMinSeconds !== undefined ? { resolveTtl: { minSeconds: c.resolveTtlMinSeconds } } : {}),
       logger: this.logger,
     };
     const workers = c.proxyWorkers ?? 1;
@@ -92,7 +111,14 @@ export class DnsProxyService implements OnModuleInit, BeforeApplicationShutdown 
   }
 
   setPolicy(policy: Policy): void | Promise<void> {
+    this.sizeBudget(policy);
     return this.service.setPolicy(policy);
+  }
+
+  private sizeBudget(policy: Policy): void {
+    if (!this.budget) return;
+    const { entries, quota } = this.budget.setPolicy(policy.entries);
+    if (entries > 0) this.logger.info({ entries, quota }, "learned-address quota per '!resolve' entry");
   }
 
   setMode(mode: 'enforce' | 'audit'): void {

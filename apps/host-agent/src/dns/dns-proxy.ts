@@ -15,6 +15,7 @@ import type {
   ProxyMode,
   QueryDecision,
 } from './dns-events';
+import { EDE_OTHER, screenAnswer } from './dns-answer';
 import { answersFormerr, parseQuery } from './dns-query';
 import { EDE, RCODE, buildLocalAnswer, qtypeName, typeName } from './dns-wire';
 import { LoadMonitor } from './load-monitor';
@@ -107,6 +108,8 @@ export function zeroStats(): DnsProxyStats {
     tcpSlowReadersClosed: 0,
     tcpOversizedFrames: 0,
     tcpPaused: 0,
+    chainListed: 0,
+    answersUnreadable: 0,
     inFlight: 0,
     latencyBuckets: emptyLatencyBuckets(),
     latencySumMs: 0,
@@ -175,6 +178,8 @@ export class DnsProxy {
       ? new AddressLearner(new UpstreamResolver(this.udpPool, this.tcpUpstream, this.timeoutMs), options.addressBlocker, {
           minTtlSeconds: options.resolveTtl?.minSeconds,
           maxTtlSeconds: options.resolveTtl?.maxSeconds,
+          // A failing refresh takes at most two lookups' timeouts (UDP, then TCP after a truncated answer).
+          refreshGraceSeconds: (2 * this.timeoutMs) / 1000 + 1,
           logger: this.log,
         })
       : undefined;
@@ -467,7 +472,7 @@ export class DnsProxy {
         policy: { version: policy.version, hash: policy.hash },
         time: this.clock(),
       });
-      if (entry.resolve === true && this.learner) void this.learner.learn(qname);
+      if (entry.resolve === true && this.learner) void this.learner.learn(qname, entry.value);
       if (mode === 'enforce') {
         this.counters.blocked++;
         return localAnswer(query, questionEnd, dnssecOk, RCODE.NXDOMAIN, { code: EDE.BLOCKED, text: `blocked by cgfence policy ${policy.version}: ${entry.value}` });
@@ -518,7 +523,54 @@ export class DnsProxy {
    * client, for both transports (issue 13's CNAME/DNAME screen belongs
    * here). Returns what the client gets.
    */
-  private inspectAnswer(_asked: Forwarded, answer: Buffer): Buffer {
+  private inspectAnswer(asked: Forwarded, answer: Buffer): Buffer {
+    // Its CNAME/DNAME chain (dns-answer.ts), for allowed names (a listed name in audit mode was recorded already).
+    return asked.entry === undefined ? this.screenChain(answer, asked) : answer;
+  }
+
+  /**
+   * An allowed name's upstream answer whose chain (CNAME/DNAME targets, owner
+   * names of the answer records) reaches a listed name: NXDOMAIN in enforce
+   * mode, passed and recorded as "would have blocked" in audit mode; the event
+   * names the asked name (qname) and the listed name it led to (cnameTarget).
+   * An answer that cannot be read within ANSWER_CAPS is SERVFAIL in enforce
+   * mode (fail closed), passed in audit mode; both counted.
+   */
+  private screenChain(answer: Buffer, asked: AskedQuery): Buffer {
+    const policy = this.policy;
+    if (policy === undefined || policy.matcher.size === 0) return answer;
+    const verdict = screenAnswer(answer, policy.matcher);
+    if (verdict.verdict === 'clean') return answer;
+    const mode = this.mode;
+    if (verdict.verdict === 'unreadable') {
+      this.counters.answersUnreadable++;
+      if (mode !== 'enforce') return answer;
+      this.counters.servfail++;
+      return asked.local(RCODE.SERVFAIL, asked.questionEnd, { code: EDE_OTHER, text: `cgfence: upstream answer unreadable (${verdict.problem})` });
+    }
+    this.emit(this.eventListeners, {
+      kind: mode === 'enforce' ? 'dns_block' : 'dns_audit',
+      qname: asked.qname,
+      qtype: asked.qtype,
+      entry: verdict.entry.value,
+      cnameTarget: verdict.name,
+      client: plainClient(asked.client),
+      transport: asked.transport,
+      process: asked.origin ? this.describe(asked.origin) : undefined,
+      policy: { version: policy.version, hash: policy.hash },
+      time: this.clock(),
+    });
+    // The listed name's own addresses, resolved by the agent as if it had been asked (docs/threat-model.md).
+    if (verdict.entry.resolve === true && this.learner) void this.learner.learn(verdict.name, verdict.entry.value);
+    this.counters.chainListed++;
+    if (mode === 'enforce') {
+      this.counters.blocked++;
+      return asked.local(RCODE.NXDOMAIN, asked.questionEnd, {
+        code: EDE.BLOCKED,
+        text: `blocked by cgfence policy ${policy.version}: ${verdict.entry.value} (via ${verdict.name})`,
+      });
+    }
+    this.counters.audited++;
     return answer;
   }
 
@@ -613,6 +665,17 @@ function plainClient(client: DnsClient): DnsClient {
  */
 function literalLookup(address: string, family: number, callback: (err: Error | null, address: string, family: number) => void): void {
   callback(null, address, family);
+}
+
+/** What screenChain needs of the query an answer is for. */
+interface AskedQuery {
+  readonly qname: string;
+  readonly qtype: string;
+  readonly client: DnsClient;
+  readonly transport: DnsTransport;
+  readonly origin: AttributedProcess | undefined;
+  readonly questionEnd: number;
+  readonly local: (rcode: number, questionEnd: number, ede?: { code: number; text: string }) => Buffer;
 }
 
 function isTruncated(answer: Buffer): boolean {

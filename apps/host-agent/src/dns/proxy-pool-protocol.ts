@@ -44,7 +44,7 @@ export type FromWorker =
   | { readonly type: 'failed'; readonly message: string; readonly code?: string }
   | { readonly type: 'events'; readonly events: readonly DnsPolicyEvent[] }
   | { readonly type: 'queries'; readonly notices: readonly DnsQueryNotice[] }
-  | { readonly type: 'learn'; readonly addrs: readonly string[]; readonly ttlSeconds: number }
+  | { readonly type: 'learn'; readonly addrs: readonly string[]; readonly ttlSeconds: number; readonly entry: string }
   | { readonly type: 'stats'; readonly id: number; readonly stats: DnsProxyStats }
   | { readonly type: 'policy-applied'; readonly seq: number };
 

@@ -318,7 +318,7 @@ export class ProxyPool implements DnsService {
         return;
       case 'learn':
         try {
-          this.options.addressBlocker?.learn([...m.addrs], m.ttlSeconds);
+          this.options.addressBlocker?.learn([...m.addrs], m.ttlSeconds, m.entry);
         } catch (err) {
           this.log.warn({ err: (err as Error).message }, 'learning addresses from a dns proxy worker failed');
         }

@@ -46,7 +46,7 @@ async function run(config: WorkerConfig): Promise<void> {
     resolveTtl: config.resolveTtl,
     attribution: { lookup: (port, id) => reader?.lookup(port, id) },
     // Learned on demand here; the policy's own names are kept fresh by the primary.
-    addressBlocker: { learn: (addrs, ttlSeconds) => send({ type: 'learn', addrs, ttlSeconds }) },
+    addressBlocker: { learn: (addrs, ttlSeconds, entry) => send({ type: 'learn', addrs, ttlSeconds, entry }) },
     pinResolveNames: false,
     tcp: false,
     sharedUdp: true,

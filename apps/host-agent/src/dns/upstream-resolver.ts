@@ -30,6 +30,9 @@ export class UpstreamResolver implements NameResolver {
     });
     let answer = dnsPacket.decode(await this.udp.query(query, firstQuestionEnd(query), this.timeoutMs));
     if (answer.flag_tc) answer = dnsPacket.decode(await this.tcp.query(query, this.timeoutMs));
+    // A server failure is a failed lookup, not "no addresses": a pinned name keeps its last addresses (AddressLearner).
+    const rcode = (answer as { rcode?: string }).rcode;
+    if (rcode === 'SERVFAIL' || rcode === 'REFUSED') throw new Error(`upstream answered ${rcode} for ${name} ${type}`);
     const addresses: string[] = [];
     let ttlSeconds: number | undefined;
     // Take every A/AAAA in the answer section: a CNAME chain puts the

@@ -20,6 +20,7 @@ const record: JournalRecord = {
   qname: 'github.com',
   qtype: 'A',
   entry: 'github.com',
+  cnameTarget: null,
   action: 'blocked',
   method: 'dns',
   policyVersion: 'v3',
@@ -49,6 +50,11 @@ describe(formatBlockLine.name, () => {
     assert.match(line, / comm="my tool" /);
     assert.match(line, / cmd="sh -c \\"curl x\\"\\nrm -rf \/" /);
     assert.match(line, / labels="note=two words" /);
+  });
+
+  it('names the listed name an allowed name led to through its answer chain', () => {
+    const line = formatBlockLine({ ...record, qname: 'releases.internal.example', entry: '*.githubusercontent.com', cnameTarget: 'objects.githubusercontent.com' });
+    assert.match(line, /^DNS BLOCKED domain=releases.internal.example qtype=A entry=\*.githubusercontent.com via=objects.githubusercontent.com pid=266767 /);
   });
 
   it('describes an IP block by its destination', () => {

@@ -38,6 +38,7 @@ export function formatBlockLine(r: JournalRecord): string {
   if (r.method === 'dns' && r.qname !== null) parts.push(kv('domain', r.qname), kv('qtype', r.qtype));
   if (r.method === 'ip' || r.destination !== null) parts.push(kv('dst', r.destination));
   if (r.entry !== null) parts.push(kv('entry', r.entry));
+  if (r.cnameTarget !== null && r.cnameTarget !== undefined) parts.push(kv('via', r.cnameTarget));
   parts.push(kv('pid', r.pid), kv('comm', r.comm), kv('cmd', r.cmdline, true), kv('uid', r.uid));
   parts.push(kv('run', r.runId), kv('labels', formatLabels(r.labels)));
   parts.push(kv('policy', r.policyVersion), kv('event', r.id));

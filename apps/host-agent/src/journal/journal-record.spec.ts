@@ -37,6 +37,7 @@ describe(recordFromDnsEvent.name, () => {
       qname: 'github.com',
       qtype: 'AAAA',
       entry: 'github.com',
+      cnameTarget: null,
       action: 'blocked',
       method: 'dns',
       policyVersion: 'v3',
@@ -44,6 +45,12 @@ describe(recordFromDnsEvent.name, () => {
       destination: null,
       message: null,
     });
+  });
+
+  it('keeps the listed name an allowed name led to through its answer chain', () => {
+    const sut = recordFromDnsEvent({ ...event, qname: 'releases.internal.example', cnameTarget: 'objects.githubusercontent.com' }, ctx);
+    assert.equal(sut.qname, 'releases.internal.example');
+    assert.equal(sut.cnameTarget, 'objects.githubusercontent.com');
   });
 
   it('records an audit without a process as audited with nulls, not missing keys', () => {

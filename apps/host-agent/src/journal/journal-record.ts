@@ -29,6 +29,8 @@ export interface JournalRecord {
   readonly qtype: string | null;
   /** The blocklist entry that matched. */
   readonly entry: string | null;
+  /** The listed name an allowed qname's answer chain (CNAME/DNAME) led to; null otherwise. */
+  readonly cnameTarget: string | null;
   readonly action: JournalAction;
   readonly method: JournalMethod;
   readonly policyVersion: string | null;
@@ -58,7 +60,7 @@ interface CommonFields {
   readonly policy?: { readonly version: string; readonly hash: string };
 }
 
-function base(ctx: RecordContext, fields: CommonFields): Omit<JournalRecord, 'qname' | 'qtype' | 'entry' | 'action' | 'method' | 'destination' | 'message'> {
+function base(ctx: RecordContext, fields: CommonFields): Omit<JournalRecord, 'qname' | 'qtype' | 'entry' | 'cnameTarget' | 'action' | 'method' | 'destination' | 'message'> {
   const p = fields.process;
   const run = p && ctx.runs ? ctx.runs.byCgroupId(p.cgroupId) : undefined;
   return {
@@ -85,6 +87,7 @@ export function recordFromDnsEvent(event: DnsPolicyEvent, ctx: RecordContext): J
     qname: event.qname,
     qtype: event.qtype,
     entry: event.entry,
+    cnameTarget: event.cnameTarget ?? null,
     action: event.kind === 'dns_block' ? 'blocked' : 'audited',
     method: 'dns',
     destination: null,
@@ -107,6 +110,7 @@ export function recordFromIpBlock(event: IpBlockEvent, ctx: RecordContext): Jour
     qname: null,
     qtype: null,
     entry: event.entry ?? null,
+    cnameTarget: null,
     action: event.audited === true ? 'audited' : 'blocked',
     method: 'ip',
     destination: event.destination,
@@ -125,6 +129,7 @@ export function alertRecord(
     qname: null,
     qtype: null,
     entry: null,
+    cnameTarget: null,
     action: 'alert',
     method: fields.method ?? 'dns',
     destination: null,

@@ -123,6 +123,8 @@ export class MetricsService implements OnModuleInit {
     add(pulled('cgfence_agent_dns_tcp_paused_total', 'Times reading from a DNS TCP client was paused (pipelining or unread answers)', 'counter', () => [{ value: dns()?.tcpPaused ?? 0 }]));
     add(pulled('cgfence_agent_dns_tcp_slow_readers_closed_total', 'DNS TCP clients closed for not reading their answers', 'counter', () => [{ value: dns()?.tcpSlowReadersClosed ?? 0 }]));
     add(pulled('cgfence_agent_dns_tcp_oversized_frames_total', 'DNS TCP connections closed for a frame over the message cap', 'counter', () => [{ value: dns()?.tcpOversizedFrames ?? 0 }]));
+    add(pulled('cgfence_agent_dns_chain_listed_total', 'Answers to allowed names whose CNAME/DNAME chain reached a listed name (NXDOMAIN in enforce, recorded in audit)', 'counter', () => [{ value: dns()?.chainListed ?? 0 }]));
+    add(pulled('cgfence_agent_dns_answers_unreadable_total', 'Upstream answers the chain check could not read within its caps (SERVFAIL in enforce, passed in audit)', 'counter', () => [{ value: dns()?.answersUnreadable ?? 0 }]));
     add(pulled('cgfence_agent_dns_in_flight', 'Forwarded queries waiting for the upstream', 'gauge', () => [{ value: dns()?.inFlight ?? 0 }]));
     const latencyName = 'cgfence_agent_dns_latency_seconds';
     const latencyHelp = "Time from a query's arrival at the proxy to its answer (or drop)";
@@ -181,6 +183,7 @@ export class MetricsService implements OnModuleInit {
     add(pulled('cgfence_agent_policy_loaded_timestamp_seconds', 'When the policy in force was applied (Unix time)', 'gauge', () => [{ value: Date.parse(s().policy.loadedAt) / 1000 }]));
     add(pulled('cgfence_agent_policy_rejected', '1 while the last policy update was rejected (the previous one stays in force)', 'gauge', () => [{ value: s().policy.lastError ? 1 : 0 }]));
     add(pulled('cgfence_agent_learned_addresses_total', "Addresses of '!resolve' names the proxy handed to the kernel", 'counter', () => [{ value: this.proxy.learnedAddresses }]));
+    add(pulled('cgfence_agent_learned_addresses_refused_total', "Addresses of '!resolve' names not learned because their entry's quota was full (alerted)", 'counter', () => [{ value: this.proxy.learnedRefused }]));
     add(
       pulled('cgfence_agent_kernel_prefilter_slots_marked', `IPv4 /16 prefilter slots marked (of ${PREFILTER_SLOTS}): the kernel map's fill`, 'gauge', () =>
         this.dataPlane.attached ? [{ value: this.dataPlane.kernel.ipPrefilterStatus().markedSlots }] : [],

@@ -123,7 +123,7 @@ export function splitHours(from: Date | undefined, to: Date | undefined, now: nu
 }
 
 export const SELECT_EVENT = `id, time, host, cohort, run_id, labels, pid, comm, cmdline, uid, cgroup_id, qname, qtype, entry, action, method,
-  policy_version, blocklist, version, policy_hash, destination, message, received_at, (extract(epoch from time) * 1000000)::int8::text as time_us`;
+  policy_version, blocklist, version, policy_hash, destination, message, cname_target, received_at, (extract(epoch from time) * 1000000)::int8::text as time_us`;
 
 export interface EventDbRow {
   id: string;
@@ -148,6 +148,7 @@ export interface EventDbRow {
   policy_hash: string | null;
   destination: string | null;
   message: string | null;
+  cname_target: string | null;
   received_at: Date;
   time_us: string;
 }
@@ -184,13 +185,14 @@ export function toView(r: EventDbRow): BlockEventView {
     policyHash: r.policy_hash,
     destination: r.destination,
     message: r.message,
+    cnameTarget: r.cname_target,
     receivedAt: r.received_at.toISOString(),
   };
 }
 
 export const CSV_COLUMNS: (keyof BlockEventView)[] = [
   'time', 'id', 'host', 'cohort', 'runId', 'labels', 'pid', 'comm', 'cmdline', 'uid', 'cgroupId', 'qname', 'qtype', 'entry', 'action', 'method',
-  'policyVersion', 'blocklist', 'version', 'policyHash', 'destination', 'message', 'receivedAt',
+  'policyVersion', 'blocklist', 'version', 'policyHash', 'destination', 'message', 'receivedAt', 'cnameTarget',
 ];
 
 /** RFC 4180: quoted when needed; labels as JSON. */

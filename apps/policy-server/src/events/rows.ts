@@ -6,7 +6,7 @@ import { BlockEvent, BlockEventSchema, reverseLabels, RunSummary, RunSummarySche
 export const EVENT_COLUMNS = [
   'time', 'id', 'host', 'cohort', 'run_id', 'labels', 'pid', 'comm', 'cmdline', 'uid', 'cgroup_id',
   'qname', 'qname_rev', 'qtype', 'entry', 'action', 'method', 'policy_version', 'blocklist', 'version',
-  'policy_hash', 'destination', 'message',
+  'policy_hash', 'destination', 'message', 'cname_target',
 ] as const;
 
 /** PostgreSQL types of the columns, for the multi-row INSERT casts. */
@@ -14,7 +14,7 @@ export const EVENT_TYPES: Record<(typeof EVENT_COLUMNS)[number], string> = {
   time: 'timestamptz', id: 'uuid', host: 'text', cohort: 'text', run_id: 'text', labels: 'jsonb', pid: 'int4', comm: 'text',
   cmdline: 'text', uid: 'int8', cgroup_id: 'text', qname: 'text', qname_rev: 'text', qtype: 'text', entry: 'text',
   action: 'text', method: 'text', policy_version: 'text', blocklist: 'text', version: 'int4', policy_hash: 'text',
-  destination: 'text', message: 'text',
+  destination: 'text', message: 'text', cname_target: 'text',
 };
 
 export type EventRow = (string | number | null)[];
@@ -44,6 +44,7 @@ export function toRow(e: BlockEvent, time: Date): EventRow {
     time.toISOString(), e.id.toLowerCase(), clean(e.host), clean(e.cohort), clean(e.runId), clean(JSON.stringify(e.labels)), e.pid, clean(e.comm),
     clean(e.cmdline), e.uid, clean(e.cgroupId), qname, qname === null ? null : reverseLabels(qname), clean(e.qtype), clean(e.entry),
     e.action, e.method, clean(e.policyVersion), blocklist, version, clean(e.policyHash), clean(e.destination), clean(e.message),
+    e.cnameTarget === undefined || e.cnameTarget === null ? null : clean(normalizeQname(e.cnameTarget)),
   ];
 }
 

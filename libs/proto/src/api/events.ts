@@ -199,6 +199,8 @@ export const BlockEventViewSchema = z.object({
   qname: z.string().nullable(),
   qtype: z.string().nullable(),
   entry: z.string().nullable(),
+  /** The listed name an allowed qname's answer chain (CNAME/DNAME) led to; null when qname itself was listed. */
+  cnameTarget: z.string().nullable(),
   action: z.enum(EVENT_ACTIONS),
   method: z.enum(EVENT_METHODS),
   policyVersion: z.string().nullable(),

@@ -32,6 +32,12 @@ export const BlockEventSchema = z.object({
   qname: z.string().nullable(),
   qtype: z.string().nullable(),
   entry: z.string().nullable(),
+  /**
+   * The listed name an allowed qname's upstream answer led to (a CNAME or
+   * DNAME target, or an answer record's owner); null when qname itself was
+   * listed. Absent from older agents.
+   */
+  cnameTarget: z.string().nullable().optional(),
   action: z.enum(['blocked', 'audited', 'alert']),
   method: z.enum(['dns', 'ip']),
   /** 'name vN' for fleet bundles, 'file:…' for policy files. */

@@ -13,6 +13,12 @@ export interface UpstreamRecords {
   /** Answer HTTPS (type 65) with a minimal 'priority 1, target .' record. */
   readonly HTTPS?: boolean;
   readonly ttl?: number;
+  /**
+   * Answer with a CNAME to this name first, then follow it in the same table
+   * as a recursive resolver does (at most 16 links): the target's records
+   * come after the chain, owned by the target.
+   */
+  readonly CNAME?: string;
   /** Over UDP, answer with TC set and no records (the full answer only over TCP). */
   readonly truncateOverUdp?: boolean;
 }
@@ -145,14 +151,19 @@ export class LoopbackUpstream {
     const rd = q.flag_rd ? dnsPacket.RECURSION_DESIRED : 0;
     if (this.behaviour === 'servfail') return dnsPacket.encode({ ...base, flags: rd | dnsPacket.RECURSION_AVAILABLE | 2 });
     if (this.behaviour === 'refused') return dnsPacket.encode({ ...base, flags: rd | 5 });
-    const records = this.lookup(question.name.toLowerCase());
-    if (!records) return dnsPacket.encode({ ...base, flags: rd | dnsPacket.RECURSION_AVAILABLE | 3 });
+    let records = this.lookup(question.name.toLowerCase());
+    const answers: dnsPacket.Answer[] = [];
+    let name = question.name;
+    for (let links = 0; records?.CNAME !== undefined && links < 16; links++) {
+      answers.push({ type: 'CNAME', name, ttl: records.ttl ?? 300, data: records.CNAME });
+      name = records.CNAME;
+      records = this.lookup(name.toLowerCase());
+    }
+    if (!records) return dnsPacket.encode({ ...base, flags: rd | dnsPacket.RECURSION_AVAILABLE | 3, answers });
     if (records.truncateOverUdp && transport === 'udp') {
       return dnsPacket.encode({ ...base, flags: rd | dnsPacket.RECURSION_AVAILABLE | dnsPacket.TRUNCATED_RESPONSE });
     }
     const ttl = records.ttl ?? 300;
-    const answers: dnsPacket.Answer[] = [];
-    const name = question.name;
     if (question.type === 'A') for (const a of records.A ?? []) answers.push({ type: 'A', name, ttl, data: a });
     if (question.type === 'AAAA') for (const a of records.AAAA ?? []) answers.push({ type: 'AAAA', name, ttl, data: a });
     if (question.type === 'TXT') for (const t of records.TXT ?? []) answers.push({ type: 'TXT', name, ttl, data: t });

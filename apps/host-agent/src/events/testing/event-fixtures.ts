@@ -19,6 +19,7 @@ export function blockRecord(host: string, n: number): JournalRecord {
     qname: `blocked-${n}.example`,
     qtype: 'A',
     entry: 'blocked-*.example',
+    cnameTarget: null,
     action: 'blocked',
     method: 'dns',
     policyVersion: 'list v3',
