@@ -7,7 +7,9 @@
 // agent's RSS under that load.
 import { spawn } from 'node:child_process';
 import { randomInt } from 'node:crypto';
+import { writeFileSync } from 'node:fs';
 import { setPriority } from 'node:os';
+import { join } from 'node:path';
 import { quantile } from '@cgfence/devservices';
 import { AgentUnderTest } from '../e2e/agent-harness';
 import { agentRss } from '../e2e/load-lab';
@@ -24,8 +26,10 @@ export interface DeployRateOptions {
   readonly rounds: number;
   /** Seconds per run at a rate (at least enough queries for a p99 of 10 samples at 100/s). */
   readonly secondsAt: (rate: number) => number;
-  /** Node options for the agent process (profiling). */
+  /** Node options for every agent process (profiling, --trace-gc). */
   readonly agentNodeArgs?: readonly string[];
+  /** Directory to write each agent's output to (e.g. its --trace-gc lines), as `agent-<name>.log`. */
+  readonly agentLogDir?: string;
   /** A baseline build's `cgfence` (another tree): its agent runs beside this one, rounds interleaved. */
   readonly baselineBin?: string;
   /**
@@ -123,12 +127,14 @@ export async function measureDeployRates(o: DeployRateOptions): Promise<DeployRa
   try {
     suts.push({ name: 'this build', sut: await AgentUnderTest.start({ ...policy, nodeArgs: [...(o.agentNodeArgs ?? [])] }) });
     if (o.niceVariant !== undefined) {
-      const sut = await AgentUnderTest.start({ ...policy });
+      const sut = await AgentUnderTest.start({ ...policy, nodeArgs: [...(o.agentNodeArgs ?? [])] });
       suts.push({ name: `this build, nice ${o.niceVariant}`, sut });
       // The main thread only (its tid is the pid): the JS thread the proxy answers on.
       setPriority(sut.proc?.pid as number, o.niceVariant);
     }
-    if (o.baselineBin !== undefined) suts.push({ name: 'baseline', sut: await AgentUnderTest.start({ ...policy, cgfenceBin: o.baselineBin }) });
+    if (o.baselineBin !== undefined) {
+      suts.push({ name: 'baseline', sut: await AgentUnderTest.start({ ...policy, cgfenceBin: o.baselineBin, nodeArgs: [...(o.agentNodeArgs ?? [])] }) });
+    }
     const idle = new Map<string, number>();
     for (const { name, sut } of suts) {
       // Warm-up inside a run (JIT, the proxy's sockets, the journal), not measured.
@@ -164,6 +170,9 @@ export async function measureDeployRates(o: DeployRateOptions): Promise<DeployRa
       const blocks = sut.events().filter((e) => e.action === 'blocked' && e.method === 'dns');
       return { agent: name, idleRssBytes: idle.get(name) ?? 0, journalled: { blocks: blocks.length, attributed: blocks.filter((e) => e.pid !== null && e.runId !== null).length } };
     });
+    if (o.agentLogDir !== undefined) {
+      for (const { name, sut } of suts) writeFileSync(join(o.agentLogDir, `agent-${name.replace(/[^a-z0-9-]+/gi, '-')}.log`), sut.log);
+    }
     return { upstream, rows, agents };
   } finally {
     for (const { sut } of suts) await sut.stop();

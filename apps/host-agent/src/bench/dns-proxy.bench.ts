@@ -73,7 +73,12 @@ const IN_FLIGHT_PROBE = 10_000;
  * (dnsperf vs dnsdist).
  */
 const PART = process.env.CGFENCE_DNS_BENCH ?? 'all';
-/** Extra node options for the agent of the deploy-rate part (e.g. '--cpu-prof --cpu-prof-dir=/tmp/p'), space-separated. */
+/**
+ * Extra node options for the agents of the deploy-rate part, space-separated
+ * (e.g. '--trace-gc', '--perf-basic-prof'; not --cpu-prof: its SIGPROF makes
+ * the kernel's verifier give up loading the programs with EAGAIN). With
+ * CGFENCE_DNS_BENCH_AGENT_LOG_DIR each agent's output is written there.
+ */
 const AGENT_NODE_ARGS = (process.env.CGFENCE_DNS_BENCH_AGENT_NODE_ARGS ?? '').split(' ').filter(Boolean);
 /**
  * Another build to measure beside this one, in the same run (e.g. main's tree
@@ -521,6 +526,7 @@ async function main(): Promise<void> {
         agentNodeArgs: AGENT_NODE_ARGS,
         baselineBin: BASELINE_BIN,
         niceVariant: NICE_VARIANT,
+        agentLogDir: process.env.CGFENCE_DNS_BENCH_AGENT_LOG_DIR,
       });
       printDeployTable(deploy);
     }
