@@ -347,7 +347,12 @@ export class DnsProxy {
     if (decided instanceof Forwarded) {
       decided.socket = socket;
       decided.started = started;
-      this.udpPool.send(msg, decided.questionEnd, this.timeoutMs, decided);
+      try {
+        this.udpPool.send(msg, decided.questionEnd, this.timeoutMs, decided);
+      } catch (err) {
+        // The pool reports its failures to the waiter; this is for the unexpected.
+        this.settleUdp(decided, undefined, new UpstreamError('UPSTREAM_ERROR', (err as Error).message));
+      }
       return;
     }
     this.observe(started);

@@ -60,6 +60,11 @@ interface PendingUdp {
 const SWEEP_MIN_MS = 5;
 const SWEEP_MAX_MS = 100;
 
+/** Settles a waiter with an error in a microtask (a waiter is never called back synchronously). */
+function later(waiter: UpstreamWaiter, code: UpstreamErrorCode, message: string): void {
+  queueMicrotask(() => waiter.settle(undefined, new UpstreamError(code, message)));
+}
+
 /** Random 16-bit ids drawn from a refilled block, cheaper than one crypto call per query. */
 class RandomIds {
   private readonly block = new Uint16Array(4096);
@@ -179,13 +184,19 @@ export class UdpUpstreamPool {
    * (restored when the query settles), and one timer serves every deadline.
    */
   send(query: Buffer, questionEnd: number, timeoutMs: number, waiter: UpstreamWaiter): void {
-    if (this.closed) return void queueMicrotask(() => waiter.settle(undefined, new UpstreamError('UPSTREAM_CLOSED', 'upstream pool is closed')));
+    if (this.closed) return later(waiter, 'UPSTREAM_CLOSED', 'upstream pool is closed');
     const member = this.pickMember();
-    if (!member) return void queueMicrotask(() => waiter.settle(undefined, new UpstreamError('UPSTREAM_ERROR', 'all upstream sockets are full')));
-    const wireId = this.freeId(member);
+    if (!member) return later(waiter, 'UPSTREAM_ERROR', 'all upstream sockets are full');
+    let wireId: number;
+    try {
+      wireId = this.freeId(member);
+    } catch (err) {
+      return later(waiter, 'UPSTREAM_ERROR', (err as Error).message);
+    }
     const clientId = query.readUInt16BE(0);
     const deadline = performance.now() + timeoutMs;
-    member.pending.set(wireId, { member, wireId, clientId, query, questionEnd, deadline, timeoutMs, waiter });
+    const pending: PendingUdp = { member, wireId, clientId, query, questionEnd, deadline, timeoutMs, waiter };
+    member.pending.set(wireId, pending);
     this.pendingCount++;
     const every = Math.min(SWEEP_MAX_MS, Math.max(SWEEP_MIN_MS, Math.floor(timeoutMs / 8)));
     if (this.sweep === undefined || every < this.sweepEveryMs) {
@@ -194,11 +205,19 @@ export class UdpUpstreamPool {
       this.sweep = setInterval(this.onSweep, every);
     }
     query.writeUInt16BE(wireId, 0);
-    // No send callback: a callback costs a nextTick per send even when the
-    // kernel took the datagram at once. A send that fails is reported as the
-    // socket's 'error' (port unreachable fails the socket's queries at once);
-    // others time out into SERVFAIL.
-    member.socket.send(query);
+    try {
+      // No send callback: a callback costs a nextTick per send even when the
+      // kernel took the datagram at once. A send that fails later is reported
+      // as the socket's 'error' (port unreachable fails the socket's queries
+      // at once); others time out into SERVFAIL.
+      member.socket.send(query);
+    } catch (err) {
+      // Thrown at once (socket closed): settle now, but never synchronously.
+      member.pending.delete(wireId);
+      this.pendingCount--;
+      query.writeUInt16BE(clientId, 0);
+      later(waiter, 'UPSTREAM_ERROR', `send to upstream failed: ${(err as Error).message}`);
+    }
   }
 
   /** Fails every query past its deadline (at most one sweep period late); stops sweeping when none is pending. */
