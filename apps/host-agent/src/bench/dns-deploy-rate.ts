@@ -12,7 +12,7 @@ import { setPriority } from 'node:os';
 import { join } from 'node:path';
 import { quantile } from '@cgfence/devservices';
 import { AgentUnderTest } from '../e2e/agent-harness';
-import { agentRss } from '../e2e/load-lab';
+import { agentRss, processCpuMs } from '../e2e/load-lab';
 
 export interface DeployRateOptions {
   /** Blocklist in the project's grammar ('*.suffix' lines). */
@@ -54,6 +54,8 @@ export interface AgentSample {
   readonly inside: LatencySample;
   /** Agent (and proxy workers) RSS, sampled every 100 ms during the inside runs at this rate: peak. */
   readonly peakRssBytes: number;
+  /** Agent (and proxy workers) CPU time during the inside runs, per answered query (µs): not inflated by CPU contention as latency is. */
+  readonly cpuUsPerQuery: number;
 }
 
 export interface DeployRateRow {
@@ -150,13 +152,16 @@ export async function measureDeployRates(o: DeployRateOptions): Promise<DeployRa
       const outs: LatencySample[] = [];
       const ins = new Map<string, LatencySample[]>(suts.map((x) => [x.name, []]));
       const peaks = new Map<string, number>(suts.map((x) => [x.name, 0]));
+      const cpu = new Map<string, number>(suts.map((x) => [x.name, 0]));
       for (let round = 0; round < o.rounds; round++) {
         outs.push(parse(await outside(args)));
         for (const { name, sut } of suts) {
           const pid = sut.proc?.pid as number;
           const watch = setInterval(() => peaks.set(name, Math.max(peaks.get(name) ?? 0, agentRss(pid))), 100);
+          const cpuBefore = processCpuMs(pid);
           try {
             const r = await sut.run(['dnsperf', ...args], { timeoutMs: (seconds + 30) * 1000 });
+            cpu.set(name, (cpu.get(name) ?? 0) + processCpuMs(pid) - cpuBefore);
             if (r.code !== 0) throw new Error(`dnsperf in a run exited ${r.code}: ${r.stderr}${r.stdout.slice(-500)}`);
             ins.get(name)?.push(parse(r.stdout));
           } finally {
@@ -164,7 +169,15 @@ export async function measureDeployRates(o: DeployRateOptions): Promise<DeployRa
           }
         }
       }
-      rows.push({ rate, outside: pool(outs), agents: suts.map(({ name }) => ({ agent: name, inside: pool(ins.get(name) ?? []), peakRssBytes: peaks.get(name) ?? 0 })) });
+      rows.push({
+        rate,
+        outside: pool(outs),
+        agents: suts.map(({ name }) => {
+          const inside = pool(ins.get(name) ?? []);
+          const answered = inside.forwardedMs.length + inside.nxdomain;
+          return { agent: name, inside, peakRssBytes: peaks.get(name) ?? 0, cpuUsPerQuery: ((cpu.get(name) ?? 0) * 1000) / Math.max(1, answered) };
+        }),
+      });
     }
     const agents = suts.map(({ name, sut }) => {
       const blocks = sut.events().filter((e) => e.action === 'blocked' && e.method === 'dns');

@@ -34,6 +34,7 @@ import { DnsProxy } from '../dns/dns-proxy';
 import { ProxyPool, type DnsService } from '../dns/proxy-pool';
 import { makeQuery, udpQuery } from '../dns/testing/dns-client';
 import { createPolicy } from '../policy/policy';
+import { processCpuMs as cpuMs } from '../e2e/load-lab';
 import { latencyFigures, measureDeployRates, type DeployRateResult } from './dns-deploy-rate';
 
 const HOST = '127.0.0.1';
@@ -107,7 +108,12 @@ interface PathResult {
   readonly port: number;
   readonly max: PerfResult[];
   readonly half: PerfResult[];
+  /** The serving process (with its children: proxy workers), whose CPU time is read from /proc; none for the upstream. */
+  readonly pid?: number;
+  /** CPU ms it used during the half-load runs. */
+  halfCpuMs?: number;
 }
+
 
 // ---------------------------------------------------------------- inputs
 
@@ -310,18 +316,20 @@ function printDeployTable(d: DeployRateResult): void {
         `${pct(r.outside.lost, r.outside.sent)} / ${pct(a.inside.lost, a.inside.sent)}`,
         `${a.inside.forwardedMs.length} (+${a.inside.nxdomain} NXDOMAIN)`,
         mib(a.peakRssBytes),
+        a.cpuUsPerQuery.toFixed(1),
       ];
     });
   });
   printTable({
     title: `DNS at deploy rates: dnsperf inside \`cgfence run\` (real agent, attribution + journal, ${BLOCKLIST_SIZE.toLocaleString('en-US')} wildcard entries) vs outside the deploy cgroup, same upstream`,
-    head: ['rate', 'agent', 'outside p50 / p99 / max ms', 'inside a run p50 / p99 / max ms', 'added p50 ms', 'added p99 ms', 'lost out / in', 'inside: forwarded answers', 'agent peak RSS MiB'],
+    head: ['rate', 'agent', 'outside p50 / p99 / max ms', 'inside a run p50 / p99 / max ms', 'added p50 ms', 'added p99 ms', 'lost out / in', 'inside: forwarded answers', 'agent peak RSS MiB', 'agent CPU µs / query'],
     rows,
     notes: [
       `targets: added p50 < ${TARGET_DEPLOY_ADDED_P50_MS} ms and added p99 < ${TARGET_DEPLOY_ADDED_P99_MS} ms at each rate: ${verdicts.join('; ')}`,
       `upstream: dnsdist ${distV} on ${d.upstream} answering every query itself; inside: the kernel redirects the run's port-53 queries to the agent's proxy, which forwards them there.`,
       `${DEPLOY_ROUNDS} runs per rate and path, outside/inside interleaved (${DEPLOY_RATES.map((r) => `${deploySeconds(r)} s at ${r}/s`).join(', ')}); latencies from dnsperf ${perfV} -v, pooled;` +
         ` figures over the NOERROR answers (forwarded; the 10% under listed suffixes get NXDOMAIN from the proxy without the upstream and are left out of both sides).`,
+      `agent CPU µs / query: the agent's user + system time (/proc, with any proxy workers) over its inside runs at that rate, per answered query, including its idle work (timers, heartbeat).`,
       ...d.agents.map(
         (a) =>
           `${a.agent}: agent RSS (agent + proxy workers) idle after warm-up ${mib(a.idleRssBytes)} MiB; peak sampled every 100 ms during its inside runs;` +
@@ -416,12 +424,12 @@ async function saturation(dir: string, suffixes: readonly string[], suffixFile: 
   }
 
   const direct: PathResult = { name: 'upstream direct', port: upPort, max: [], half: [] };
-  const dist: PathResult = { name: 'dnsdist (blocking)', port: distPort, max: [], half: [] };
-  const one: PathResult = { name: `cgfence, 1 process${workers === 1 ? ' (default)' : ''}`, port: single.port, max: [], half: [] };
-  const many: PathResult = { name: `cgfence, ${poolWorkers} workers${workers > 1 ? ' (default)' : ''}`, port: pool.port, max: [], half: [] };
+  const dist: PathResult = { name: 'dnsdist (blocking)', port: distPort, max: [], half: [], pid: blocker.child.pid };
+  const one: PathResult = { name: `cgfence, 1 process${workers === 1 ? ' (default)' : ''}`, port: single.port, max: [], half: [], pid: single.proc.child.pid };
+  const many: PathResult = { name: `cgfence, ${poolWorkers} workers${workers > 1 ? ' (default)' : ''}`, port: pool.port, max: [], half: [], pid: pool.proc.child.pid };
   /** The agent's default: what the targets are judged on. */
   const cg = workers > 1 ? many : one;
-  const baseline: PathResult[] = before ? [{ name: 'baseline build, 1 process', port: before.port, max: [], half: [] }] : [];
+  const baseline: PathResult[] = before ? [{ name: 'baseline build, 1 process', port: before.port, max: [], half: [], pid: before.proc.child.pid }] : [];
   const paths = [direct, dist, many, one, ...baseline];
   for (const p of paths) await dnsperf(p.port, queryFile, WARMUP_SECONDS, { outstanding: MAX_OUTSTANDING });
   for (let round = 0; round < MAX_ROUNDS; round++) {
@@ -432,7 +440,9 @@ async function saturation(dir: string, suffixes: readonly string[], suffixFile: 
   const halfRate = Math.round(maxQps(cg) * HALF_LOAD);
   for (let round = 0; round < HALF_ROUNDS; round++) {
     for (const p of paths) {
+      const cpuBefore = p.pid !== undefined ? cpuMs(p.pid) : 0;
       p.half.push(await dnsperf(p.port, queryFile, HALF_SECONDS, { outstanding: HALF_OUTSTANDING, maxQps: halfRate, verbose: true }));
+      if (p.pid !== undefined) p.halfCpuMs = (p.halfCpuMs ?? 0) + cpuMs(p.pid) - cpuBefore;
     }
   }
 
@@ -446,7 +456,7 @@ async function saturation(dir: string, suffixes: readonly string[], suffixFile: 
 
   printTable({
     title: `DNS proxy vs dnsdist: ${BLOCKLIST_SIZE.toLocaleString('en-US')}-suffix blocklist, local upstream, UDP on loopback`,
-    head: ['path', 'max qps', 'runs (qps)', 'ratio to dnsdist', 'lost', 'NXDOMAIN', `qps @ -Q ${halfRate}`, 'p50 ms', 'p99 ms', 'added p99 ms'],
+    head: ['path', 'max qps', 'runs (qps)', 'ratio to dnsdist', 'lost', 'NXDOMAIN', `qps @ -Q ${halfRate}`, 'p50 ms', 'p99 ms', 'added p99 ms', 'CPU µs / query'],
     rows: paths.map((p) => [
       p.name,
       Math.round(maxQps(p)),
@@ -458,6 +468,7 @@ async function saturation(dir: string, suffixes: readonly string[], suffixFile: 
       ms(p50(p)),
       ms(p99(p)),
       p === direct ? '-' : ms(p99(p) - p99(direct)),
+      p.halfCpuMs !== undefined ? ((1000 * p.halfCpuMs) / Math.max(1, sum(p.half, (r) => r.completed))).toFixed(1) : '-',
     ]),
     notes: [
       `target qps >= ${TARGET_RATIO.toFixed(1)}× dnsdist: ${ratio.toFixed(2)}× (${Math.round(maxQps(cg))} vs ${Math.round(maxQps(dist))} qps): ${verdict(ratio >= TARGET_RATIO)}`,
@@ -476,6 +487,8 @@ async function saturation(dir: string, suffixes: readonly string[], suffixFile: 
         ` "1 process": one DnsProxy, one JS thread. Policy parsed with @cgfence/proto's grammar (*.suffix entries); no attribution, no journal.`,
       `queries: ${QUERY_LINES.toLocaleString('en-US')} A names, 80% allowed, 10% near misses under blocked.test, 10% under listed suffixes.`,
       `all of dnsperf, both dnsdists and the proxy share this machine's CPUs, so the direct path is bounded by dnsperf + upstream.`,
+      `CPU µs / query: user + system time of the serving process (and its workers) from /proc over the half-load runs, per answered query;` +
+        ` unlike latency it is not inflated by waiting for a CPU on a shared machine (10 ms tick resolution).`,
     ],
   });
 }
