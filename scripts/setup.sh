@@ -26,6 +26,8 @@ have dig || need+=(dnsutils)
 have python3 || need+=(python3)
 have setpriv || need+=(util-linux)
 have curl || need+=(curl)
+# The unix-guard e2e test runs Debian's nscd (in a private mount namespace).
+have nscd || need+=(nscd)
 # Test certificate authorities (NATS and HTTPS TLS in the tests and the local fleet).
 have openssl || need+=(openssl)
 # systemd-analyze verify checks the shipped systemd units in the tests.
@@ -41,6 +43,12 @@ if [ ${#need[@]} -gt 0 ]; then
   say "installing Debian packages: ${need[*]}"
   apt-get update -qq
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+  # nscd is only for the tests, which start their own: a host-wide nscd would
+  # cache every lookup of this machine (and of the other tests).
+  if [[ " ${need[*]} " == *" nscd "* ]]; then
+    if [ -d /run/systemd/system ]; then systemctl disable --now nscd.service >/dev/null 2>&1 || true
+    else systemctl disable nscd.service >/dev/null 2>&1 || true; invoke-rc.d nscd stop >/dev/null 2>&1 || true; fi
+  fi
 fi
 
 # npm dependencies, pinned by package-lock.json: reinstall only when it changed.

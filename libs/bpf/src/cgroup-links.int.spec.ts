@@ -5,13 +5,16 @@ import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { existsSync, mkdirSync, rmdirSync, statSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, rmdirSync, rmSync, statSync } from 'node:fs';
+import { createServer, Server } from 'node:net';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { attachCgroupLinks, cgroupLinkState, detachCgroupLinks } from './cgroup-links';
 import { DataPlane } from './data-plane';
 import { PROGRAMS } from './layout';
 import { closedPort, KernelSandbox, requireKernelTestHost, sleep } from './testing/kernel-fixture';
+import { UNIX_PROGRAMS } from './unix-guard';
 
 const run = promisify(execFile);
 
@@ -19,6 +22,13 @@ const run = promisify(execFile);
 async function connectFrom(cgroup: string, port: number): Promise<string> {
   const py = `import socket, errno\ns = socket.socket()\ntry:\n  s.connect(('127.0.0.2', ${port}))\n  print('OK')\nexcept OSError as e:\n  print(errno.errorcode[e.errno])`;
   const { stdout } = await run('sh', ['-c', `echo $$ > '${cgroup}/cgroup.procs' && exec python3 -c "$0"`, py]);
+  return stdout.trim();
+}
+
+/** connect() to the unix socket `path` from a process put in `cgroup` first; prints OK or the errno name. */
+async function unixConnectFrom(cgroup: string, path: string): Promise<string> {
+  const py = `import socket, errno, sys\ns = socket.socket(socket.AF_UNIX)\ntry:\n  s.connect(sys.argv[1])\n  print('OK')\nexcept OSError as e:\n  print(errno.errorcode[e.errno])`;
+  const { stdout } = await run('sh', ['-c', `echo $$ > '${cgroup}/cgroup.procs' && exec python3 -c "$0" "$1"`, py, path]);
   return stdout.trim();
 }
 
@@ -34,6 +44,8 @@ describe('attachCgroupLinks', () => {
   let box: KernelSandbox;
   let dp: DataPlane;
   let port: number;
+  let sockDir: string;
+  let sockServer: Server;
   const { cgroupRoot, bpffs } = requireKernelTestHost();
   const id = `${process.pid}-${randomBytes(3).toString('hex')}`;
   const service = join(cgroupRoot, `cgfence-test-service-${id}`);
@@ -41,7 +53,15 @@ describe('attachCgroupLinks', () => {
 
   before(async () => {
     box = new KernelSandbox('links');
-    dp = DataPlane.attach({ cgroupPath: box.cgroupPath, pinDir: box.pinDir, config: { proxyPort: 5399, mode: 'enforce', failMode: 'open', heartbeatTimeoutMs: 0 } });
+    sockDir = mkdtempSync(join(tmpdir(), 'cgf-links-'));
+    sockServer = createServer((s) => s.end());
+    await new Promise<void>((r) => sockServer.listen(join(sockDir, 'resolver.sock'), r));
+    dp = DataPlane.attach({
+      cgroupPath: box.cgroupPath,
+      pinDir: box.pinDir,
+      config: { proxyPort: 5399, mode: 'enforce', failMode: 'open', heartbeatTimeoutMs: 0 },
+      unixGuard: { paths: [join(sockDir, 'resolver.sock')] },
+    });
     dp.applyIpPolicy({ v4: ['127.0.0.2/32'], v6: [] });
     mkdirSync(service);
     port = await closedPort();
@@ -54,6 +74,8 @@ describe('attachCgroupLinks', () => {
       if (existsSync(service)) rmdirSync(service);
       dp?.close();
       await box?.destroy();
+      sockServer?.close();
+      rmSync(sockDir, { recursive: true, force: true });
     }
   });
 
@@ -62,8 +84,9 @@ describe('attachCgroupLinks', () => {
     const r = attachCgroupLinks({ sourcePinDir: box.pinDir, cgroupPath: service, pinDir });
     assert.equal(r.attachedNow, true);
     assert.equal(r.cgroupId, statSync(service, { bigint: true }).ino);
-    assert.deepEqual(cgroupLinkState(pinDir), { cgroupId: r.cgroupId, attached: [...PROGRAMS].sort(), complete: true });
+    assert.deepEqual(cgroupLinkState(pinDir), { cgroupId: r.cgroupId, attached: [...PROGRAMS, ...UNIX_PROGRAMS].sort(), complete: true });
     assert.equal(await connectFrom(service, port), 'EPERM');
+    assert.equal(await unixConnectFrom(service, join(sockDir, 'resolver.sock')), 'EPERM', "the unix guard's programs go along");
     dp.applyIpPolicy({ v4: ['127.0.0.3/32'], v6: [] });
     assert.equal(await connectFrom(service, port), 'ECONNREFUSED', 'a new policy holds there at once (shared maps)');
     dp.applyIpPolicy({ v4: ['127.0.0.2/32'], v6: [] });
@@ -72,7 +95,7 @@ describe('attachCgroupLinks', () => {
   it('keeps its links on a second attach (an agent restart), attaching nothing twice', async () => {
     const r = attachCgroupLinks({ sourcePinDir: box.pinDir, cgroupPath: service, pinDir });
     assert.equal(r.attachedNow, false);
-    assert.equal(cgroupLinkState(pinDir).attached.length, PROGRAMS.length);
+    assert.equal(cgroupLinkState(pinDir).attached.length, PROGRAMS.length + UNIX_PROGRAMS.length);
     assert.equal(await connectFrom(service, port), 'EPERM');
   });
 

@@ -13,6 +13,7 @@ import { DataPlaneError, intStep } from './errors';
 import { PROGRAMS } from './layout';
 import { describeErrno, KERNEL_ABI, libbpf, libc } from './libbpf';
 import { findCgroup2Root } from './mounts';
+import { UNIX_PROGRAMS } from './unix-guard';
 
 /** offsetof(struct bpf_link_info, cgroup.attach_type): after cgroup_id (u64 at 16). */
 const LINK_INFO_CGROUP_ATTACH_TYPE_OFFSET = 24;
@@ -114,7 +115,11 @@ export function attachCgroupLinks(opts: { sourcePinDir: string; cgroupPath: stri
   let cgroupFd = -1;
   try {
     cgroupFd = openSync(cgroupPath, 'r');
-    for (const name of PROGRAMS) {
+    // The unix guard's programs go wherever the source has them (kernel 6.7+,
+    // not turned off); a protected cgroup drops them when the source did.
+    const unixInSource = UNIX_PROGRAMS.filter((p) => existsSync(join(opts.sourcePinDir, 'links', p)));
+    for (const name of UNIX_PROGRAMS) if (!unixInSource.includes(name)) detachPin(join(opts.pinDir, name));
+    for (const name of [...PROGRAMS, ...unixInSource]) {
       const source = withPinned(`read ${name}`, join(opts.sourcePinDir, 'links', name), linkInfoOf);
       if (source.cgroupId === 0n) throw new DataPlaneError(`read ${name}`, `the source link of ${name} in ${opts.sourcePinDir} is detached`);
       const progFd = intStep(`attach ${name}`, `bpf_prog_get_fd_by_id(${source.progId})`, () => k.bpf_prog_get_fd_by_id(source.progId));

@@ -41,8 +41,16 @@ export interface ProcessInfo {
 
 export interface KernelEvent extends ProcessInfo {
   /** name_drop: a port-53 UDP query that did not go to the proxy, for a listed name (or unreadable), dropped on egress. */
-  kind: 'ip_block' | 'ip_audit' | 'proxy_down' | 'name_drop';
+  /**
+   * unix_refused / unix_audit: a connect or datagram send to a refused unix
+   * socket of a resolving daemon (c/unix-guard.bpf.c); family 4 and protocol
+   * 'other' carry nothing, dport is 0, daddr the socket path (DataPlane fills
+   * it from unixPathId).
+   */
+  kind: 'ip_block' | 'ip_audit' | 'proxy_down' | 'name_drop' | 'unix_refused' | 'unix_audit';
   family: 4 | 6;
+  /** unix_* events: the guard's id of the socket path (see UnixGuard.pathOfId). */
+  unixPathId?: number;
   protocol: 'tcp' | 'udp' | 'other';
   daddr: string;
   dport: number;
@@ -125,10 +133,27 @@ const EVENT_KINDS: Record<number, KernelEvent['kind']> = {
 const IPPROTO_TCP = 6;
 const IPPROTO_UDP = 17;
 
+/** Kind and family bytes of the unix guard's events (c/unix-guard.h, checked by unix-guard.int.spec.ts). */
+const UNIX_EVENT_KINDS: Record<number, KernelEvent['kind']> = { 16: 'unix_refused', 17: 'unix_audit' };
+const UNIX_EVENT_FAMILY = 1;
+
 /** Decodes one ring buffer record; undefined for a record this loader does not know. */
 export function decodeEvent(b: Buffer): KernelEvent | undefined {
   if (b.length < EVENT.size) return undefined;
   const fl = EVENT.fields;
+  const unixKind = UNIX_EVENT_KINDS[b.readUInt8(fl.kind.offset)];
+  if (unixKind && b.readUInt8(fl.family.offset) === UNIX_EVENT_FAMILY) {
+    return {
+      ...decodeProc(b, fl.proc.offset),
+      kind: unixKind,
+      family: 4,
+      protocol: 'other',
+      daddr: '',
+      dport: 0,
+      unixPathId: b.readUInt32LE(fl.daddr.offset),
+      timeNs: b.readBigUInt64LE(fl.time_ns.offset),
+    };
+  }
   const kind = EVENT_KINDS[b.readUInt8(fl.kind.offset)];
   const famRaw = b.readUInt8(fl.family.offset);
   if (!kind || (famRaw !== CONSTANTS.CGF_FAMILY_V4 && famRaw !== CONSTANTS.CGF_FAMILY_V6)) return undefined;

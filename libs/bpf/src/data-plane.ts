@@ -19,6 +19,7 @@ import { NameBackstop, NamePolicy } from './name-backstop';
 import { DEFAULT_REFUSED_DNS_PORTS, DnsPortGuard, validateRefusedDnsPorts } from './dns-ports';
 import { markAll } from './prefilter';
 import { KernelTelemetry } from './telemetry';
+import { DEFAULT_UNIX_GUARD_PATHS, UnixGuard, UnixGuardStatus, validateUnixGuardPaths } from './unix-guard';
 
 export { DataPlaneError } from './errors';
 export { BPF_OBJECT_PATH } from './attachment';
@@ -29,6 +30,13 @@ export interface AttachOptions {
   cgroupPath: string;
   pinDir: string;
   config: DataPlaneConfig;
+  /**
+   * The unix-socket guard (unix-guard.ts, kernel 6.7+): refused socket paths
+   * of resolving daemons, default DEFAULT_UNIX_GUARD_PATHS; [] turns it off.
+   * On a kernel without the hook the rest attaches and unixGuardStatus()
+   * says what is not covered. attachTypes: tests and diagnostics only.
+   */
+  unixGuard?: { paths?: readonly string[]; attachTypes?: { connect: number; sendmsg: number } };
 }
 
 export class DataPlane {
@@ -41,6 +49,7 @@ export class DataPlane {
     private readonly names: NameBackstop,
     private readonly telemetry: KernelTelemetry,
     private readonly dnsPorts: DnsPortGuard,
+    private readonly unix: { guard?: UnixGuard; status: UnixGuardStatus },
   ) {}
 
   /**
@@ -67,6 +76,7 @@ export class DataPlane {
     });
     const fds = attachment.mapFds;
     const names = new NameBackstop(fds.cgf_names);
+    const unix = DataPlane.attachUnixGuard(opts, fds.cgf_config, fds.cgf_events, fds.cgf_counters);
     return new DataPlane(
       attachment,
       liveness,
@@ -74,7 +84,24 @@ export class DataPlane {
       names,
       new KernelTelemetry({ counters: fds.cgf_counters, dnsCounters: fds.cgf_dns_counters, events: fds.cgf_events }),
       new DnsPortGuard(fds.cgf_dns_ports),
+      unix,
     );
+  }
+
+  /** Attaches (or turns off) the unix-socket guard; its failure leaves the rest attached and is reported, never thrown. */
+  private static attachUnixGuard(opts: AttachOptions, configFd: number, eventsFd: number, countersFd: number): { guard?: UnixGuard; status: UnixGuardStatus } {
+    const paths = opts.unixGuard?.paths ?? DEFAULT_UNIX_GUARD_PATHS;
+    validateUnixGuardPaths(paths);
+    if (paths.length === 0) {
+      UnixGuard.detach(opts.pinDir);
+      return { status: { state: 'off' } };
+    }
+    try {
+      const guard = UnixGuard.attach({ cgroupPath: opts.cgroupPath, pinDir: opts.pinDir, configFd, eventsFd, countersFd, paths, attachTypes: opts.unixGuard?.attachTypes });
+      return { guard, status: { state: 'active', paths: [...paths] } };
+    } catch (err) {
+      return { status: { state: 'unavailable', paths: [...paths], reason: (err as Error).message } };
+    }
   }
 
   /** Detaches every pinned link in `pinDir`, removes all its pins and the directory. Idempotent. */
@@ -105,6 +132,17 @@ export class DataPlane {
   dnsPortRefusals(): Map<number, number> {
     this.assertOpen();
     return this.dnsPorts.refusals();
+  }
+
+  /** What the unix-socket guard does: active, off, or unavailable (with the kernel's reason). */
+  unixGuardStatus(): UnixGuardStatus {
+    return this.unix.status;
+  }
+
+  /** Each refused unix socket path and its refusals so far (audit mode: would-be refusals); empty unless active. */
+  unixRefusals(): Map<string, number> {
+    this.assertOpen();
+    return this.unix.guard?.refusals() ?? new Map();
   }
 
   /** Stamps "proxy alive now" from the calling thread (CLOCK_MONOTONIC, the clock of bpf_ktime_get_ns). */
@@ -206,13 +244,15 @@ export class DataPlane {
   /** Delivers kernel events (also those queued while no agent ran) to `cb`, from the event loop. */
   onEvent(cb: (e: KernelEvent) => void): void {
     this.assertOpen();
-    this.telemetry.onEvent(cb);
+    const guard = this.unix.guard;
+    // unix guard events carry an id: give them the socket path.
+    this.telemetry.onEvent((e) => cb(e.unixPathId !== undefined && guard ? { ...e, daddr: guard.pathOfId(e.unixPathId) ?? `unix socket #${e.unixPathId}` } : e));
   }
 
   /** Names of the programs whose links are attached to the cgroup right now. */
   attachedPrograms(): string[] {
     this.assertOpen();
-    return this.attachment.attachedPrograms();
+    return [...this.attachment.attachedPrograms(), ...(this.unix.guard?.attachedPrograms() ?? [])];
   }
 
   /** Stops the heartbeat and event consumption and frees userspace handles. Pins (and so enforcement) stay. */
@@ -221,6 +261,7 @@ export class DataPlane {
     this.telemetry.close();
     this.liveness.close();
     this.policy.close();
+    this.unix.guard?.close();
     this.attachment.close();
     this.closed = true;
   }

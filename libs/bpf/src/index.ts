@@ -16,3 +16,5 @@ export { DEFAULT_REFUSED_DNS_PORTS, validateRefusedDnsPorts } from './dns-ports'
 export type { IpPolicyDigest, IpPolicyDrift, LpmKeys } from './ip-digest';
 export { attachCgroupLinks, cgroupLinkState, detachCgroupLinks } from './cgroup-links';
 export type { CgroupLinkState } from './cgroup-links';
+export { DEFAULT_UNIX_GUARD_PATHS, SSSD_NSS_SOCKET, sssServesHosts, UNIX_PROGRAMS, validateUnixGuardPaths } from './unix-guard';
+export type { UnixGuardStatus } from './unix-guard';

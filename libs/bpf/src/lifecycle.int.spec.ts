@@ -10,6 +10,7 @@ import { DataPlane, DataPlaneError } from './data-plane';
 import { PINNED_MAPS, PROGRAMS } from './layout';
 import { nameKeyHex } from './name-backstop';
 import { cgroupPrograms, closedPort, KernelSandbox } from './testing/kernel-fixture';
+import { UNIX_PROGRAMS } from './unix-guard';
 
 describe(DataPlane.name, () => {
   let box: KernelSandbox;
@@ -32,7 +33,7 @@ describe(DataPlane.name, () => {
     await box?.destroy();
   });
 
-  it('attaches all seven programs once each, and they keep enforcing after the agent is killed -9', async () => {
+  it("attaches all nine programs (seven and the unix guard's two) once each, and they keep enforcing after the agent is killed -9", async () => {
     // The "agent": a separate node process that attaches, applies a policy and dies hard.
     const script = `
       const { DataPlane } = require(${JSON.stringify(join(__dirname, 'index.js'))});
@@ -51,8 +52,8 @@ describe(DataPlane.name, () => {
     await once(agent, 'exit');
 
     assert.equal(reported.adopted, false);
-    assert.deepEqual([...reported.programs].sort(), [...PROGRAMS].sort());
-    assert.deepEqual(readdirSync(join(box.pinDir, 'maps')).sort(), [...PINNED_MAPS].sort(), 'every map pinned, the prefilter too');
+    assert.deepEqual([...reported.programs].sort(), [...PROGRAMS, ...UNIX_PROGRAMS].sort());
+    assert.deepEqual(readdirSync(join(box.pinDir, 'maps')).sort(), [...PINNED_MAPS, 'cgf_unix_paths'].sort(), 'every map pinned, the prefilter and the unix guard\'s too');
     assert.deepEqual(cgroupPrograms(box.cgroupPath).sort(), [...PROGRAMS].sort());
     assert.equal((await box.run({ op: 'connect', host: '127.0.0.2', port })).result, 'EPERM', 'still enforcing with the agent dead');
   });
@@ -62,7 +63,7 @@ describe(DataPlane.name, () => {
 
     assert.equal(sut.adopted, true);
     assert.deepEqual(cgroupPrograms(box.cgroupPath).sort(), [...PROGRAMS].sort(), 'still one program per hook');
-    assert.deepEqual([...sut.attachedPrograms()].sort(), [...PROGRAMS].sort());
+    assert.deepEqual([...sut.attachedPrograms()].sort(), [...PROGRAMS, ...UNIX_PROGRAMS].sort());
     assert.equal((await box.run({ op: 'connect', host: '127.0.0.2', port })).result, 'EPERM', 'the pinned policy survived');
     assert.ok(sut.counters().ip_blocks! >= 2n, 'counters survived too');
     assert.deepEqual(sut.nameBackstopKeys(), [nameKeyHex('kept.test')], "the backstop's names survived");
@@ -87,7 +88,7 @@ describe(DataPlane.name, () => {
     const sut = attach();
 
     assert.equal(sut.adopted, true);
-    assert.deepEqual(readdirSync(join(box.pinDir, 'maps')).sort(), [...PINNED_MAPS].sort());
+    assert.deepEqual(readdirSync(join(box.pinDir, 'maps')).sort(), [...PINNED_MAPS, 'cgf_unix_paths'].sort());
     assert.deepEqual(sut.nameBackstopKeys(), [], 'a new, empty name map until the next apply');
     assert.equal(sut.counters().name_drops, 0n);
     assert.equal((await box.run({ op: 'connect', host: '127.0.0.2', port })).result, 'EPERM', 'the adopted IP policy still holds');

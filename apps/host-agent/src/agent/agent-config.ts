@@ -54,6 +54,10 @@ export interface AgentConfig {
   readonly learnedPerEntry?: number;
   /** `--resolve-ttl-min`: floor (seconds) of the TTL learned addresses are blocked for; default 30. */
   readonly resolveTtlMinSeconds?: number;
+  /** Unix sockets of resolving daemons refused to the deploy cgroup (kernel 6.7+); undefined: the data plane's defaults; []: off. */
+  readonly refusedUnixSockets?: readonly string[];
+  /** Diagnostics only (hidden flag): attach types the unix guard loads with; a value the kernel refuses shows the no-hook path. */
+  readonly unixGuardAttachTypes?: { readonly connect: number; readonly sendmsg: number };
 }
 
 export const DEFAULT_STATE_DIR = '/var/lib/cgfence';

@@ -9,7 +9,13 @@
 //      in the pool's primary), min(4, cores - 1) of them, at least 2 here,
 //      with the same blocklist written in the project's grammar ('*.suffix'
 //      entries);
-//   4. one DnsProxy in one process (--proxy-workers 1).
+//   4. one DnsProxy in one process (--proxy-workers 1);
+//   5. the same with its answer check (CNAME/DNAME chains, dns-answer.ts) off:
+//      the check's cost is the difference between 4 and 5;
+//   6. with CGFENCE_DNS_BENCH_BASELINE, another tree's single process (the
+//      build before a change), in the same rounds.
+// Before those (issue 19): the real agent at deploy rates, inside a run
+// against outside (dns-deploy-rate.ts), and bytes per query in flight.
 // The upstream is a second dnsdist that answers every query itself
 // (A 192.0.2.1, TTL 300), so it is native code and not the bottleneck.
 //
@@ -158,8 +164,13 @@ function startDnsdist(name: string, dir: string, conf: string): ManagedProcess {
   return p;
 }
 
-async function startProxyChild(upstream: string, blocklistFile: string, workers: number, script = __filename): Promise<{ proc: ManagedProcess; port: number }> {
-  const child = fork(script, ['proxy-child', upstream, blocklistFile, String(workers)], {
+async function startProxyChild(
+  upstream: string,
+  blocklistFile: string,
+  workers: number,
+  opts: { readonly script?: string; readonly screenAnswers?: boolean } = {},
+): Promise<{ proc: ManagedProcess; port: number }> {
+  const child = fork(opts.script ?? __filename, ['proxy-child', upstream, blocklistFile, String(workers), opts.screenAnswers === false ? 'nocheck' : 'check'], {
     execArgv: [],
     stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
   });
@@ -411,11 +422,13 @@ async function saturation(dir: string, suffixes: readonly string[], suffixFile: 
   await waitAnswering('cgfence proxy pool', pool.port, pool.proc);
   const single = await startProxyChild(`${HOST}:${upPort}`, blocklistFile, 1);
   await waitAnswering('cgfence proxy', single.port, single.proc);
-  const before = BASELINE_BENCH ? await startProxyChild(`${HOST}:${upPort}`, blocklistFile, 1, BASELINE_BENCH) : undefined;
+  const unchecked = await startProxyChild(`${HOST}:${upPort}`, blocklistFile, 1, { screenAnswers: false });
+  await waitAnswering('cgfence proxy without the answer check', unchecked.port, unchecked.proc);
+  const before = BASELINE_BENCH ? await startProxyChild(`${HOST}:${upPort}`, blocklistFile, 1, { script: BASELINE_BENCH }) : undefined;
   if (before) await waitAnswering('baseline cgfence proxy', before.port, before.proc);
 
   // Every blocker must block and pass the same names, or the comparison means nothing.
-  for (const port of [distPort, single.port, pool.port, ...(before ? [before.port] : [])]) {
+  for (const port of [distPort, single.port, pool.port, unchecked.port, ...(before ? [before.port] : [])]) {
     const blocked = await rcodeOf(port, `a.${suffixes[1234]}`);
     const nearMiss = await rcodeOf(port, `a.svc-${pad(BLOCKLIST_SIZE + 5)}.blocked.test`);
     if (blocked !== 'NXDOMAIN' || nearMiss !== 'NOERROR') {
@@ -429,8 +442,9 @@ async function saturation(dir: string, suffixes: readonly string[], suffixFile: 
   const many: PathResult = { name: `cgfence, ${poolWorkers} workers${workers > 1 ? ' (default)' : ''}`, port: pool.port, max: [], half: [], pid: pool.proc.child.pid };
   /** The agent's default: what the targets are judged on. */
   const cg = workers > 1 ? many : one;
+  const noCheck: PathResult = { name: 'cgfence, 1 process, answer check off', port: unchecked.port, max: [], half: [], pid: unchecked.proc.child.pid };
   const baseline: PathResult[] = before ? [{ name: 'baseline build, 1 process', port: before.port, max: [], half: [], pid: before.proc.child.pid }] : [];
-  const paths = [direct, dist, many, one, ...baseline];
+  const paths = [direct, dist, many, one, noCheck, ...baseline];
   for (const p of paths) await dnsperf(p.port, queryFile, WARMUP_SECONDS, { outstanding: MAX_OUTSTANDING });
   for (let round = 0; round < MAX_ROUNDS; round++) {
     for (const p of paths) p.max.push(await dnsperf(p.port, queryFile, MAX_SECONDS, { outstanding: MAX_OUTSTANDING }));
@@ -485,6 +499,7 @@ async function saturation(dir: string, suffixes: readonly string[], suffixFile: 
       `cgfence: the proxy in enforce mode as the agent runs it; the default here is --proxy-workers ${workers} (min(4, cores - 1) with ${availableParallelism()} cores).` +
         ` Pool: UDP answered by ${poolWorkers} worker processes sharing one socket (node:cluster), block events sent to the primary over IPC;` +
         ` "1 process": one DnsProxy, one JS thread. Policy parsed with @cgfence/proto's grammar (*.suffix entries); no attribution, no journal.`,
+      `answer check (CNAME/DNAME chains to listed names): its cost is "1 process" against "1 process, answer check off" (the upstream's answers are one A record).`,
       `queries: ${QUERY_LINES.toLocaleString('en-US')} A names, 80% allowed, 10% near misses under blocked.test, 10% under listed suffixes.`,
       `all of dnsperf, both dnsdists and the proxy share this machine's CPUs, so the direct path is bounded by dnsperf + upstream.`,
       `CPU µs / query: user + system time of the serving process (and its workers) from /proc over the half-load runs, per answered query;` +
@@ -560,12 +575,12 @@ async function main(): Promise<void> {
 }
 
 /** The forked proxy process: builds the policy as the agent does from a file, starts the proxy as the agent does, reports its port. */
-async function proxyChild(upstream: string, blocklistFile: string, workers: number): Promise<void> {
+async function proxyChild(upstream: string, blocklistFile: string, workers: number, screenAnswers: boolean): Promise<void> {
   const parsed = parseBlocklistText(readFileSync(blocklistFile, 'utf8'));
   if (parsed.errors.length > 0) throw new Error(`blocklist rejected: ${JSON.stringify(parsed.errors.slice(0, 3))}`);
   const hash = contentHash(parsed.entries);
   const policy = createPolicy(parsed.entries, { version: 'bench', hash });
-  const options = { upstream, listenAddresses: [HOST], policy, mode: 'enforce' as const };
+  const options = { upstream, listenAddresses: [HOST], policy, mode: 'enforce' as const, screenAnswers };
   const proxy: DnsService = workers > 1 ? new ProxyPool({ ...options, workers }) : new DnsProxy(options);
   // The agent journals every block event; here they only cross to the primary.
   proxy.onEvent(() => undefined);
@@ -579,7 +594,7 @@ async function proxyChild(upstream: string, blocklistFile: string, workers: numb
 }
 
 const [mode, ...rest] = process.argv.slice(2);
-const run = mode === 'proxy-child' ? proxyChild(rest[0] ?? '', rest[1] ?? '', Number(rest[2] ?? '1')) : main();
+const run = mode === 'proxy-child' ? proxyChild(rest[0] ?? '', rest[1] ?? '', Number(rest[2] ?? '1'), rest[3] !== 'nocheck') : main();
 run.catch((err: unknown) => {
   process.stderr.write(`dns-proxy benchmark failed: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
   process.exitCode = 1;

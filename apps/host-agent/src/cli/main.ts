@@ -2,7 +2,7 @@ import { Command, CommanderError, InvalidArgumentError, Option } from 'commander
 import { existsSync, readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import pino from 'pino';
-import { validateRefusedDnsPorts } from '@cgfence/bpf';
+import { DEFAULT_UNIX_GUARD_PATHS, SSSD_NSS_SOCKET, sssServesHosts, validateRefusedDnsPorts, validateUnixGuardPaths } from '@cgfence/bpf';
 import { NatsAuthError, natsConnectOptions } from '@cgfence/nats-auth';
 import type { AgentStatus } from '@cgfence/proto';
 import { AgentConfig, DEFAULT_CGROUP, DEFAULT_METRICS_LISTEN, DEFAULT_STATE_DIR, defaultHost, defaultProxyWorkers, parseMetricsListen } from '../agent/agent-config';
@@ -87,6 +87,8 @@ interface StartOptions {
   hostsFile: string;
   learnedPerEntry: number;
   resolveTtlMin: number;
+  refusedUnixSockets: string;
+  unixGuardAttachTypes?: string;
 }
 
 /**
@@ -247,6 +249,8 @@ export function agentSettings(o: StartOptions, enrollment?: Enrollment): { confi
     hostsFile: o.hostsFile === 'none' ? undefined : resolve(o.hostsFile),
     learnedPerEntry: o.learnedPerEntry,
     resolveTtlMinSeconds: o.resolveTtlMin,
+    refusedUnixSockets: parseRefusedUnixSockets(o.refusedUnixSockets),
+    unixGuardAttachTypes: parseUnixGuardAttachTypes(o.unixGuardAttachTypes),
   };
   return { config, fleet };
 }
@@ -278,6 +282,13 @@ async function startAgent(o: StartOptions): Promise<void> {
   });
 }
 
+function unixGuardLine(g: NonNullable<AgentStatus['unixGuard']>): string {
+  if (g.state === 'off') return 'off (--refused-unix-sockets none)';
+  const paths = (g.paths ?? []).join(' ');
+  if (g.state === 'active') return `refusing ${paths}`;
+  return `UNAVAILABLE on this kernel (connect_unix needs Linux 6.7+): names resolved through ${paths} are not seen; ${g.reason ?? ''}`;
+}
+
 function printStatus(s: AgentStatus): void {
   const lines = [
     `host:       ${s.host} (agent pid ${s.pid}, up since ${s.startedAt})`,
@@ -292,6 +303,7 @@ function printStatus(s: AgentStatus): void {
     `mode:       ${s.mode}, fail mode ${s.failMode}`,
     `dns proxy:  127.0.0.1/::1 port ${s.proxy.port} → ${s.proxy.upstream} (${s.proxy.healthy ? 'healthy' : 'UNHEALTHY'})`,
     `runs:       ${s.runs.active} active`,
+    ...(s.unixGuard ? [`unix guard: ${unixGuardLine(s.unixGuard)}`] : []),
     ...(s.protectedCgroups && s.protectedCgroups.length > 0
       ? [
           'protected cgroups:',
@@ -409,6 +421,12 @@ export function buildHostProgram(): Command {
       4096,
     )
     .option('--resolve-ttl-min <seconds>', "floor of the TTL '!resolve' addresses are blocked for (refreshed at 80% of it)", int('--resolve-ttl-min', 1, 3600), 30)
+    .option(
+      '--refused-unix-sockets <list>',
+      'unix sockets of resolving daemons (nscd, systemd-resolved, sssd) the deploy cgroup may not connect to (Linux 6.7+), comma-separated /path or @abstract, at most 32; "default" stands for the built-in list; none: off',
+      'default',
+    )
+    .addOption(new Option('--unix-guard-attach-types <connect,sendmsg>', 'diagnostics: attach types the unix guard loads with').hideHelp())
     .action((o: StartOptions) => startAgent(o));
 
   agent
@@ -498,6 +516,46 @@ export function cli(): void {
 }
 
 if (require.main === module) cli();
+
+/**
+ * The built-in list: nscd and systemd-resolved always; sssd's nss socket only
+ * where /etc/nsswitch.conf's hosts line names sss (it serves users too, and
+ * for them it is the source).
+ */
+export function defaultRefusedUnixSockets(nsswitchConf: string | undefined): string[] {
+  return [...DEFAULT_UNIX_GUARD_PATHS, ...(nsswitchConf !== undefined && sssServesHosts(nsswitchConf) ? [SSSD_NSS_SOCKET] : [])];
+}
+
+function readNsswitch(): string | undefined {
+  try {
+    return readFileSync('/etc/nsswitch.conf', 'utf8');
+  } catch {
+    return undefined; // no nsswitch.conf: glibc's defaults, which never name sss
+  }
+}
+
+/** --refused-unix-sockets: 'default', 'none', or paths ('default' among them stands for the built-in list). */
+function parseRefusedUnixSockets(value: string): string[] {
+  const v = value.trim();
+  if (v === 'none') return [];
+  const parts = v.split(',').map((p) => p.trim());
+  const defaults = parts.includes('default') ? defaultRefusedUnixSockets(readNsswitch()) : [];
+  const paths = [...new Set(parts.flatMap((p) => (p === 'default' ? defaults : [p])))];
+  try {
+    validateUnixGuardPaths(paths);
+  } catch (err) {
+    throw new UsageError(`--refused-unix-sockets: ${(err as Error).message} (give default, none, or /path|@name[,...]; got ${JSON.stringify(value)})`);
+  }
+  return paths;
+}
+
+/** The hidden --unix-guard-attach-types: 'CONNECT,SENDMSG' attach type numbers. */
+function parseUnixGuardAttachTypes(value: string | undefined): { connect: number; sendmsg: number } | undefined {
+  if (value === undefined) return undefined;
+  const m = /^(\d{1,5}),(\d{1,5})$/.exec(value.trim());
+  if (!m) throw new UsageError(`--unix-guard-attach-types: give CONNECT,SENDMSG attach type numbers, got ${JSON.stringify(value)}`);
+  return { connect: Number(m[1]), sendmsg: Number(m[2]) };
+}
 
 /** --refused-dns-ports: '853,5353' or 'none'. */
 function parseRefusedDnsPorts(value: string): number[] {

@@ -59,6 +59,8 @@ export class AgentStatusService {
     for (const [k, v] of Object.entries(plane.counters())) counters[`kernel_${k}`] = v.toString();
     // Per refused DNS port (--refused-dns-ports); these refusals are also in kernel_ip_blocks / kernel_ip_audits.
     for (const [port, n] of plane.dnsPortRefusals()) counters[`kernel_dns_port_${port}_refused`] = String(n);
+    // Per refused unix socket (--refused-unix-sockets), and whether the kernel can refuse them at all (Linux 6.7+).
+    for (const [path, n] of plane.unixRefusals()) counters[`kernel_unix_refused:${path}`] = String(n);
     // A pool sums its workers' counters (and those of workers that died).
     for (const [k, v] of Object.entries(this.proxy.statsNow() ?? {})) if (typeof v === 'number' && k !== 'latencySumMs') counters[`dns_${k}`] = String(v);
     const pool = this.proxy.pool;
@@ -94,6 +96,7 @@ export class AgentStatusService {
       counters,
       runs: { active: this.runs.activeCount() },
       protectedCgroups: this.protectedCgroups.status(),
+      unixGuard: plane.unixGuardStatus(),
       ...(this.fleet ? { fleet: this.fleet() } : {}),
       ...(this.spool ? { spool: this.spool() } : {}),
     };

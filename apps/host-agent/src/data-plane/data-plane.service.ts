@@ -38,8 +38,14 @@ export class DataPlaneService implements OnModuleInit, OnApplicationShutdown, Po
   ) {}
 
   async onModuleInit(): Promise<void> {
-    const plane = DataPlane.attach({ cgroupPath: this.cgroup.path, pinDir: this.cgroup.pinDir, config: this.dataPlaneConfig(this.policy.mode) });
+    const plane = DataPlane.attach({
+      cgroupPath: this.cgroup.path,
+      pinDir: this.cgroup.pinDir,
+      config: this.dataPlaneConfig(this.policy.mode),
+      unixGuard: { paths: this.config.refusedUnixSockets, attachTypes: this.config.unixGuardAttachTypes },
+    });
     this.plane = plane;
+    this.reportUnixGuard(plane);
     this.proxy.connectKernel({
       pinDir: this.cgroup.pinDir,
       lookupDnsOrigin: (port, id) => plane.lookupDnsOrigin(port, id),
@@ -109,9 +115,31 @@ export class DataPlaneService implements OnModuleInit, OnApplicationShutdown, Po
     return { proxyPort: this.proxy.port, mode, failMode: c.failMode, heartbeatTimeoutMs: c.heartbeatTimeoutMs, refusedDnsPorts: c.refusedDnsPorts };
   }
 
+  /** Says plainly (log and journal alert) when the kernel cannot refuse the resolving daemons' sockets. */
+  private reportUnixGuard(plane: DataPlane): void {
+    const st = plane.unixGuardStatus();
+    if (st.state !== 'unavailable') return;
+    const message =
+      'not covered on this kernel: names resolved by nscd, systemd-resolved (nss-resolve) or sssd over their unix sockets ' +
+      `(${st.paths.join(', ')}) are looked up outside the deploy cgroup and never reach the DNS proxy; ` +
+      `the cgroup connect_unix hook needs Linux 6.7 or later (${st.reason}). Everything else is enforced.`;
+    this.logger.warn({ unixGuard: st }, message);
+    this.journal.record(alertRecord(message, this.journal.context(), { time: new Date(), method: 'ip' }));
+  }
+
   private onKernelEvent(e: KernelEvent): void {
     const ctx = this.journal.context();
     const policy = { version: this.policy.current.version, hash: this.policy.current.hash };
+    if (e.kind === 'unix_refused' || e.kind === 'unix_audit') {
+      // A connect to a resolving daemon's socket: glibc falls back to DNS on port 53 (the proxy decides the name).
+      this.journal.record(
+        recordFromIpBlock(
+          { time: new Date(), audited: e.kind === 'unix_audit', destination: `unix:${e.daddr}`, process: describeProcess(e, procfsReader), policy },
+          ctx,
+        ),
+      );
+      return;
+    }
     if (e.kind === 'name_drop') {
       // Queued by the kernel's name backstop while the proxy was down (fail open), read when the agent is back.
       this.journal.record(

@@ -116,6 +116,28 @@ function readName(buf: Buffer, start: number, limitEnd: number): NameRead {
 }
 
 /**
+ * Offset just past the part of the name at `start` that sits there (its
+ * labels up to the root label or the first pointer), or -1 when that part
+ * breaks a cap or leaves [start, bound). Pointers are not followed: readName
+ * checks them.
+ */
+function inPlaceEnd(buf: Buffer, start: number, bound: number): number {
+  let pos = start;
+  let nameBytes = 1;
+  let labels = 0;
+  for (;;) {
+    if (pos >= bound) return -1;
+    const len = buf[pos];
+    if (len === 0) return pos + 1;
+    if ((len & 0xc0) === 0xc0) return pos + 2 <= bound ? pos + 2 : -1;
+    if ((len & 0xc0) !== 0) return -1;
+    nameBytes += 1 + len;
+    if (nameBytes > ANSWER_CAPS.maxNameBytes || ++labels > ANSWER_CAPS.maxLabels) return -1;
+    pos += 1 + len;
+  }
+}
+
+/**
  * The distinct names of an answer's answer section: owner names of every
  * record and the targets of CNAME and DNAME records. Never throws; work is
  * bounded by ANSWER_CAPS whatever the message says.
@@ -128,31 +150,45 @@ export function readAnswerChain(buf: Buffer): ChainRead {
   if (qdcount > 1) return { ok: false, problem: 'bad-header' };
   if (ancount > ANSWER_CAPS.maxRecords) return { ok: false, problem: 'too-many-records' };
   let pos = HEADER_BYTES;
+  const names = new Set<string>();
+  const add = (name: string): boolean => {
+    if (names.has(name)) return true;
+    if (names.size >= ANSWER_CAPS.maxNames) return false;
+    names.add(name);
+    return true;
+  };
+  // A name's bytes where it sits (labels up to its end or first pointer) fix
+  // the whole name: the same bytes again (the owner of every A record of a
+  // CDN, compressed or not) cost a short walk, a hash and a byte compare.
+  const seen = new Map<number, { start: number; end: number; name: string }>();
+  // Names decoded so far by where they start: a name that is only a pointer
+  // (the usual owner, 0xc00c: the question) to one of them is that name.
+  const byStart = new Map<number, string>();
+  const nameAt = (start: number, bound: number): NameRead => {
+    const end = inPlaceEnd(buf, start, bound);
+    if (end < 0) return BAD_NAME;
+    if (end === start + 2) {
+      const known = byStart.get(((buf[start] & 0x3f) << 8) | buf[start + 1]);
+      if (known !== undefined) return { end, name: known };
+    }
+    let hash = 0x811c9dc5;
+    for (let j = start; j < end; j++) hash = Math.imul(hash ^ buf[j], 0x01000193);
+    const hit = seen.get(hash);
+    if (hit !== undefined && hit.end - hit.start === end - start && sameBytes(buf, hit.start, start, end - start)) return { end, name: hit.name };
+    const read = readName(buf, start, bound);
+    if (read.end < 0) return BAD_NAME;
+    const name = normalizeDomainName(read.name);
+    if (hit === undefined && seen.size < 2 * ANSWER_CAPS.maxNames) seen.set(hash, { start, end, name });
+    if (byStart.size < 2 * ANSWER_CAPS.maxNames) byStart.set(start, name);
+    return { end: read.end, name };
+  };
   if (qdcount === 1) {
-    const q = readName(buf, pos, buf.length);
+    const q = nameAt(pos, buf.length);
     if (q.end < 0 || q.end + 4 > buf.length) return truncated && ancount === 0 ? { ok: true, names: [] } : { ok: false, problem: 'bad-name' };
     pos = q.end + 4;
   }
-  const names = new Set<string>();
-  const add = (raw: string): boolean => {
-    const n = normalizeDomainName(raw);
-    if (names.has(n)) return true;
-    if (names.size >= ANSWER_CAPS.maxNames) return false;
-    names.add(n);
-    return true;
-  };
-  // Owner names are nearly always one pointer to the same earlier name: decode each target once.
-  const byPointer = new Map<number, string>();
   for (let i = 0; i < ancount; i++) {
-    // A pointer as the whole owner name, to a target already decoded: reuse that decode.
-    const ptr = pos + 1 < buf.length && (buf[pos] & 0xc0) === 0xc0 ? ((buf[pos] & 0x3f) << 8) | buf[pos + 1] : -1;
-    const cached = ptr >= HEADER_BYTES && ptr < pos ? byPointer.get(ptr) : undefined;
-    let owner: NameRead;
-    if (cached !== undefined) owner = { end: pos + 2, name: cached };
-    else {
-      owner = readName(buf, pos, buf.length);
-      if (owner.end >= 0 && ptr >= 0) byPointer.set(ptr, owner.name);
-    }
+    const owner = nameAt(pos, buf.length);
     if (owner.end < 0 || owner.end + 10 > buf.length) return truncated ? done(names) : { ok: false, problem: owner.end < 0 ? 'bad-name' : 'bad-record' };
     const type = buf.readUInt16BE(owner.end);
     const rdlength = buf.readUInt16BE(owner.end + 8);
@@ -161,13 +197,18 @@ export function readAnswerChain(buf: Buffer): ChainRead {
     if (next > buf.length) return truncated ? done(names) : { ok: false, problem: 'bad-record' };
     if (!add(owner.name)) return { ok: false, problem: 'too-many-names' };
     if (type === TYPE_CNAME || type === TYPE_DNAME) {
-      const target = readName(buf, rdata, next);
+      const target = nameAt(rdata, next);
       if (target.end < 0) return { ok: false, problem: 'bad-record' };
       if (!add(target.name)) return { ok: false, problem: 'too-many-names' };
     }
     pos = next;
   }
   return done(names);
+}
+
+function sameBytes(buf: Buffer, a: number, b: number, length: number): boolean {
+  for (let k = 0; k < length; k++) if (buf[a + k] !== buf[b + k]) return false;
+  return true;
 }
 
 function done(names: Set<string>): ChainRead {
@@ -190,14 +231,16 @@ const CLEAN: AnswerVerdict = { verdict: 'clean' };
 /**
  * Checks an upstream answer for an allowed name: the first name of its answer
  * section that the matcher lists (the same exact and wildcard matching as
- * questions), or why it could not be read. An answer with no answer records
+ * questions), or why it could not be read. `askedName` (normalised), already
+ * matched as the question, is not matched again. An answer with no answer records
  * (NXDOMAIN, NODATA, a local SERVFAIL) is clean after reading the header.
  */
-export function screenAnswer(answer: Buffer, matcher: NameMatcher): AnswerVerdict {
+export function screenAnswer(answer: Buffer, matcher: NameMatcher, askedName?: string): AnswerVerdict {
   if (answer.length >= HEADER_BYTES && answer.readUInt16BE(6) === 0) return CLEAN;
   const chain = readAnswerChain(answer);
   if (!chain.ok) return { verdict: 'unreadable', problem: chain.problem };
   for (const name of chain.names) {
+    if (name === askedName) continue; // the question itself was matched before it was forwarded
     const entry = matcher.match(name);
     if (entry !== undefined) return { verdict: 'listed', name, entry };
   }

@@ -76,6 +76,12 @@ export interface DnsProxyOptions {
   readonly sharedUdp?: boolean;
   /** Resolve the policy's '!resolve' names at load and keep them fresh (default true); false: only on demand. */
   readonly pinResolveNames?: boolean;
+  /**
+   * Check allowed names' upstream answers for CNAME/DNAME chains to listed
+   * names (dns-answer.ts). Default true; false only for the benchmark's
+   * before/after (the agent never turns it off).
+   */
+  readonly screenAnswers?: boolean;
 }
 
 /** Socket buffers large enough for thousands of queued datagrams (the kernel caps at net.core.[rw]mem_max). */
@@ -543,8 +549,8 @@ export class DnsProxy {
    */
   private screenChain(answer: Buffer, asked: AskedQuery): Buffer {
     const policy = this.policy;
-    if (policy === undefined || policy.matcher.size === 0) return answer;
-    const verdict = screenAnswer(answer, policy.matcher);
+    if (policy === undefined || policy.matcher.size === 0 || this.options.screenAnswers === false) return answer;
+    const verdict = screenAnswer(answer, policy.matcher, asked.qname);
     if (verdict.verdict === 'clean') return answer;
     const mode = this.mode;
     if (verdict.verdict === 'unreadable') {

@@ -185,6 +185,8 @@ describe('fleet distribution end to end (3 hosts in network namespaces)', () => 
     nats = await NatsServer.start({ dir: join(dir, 'nats'), host: BRIDGE_ADDRESS, include: [authConfigFile(natsDir)] });
     upstream = await LoopbackUpstream.start((name) => {
       const n = name.toLowerCase().replace(/\.$/, '');
+      // An allowed name whose answer is a CNAME to a listed one (issue 13).
+      if (n === 'via-cname.example') return { CNAME: 'blocked-rollout.test' };
       return n.endsWith('.test') ? { A: ['192.0.2.10'] } : undefined;
     }, BRIDGE_ADDRESS);
     const port = await freePort();
@@ -389,21 +391,26 @@ describe('fleet distribution end to end (3 hosts in network namespaces)', () => 
   });
 
   it('ships each block to the central history: cgfence events query --run finds it with its pid and command line', async () => {
-    const p = await hosts[2]!.probe(['blocked-rollout.test'], '10.99.1.1');
+    const p = await hosts[2]!.probe(['blocked-rollout.test', 'via-cname.example'], '10.99.1.1');
     assert.equal(p['blocked-rollout.test'], 'error');
+    assert.equal(p['via-cname.example'], 'error', 'an allowed name whose CNAME leads to a listed one');
     const runId = p['run'] as string;
     assert.ok(runId, 'the run id is in the environment of the command');
     const cliEnv = { ...process.env, CGFENCE_SERVER: api, CGFENCE_TOKEN: token };
-    type Found = { qname: string | null; pid: number | null; cmdline: string | null; host: string; runId: string | null; action: string; method: string };
+    type Found = { qname: string | null; cnameTarget: string | null; pid: number | null; cmdline: string | null; host: string; runId: string | null; action: string; method: string };
     let found: Found[] = [];
     await waitFor(`the run's events in the history`, async () => {
       const r = await exec(process.execPath, [CGFENCE, 'events', 'query', '--run', runId, '--format', 'json'], { env: cliEnv });
       if (r.code !== 0) throw new Error(r.stderr);
       const body = JSON.parse(r.stdout) as Found[] | { events: Found[] };
       found = Array.isArray(body) ? body : body.events;
-      return found.some((e) => e.method === 'dns') && found.some((e) => e.method === 'ip');
+      return found.some((e) => e.method === 'dns' && e.cnameTarget === null) && found.some((e) => e.method === 'ip') && found.some((e) => e.cnameTarget !== null);
     }, 20_000);
-    const dns = found.find((e) => e.method === 'dns')!;
+    const chained = found.find((e) => e.cnameTarget !== null)!;
+    assert.equal(chained.qname, 'via-cname.example', 'the history names the asked name');
+    assert.equal(chained.cnameTarget, 'blocked-rollout.test', 'and the listed name it led to');
+    assert.equal(chained.action, 'blocked');
+    const dns = found.find((e) => e.method === 'dns' && e.cnameTarget === null)!;
     assert.equal(dns.qname, 'blocked-rollout.test');
     assert.equal(dns.host, 'host-3');
     assert.equal(dns.action, 'blocked');

@@ -161,6 +161,12 @@ export class MetricsService implements OnModuleInit {
           .map(([k, v]) => ({ labels: { counter: k.slice('kernel_'.length) }, value: n(v) })),
       ),
     );
+    add(
+      pulled('cgfence_agent_unix_guard_active', "1 while the kernel refuses the deploy cgroup's connects to resolving daemons' unix sockets; 0 when off or unavailable (kernel before 6.7)", 'gauge', () => {
+        const g = s().unixGuard;
+        return [{ labels: { state: g?.state ?? 'off' }, value: g?.state === 'active' ? 1 : 0 }];
+      }),
+    );
     add(pulled('cgfence_agent_kernel_programs_attached', 'eBPF programs attached to the deploy cgroup', 'gauge', () => [{ value: s().programs.length }]));
     add(pulled('cgfence_agent_proxy_healthy', '1 while the kernel sees a fresh proxy heartbeat; 0 once it went stale (the fail mode applies)', 'gauge', () => [{ value: s().proxy.healthy ? 1 : 0 }]));
     add(

@@ -62,6 +62,12 @@ export interface AgentStatus {
   runs: { active: number };
   /** `--protect-cgroup`: existing cgroups under the same programs. */
   protectedCgroups?: ProtectedCgroupStatus[];
+  /**
+   * `--refused-unix-sockets`: whether the kernel refuses the deploy cgroup's
+   * connects to resolving daemons' sockets (active), was told not to (off),
+   * or cannot (unavailable: a kernel before 6.7; reason says why).
+   */
+  unixGuard?: { state: 'active' | 'off' | 'unavailable'; paths?: string[]; reason?: string };
   /** Present when the agent takes its policy from the policy server (`cgfence agent --server`). */
   fleet?: FleetAgentStatus;
   /** The event spool (fleet mode): what is not shipped to the central history yet. */

@@ -52,7 +52,8 @@ export class LoopbackUpstream {
     readonly port: number,
   ) {}
 
-  static async start(lookup: Lookup, host = '127.0.0.1'): Promise<LoopbackUpstream> {
+  /** `port`: a fixed port (e.g. 53 on a private 127.x address, for a resolver that only speaks to port 53); default any free one. */
+  static async start(lookup: Lookup, host = '127.0.0.1', port = 0): Promise<LoopbackUpstream> {
     // UDP and TCP on the same port number: the kernel picks a free UDP port,
     // and that number may be taken for TCP (another socket's local port);
     // then try again with a new UDP port.
@@ -60,21 +61,21 @@ export class LoopbackUpstream {
       const udp = dgram.createSocket({ type: net.isIPv6(host) ? 'udp6' : 'udp4', recvBufferSize: 4 << 20, sendBufferSize: 4 << 20 });
       await new Promise<void>((resolve, reject) => {
         udp.once('error', reject);
-        udp.bind(0, host, () => resolve());
+        udp.bind(port, host, () => resolve());
       });
-      const port = udp.address().port;
+      const bound = udp.address().port;
       const tcp = net.createServer();
       try {
         await new Promise<void>((resolve, reject) => {
           tcp.once('error', reject);
-          tcp.listen(port, host, () => resolve());
+          tcp.listen(bound, host, () => resolve());
         });
       } catch (err) {
         udp.close();
-        if ((err as NodeJS.ErrnoException).code === 'EADDRINUSE' && attempt < 20) continue;
+        if ((err as NodeJS.ErrnoException).code === 'EADDRINUSE' && port === 0 && attempt < 20) continue;
         throw err;
       }
-      const server = new LoopbackUpstream(udp, tcp, lookup, host, port);
+      const server = new LoopbackUpstream(udp, tcp, lookup, host, bound);
       udp.on('message', (msg, rinfo) => server.onUdp(msg, rinfo));
       tcp.on('connection', (sock) => server.onTcp(sock));
       return server;
