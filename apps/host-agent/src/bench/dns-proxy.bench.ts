@@ -352,6 +352,7 @@ function printDeployTable(d: DeployRateResult): void {
 }
 
 interface InFlightMemory {
+  readonly build: string;
   readonly queries: number;
   readonly bytesPerQuery: number;
   readonly heapPerQuery: number;
@@ -362,13 +363,13 @@ interface InFlightMemory {
  * upstream never answers; IN_FLIGHT_PROBE queries sent, held until the
  * timeout; heap + external (Buffers) after a full GC, minus before.
  */
-async function memoryPerQueryInFlight(upstream: string, blocklistFile: string): Promise<InFlightMemory> {
+async function memoryPerQueryInFlight(upstream: string, blocklistFile: string, build = 'this build', Proxy: typeof DnsProxy = DnsProxy): Promise<InFlightMemory> {
   const gc = (globalThis as { gc?: () => void }).gc;
   if (!gc) throw new Error('run with node --expose-gc');
   const parsed = parseBlocklistText(readFileSync(blocklistFile, 'utf8'));
   const policy = createPolicy(parsed.entries, { version: 'bench', hash: contentHash(parsed.entries) });
   // One client sends them all: lift the per-client share (1/16 of maxInFlight by default) for this probe.
-  const proxy = new DnsProxy({ upstream, listenAddresses: [HOST], policy, upstreamTimeoutMs: 60_000, maxInFlightPerClient: IN_FLIGHT_PROBE * 2 });
+  const proxy = new Proxy({ upstream, listenAddresses: [HOST], policy, upstreamTimeoutMs: 60_000, maxInFlightPerClient: IN_FLIGHT_PROBE * 2 });
   const { port } = await proxy.start();
   const client = dgram.createSocket('udp4');
   client.on('message', () => undefined);
@@ -389,19 +390,22 @@ async function memoryPerQueryInFlight(upstream: string, blocklistFile: string): 
     const held = proxy.stats().inFlight;
     gc();
     const after = used();
-    return { queries: held, bytesPerQuery: (after.all - before.all) / held, heapPerQuery: (after.heap - before.heap) / held };
+    return { build, queries: held, bytesPerQuery: (after.all - before.all) / held, heapPerQuery: (after.heap - before.heap) / held };
   } finally {
     client.close();
     await proxy.close();
   }
 }
 
-function printInFlightMemory(m: InFlightMemory): void {
+function printInFlightMemory(ms: readonly InFlightMemory[]): void {
   printTable({
     title: 'DNS proxy memory per forwarded query in flight',
-    head: ['queries held in flight', 'bytes per query (heap + buffers)', 'of it JS heap'],
-    rows: [[m.queries, Math.round(m.bytesPerQuery), Math.round(m.heapPerQuery)]],
-    notes: [`one DnsProxy in this process, upstream never answers (dnsdist DropAction); after a full GC, minus the same before sending.`],
+    head: ['build', 'queries held in flight', 'bytes per query (heap + buffers)', 'of it JS heap'],
+    rows: ms.map((m) => [m.build, m.queries, Math.round(m.bytesPerQuery), Math.round(m.heapPerQuery)]),
+    notes: [
+      `one DnsProxy in this process, upstream never answers (dnsdist DropAction); after a full GC, minus the same before sending.` +
+        (BASELINE_TREE ? ` baseline: the DnsProxy class of ${BASELINE_TREE}, loaded into this process.` : ''),
+    ],
   });
 }
 
@@ -563,7 +567,13 @@ async function main(): Promise<void> {
       const upstream = startDnsdist('upstream-blackhole', dir, blackholeConf(upPort));
       await waitFor('black-hole dnsdist', async () => upstream.running);
       await new Promise((r) => setTimeout(r, 1500)); // listening (it answers nothing to probe)
-      printInFlightMemory(await memoryPerQueryInFlight(`${HOST}:${upPort}`, blocklistFile));
+      const mem = [await memoryPerQueryInFlight(`${HOST}:${upPort}`, blocklistFile)];
+      if (BASELINE_TREE) {
+        // eslint-disable-next-line @typescript-eslint/no-require-imports -- another tree's compiled class, chosen at run time
+        const before = require(join(BASELINE_TREE, 'apps', 'host-agent', 'dist', 'src', 'dns', 'dns-proxy.js')) as { DnsProxy: typeof DnsProxy };
+        mem.push(await memoryPerQueryInFlight(`${HOST}:${upPort}`, blocklistFile, 'baseline', before.DnsProxy));
+      }
+      printInFlightMemory(mem);
     }
     if (PART === 'all' || PART === 'saturation') await saturation(dir, suffixes, suffixFile, blocklistFile, queryFile);
   } finally {
