@@ -12,7 +12,9 @@ import { FindingsReadModel1733000018001 } from './1733000018001-findings-read-mo
 import { FindingOccurrences1733000018002 } from './1733000018002-finding-occurrences';
 import { OwnersReadModel1733000018003 } from './1733000018003-owners-read-model';
 import { WebhookDeliveries1733000018004 } from './1733000018004-webhook-deliveries';
-import { BlockEventsCnameTarget1733000020013 } from './1733000020013-block-events-cname-target';
+import { FindingExpiryWarning1734000018005 } from './1734000018005-finding-expiry-warning';
+import { HostConditions1734000018006 } from './1734000018006-host-conditions';
+import { BlockEventsCnameTarget1734000020013 } from './1734000020013-block-events-cname-target';
 
 import type { MigrationInterface } from 'typeorm';
 
@@ -32,6 +34,8 @@ export const migrations: (new () => MigrationInterface)[] = [
   FindingOccurrences1733000018002,
   OwnersReadModel1733000018003,
   WebhookDeliveries1733000018004,
-  BlockEventsCnameTarget1733000020013,
+  FindingExpiryWarning1734000018005,
+  HostConditions1734000018006,
+  BlockEventsCnameTarget1734000020013,
 ];
 

@@ -19,6 +19,8 @@ export interface PolicyServerProcessOptions {
   baseUrl?: string;
   /** PEM CA its HTTPS certificate chains to. */
   ca?: string;
+  /** Node options before the entry point (e.g. --cpu-prof, which NODE_OPTIONS refuses). */
+  nodeArgs?: string[];
 }
 
 /**
@@ -26,7 +28,7 @@ export interface PolicyServerProcessOptions {
  * waits until /ready answers, failing at once with its log if it exits.
  */
 export async function startPolicyServer(o: PolicyServerProcessOptions): Promise<ManagedProcess> {
-  const p = ManagedProcess.start(o.name ?? 'policy-server', process.execPath, [o.main, 'serve'], o.log, {
+  const p = ManagedProcess.start(o.name ?? 'policy-server', process.execPath, [...(o.nodeArgs ?? []), o.main, 'serve'], o.log, {
     env: { ...o.env, CGFENCE_HTTP_PORT: String(o.port) },
   });
   const ready = `${o.baseUrl ?? `http://127.0.0.1:${o.port}`}/ready`;

@@ -75,6 +75,11 @@ async function whyNoEvents(cmd: Command, o: Record<string, unknown>): Promise<st
 
 const short = (s: string | null, n: number): string => (s === null ? '-' : s.length > n ? `${s.slice(0, n - 1)}…` : s);
 
+/** The TARGET cell: the name, the destination of an IP block, or `asked -> listed` when an answer chain led to a listed name. */
+export function eventTarget(e: Pick<BlockEventView, 'qname' | 'destination' | 'cnameTarget'>): string {
+  return e.cnameTarget ? `${e.qname ?? '-'} -> ${e.cnameTarget}` : (e.qname ?? e.destination ?? '-');
+}
+
 function printEvents(events: BlockEventView[]): void {
   printTable(
     ['TIME', 'HOST', 'RUN', 'ACTION', 'METHOD', 'TARGET', 'ENTRY', 'VERSION', 'PROCESS'],
@@ -84,8 +89,7 @@ function printEvents(events: BlockEventView[]): void {
       e.runId ?? '-',
       e.action,
       e.method,
-      // An allowed name whose answer chain led to a listed one: asked -> listed.
-      e.cnameTarget ? `${e.qname ?? '-'} -> ${e.cnameTarget}` : (e.qname ?? e.destination ?? '-'),
+      eventTarget(e),
       e.entry ?? '-',
       e.policyVersion ?? '-',
       `${e.pid ?? '-'} ${short(e.cmdline ?? e.comm, 50)}`,

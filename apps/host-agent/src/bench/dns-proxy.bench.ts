@@ -36,6 +36,7 @@ import { join } from 'node:path';
 import { contentHash, parseBlocklistText } from '@cgfence/proto';
 import { freePort, ManagedProcess, median, printTable, quantile, seededRandom, verdict, waitFor } from '@cgfence/devservices';
 import { defaultProxyWorkers } from '../agent/agent-config';
+import { AGENT_ENV, AGENT_V8_FLAGS, TUNING_ENV } from '../agent/agent-launch';
 import { DnsProxy } from '../dns/dns-proxy';
 import { ProxyPool, type DnsService } from '../dns/proxy-pool';
 import { makeQuery, udpQuery } from '../dns/testing/dns-client';
@@ -164,17 +165,26 @@ function startDnsdist(name: string, dir: string, conf: string): ManagedProcess {
   return p;
 }
 
+/**
+ * A proxy process with the agent's memory settings (agent/agent-launch.ts:
+ * V8 flags and malloc arenas, as `cgfence agent` runs), or with node's
+ * defaults (`tuned` false: the baseline of those settings, same run);
+ * `screenAnswers` false turns the answer check (dns-answer.ts) off; `script`
+ * another tree's compiled benchmark (the baseline build).
+ */
 async function startProxyChild(
   upstream: string,
   blocklistFile: string,
   workers: number,
-  opts: { readonly script?: string; readonly screenAnswers?: boolean } = {},
+  opts: { readonly script?: string; readonly tuned?: boolean; readonly screenAnswers?: boolean } = {},
 ): Promise<{ proc: ManagedProcess; port: number }> {
+  const tuned = opts.tuned !== false;
   const child = fork(opts.script ?? __filename, ['proxy-child', upstream, blocklistFile, String(workers), opts.screenAnswers === false ? 'nocheck' : 'check'], {
-    execArgv: [],
+    execArgv: tuned ? [...AGENT_V8_FLAGS] : [],
+    env: tuned ? { ...process.env, ...AGENT_ENV } : { ...process.env, [TUNING_ENV]: 'off' },
     stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
   });
-  const proc = new ManagedProcess(`cgfence-proxy-${workers}`, child);
+  const proc = new ManagedProcess(`cgfence-proxy-${workers}${tuned ? '' : '-defaults'}`, child);
   running.add(proc);
   const port = await new Promise<number>((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error('cgfence proxy child did not report its port within 30 s')), 30_000);
@@ -426,13 +436,15 @@ async function saturation(dir: string, suffixes: readonly string[], suffixFile: 
   await waitAnswering('cgfence proxy pool', pool.port, pool.proc);
   const single = await startProxyChild(`${HOST}:${upPort}`, blocklistFile, 1);
   await waitAnswering('cgfence proxy', single.port, single.proc);
+  const untuned = await startProxyChild(`${HOST}:${upPort}`, blocklistFile, 1, { tuned: false });
+  await waitAnswering("cgfence proxy, node's defaults", untuned.port, untuned.proc);
   const unchecked = await startProxyChild(`${HOST}:${upPort}`, blocklistFile, 1, { screenAnswers: false });
   await waitAnswering('cgfence proxy without the answer check', unchecked.port, unchecked.proc);
   const before = BASELINE_BENCH ? await startProxyChild(`${HOST}:${upPort}`, blocklistFile, 1, { script: BASELINE_BENCH }) : undefined;
   if (before) await waitAnswering('baseline cgfence proxy', before.port, before.proc);
 
   // Every blocker must block and pass the same names, or the comparison means nothing.
-  for (const port of [distPort, single.port, pool.port, unchecked.port, ...(before ? [before.port] : [])]) {
+  for (const port of [distPort, single.port, pool.port, untuned.port, unchecked.port, ...(before ? [before.port] : [])]) {
     const blocked = await rcodeOf(port, `a.${suffixes[1234]}`);
     const nearMiss = await rcodeOf(port, `a.svc-${pad(BLOCKLIST_SIZE + 5)}.blocked.test`);
     if (blocked !== 'NXDOMAIN' || nearMiss !== 'NOERROR') {
@@ -448,7 +460,14 @@ async function saturation(dir: string, suffixes: readonly string[], suffixFile: 
   const cg = workers > 1 ? many : one;
   const noCheck: PathResult = { name: 'cgfence, 1 process, answer check off', port: unchecked.port, max: [], half: [], pid: unchecked.proc.child.pid };
   const baseline: PathResult[] = before ? [{ name: 'baseline build, 1 process', port: before.port, max: [], half: [], pid: before.proc.child.pid }] : [];
-  const paths = [direct, dist, many, one, noCheck, ...baseline];
+  const defaults: PathResult = {
+    name: `cgfence, 1 process, node's defaults (no ${[...AGENT_V8_FLAGS, ...Object.keys(AGENT_ENV)].join(', ')})`,
+    port: untuned.port,
+    max: [],
+    half: [],
+    pid: untuned.proc.child.pid,
+  };
+  const paths = [direct, dist, many, one, defaults, noCheck, ...baseline];
   for (const p of paths) await dnsperf(p.port, queryFile, WARMUP_SECONDS, { outstanding: MAX_OUTSTANDING });
   for (let round = 0; round < MAX_ROUNDS; round++) {
     for (const p of paths) p.max.push(await dnsperf(p.port, queryFile, MAX_SECONDS, { outstanding: MAX_OUTSTANDING }));
@@ -503,6 +522,8 @@ async function saturation(dir: string, suffixes: readonly string[], suffixFile: 
       `cgfence: the proxy in enforce mode as the agent runs it; the default here is --proxy-workers ${workers} (min(4, cores - 1) with ${availableParallelism()} cores).` +
         ` Pool: UDP answered by ${poolWorkers} worker processes sharing one socket (node:cluster), block events sent to the primary over IPC;` +
         ` "1 process": one DnsProxy, one JS thread. Policy parsed with @cgfence/proto's grammar (*.suffix entries); no attribution, no journal.`,
+      `cgfence paths run with the agent's memory settings (${[...AGENT_V8_FLAGS, ...Object.entries(AGENT_ENV).map(([k, v]) => `${k}=${v}`)].join(' ')}, agent/agent-launch.ts);` +
+        ` "node's defaults" is the same single process without them, the baseline of those settings in the same run.`,
       `answer check (CNAME/DNAME chains to listed names): its cost is "1 process" against "1 process, answer check off" (the upstream's answers are one A record).`,
       `queries: ${QUERY_LINES.toLocaleString('en-US')} A names, 80% allowed, 10% near misses under blocked.test, 10% under listed suffixes.`,
       `all of dnsperf, both dnsdists and the proxy share this machine's CPUs, so the direct path is bounded by dnsperf + upstream.`,

@@ -118,4 +118,19 @@ describe(AddressLearner.name, () => {
       sut.close();
     }
   });
+
+  it('retries a pinned name whose first lookup failed within about a second, not after retrySeconds', async () => {
+    const blocker = new RecordingBlocker();
+    const resolver = new TableResolver({ 'github.com': new Error('upstream timeout (agent still starting)') });
+    const sut = new AddressLearner(resolver, blocker, { retrySeconds: 60 });
+    try {
+      sut.setPinnedNames(['github.com']);
+      await until('the first lookup', () => resolver.lookups === 1);
+      resolver.table['github.com'] = { addresses: ['192.0.2.9'], ttlSeconds: 300 };
+      await until('the retry', () => blocker.blocked.length === 1, 2500);
+      assert.deepEqual(blocker.blocked[0]!.addrs, ['192.0.2.9']);
+    } finally {
+      sut.close();
+    }
+  });
 });

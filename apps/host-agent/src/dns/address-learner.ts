@@ -76,6 +76,8 @@ export class AddressLearner {
   private readonly freshUntil = new Map<string, number>();
   private readonly running = new Map<string, Promise<LearnOutcome>>();
   private readonly pinned = new Map<string, NodeJS.Timeout | undefined>();
+  /** Failed refreshes in a row, per pinned name. */
+  private readonly failures = new Map<string, number>();
   /** What each pinned name last resolved to: kept blocked while refreshes fail. */
   private readonly lastLearned = new Map<string, { addresses: string[]; ttlSeconds: number }>();
   private closed = false;
@@ -115,6 +117,7 @@ export class AddressLearner {
         clearTimeout(timer);
         this.pinned.delete(name);
         this.lastLearned.delete(name);
+        this.failures.delete(name);
       }
     }
     for (const name of wanted) {
@@ -138,8 +141,17 @@ export class AddressLearner {
     else if (outcome.status === 'empty') this.lastLearned.delete(name);
     else if (outcome.status === 'failed') outcome = this.keepLast(name, outcome);
     const last = this.lastLearned.get(name);
-    // After a failure with addresses kept, retry well before the renewed entries lapse.
-    const delay = outcome.status === 'learned' ? outcome.ttlSeconds * 800 : last && outcome.status === 'failed' ? Math.min(this.retryMs, last.ttlSeconds * 500) : this.retryMs;
+    const failures = outcome.status === 'failed' ? (this.failures.get(name) ?? 0) + 1 : 0;
+    if (failures > 0) this.failures.set(name, failures);
+    else this.failures.delete(name);
+    // After a failure with addresses kept, retry well before the renewed entries lapse; with none
+    // blocked yet (the first lookup failed), retry soon: 1 s, 2 s, 4 s … up to retrySeconds.
+    const delay =
+      outcome.status === 'learned'
+        ? outcome.ttlSeconds * 800
+        : outcome.status === 'failed'
+          ? Math.min(this.retryMs, last ? last.ttlSeconds * 500 : 1000 * 2 ** Math.min(failures - 1, 16))
+          : this.retryMs;
     const timer = setTimeout(() => void this.refreshPinned(name), delay);
     timer.unref();
     this.pinned.set(name, timer);

@@ -25,6 +25,9 @@ export interface KernelForProxy {
  * only starts, configures and stops the plain classes, and journals their
  * block events. Starts before the data plane (the kernel redirects to its port).
  */
+/** Learns kept while the data plane is not attached yet (the policy's '!resolve' names at start: one per name). */
+const HELD_LEARNS_MAX = 4096;
+
 @Injectable()
 export class DnsProxyService implements OnModuleInit, BeforeApplicationShutdown {
   private proxy: DnsService | undefined;
@@ -36,6 +39,7 @@ export class DnsProxyService implements OnModuleInit, BeforeApplicationShutdown 
   learnedRefused = 0;
   /** Each '!resolve' entry's share of the kernel's learned-address map (learned-budget.ts). */
   private budget: LearnedAddressBudget | undefined;
+  private readonly heldLearns: { addrs: string[]; ttl: number; entry: string; at: number }[] = [];
 
   constructor(
     @Inject(AGENT_CONFIG) private readonly config: AgentConfig,
@@ -69,7 +73,7 @@ export class DnsProxyService implements OnModuleInit, BeforeApplicationShutdown 
       attribution: { lookup: (port: number, id: number) => this.kernel?.lookupDnsOrigin(port, id) },
       addressBlocker: {
         learn: (addrs: string[], ttl: number, entry: string) => {
-          if (!this.kernel) return;
+          if (!this.kernel) return this.holdUntilKernel(addrs, ttl, entry);
           this.learnedRefused += budget.learn(addrs, ttl, entry);
         },
       },
@@ -92,6 +96,25 @@ export class DnsProxyService implements OnModuleInit, BeforeApplicationShutdown 
   connectKernel(kernel: KernelForProxy): void {
     this.kernel = kernel;
     if (this.proxy instanceof ProxyPool) this.proxy.setAttributionPinDir(kernel.pinDir);
+    // The policy's '!resolve' names are resolved as the proxy starts, before the data plane is attached.
+    for (const held of this.heldLearns.splice(0)) {
+      const left = held.ttl - (Date.now() - held.at) / 1000;
+      if (left <= 0) continue;
+      try {
+        this.learnedRefused += this.budget?.learn(held.addrs, left, held.entry) ?? 0;
+      } catch (err) {
+        this.logger.error({ entry: held.entry, err: (err as Error).message }, 'learned addresses held until the kernel was attached could not be written');
+      }
+    }
+  }
+
+  /** Learned before the data plane was attached: kept (at most HELD_LEARNS_MAX) and written once it is. */
+  private holdUntilKernel(addrs: string[], ttl: number, entry: string): void {
+    if (this.heldLearns.length >= HELD_LEARNS_MAX) {
+      this.logger.error({ entry, addresses: addrs.length }, 'learned addresses before the kernel was attached: too many held, these are not blocked');
+      return;
+    }
+    this.heldLearns.push({ addrs: [...addrs], ttl, entry, at: Date.now() });
   }
 
   /** The plain proxy object (event shipping listens to its queries). */

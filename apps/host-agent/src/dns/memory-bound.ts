@@ -1,13 +1,14 @@
 /**
  * The documented bound on the agent's resident memory (main process), whatever
- * the clients of its DNS proxy do. It is the agent's own footprint at rest
- * (about 150 MiB: NestJS, the NATS and metrics modules, the trie and heartbeat
- * threads) plus what the proxy's caps let clients make it hold (unread TCP
- * answers 32 MiB, unhandled TCP queries 16 MiB, 16,384 queries in flight of at
- * most 4 KiB each), plus garbage-collector slack: TCP clients that never read
- * their large answers drove the agent to 260-321 MiB on this 2-core machine
- * (peaks sampled every 100 ms), which is why the bound is not lower. Where those
- * peaks go is not profiled yet. docs/operations.md gives the arithmetic; the
- * dns-load end-to-end test and the dns-flood benchmark check it.
+ * the clients of its DNS proxy do, when the agent runs with its launch
+ * settings (agent/agent-launch.ts: `--max-semi-space-size=2`,
+ * `MALLOC_ARENA_MAX=2`, applied by `cgfence agent` itself wherever it starts).
+ * With them the agent rests at about 120 MiB and the five flood cases of
+ * dns-load.e2e peaked at 129-231 MiB over three runs on this shared 2-core
+ * machine (node's defaults: rest 145-150, peaks 161-247 in the same runs, and
+ * up to 321 in an earlier clean-clone run). 288 MiB leaves a quarter above the
+ * highest peak seen. docs/operations.md, "Agent memory", gives the
+ * breakdown; the dns-load end-to-end test, the dns-flood and agent-memory
+ * benchmarks check it.
  */
-export const AGENT_MEMORY_BOUND_BYTES = 384 * 2 ** 20;
+export const AGENT_MEMORY_BOUND_BYTES = 288 * 2 ** 20;

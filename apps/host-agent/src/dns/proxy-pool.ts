@@ -13,6 +13,7 @@ import type { Policy } from '../policy/policy';
 import type { DnsPolicyEvent, DnsProxyStats, DnsQueryNotice, ProxyMode } from './dns-events';
 import { DnsProxy, type DnsProxyOptions } from './dns-proxy';
 import { addStats, type FromWorker, type ToWorker, toWirePolicy, type WirePolicy, type WorkerConfig, zeroStats } from './proxy-pool-protocol';
+import { withAgentFlags } from '../agent/agent-launch';
 
 /** The compiled worker entry point, next to this file. */
 export const PROXY_WORKER_SCRIPT = join(__dirname, 'proxy-worker.js');
@@ -274,7 +275,8 @@ export class ProxyPool implements DnsService {
       exec: PROXY_WORKER_SCRIPT,
       args: [],
       // Not the test runner's or the debugger's flags: the worker is a plain process.
-      execArgv: process.execArgv.filter((a) => !/^--(experimental-)?test|^--inspect/.test(a)),
+      // With the agent's memory flags (cli/agent-launch.ts) even when the pool runs in a process started without them.
+      execArgv: withAgentFlags(process.execArgv.filter((a) => !/^--(experimental-)?test|^--inspect/.test(a))),
       serialization: 'advanced',
       silent: false,
     });

@@ -93,4 +93,32 @@ describe(TcpClients.name, () => {
     other.destroy();
     assert.deepEqual(order, ['other', 'busy'], 'the single query was not stuck behind the 2000 pipelined ones');
   });
+
+  it('answers at most maxInFlightPerConnection queries of one connection at once, and all of them in the end', { timeout: 60_000 }, async () => {
+    // A handler that takes 5 ms per query (an upstream) and records how many run at once, per connection.
+    let now = 0;
+    let peak = 0;
+    const counters: TcpClientCounters = { tcpSlowReadersClosed: 0, tcpOversizedFrames: 0, tcpPaused: 0 };
+    const sut = new TcpClients(DEFAULT_TCP_CLIENT_CAPS, async (frame) => {
+      peak = Math.max(peak, ++now);
+      await new Promise((r) => setTimeout(r, 5));
+      now--;
+      return Buffer.from(frame);
+    }, counters);
+    const server = net.createServer((c) => sut.accept(c));
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
+    try {
+      const c = net.connect({ host: '127.0.0.1', port: (server.address() as net.AddressInfo).port });
+      let bytes = 0;
+      const done = new Promise<void>((resolve) => c.on('data', (d: Buffer) => (bytes += d.length) >= 200 * 19 && resolve()));
+      c.write(Buffer.concat(Array.from({ length: 200 }, (_, i) => query(i))));
+      await done;
+      c.destroy();
+      assert.equal(bytes, 200 * 19, 'every pipelined query answered');
+      assert.equal(peak, DEFAULT_TCP_CLIENT_CAPS.maxInFlightPerConnection, `at most ${DEFAULT_TCP_CLIENT_CAPS.maxInFlightPerConnection} at once (saw ${peak})`);
+    } finally {
+      sut.closeAll();
+      await new Promise((r) => server.close(r));
+    }
+  });
 });

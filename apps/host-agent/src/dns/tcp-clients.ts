@@ -7,6 +7,16 @@ import { tcpFrame } from './dns-wire';
 export interface TcpClientCaps {
   /** Queries of one connection queued or in flight; beyond it the proxy stops reading from it. Default 128. */
   readonly maxPipelined: number;
+  /**
+   * Queries of one connection being answered at once (forwarded upstream);
+   * the rest wait in its queue, in order. A pipelining client is served
+   * (answers still come back out of order as they are ready), but one process
+   * with many connections cannot fill the upstream with its queries ahead of
+   * everyone else's: a client that never reads its (large) answers used to
+   * keep 1024 upstream queries in flight and other clients' answers queued
+   * behind them. Default 8.
+   */
+  readonly maxInFlightPerConnection: number;
   /** Answer bytes waiting for one client to read; beyond it the proxy stops reading its queries. Default 64 KiB. */
   readonly pauseUnreadBytes: number;
   /** Answer bytes waiting for one client to read; beyond it the connection is closed. Default 256 KiB. */
@@ -27,6 +37,7 @@ export interface TcpClientCaps {
 
 export const DEFAULT_TCP_CLIENT_CAPS: TcpClientCaps = {
   maxPipelined: 128,
+  maxInFlightPerConnection: 8,
   pauseUnreadBytes: 64 * 1024,
   maxUnreadBytes: 256 * 1024,
   maxUnreadBytesTotal: 32 * 1024 * 1024,
@@ -156,6 +167,10 @@ export class TcpClients {
     return this.conns.size;
   }
 
+  private get inFlightCap(): number {
+    return Math.min(this.caps.maxInFlightPerConnection, this.caps.maxPipelined);
+  }
+
   /** Answer bytes written but not yet read by clients (a gauge). */
   get unreadBytes(): number {
     return this.unreadTotal;
@@ -222,7 +237,7 @@ export class TcpClients {
   }
 
   private enqueue(c: Connection): void {
-    if (c.inReady || c.queued === 0 || c.writeBlocked || c.pending >= this.caps.maxPipelined) return;
+    if (c.inReady || c.queued === 0 || c.writeBlocked || c.pending >= this.inFlightCap) return;
     c.inReady = true;
     this.ready.push(c);
     if (!this.scheduled) {
@@ -241,7 +256,7 @@ export class TcpClients {
       if (!this.conns.has(c)) continue;
       for (
         let n = 0;
-        n < this.caps.framesPerClientPerTurn && budget > 0 && c.queued > 0 && !c.writeBlocked && c.pending < this.caps.maxPipelined;
+        n < this.caps.framesPerClientPerTurn && budget > 0 && c.queued > 0 && !c.writeBlocked && c.pending < this.inFlightCap;
         n++, budget--
       ) {
         this.dispatch(c, c.shift());

@@ -60,7 +60,9 @@ export interface AgentOptions {
   extraArgs?: string[];
   /** 'HOST:PORT' of an upstream started by the caller (a benchmark's dnsdist) instead of the loopback one's. */
   upstreamAddress?: string;
-  /** Node options of the agent process (`--cpu-prof`, V8 flags), before the script. */
+  /** Environment of the agent process (default: this process's), e.g. CGFENCE_AGENT_TUNING=off. */
+  env?: NodeJS.ProcessEnv;
+  /** node options before the `cgfence` script (`--trace-gc`, V8 flags to compare with the agent's own). */
   nodeArgs?: string[];
   /** Another tree's `cgfence` (a benchmark's baseline build), for the agent and every CLI call. Default CGFENCE. */
   cgfenceBin?: string;
@@ -126,7 +128,7 @@ export class AgentUnderTest {
       ...(o.extraArgs ?? []),
     ];
     this.log = '';
-    const proc = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    const proc = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'], env: o.env ?? process.env });
     proc.stdout?.on('data', (d: Buffer) => (this.log += d.toString()));
     proc.stderr?.on('data', (d: Buffer) => (this.log += d.toString()));
     this.proc = proc;

@@ -62,7 +62,7 @@ describe(`${AgentUnderTest.name}: the hosts file and DNS on other ports`, () => 
     const out = await resolveAndConnect('pinned.example');
     assert.equal(out.addr, '127.0.0.19', 'the name resolves from the file');
     assert.equal(out.result, EPERM);
-    const e = await sut.waitForEvent('the block of the hosts-file address', (x) => x.method === 'ip' && x.pid === out.pid);
+    const e = await sut.waitForEvent('the block of the hosts-file address', (x) => x.method === 'ip' && x.pid === out.pid && !(x.destination ?? '').startsWith('unix:'));
     assert.equal(e.action, 'blocked');
     assert.equal(e.destination, `127.0.0.19:${port}`);
     const alert = sut.events().find((x) => x.action === 'alert' && /line 2 maps listed name pinned\.example/.test(x.message ?? ''));
@@ -117,7 +117,7 @@ describe(`${AgentUnderTest.name}: the hosts file and DNS on other ports, audit m
     const out = JSON.parse(r.stdout) as Resolved;
     assert.equal(out.addr, '127.0.0.29');
     assert.equal(out.result, constants.errno.ECONNREFUSED, 'reached the address (nothing listens)');
-    const e = await sut.waitForEvent('the audit event of the hosts-file address', (x) => x.method === 'ip' && x.pid === out.pid);
+    const e = await sut.waitForEvent('the audit event of the hosts-file address', (x) => x.method === 'ip' && x.pid === out.pid && !(x.destination ?? '').startsWith('unix:'));
     assert.equal(e.action, 'audited');
     assert.equal(e.destination, `127.0.0.29:${port}`);
   });

@@ -1,6 +1,7 @@
 // Issue 13, "a policy file caught half-written": a policy file rewritten in
 // place (truncate, then write) while a run hammers a listed address and a
 // listed name is never enforced while empty or partial. Real kernel, real agent.
+import { spawn } from 'node:child_process';
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { closeSync, mkdtempSync, openSync, rmSync, writeSync, writeFileSync } from 'node:fs';
@@ -100,6 +101,41 @@ describe(`${AgentUnderTest.name}: a policy file rewritten in place`, () => {
     await waitFor('the last rewrite to be in force', async () => {
       const st = JSON.parse((await sut.cli(['agent', 'status', '--json'])).stdout) as { policy: { domains: number; cidr4: number; version: string } };
       return st.policy.domains === 2 && st.policy.cidr4 === 1;
+    }, 10_000);
+  });
+
+  it('never applies a file whose writer is descheduled mid-write for longer than the settle time (a CPU-starved host)', async () => {
+    // The writer truncates the file, writes a third (the CIDR line, cut mid-way:
+    // blocked.example is not in it), then is stopped for 2 s, as a process the
+    // scheduler does not run for that long, then writes the rest. Two reads
+    // 250 ms apart see the same partial text; the file is still open for writing.
+    const versionBefore = (JSON.parse((await sut.cli(['agent', 'status', '--json'])).stdout) as { policy: { version: string } }).policy.version;
+    const text = policyText(41);
+    const cut = Math.floor(text.length / 3);
+    const writer = spawn('python3', ['-c', 'import os, signal, sys\nf = open(sys.argv[1], "w")\nf.write(sys.argv[2]); f.flush()\nos.kill(os.getpid(), signal.SIGSTOP)\nf.write(sys.argv[3]); f.close()\n', sut.policyFile, text.slice(0, cut), text.slice(cut)], { stdio: 'ignore' });
+    const exited = new Promise((r) => writer.once('exit', r));
+    // The run keeps looking up for a while after the writer goes on, too (a file taken
+    // partial just as the writer resumes would show there).
+    const seconds = 7;
+    const ran = sut.run(['unshare', '-m', 'sh', '-c', 'mount --bind "$0" /etc/resolv.conf && exec "$@"', join(dir, 'resolv.conf'), 'python3', '-c', HAMMER, String(seconds), String(closedPort)], { timeoutMs: (seconds + 20) * 1000 });
+    const domainsSeen = new Set<number>();
+    const until = Date.now() + 2000;
+    while (Date.now() < until) {
+      const st = JSON.parse((await sut.cli(['agent', 'status', '--json'])).stdout) as { policy: { domains: number } };
+      domainsSeen.add(st.policy.domains);
+      await sleep(200);
+    }
+    writer.kill('SIGCONT');
+    await exited;
+    const r = await ran;
+    assert.equal(r.code, 0, `hammer run: ${r.stderr}`);
+    const n = JSON.parse(r.stdout) as HammerCounts;
+    assert.deepEqual([...domainsSeen], [2], 'the partial file (no domain in it) was never applied');
+    assert.deepEqual(n.leaks, [], `listed destinations reached while the writer was stopped: ${JSON.stringify(n)}`);
+    assert.ok(n.lookups > 10 && n.noname >= n.lookups - n.other.length, `lookups answered NXDOMAIN: ${JSON.stringify(n)}`);
+    await waitFor('the complete file to be applied', async () => {
+      const st = JSON.parse((await sut.cli(['agent', 'status', '--json'])).stdout) as { policy: { domains: number; version: string } };
+      return st.policy.domains === 2 && st.policy.version !== versionBefore;
     }, 10_000);
   });
 

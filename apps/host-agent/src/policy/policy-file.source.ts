@@ -8,6 +8,7 @@ import type { AgentConfig } from '../agent/agent-config';
 import type { PolicyMeta } from '../agent/policy-apply';
 import { AGENT_CONFIG, AGENT_LOGGER } from '../app/tokens';
 import type { BlocklistEntry } from './entry-types';
+import { type FileWriter, writersOf } from './file-writers';
 import { formatPolicyErrors } from './policy';
 import { PolicySource, ReloadResult } from './policy-source';
 import { PolicyService } from './policy.service';
@@ -49,13 +50,22 @@ export function declaresEmpty(text: string): boolean {
 }
 
 /**
- * Reads a file until two reads `settleMs` apart give the same bytes: a file
- * rewritten in place (truncate, then write) is never taken while partial,
- * unless the writer pauses longer than `settleMs` mid-write (the documented
- * way to update it is an atomic rename, which is never seen partial).
+ * Reads a file until two reads `settleMs` apart give the same bytes and no
+ * process holds it open for writing: a file rewritten in place (truncate,
+ * then write) is never taken while partial, even when its writer is
+ * descheduled mid-write for longer than `settleMs` (a CPU-starved host: the
+ * writer still holds the file open). A writer that pauses with the file
+ * closed (several `>>` appends) can still be caught between writes; the
+ * documented way to update the file is an atomic rename, never seen partial.
  */
-export async function readStable(file: string, settleMs: number, tries: number): Promise<{ ok: true; text: string } | { ok: false; message: string }> {
+export async function readStable(
+  file: string,
+  settleMs: number,
+  tries: number,
+  writers: (file: string) => Promise<FileWriter[]> = writersOf,
+): Promise<{ ok: true; text: string } | { ok: false; message: string }> {
   let last: Buffer | undefined;
+  let open: FileWriter[] = [];
   for (let i = 0; i <= tries; i++) {
     let now: Buffer;
     try {
@@ -63,11 +73,26 @@ export async function readStable(file: string, settleMs: number, tries: number):
     } catch (err) {
       return { ok: false, message: `cannot read policy file ${file}: ${(err as Error).message}` };
     }
-    if (last !== undefined && last.equals(now)) return { ok: true, text: now.toString('utf8') };
+    if (last !== undefined && last.equals(now)) {
+      open = await writers(file);
+      // Read once more after the scan: a writer that went on and closed the file while it
+      // ran is no longer listed, and what it wrote must not be missed.
+      if (open.length === 0) {
+        let after: Buffer;
+        try {
+          after = await readFile(file);
+        } catch (err) {
+          return { ok: false, message: `cannot read policy file ${file}: ${(err as Error).message}` };
+        }
+        if (after.equals(now)) return { ok: true, text: now.toString('utf8') };
+        now = after;
+      }
+    }
     last = now;
     if (i < tries) await sleep(settleMs);
   }
-  return { ok: false, message: `policy file ${file} kept changing for ${settleMs * tries} ms; not applied (write it elsewhere and rename it into place)` };
+  const held = open.length > 0 ? ` (held open for writing by ${open.map((w) => `pid ${w.pid} ${w.comm}`).join(', ')})` : '';
+  return { ok: false, message: `policy file ${file} kept changing${held} for ${settleMs * tries} ms; not applied (write it elsewhere and rename it into place)` };
 }
 
 /**

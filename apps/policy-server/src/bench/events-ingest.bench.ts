@@ -72,6 +72,8 @@ async function main(): Promise<void> {
             port: await freePort(),
             log: join(dir, `server-${path}-${ingest}.log`),
             nats: true,
+            // CGFENCE_BENCH_CPU_PROF=<dir>: CPU profiles of the ingesting servers (a look at where time goes; not a result).
+            nodeArgs: ingest && process.env['CGFENCE_BENCH_CPU_PROF'] ? ['--cpu-prof', `--cpu-prof-dir=${process.env['CGFENCE_BENCH_CPU_PROF']}/${path}`] : [],
             env: {
               ...process.env,
               CGFENCE_DATABASE_URL: databaseUrl,

@@ -19,7 +19,7 @@ import {
 } from '@cgfence/proto';
 import { RequireRole } from '../auth/roles';
 import { Contract } from '../common/contract';
-import { RawJson } from '../common/edge';
+import { RawBody } from '../common/edge';
 import { DomainError } from '../common/errors';
 import { actorOf, CgfenceRequest } from '../common/request-context';
 import { BlocklistsService, CommitInput } from './blocklists.service';
@@ -82,20 +82,17 @@ export class BlocklistsController {
       { status: 201, json: CommitResultSchema, description: 'A new version was written' },
       { status: 200, json: CommitResultSchema, description: 'The content equals the latest version: nothing was written (created: false)' },
     ],
-    errors: [404, 409],
+    errors: [404, 409, 503],
   })
   async commit(
     @Param('name') name: string,
-    @Body() body: RawJson | string | undefined,
+    @Body() body: RawBody | undefined,
     @Req() req: CgfenceRequest,
     @Query() q: z.infer<typeof CommitQuery>,
     @Res({ passthrough: true }) res: Response,
   ): Promise<CommitResult> {
     if (body === undefined) throw new DomainError('validation.failed', 'a commit needs a body: JSON {entries} or {add, remove}, or the text/plain file', [{ field: '(body)', reason: 'required' }]);
-    const input: CommitInput =
-      typeof body === 'string'
-        ? { kind: 'text', text: body, message: q.message ?? '', expectedVersion: q.expectedVersion }
-        : { kind: 'raw', json: body.text };
+    const input: CommitInput = { media: body.media, body: body.bytes, message: q.message, expectedVersion: q.expectedVersion };
     const result = await this.blocklists.commit(name, input, actorOf(req));
     if (!result.created) res.status(200);
     return result;
@@ -114,21 +111,28 @@ export class BlocklistsController {
     params: NameVersionParams,
     query: VersionQuery,
     responses: [{ status: 200, json: VersionDetailViewSchema, text: { type: 'text/plain', description: 'The canonical blocklist file (format=text)' } }],
-    errors: [404],
+    errors: [404, 503],
   })
   async version(@Param() p: z.infer<typeof NameVersionParams>, @Query() q: z.infer<typeof VersionQuery>, @Res() res: Response): Promise<void> {
-    // Big versions are written as JSON on a worker thread and sent as they are.
-    if (q.format === 'text') res.type('text/plain').send(await this.blocklists.versionText(p.name, p.version));
-    else res.type('application/json').send(bytes(await this.blocklists.versionJson(p.name, p.version)));
+    // Big versions are read and written on a worker thread and sent as they are. A version never
+    // changes: its ETag is its content hash (Express would otherwise hash the whole body here).
+    const format = q.format ?? 'json';
+    const body = bytes(await this.blocklists.versionBytes(p.name, p.version, format));
+    res.setHeader('ETag', `"${p.version}-${format}-${(await this.blocklists.hashAt(p.name, p.version))!.replace(/^sha256:/, '')}"`);
+    res.type(format === 'text' ? 'text/plain' : 'application/json').send(body);
   }
 
   @Get(':name/diff')
   @Header('Cache-Control', 'no-store')
   @ApiOperation({ summary: 'Entries added and removed between two versions' })
-  @Contract({ params: NameParams, query: DiffQuery, responses: [{ status: 200, json: DiffViewSchema }], errors: [404] })
+  @Contract({ params: NameParams, query: DiffQuery, responses: [{ status: 200, json: DiffViewSchema }], errors: [404, 503] })
   async diff(@Param('name') name: string, @Query() q: z.infer<typeof DiffQuery>, @Res() res: Response): Promise<void> {
     res.setHeader('Cache-Control', 'no-store');
-    res.type('application/json').send(bytes(await this.blocklists.diffJson(name, q.from, q.to)));
+    // An ETag of its own, so Express does not hash a big body on the event loop.
+    const body = bytes(await this.blocklists.diffJson(name, q.from, q.to));
+    const [a, b] = await Promise.all([this.blocklists.hashAt(name, q.from), this.blocklists.hashAt(name, q.to)]);
+    res.setHeader('ETag', `"diff-${(a ?? 'empty').replace(/^sha256:/, '').slice(0, 32)}-${(b ?? 'empty').replace(/^sha256:/, '').slice(0, 32)}"`);
+    res.type('application/json').send(body);
   }
 }
 

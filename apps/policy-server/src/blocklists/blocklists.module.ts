@@ -3,12 +3,11 @@ import { EventStoreModule } from '../event-store/event-store.module';
 import { BlocklistsController } from './blocklists.controller';
 import { BlocklistsService } from './blocklists.service';
 import { ContentsPool } from './contents.pool';
-import { ContentsRepository } from './contents.repository';
 
 @Module({
   imports: [EventStoreModule],
   controllers: [BlocklistsController],
-  providers: [BlocklistsService, ContentsRepository, ContentsPool],
-  exports: [BlocklistsService],
+  providers: [BlocklistsService, ContentsPool],
+  exports: [BlocklistsService, ContentsPool],
 })
 export class BlocklistsModule {}

@@ -1,7 +1,6 @@
 import { Injectable } from '@nestjs/common';
 import {
   BlocklistView,
-  CommitRequest,
   CommitResult,
   CreateBlocklistRequest,
   DiffView,
@@ -17,15 +16,17 @@ import { BlocklistsReadModel } from '../read-models/blocklists/blocklists.read-m
 import { streamOf } from './blocklist';
 import { blocklistDecider } from './blocklist.decider';
 import { ContentsPool } from './contents.pool';
-import { ContentsRepository } from './contents.repository';
-import { CommitWork, PreparedCommit } from './contents.work';
+import { PreparedCommit } from './contents.work';
 
 /** What a commit asks for, once the transport has read it. */
-export type CommitInput =
-  | { kind: 'text'; text: string; message: string; expectedVersion?: number }
-  | { kind: 'json'; body: CommitRequest }
-  /** A JSON body as text: parsed and checked against CommitRequest on a worker thread. */
-  | { kind: 'raw'; json: string };
+export interface CommitInput {
+  /** JSON (CommitRequest, checked on the worker) or the text file format. */
+  media: 'json' | 'text';
+  body: Uint8Array;
+  /** text/plain commits: the message and expected version from the query (a JSON body carries its own). */
+  message?: string;
+  expectedVersion?: number;
+}
 
 /** The rules of blocklists and their versions. */
 @Injectable()
@@ -33,7 +34,6 @@ export class BlocklistsService {
   constructor(
     private readonly commands: CommandHandler,
     private readonly readModel: BlocklistsReadModel,
-    private readonly contents: ContentsRepository,
     private readonly clock: Clock,
     private readonly pool: ContentsPool,
   ) {}
@@ -64,110 +64,83 @@ export class BlocklistsService {
   }
 
   async version(name: string, version: number): Promise<VersionDetailView> {
-    const v = await this.versionView(name, version);
-    const entries = await this.contents.entries(v.contentHash);
-    return { ...v, entries };
+    return JSON.parse(Buffer.from(await this.versionBytes(name, version, 'json')).toString('utf8')) as VersionDetailView;
+  }
+
+  /** A version as its response body: VersionDetailView JSON or the canonical file, read and written on a worker thread. */
+  async versionBytes(name: string, version: number, format: 'json' | 'text'): Promise<Uint8Array> {
+    const view = await this.versionView(name, version);
+    return this.pool.version({ view, format });
   }
 
   /** The canonical text of a version, as the CLI writes it to a file. */
   async versionText(name: string, version: number): Promise<string> {
-    const v = await this.versionView(name, version);
-    return (await this.contents.canonicalText(v.contentHash)) ?? '';
+    return Buffer.from(await this.versionBytes(name, version, 'text')).toString('utf8');
   }
 
   async diff(name: string, from: number, to: number): Promise<DiffView> {
     return JSON.parse(Buffer.from(await this.diffJson(name, from, to)).toString('utf8')) as DiffView;
   }
 
-  /** The DiffView as UTF-8 JSON, computed on a worker thread (a diff of big lists takes seconds). */
+  /** The DiffView as UTF-8 JSON, computed on a worker thread from the two versions' content (a diff of big lists takes seconds). */
   async diffJson(name: string, from: number, to: number): Promise<Uint8Array> {
     await this.get(name);
-    const [fromText, toText] = await Promise.all([this.textAt(name, from), this.textAt(name, to)]);
-    return this.pool.diffJson({ blocklist: name, from, to, fromText, toText });
+    const [fromHash, toHash] = await Promise.all([this.hashAt(name, from), this.hashAt(name, to)]);
+    return this.pool.diff({ blocklist: name, from, to, fromHash, toHash });
   }
 
-  /** The VersionDetailView as UTF-8 JSON, written on a worker thread. */
-  async versionJson(name: string, version: number): Promise<Uint8Array> {
-    const v = await this.versionView(name, version);
-    return this.pool.versionJson({ view: v, text: (await this.contents.canonicalText(v.contentHash)) ?? '' });
+  /** For a replay: the names runs resolved since `since` that version `version` would block, with the entry that blocks each (on a worker thread). */
+  async replayMatch(name: string, version: number, since: string): Promise<[name: string, entry: string][]> {
+    return this.pool.replayMatch({ hash: await this.hashAt(name, version), since });
+  }
+
+  /** The content hash of a version (null for version 0, the empty list before the first commit). */
+  async hashAt(name: string, version: number): Promise<string | null> {
+    if (version === 0) return null;
+    return (await this.versionView(name, version)).contentHash;
   }
 
   /**
    * Commits a new version from a full list or from an add/remove change to the
-   * latest version. Every bad entry is reported at once (the first
-   * MAX_REPORTED_ERRORS one by one); identical content is reported as
-   * unchanged, not committed again. The entries are checked before the latest
-   * version is loaded, and all the work on them runs on worker threads.
+   * latest version. The body goes to a worker thread as bytes: there it is
+   * decoded and checked, every bad entry is reported at once (the first
+   * MAX_REPORTED_ERRORS one by one) before the latest version is read, and the
+   * content row is written. Identical content is reported as unchanged, not
+   * committed again. Here only the event is appended.
    */
-  async commit(name: string, given: CommitInput, actor: Actor): Promise<CommitResult> {
-    let input = given;
-    let early: PreparedCommit | undefined;
-    if (input.kind === 'raw') {
-      const parsed = await this.pool.parseCommitJson(input.json);
-      if (!parsed.ok) throw new DomainError(parsed.code, parsed.message, parsed.problems.length > 0 ? parsed.problems : undefined);
-      const meta = { message: parsed.message, expectedVersion: parsed.expectedVersion };
-      if ('full' in parsed) {
-        early = parsed.full;
-        input = { kind: 'json', body: { entries: [], ...meta } };
-      } else {
-        input = { kind: 'json', body: { ...parsed.change, ...meta } };
-      }
-    }
+  async commit(name: string, input: CommitInput, actor: Actor): Promise<CommitResult> {
     const current = await this.get(name);
-    const full: CommitWork | undefined =
-      input.kind === 'text' ? { kind: 'text', text: input.text } : 'entries' in input.body ? { kind: 'entries', entries: input.body.entries } : undefined;
-    let prepared: PreparedCommit;
-    let baseText: string;
-    if (full) {
-      prepared = refuseInvalid(early ?? (await this.pool.prepareCommit(full)));
-      baseText = await this.textOf(current.latestHash);
-    } else if (input.kind === 'json' && 'add' in input.body) {
-      const change = input.body;
-      refuseInvalid(await this.pool.prepareCommit({ kind: 'entries', entries: change.add }));
-      baseText = await this.textOf(current.latestHash);
-      prepared = refuseInvalid(await this.pool.prepareCommit({ kind: 'change', baseText, add: change.add, remove: change.remove }));
-    } else {
-      throw new Error('unreachable: a commit is text, entries or a change');
+    const outcome = await this.pool.commit({ media: input.media, body: input.body, baseHash: current.latestHash });
+    if (!outcome.ok) throw new DomainError(outcome.code, outcome.message, outcome.problems.length > 0 ? outcome.problems : undefined);
+    if (outcome.refused) refuseInvalid(outcome.refused);
+    else {
+      const fromBody = input.media === 'json';
+      const message = (fromBody ? outcome.message : input.message) ?? '';
+      const expectedVersion = fromBody ? outcome.expectedVersion : input.expectedVersion;
+      const handled = await this.commands.handle(
+        streamOf(name),
+        blocklistDecider,
+        {
+          type: 'CommitVersion',
+          name,
+          contentHash: outcome.hash,
+          entryCount: outcome.entryCount,
+          addedCount: outcome.added,
+          removedCount: outcome.removed,
+          message,
+          // The counts and any add/remove change were computed against the version
+          // read above: if another commit lands first, refuse rather than mix them.
+          expectedVersion: expectedVersion ?? current.latestVersion,
+          now: this.clock.now(),
+        },
+        actor,
+      );
+      const created = handled.events.length > 0;
+      const state = handled.after;
+      if (state.status !== 'active') throw new Error(`blocklist ${name} is not active after commit`);
+      return { created, merged: outcome.merged, version: await this.versionView(name, state.latestVersion) };
     }
-    if (!prepared.ok) throw new Error('unreachable: refused above');
-    const { added, removed } = await this.pool.countChanges({ baseText, canonical: prepared.canonical });
-    const message = input.kind === 'text' ? input.message : input.body.message;
-    const expectedVersion = input.kind === 'text' ? input.expectedVersion : input.body.expectedVersion;
-    const handled = await this.commands.handle(
-      streamOf(name),
-      blocklistDecider,
-      {
-        type: 'CommitVersion',
-        name,
-        contentHash: prepared.hash,
-        entryCount: prepared.entryCount,
-        addedCount: added,
-        removedCount: removed,
-        message,
-        // The counts and any add/remove change were computed against the version
-        // read above: if another commit lands first, refuse rather than mix them.
-        expectedVersion: expectedVersion ?? current.latestVersion,
-        now: this.clock.now(),
-      },
-      actor,
-      (m) => this.contents.save(prepared.hash, prepared.canonical, prepared.entryCount, m),
-    );
-    const created = handled.events.length > 0;
-    const state = handled.after;
-    if (state.status !== 'active') throw new Error(`blocklist ${name} is not active after commit`);
-    return { created, merged: prepared.merged, version: await this.versionView(name, state.latestVersion) };
-  }
-
-  private async textOf(hash: string | null): Promise<string> {
-    if (hash === null) return '';
-    const text = await this.contents.canonicalText(hash);
-    if (text === undefined) throw new Error(`blocklist content ${hash} is missing from blocklist_contents`);
-    return text;
-  }
-
-  private async textAt(name: string, version: number): Promise<string> {
-    if (version === 0) return '';
-    return this.textOf((await this.versionView(name, version)).contentHash);
+    throw new Error('unreachable: refused above');
   }
 
   private async versionView(name: string, version: number): Promise<VersionView> {

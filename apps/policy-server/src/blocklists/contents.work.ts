@@ -8,15 +8,12 @@ import {
   applyDiff,
   canonicalise,
   canonicalText,
-  CommitRequest,
   diffEntries,
   EntryError,
   EntryInput,
   parseBlocklistText,
-  Problem,
   VersionView,
 } from '@cgfence/proto';
-import { checkJsonText } from '../common/edge';
 
 /** What a commit gives, as the worker takes it. */
 export type CommitWork =
@@ -45,20 +42,6 @@ export function prepareCommit(work: CommitWork): PreparedCommit {
   }
   const canonical = canonicalText(result.entries);
   return { ok: true, canonical, hash: hashOf(canonical), entryCount: result.entries.length, merged: result.merged };
-}
-
-/** A JSON commit body (text), parsed and checked against CommitRequest here: a full list is canonicalised at once. */
-export type ParsedCommit =
-  | { ok: false; code: 'request.malformed' | 'validation.failed'; message: string; problems: Problem[] }
-  | { ok: true; message: string; expectedVersion: number | undefined; full: PreparedCommit }
-  | { ok: true; message: string; expectedVersion: number | undefined; change: { add: (string | EntryInput)[]; remove: string[] } };
-
-export function parseCommitJson(text: string): ParsedCommit {
-  const r = checkJsonText(text, CommitRequest);
-  if (!r.ok) return { ok: false, code: r.code, message: r.message, problems: r.problems };
-  const body = r.data;
-  if ('entries' in body) return { ok: true, message: body.message, expectedVersion: body.expectedVersion, full: prepareCommit({ kind: 'entries', entries: body.entries }) };
-  return { ok: true, message: body.message, expectedVersion: body.expectedVersion, change: { add: body.add, remove: body.remove } };
 }
 
 /** The content hash of canonical text (what contentHash computes from entries). */

@@ -16,9 +16,10 @@ export interface BodyContract {
   /** The large body limit (CGFENCE_MAX_COMMIT_BODY) instead of the default (CGFENCE_MAX_BODY). */
   large?: boolean;
   /**
-   * JSON bodies are read as text and handed over as RawJson, for the route's
-   * service to parse and check (checkJsonText with the `json` schema) on a
-   * worker thread: a 1,000,000-entry commit is never parsed on the event loop.
+   * Bodies (JSON and text) are read as bytes and handed over as RawBody, for
+   * the route's service to decode and check (checkJsonText with the `json`
+   * schema) on a worker thread: a 1,000,000-entry commit is never decoded,
+   * scanned or parsed on the event loop.
    */
   offThread?: boolean;
   /** A request without a body is validated as `undefined` (refused unless the schema allows it). */

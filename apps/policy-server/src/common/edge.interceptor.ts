@@ -2,13 +2,13 @@ import { CallHandler, ExecutionContext, Inject, Injectable, NestInterceptor } fr
 import { Reflector } from '@nestjs/core';
 import { isUtf8 } from 'node:buffer';
 import type { Request, RequestHandler, Response } from 'express';
-import { json, text } from 'express';
+import { json, raw, text } from 'express';
 import { from, Observable, switchMap } from 'rxjs';
 import { z } from 'zod';
 import type { Problem } from '@cgfence/proto';
 import { SERVER_CONFIG, ServerConfig } from '../config/config';
 import { CONTRACT, RouteContract } from './contract';
-import { badStrings, checkJsonBody, convert, mediaTypeOf, RawJson, parseQuery, problemsOf, QueryShape, queryShapeOf, typeProblems } from './edge';
+import { badStrings, checkJsonBody, convert, mediaTypeOf, RawBody, parseQuery, problemsOf, QueryShape, queryShapeOf, typeProblems } from './edge';
 import { DomainError } from './errors';
 
 /** body-parser's error for bytes that are not UTF-8 (its verify hook throws it). */
@@ -44,7 +44,7 @@ function run(mw: RequestHandler, req: Request, res: Response): Promise<void> {
 @Injectable()
 export class EdgeInterceptor implements NestInterceptor {
   private readonly shapes = new WeakMap<RouteContract, { query: QueryShape; params: QueryShape }>();
-  private readonly parsers: Record<'json' | 'jsonLarge' | 'jsonAsText' | 'text', RequestHandler>;
+  private readonly parsers: Record<'json' | 'jsonLarge' | 'raw' | 'text', RequestHandler>;
 
   constructor(
     private readonly reflector: Reflector,
@@ -54,7 +54,8 @@ export class EdgeInterceptor implements NestInterceptor {
       json: json({ limit: config.maxBody, verify }),
       jsonLarge: json({ limit: config.maxCommitBody, verify }),
       text: text({ type: 'text/plain', limit: config.maxCommitBody, verify }),
-      jsonAsText: text({ type: 'application/json', limit: config.maxCommitBody, verify }),
+      // Bytes as they came (UTF-8 is checked where they are decoded, on a worker thread).
+      raw: raw({ type: ['application/json', 'text/plain'], limit: config.maxCommitBody }),
     };
   }
 
@@ -86,7 +87,7 @@ export class EdgeInterceptor implements NestInterceptor {
     problems.push(...badStrings(query.value, 'query').map((p) => ({ ...p, field: p.field.replace(/^query\./, '') })));
 
     const body = contract.body ? await this.readBody(contract, req, res) : undefined;
-    if (!(body instanceof RawJson)) problems.push(...badStrings(body, '(body)').map((p) => ({ ...p, field: p.field.replace(/^\(body\)\./, '') })));
+    if (!(body instanceof RawBody)) problems.push(...badStrings(body, '(body)').map((p) => ({ ...p, field: p.field.replace(/^\(body\)\./, '') })));
     if (problems.length > 0) throw invalid('request', problems);
 
     const parsedParams = contract.params ? contract.params.safeParse(params) : undefined;
@@ -94,7 +95,7 @@ export class EdgeInterceptor implements NestInterceptor {
     const parsedQuery = (contract.query ?? EMPTY_QUERY).safeParse(query.value);
     if (!parsedQuery.success) throw invalid('query', problemsOf(parsedQuery.error.issues, '(query)'));
     let parsedBody: unknown = body;
-    if (contract.body && typeof body !== 'string' && !(body instanceof RawJson)) {
+    if (contract.body && typeof body !== 'string' && !(body instanceof RawBody)) {
       if (!contract.body.json) throw new DomainError('request.unsupported_media_type', 'this route takes text/plain');
       const r = checkJsonBody(body, contract.body.json);
       if (!r.ok) throw new DomainError(r.code, r.message, r.problems);
@@ -122,9 +123,9 @@ export class EdgeInterceptor implements NestInterceptor {
     if (media.charset !== undefined && media.charset !== 'utf-8' && media.charset !== 'utf8') {
       throw new DomainError('request.unsupported_media_type', `bodies must be UTF-8, got charset ${media.charset}`);
     }
-    if (media.type === 'application/json' && body.offThread) {
-      await run(this.parsers.jsonAsText, req, res);
-      return new RawJson(req.body as string);
+    if (body.offThread) {
+      await run(this.parsers.raw, req, res);
+      return new RawBody(media.type === 'application/json' ? 'json' : 'text', req.body as Buffer);
     }
     await run(media.type === 'text/plain' ? this.parsers.text : body.large ? this.parsers.jsonLarge : this.parsers.json, req, res);
     return req.body as unknown;

@@ -148,9 +148,16 @@ export function problemsOf(issues: readonly { code: string; path: PropertyKey[];
   );
 }
 
-/** A JSON body handed over unparsed (a route whose contract says `offThread`): its owner checks it with checkJsonBody on a worker thread. */
-export class RawJson {
-  constructor(readonly text: string) {}
+/**
+ * A body handed over unread (a route whose contract says `offThread`): its
+ * bytes as they came, with their media type. The route's service checks them
+ * (UTF-8, strings, the schema: checkJsonText for JSON) on a worker thread.
+ */
+export class RawBody {
+  constructor(
+    readonly media: 'json' | 'text',
+    readonly bytes: Buffer,
+  ) {}
 }
 
 /** What the edge says about a body: the same message and problems whether it runs on the event loop or a worker. */

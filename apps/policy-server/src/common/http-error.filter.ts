@@ -55,6 +55,7 @@ export function httpStatusOf(code: ErrorCode): number {
     case 'enroll.not_configured':
     case 'nats.unavailable':
     case 'live.too_many_streams':
+    case 'server.busy':
       return 503;
     default: {
       const unhandled: never = code;
@@ -95,6 +96,8 @@ export class HttpErrorFilter implements ExceptionFilter {
     }
     // A body not read (refused before parsing: no token, too large, wrong type) is not read now either.
     if (!req.complete) res.setHeader('Connection', 'close');
+    const retryAfter = retryAfterOf(domain);
+    if (retryAfter !== undefined) res.setHeader('Retry-After', String(retryAfter));
     res.setHeader('Content-Type', 'application/json; charset=utf-8');
     res.status(body.statusCode).json(body);
   }
@@ -123,6 +126,13 @@ export class HttpErrorFilter implements ExceptionFilter {
     }
     return undefined;
   }
+}
+
+/** Seconds a refused client should wait (details.retryAfterSeconds of a 503 server.busy). */
+function retryAfterOf(err: DomainError | undefined): number | undefined {
+  if (err?.code !== 'server.busy') return undefined;
+  const s = (err.details as { retryAfterSeconds?: unknown } | undefined)?.retryAfterSeconds;
+  return typeof s === 'number' && Number.isInteger(s) && s > 0 ? s : 1;
 }
 
 interface BodyParserError {

@@ -19,7 +19,7 @@ const ERROR_DESCRIPTIONS: Record<number, string> = {
   409: 'The change conflicts with the current state (`*.conflict`, `*.already_exists`, `rollout.*`, `fleet.rollback_required`, `enroll.host_exists`, `enroll.key_revoked`).',
   413: 'The body is larger than the route accepts (`request.too_large`).',
   415: 'The body is not a media type the route takes, or not UTF-8 (`request.unsupported_media_type`).',
-  503: 'Not ready, or a part this route needs is missing (`enroll.not_configured`, `nats.unavailable`).',
+  503: 'Not ready, or a part this route needs is missing (`enroll.not_configured`, `nats.unavailable`), or the server is busy with big blocklist work (`server.busy`, with Retry-After: ask again then).',
 };
 
 const DESCRIPTION = `Versioned blocklists for deploy cgroups, rolled out to host cohorts.

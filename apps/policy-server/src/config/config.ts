@@ -22,6 +22,12 @@ const Schema = z.object({
   CGFENCE_MAX_COMMIT_BODY: z.string().regex(/^\d+(kb|mb)$/, 'like 64mb').default('64mb'),
   /** Worker threads for big blocklist work (commits, diffs, versions); 0 runs it on the event loop. */
   CGFENCE_CONTENTS_THREADS: z.coerce.number().int().min(0).max(16).default(2),
+  /**
+   * Jobs that may wait for a contents thread beyond those running; one more is
+   * answered 503 server.busy with Retry-After. Each waiting commit holds its
+   * body (up to CGFENCE_MAX_COMMIT_BODY), so this bounds that memory too.
+   */
+  CGFENCE_CONTENTS_QUEUE: z.coerce.number().int().min(0).max(1000).default(8),
   /** NATS the agents are reached through; without it the fleet endpoints work but nothing is published. */
   CGFENCE_NATS_URL: z.string().regex(/^(nats|tls):\/\//, 'must be a nats:// URL').optional(),
   /** The server's nkey seed file (cgfence nats init); without it the server connects without credentials. */
@@ -59,6 +65,8 @@ const Schema = z.object({
   CGFENCE_FINDINGS_QUIET: z.string().regex(SPAN, 'a span like 14d or 12h').default('14d'),
   /** A finding marked fixed resolves after this long without an occurrence. */
   CGFENCE_FINDINGS_FIX_QUIET: z.string().regex(SPAN, 'a span like 1d or 30m').default('1d'),
+  /** How long before an accepted finding's acceptance expires its owner is warned (finding.accepted-expiring, once per acceptance); 0s: never. */
+  CGFENCE_FINDINGS_EXPIRY_WARNING: z.string().regex(SPAN, 'a span like 3d or 12h').default('3d'),
   /** After a feed pass, wait this long so occurrences gather: at most one update per finding per interval. */
   CGFENCE_FINDINGS_FEED_MS: z.coerce.number().int().min(0).max(10_000).default(1000),
   /** How often quiet periods and acceptance expiries are checked. */
@@ -83,6 +91,7 @@ export type ServerConfig = Readonly<{
   maxBody: string;
   maxCommitBody: string;
   contentsThreads: number;
+  contentsQueue: number;
   natsUrl: string | undefined;
   natsSeedFile: string | undefined;
   natsCredsFile: string | undefined;
@@ -103,6 +112,7 @@ export type ServerConfig = Readonly<{
   findingsQuietMs: number;
   findingsFixQuietMs: number;
   findingsTickMs: number;
+  findingsExpiryWarningMs: number;
   findingsFeedMs: number;
   webhookTimeoutMs: number;
   webhookMaxAttempts: number;
@@ -134,6 +144,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): ServerConfig {
     maxBody: e.CGFENCE_MAX_BODY,
     maxCommitBody: e.CGFENCE_MAX_COMMIT_BODY,
     contentsThreads: e.CGFENCE_CONTENTS_THREADS,
+    contentsQueue: e.CGFENCE_CONTENTS_QUEUE,
     natsUrl: e.CGFENCE_NATS_URL,
     natsSeedFile: e.CGFENCE_NATS_SEED,
     natsCredsFile: e.CGFENCE_NATS_CREDS,
@@ -153,6 +164,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): ServerConfig {
     findingsQuietMs: spanMs(e.CGFENCE_FINDINGS_QUIET),
     findingsFixQuietMs: spanMs(e.CGFENCE_FINDINGS_FIX_QUIET),
     findingsTickMs: e.CGFENCE_FINDINGS_TICK_MS,
+    findingsExpiryWarningMs: spanMs(e.CGFENCE_FINDINGS_EXPIRY_WARNING),
     findingsFeedMs: e.CGFENCE_FINDINGS_FEED_MS,
     webhookTimeoutMs: e.CGFENCE_WEBHOOK_TIMEOUT_MS,
     webhookMaxAttempts: e.CGFENCE_WEBHOOK_MAX_ATTEMPTS,

@@ -106,7 +106,7 @@ export class EventsController {
 
   @Post('blocklists/:name/replay')
   @ApiOperation({ summary: 'Which recorded run domains a version would have blocked, per run and per host' })
-  @Contract({ params: NameParams, body: { json: ReplayRequest }, responses: [{ status: 200, json: ReplayViewSchema }], errors: [404] })
+  @Contract({ params: NameParams, body: { json: ReplayRequest }, responses: [{ status: 200, json: ReplayViewSchema }], errors: [404, 503] })
   replay(@Param('name') name: string, @Body() body: ReplayRequest): Promise<ReplayView> {
     return this.events.replay(name, body.version, body.since);
   }

@@ -86,6 +86,22 @@ describe('finding decider', () => {
       .then([{ type: 'FindingReopened', data: { cause: 'acceptance-expired', note: `accepted until ${iso(100)}; that has passed`, at: iso(100) } }]);
   });
 
+  it('warns once per acceptance when its expiry is within the lead time, and not at all with no lead time', () => {
+    const warnTick = (minutes: number, leadMinutes = 60): FindingCommand => ({ type: 'TickFinding', quietMs: 14 * DAY, fixQuietMs: DAY, now: at(minutes), expiryWarningMs: leadMinutes * 60_000 });
+    const warning = (untilMinutes: number, nowMinutes: number): FindingEvent => ({
+      type: 'FindingAcceptanceExpiring',
+      data: { until: iso(untilMinutes), note: `accepted until ${iso(untilMinutes)}: it reopens then unless accepted again`, at: iso(nowMinutes) },
+    });
+    given([opened, accepted(200)]).when(warnTick(139)).then([]);
+    given([opened, accepted(200)]).when(warnTick(140)).then([warning(200, 140)]);
+    given([opened, accepted(200), warning(200, 140)]).when(warnTick(150)).then([]);
+    // A new acceptance is a new expiry to warn of; the expiry itself still reopens.
+    given([opened, accepted(200), warning(200, 140), accepted(300)]).when(warnTick(250)).then([warning(300, 250)]);
+    given([opened, accepted(200), warning(200, 140)]).when(warnTick(200)).thenTypes(['FindingReopened']);
+    given([opened, accepted(200)]).when(warnTick(190, 0)).then([]);
+    given([opened, accepted(200)]).when(tick(190)).then([]);
+  });
+
   it('refuses an acceptance that ends in the past', () =>
     given([opened]).when({ type: 'AcceptFinding', note: 'x', until: at(-1), now: at(0) }).thenFails('validation.failed'));
 

@@ -10,7 +10,7 @@ export type FindingCommand =
   | { type: 'MarkFindingFixed'; note: string; now: Date }
   | { type: 'AcceptFinding'; note: string; until: Date; now: Date }
   /** Time passes: quiet periods end, acceptances expire. */
-  | { type: 'TickFinding'; quietMs: number; fixQuietMs: number; now: Date };
+  | { type: 'TickFinding'; quietMs: number; fixQuietMs: number; now: Date; expiryWarningMs?: number };
 
 const ms = (iso: string): number => Date.parse(iso);
 const days = (n: number): string => (n % 86_400_000 === 0 ? `${n / 86_400_000}d` : n % 3_600_000 === 0 ? `${n / 3_600_000}h` : `${Math.round(n / 1000)}s`);
@@ -60,6 +60,10 @@ export function decide(c: FindingCommand, s: FindingState): FindingEvent[] {
       if (s.status === 'accepted') {
         if (s.acceptedUntil !== null && ms(s.acceptedUntil) <= now) {
           return [{ type: 'FindingReopened', data: { cause: 'acceptance-expired', note: `accepted until ${s.acceptedUntil}; that has passed`, at } }];
+        }
+        const lead = c.expiryWarningMs ?? 0;
+        if (lead > 0 && s.acceptedUntil !== null && s.warnedUntil !== s.acceptedUntil && ms(s.acceptedUntil) - now <= lead) {
+          return [{ type: 'FindingAcceptanceExpiring', data: { until: s.acceptedUntil, note: `accepted until ${s.acceptedUntil}: it reopens then unless accepted again`, at } }];
         }
         return [];
       }

@@ -22,7 +22,9 @@ export type FindingEvent =
   | { type: 'FindingFixDisproved'; data: { note: string; at: string } }
   | { type: 'FindingResolved'; data: { how: 'quiet' | 'fixed'; note: string; at: string } }
   | { type: 'FindingAccepted'; data: { note: string; until: string; at: string } }
-  | { type: 'FindingReopened'; data: { cause: 'regression' | 'acceptance-expired'; note: string; at: string } };
+  | { type: 'FindingReopened'; data: { cause: 'regression' | 'acceptance-expired'; note: string; at: string } }
+  /** The acceptance ends soon (CGFENCE_FINDINGS_EXPIRY_WARNING before `until`): its owner is warned, once per acceptance. */
+  | { type: 'FindingAcceptanceExpiring'; data: { until: string; note: string; at: string } };
 
 export type FindingStatus = 'new' | 'acknowledged' | 'resolved' | 'accepted';
 
@@ -35,6 +37,8 @@ export type FindingState =
       /** Set while a "fixed" claim waits for its quiet period. */
       fixedAt: string | null;
       acceptedUntil: string | null;
+      /** The acceptance (its `until`) whose coming expiry was warned of. */
+      warnedUntil: string | null;
       /** When the status last changed (an event older than a resolution does not reopen it). */
       since: string;
     };
@@ -43,7 +47,7 @@ export const initialState: FindingState = { status: 'absent' };
 
 export function evolve(state: FindingState, event: FindingEvent): FindingState {
   if (event.type === 'FindingOpened') {
-    return { status: 'new', id: event.data.id, lastSeen: event.data.at, fixedAt: null, acceptedUntil: null, since: event.data.at };
+    return { status: 'new', id: event.data.id, lastSeen: event.data.at, fixedAt: null, acceptedUntil: null, warnedUntil: null, since: event.data.at };
   }
   if (state.status === 'absent') return state;
   switch (event.type) {
@@ -60,7 +64,9 @@ export function evolve(state: FindingState, event: FindingEvent): FindingState {
     case 'FindingAccepted':
       return { ...state, status: 'accepted', acceptedUntil: event.data.until, fixedAt: null, since: event.data.at };
     case 'FindingReopened':
-      return { ...state, status: 'new', acceptedUntil: null, fixedAt: null, since: event.data.at };
+      return { ...state, status: 'new', acceptedUntil: null, warnedUntil: null, fixedAt: null, since: event.data.at };
+    case 'FindingAcceptanceExpiring':
+      return { ...state, warnedUntil: event.data.until };
   }
 }
 

@@ -170,7 +170,7 @@ export class FindingsFeeder implements OnApplicationBootstrap, OnApplicationShut
     });
   }
 
-  /** Resolves quiet findings and reopens expired acceptances; returns how many changed. */
+  /** Resolves quiet findings, warns of acceptances about to expire and reopens expired ones; returns how many changed. */
   tick(): Promise<number> {
     this.ticking ??= this.tickOnce().finally(() => (this.ticking = undefined));
     return this.ticking;
@@ -178,11 +178,11 @@ export class FindingsFeeder implements OnApplicationBootstrap, OnApplicationShut
 
   private async tickOnce(): Promise<number> {
     const now = this.clock.now();
-    const { findingsQuietMs: quietMs, findingsFixQuietMs: fixQuietMs } = this.config;
+    const { findingsQuietMs: quietMs, findingsFixQuietMs: fixQuietMs, findingsExpiryWarningMs: expiryWarningMs } = this.config;
     let changed = 0;
-    for (const id of await this.findings.due(now, quietMs, fixQuietMs, TICK_BATCH)) {
+    for (const id of await this.findings.due(now, quietMs, fixQuietMs, TICK_BATCH, undefined, expiryWarningMs)) {
       try {
-        const h = await this.commands.handle(findingStreamOf(id), findingDecider, { type: 'TickFinding', quietMs, fixQuietMs, now }, SYSTEM);
+        const h = await this.commands.handle(findingStreamOf(id), findingDecider, { type: 'TickFinding', quietMs, fixQuietMs, now, expiryWarningMs }, SYSTEM);
         if (h.events.length > 0) changed++;
       } catch (err) {
         // Another replica or an operator got there first: the next tick sees the new state.

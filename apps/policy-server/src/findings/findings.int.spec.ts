@@ -10,9 +10,10 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { connect, NatsConnection } from '@nats-io/transport-node';
 import { jetstream, JetStreamClient } from '@nats-io/jetstream';
 import { NatsServer, waitFor } from '@cgfence/devservices';
-import { BlockEvent, DeliveryView, ReplayView, RunSummary, EVENT_SUBJECTS, FindingDetailView, FindingView, OwnerSetView } from '@cgfence/proto';
+import { BlockEvent, DeliveryView, HostReport, ReplayView, RunSummary, EVENT_SUBJECTS, FindingDetailView, FindingView, OwnerSetView } from '@cgfence/proto';
 import { DataSource } from 'typeorm';
 import { blockEvent } from '../events/test-events';
+import { HostsService } from '../hosts/hosts.service';
 import { EventsWriter } from '../events/events-writer';
 import { toRow } from '../events/rows';
 import { verifyDelivery } from '../notifications/signature';
@@ -39,6 +40,7 @@ describe('findings and notifications (JetStream → findings → webhooks)', () 
         CGFENCE_FINDINGS_TICK_MS: '100',
         CGFENCE_FINDINGS_FEED_MS: '100',
         CGFENCE_FINDINGS_FIX_QUIET: '1s',
+        CGFENCE_FINDINGS_EXPIRY_WARNING: '1h',
         CGFENCE_WEBHOOK_POLL_MS: '50',
         CGFENCE_WEBHOOK_BACKOFF_MS: '200',
         CGFENCE_WEBHOOK_TIMEOUT_MS: '2000',
@@ -271,12 +273,100 @@ describe('findings and notifications (JetStream → findings → webhooks)', () 
     await env.http.post(`/findings/${someId}/ack`).set(auth).send({}).expect(400);
   });
 
-  it('rebuilds the findings and owners read models from their events, and a rebuild notifies no one', { timeout: 60_000 }, async () => {
+  it('warns an accepted finding\'s owner once before the acceptance expires, and again for a new acceptance', { timeout: 60_000 }, async () => {
+    const secret = await owner('batch');
+    await block('batch');
+    await waitFor('the finding', async () => (await findings('owner=batch')).length === 1, 20_000);
+    const id = (await findings('owner=batch'))[0]!.id;
+    const expiring = () => about('batch').filter((r) => JSON.parse(r.body).trigger === 'finding.accepted-expiring');
+    // Beyond the warning lead time (1h here): no warning yet.
+    await env.http.post(`/findings/${id}/accept`).set(auth).send({ reason: 'tolerated for now', until: new Date(Date.now() + 2 * 3_600_000).toISOString() }).expect(200);
+    await sleep(600);
+    assert.equal(expiring().length, 0, 'no warning while the expiry is further away than the lead time');
+    // Within it: one warning, however many ticks pass.
+    const until = new Date(Date.now() + 30 * 60_000).toISOString();
+    await env.http.post(`/findings/${id}/accept`).set(auth).send({ reason: 'until the migration lands', until }).expect(200);
+    await waitFor('the expiry warning', () => expiring().length === 1, 20_000);
+    await sleep(800);
+    assert.equal(expiring().length, 1, 'once per acceptance, not once per tick');
+    const [warned] = expiring();
+    assert.ok(valid(secret, warned!));
+    const body = JSON.parse(warned!.body) as { subject: string; finding: FindingView; note: string };
+    assert.match(body.subject, new RegExp(`service=batch: accepted dependency on batch.internal expires at ${until.replace(/[.]/g, '\\.')}`));
+    assert.equal(body.finding.state, 'accepted');
+    assert.equal((await finding(id)).state, 'accepted', 'a warning changes nothing else');
+    // A new acceptance (another expiry) is warned of again.
+    await env.http.post(`/findings/${id}/accept`).set(auth).send({ reason: 'one more sprint', until: new Date(Date.now() + 40 * 60_000).toISOString() }).expect(200);
+    await waitFor('the second warning', () => expiring().length === 2, 20_000);
+    const history = (await finding(id)).history.map((h) => h.type).filter((t) => t === 'FindingAcceptanceExpiring');
+    assert.equal(history.length, 2);
+  });
+
+  it('tells targets that want it when a host starts rejecting bundles or drifts: once per change, not per report', { timeout: 60_000 }, async () => {
+    const secret = await owner('fleet-watch', `${receiver.url}?hosts`, ['host.rejected', 'host.drifted']);
+    // Another target, not subscribed to the host triggers: were it told, each count below would double.
+    await owner('not-hosts', `${receiver.url}?other`, ['killswitch.toggled']);
+    const hosts = env.get(HostsService);
+    const hostId = `drift-${Date.now()}`;
+    await hosts.register({ hostId, hostname: `${hostId}.example`, labels: { cohort: 'prod' }, kernel: '6.1', agentVersion: '0.1.0', capabilities: ['dns'] }, 'test');
+    const report = (over: Partial<HostReport>): HostReport => ({
+      hostId,
+      seenRevision: 1,
+      applied: null,
+      lastError: null,
+      mode: 'enforce',
+      failMode: 'open',
+      health: { proxy: true, kernel: true },
+      drift: { drifted: false, checkedAt: new Date().toISOString() },
+      sentAt: new Date().toISOString(),
+      ...over,
+    });
+    const sent = (trigger: string) => receiver.received.filter((r) => r.headers['cgfence-trigger'] === trigger && (JSON.parse(r.body) as { host?: { hostId?: string } }).host?.hostId === hostId);
+    const drifted = (detail: string) => report({ drift: { drifted: true, detail, checkedAt: new Date().toISOString() } });
+
+    assert.equal(await hosts.report(report({}), 'test'), true);
+    // Drifted in three heartbeats in a row: one notification.
+    for (let i = 0; i < 3; i++) await hosts.report(drifted('blocked_v4 has 2 entries, expected 3'), 'test');
+    await waitFor('the drift notification', () => sent('host.drifted').length === 1, 20_000);
+    const [d] = sent('host.drifted');
+    assert.ok(valid(secret, d!));
+    assert.match((JSON.parse(d!.body) as { subject: string }).subject, new RegExp(`host ${hostId} drifted.*blocked_v4 has 2 entries`));
+    // Back in step, then drifted again: a second one.
+    await hosts.report(report({}), 'test');
+    await hosts.report(drifted('again'), 'test');
+    await waitFor('the second drift notification', () => sent('host.drifted').length === 2, 20_000);
+
+    // Rejections: the first is told; retries that are rejected too (a new time, another reason) are not.
+    // (drift: null, not checked, leaves the drift condition as it is)
+    const rejected = (at: string, reason: string) => report({ seenRevision: 2, drift: null, lastError: { revision: 2, reason, message: 'bundle signature does not verify', at } });
+    await hosts.report(rejected('2026-01-01T00:00:00.000Z', 'signature'), 'test');
+    await hosts.report(rejected('2026-01-01T00:00:00.000Z', 'signature'), 'test');
+    await hosts.report(rejected('2026-01-01T00:01:00.000Z', 'expired'), 'test');
+    await waitFor('the rejection notification', () => sent('host.rejected').length === 1, 20_000);
+    assert.match((JSON.parse(sent('host.rejected')[0]!.body) as { subject: string }).subject, new RegExp(`host ${hostId} rejected a bundle: signature`));
+    // An apply ends it; the next rejection is a new one.
+    const applied = { revision: 3, blocklistId: 'core', name: 'core', version: 3, hash: `sha256:${'0'.repeat(64)}`, appliedAt: new Date().toISOString() };
+    await hosts.report(report({ seenRevision: 3, applied, drift: null }), 'test');
+    await hosts.report(report({ seenRevision: 4, applied, drift: null, lastError: { revision: 4, reason: 'too_large', message: 'over the limit', at: '2026-01-01T00:02:00.000Z' } }), 'test');
+    await waitFor('the second rejection notification', () => sent('host.rejected').length === 2, 20_000);
+    await sleep(500);
+    assert.equal(sent('host.drifted').length, 2);
+    assert.equal(sent('host.rejected').length, 2);
+    // The changes are events on the host's stream, one per change.
+    const changes = await env.get(DataSource).query(`select data from events where stream_id = $1 and event_type = 'HostConditionChanged' order by global_position`, [`host-${hostId}`]);
+    assert.deepEqual(
+      changes.map((c: { data: { condition: string; on: boolean } }) => `${c.data.condition}:${c.data.on}`),
+      ['drifted:true', 'drifted:false', 'drifted:true', 'rejected:true', 'rejected:false', 'rejected:true'],
+    );
+  });
+
+  it('rebuilds the findings, owners and host conditions from their events, and a rebuild notifies no one', { timeout: 60_000 }, async () => {
     const db = env.get(DataSource);
     const snap = async () => ({
       f: await db.query(`select * from rm_findings order by id`),
       o: await db.query(`select * from rm_owners order by key, value`),
       t: await db.query(`select * from rm_notification_targets order by id`),
+      h: await db.query(`select host_id, conditions from rm_hosts order by host_id`),
     });
     const deliveries = async () => Number((await db.query(`select count(*) as n from webhook_deliveries`))[0].n);
     const before = await snap();

@@ -30,6 +30,7 @@ export interface FindingRow {
   versions: string[];
   fixed_at: Date | null;
   accepted_until: Date | null;
+  expiry_warned_until: Date | null;
   opened_at: Date;
   updated_at: Date;
   team?: string | null;
@@ -85,7 +86,10 @@ export class FindingsReadModel implements ReadModel {
         await set(`state = 'accepted', state_since = $4, accepted_until = $3, fixed_at = null`, [e.data.until, e.data.at]);
         return;
       case 'FindingReopened':
-        await set(`state = 'new', state_since = $4, accepted_until = null, fixed_at = null, regression = (regression or $3)`, [e.data.cause === 'regression', e.data.at]);
+        await set(`state = 'new', state_since = $4, accepted_until = null, expiry_warned_until = null, fixed_at = null, regression = (regression or $3)`, [e.data.cause === 'regression', e.data.at]);
+        return;
+      case 'FindingAcceptanceExpiring':
+        await set(`expiry_warned_until = $3`, [e.data.until]);
         return;
     }
   }
@@ -127,28 +131,34 @@ export class FindingsReadModel implements ReadModel {
    * ends. Absent findings are not in the map.
    */
   async statesForUpdate(ids: readonly string[], m: EntityManager): Promise<Map<string, FindingAggregateState>> {
-    const rows: Pick<FindingRow, 'id' | 'state' | 'state_since' | 'last_seen' | 'fixed_at' | 'accepted_until'>[] = await m.query(
-      `select id, state, state_since, last_seen, fixed_at, accepted_until from rm_findings where id = any($1::text[]) order by id for update`,
+    const rows: Pick<FindingRow, 'id' | 'state' | 'state_since' | 'last_seen' | 'fixed_at' | 'accepted_until' | 'expiry_warned_until'>[] = await m.query(
+      `select id, state, state_since, last_seen, fixed_at, accepted_until, expiry_warned_until from rm_findings where id = any($1::text[]) order by id for update`,
       [ids],
     );
     const iso = (d: Date | null): string | null => (d === null ? null : new Date(d).toISOString());
     return new Map(
       rows.map((r) => [
         r.id,
-        { status: r.state, id: r.id, lastSeen: iso(r.last_seen)!, fixedAt: iso(r.fixed_at), acceptedUntil: iso(r.accepted_until), since: iso(r.state_since)! },
+        { status: r.state, id: r.id, lastSeen: iso(r.last_seen)!, fixedAt: iso(r.fixed_at), acceptedUntil: iso(r.accepted_until), warnedUntil: iso(r.expiry_warned_until), since: iso(r.state_since)! },
       ]),
     );
   }
 
-  /** Findings whose time may have come: quiet long enough, or accepted until a time now past. */
-  async due(now: Date, quietMs: number, fixQuietMs: number, limit: number, m?: EntityManager): Promise<string[]> {
+  /**
+   * Findings whose time may have come: quiet long enough, accepted until a
+   * time now past, or (expiryWarningMs > 0) accepted until a time that close
+   * and not yet warned of.
+   */
+  async due(now: Date, quietMs: number, fixQuietMs: number, limit: number, m?: EntityManager, expiryWarningMs = 0): Promise<string[]> {
     const rows: { id: string }[] = await (m ?? this.db).query(
       `select id from rm_findings
         where (state in ('new', 'acknowledged') and last_seen <= $1::timestamptz - make_interval(secs => $2))
            or (fixed_at is not null and greatest(fixed_at, last_seen) <= $1::timestamptz - make_interval(secs => $3))
            or (state = 'accepted' and accepted_until <= $1)
+           or ($5 > 0 and state = 'accepted' and accepted_until <= $1::timestamptz + make_interval(secs => $5)
+               and expiry_warned_until is distinct from accepted_until)
         order by id limit $4`,
-      [now.toISOString(), quietMs / 1000, fixQuietMs / 1000, limit],
+      [now.toISOString(), quietMs / 1000, fixQuietMs / 1000, limit, expiryWarningMs / 1000],
     );
     return rows.map((r) => r.id);
   }

@@ -8,11 +8,10 @@ import {
   DESIRED_KIND,
   DesiredDocument,
   DesiredMessage,
-  encodeTransfer,
   INLINE_CONTENT_BYTES,
   signDocument,
 } from '@cgfence/proto';
-import { ContentsRepository } from '../blocklists/contents.repository';
+import { ContentsPool } from '../blocklists/contents.pool';
 import { Clock } from '../common/clock';
 import { DomainError } from '../common/errors';
 import { SERVER_CONFIG, ServerConfig } from '../config/config';
@@ -35,11 +34,13 @@ const CONTENT_CACHE = 4;
 export class DesiredStateService {
   private cached: { revision: number; issuedAt: number; message: DesiredMessage } | undefined;
   private readonly contents = new Map<string, { bytes: number; encoded: Buffer; entries: number }>();
+  /** Contents being read and encoded: a thousand agents asking for the same new content start one job. */
+  private readonly loading = new Map<string, Promise<{ bytes: number; encoded: Buffer; entries: number }>>();
 
   constructor(
     private readonly fleet: FleetReadModel,
     private readonly rollouts: RolloutsReadModel,
-    private readonly store: ContentsRepository,
+    private readonly pool: ContentsPool,
     private readonly clock: Clock,
     @Inject(SIGNING_KEY) private readonly key: SigningKey,
     @Inject(SERVER_CONFIG) private readonly config: ServerConfig,
@@ -122,10 +123,19 @@ export class DesiredStateService {
       this.contents.set(hash, hit);
       return hit;
     }
-    const row = await this.store.stored(hash);
-    if (!row) throw new DomainError('version.not_found', `no blocklist content with hash ${hash}`);
-    const text = Buffer.from(row.canonical, 'utf8');
-    const value = { bytes: text.byteLength, encoded: encodeTransfer('gzip', text), entries: row.entryCount };
+    let loading = this.loading.get(hash);
+    if (!loading) {
+      loading = this.load(hash).finally(() => this.loading.delete(hash));
+      this.loading.set(hash, loading);
+    }
+    return loading;
+  }
+
+  private async load(hash: string): Promise<{ bytes: number; encoded: Buffer; entries: number }> {
+    // Read and gzipped on a worker thread (a 1,000,000-entry list is about 25 MB of text).
+    const done = await this.pool.transfer({ hash });
+    if (!done) throw new DomainError('version.not_found', `no blocklist content with hash ${hash}`);
+    const value = { bytes: done.bytes, encoded: Buffer.from(done.encoded.buffer, done.encoded.byteOffset, done.encoded.byteLength), entries: done.entries };
     this.contents.set(hash, value);
     while (this.contents.size > CONTENT_CACHE) this.contents.delete(this.contents.keys().next().value!);
     return value;

@@ -1,5 +1,5 @@
 import { Module } from '@nestjs/common';
-import { ContentsRepository } from '../blocklists/contents.repository';
+import { BlocklistsModule } from '../blocklists/blocklists.module';
 import { SERVER_CONFIG, ServerConfig } from '../config/config';
 import { EventStoreModule } from '../event-store/event-store.module';
 import { HostsService } from '../hosts/hosts.service';
@@ -19,11 +19,10 @@ import { loadOrCreateSigningKey } from './signing-key';
 
 /** Hosts, the fleet's desired state and staged rollouts, signing, the outbox and the agents' NATS handlers. */
 @Module({
-  imports: [EventStoreModule, MetricsModule],
+  imports: [EventStoreModule, MetricsModule, BlocklistsModule],
   controllers: [FleetController, FleetGateway, RolloutPreviewController, RolloutsController],
   providers: [
     { provide: SIGNING_KEY, useFactory: (config: ServerConfig) => loadOrCreateSigningKey(config.signingKeyFile), inject: [SERVER_CONFIG] },
-    ContentsRepository,
     DesiredStateService,
     FleetService,
     HostsService,

@@ -2,7 +2,11 @@
  * The host aggregate (stream 'host-<id>'): registration, the facts an agent
  * reports about itself (hostname, labels, kernel, agent version,
  * capabilities), and every version it applied or rejected. Heartbeats are not
- * events: they only refresh the read model.
+ * events: they only refresh the read model; but a change of the host's
+ * condition (rejecting bundles since its last apply, its kernel maps drifted
+ * from what it applied) is, once per change (HostConditionChanged), and the
+ * notifications reactor tells the targets that want host.rejected or
+ * host.drifted.
  */
 import { DomainError } from '../common/errors';
 import type { Decider } from '../event-store/decider';
@@ -50,7 +54,20 @@ export interface HostRemoved {
   data: { hostId: string; revokedKeys: string[]; removedAt: string };
 }
 
-export type HostEvent = HostRegistered | HostUpdated | PolicyApplied | PolicyRejected | HostEnrolled | HostRemoved;
+/**
+ * The host entered or left a condition: `rejected` (its last policy update was
+ * rejected and nothing was applied since) or `drifted` (its last report said
+ * the kernel's maps no longer hold what it applied). One event per change,
+ * not per report.
+ */
+export interface HostConditionChanged {
+  type: 'HostConditionChanged';
+  data: { hostId: string; condition: HostCondition; on: boolean; detail: string | null; at: string };
+}
+
+export type HostCondition = 'rejected' | 'drifted';
+
+export type HostEvent = HostRegistered | HostUpdated | PolicyApplied | PolicyRejected | HostEnrolled | HostRemoved | HostConditionChanged;
 
 export interface HostState {
   registered: boolean;
@@ -61,9 +78,19 @@ export interface HostState {
   natsKeys: string[];
   /** Keys revoked by removals (a removal is pushed again if asked twice). */
   revokedKeys: string[];
+  /** The conditions the host is in, as the last HostConditionChanged of each left them. */
+  conditions: Record<HostCondition, boolean>;
 }
 
-export const initialHostState: HostState = { registered: false, facts: null, applied: null, lastRejection: null, natsKeys: [], revokedKeys: [] };
+export const initialHostState: HostState = {
+  registered: false,
+  facts: null,
+  applied: null,
+  lastRejection: null,
+  natsKeys: [],
+  revokedKeys: [],
+  conditions: { rejected: false, drifted: false },
+};
 
 export function evolveHost(s: HostState, e: HostEvent): HostState {
   switch (e.type) {
@@ -83,6 +110,8 @@ export function evolveHost(s: HostState, e: HostEvent): HostState {
       return { ...s, natsKeys: [...s.natsKeys, e.data.natsPublicKey] };
     case 'HostRemoved':
       return { ...initialHostState, revokedKeys: [...s.revokedKeys, ...e.data.revokedKeys] };
+    case 'HostConditionChanged':
+      return { ...s, conditions: { ...s.conditions, [e.data.condition]: e.data.on } };
   }
 }
 
@@ -98,6 +127,8 @@ export interface RecordReport {
   hostId: string;
   applied: { revision: number; blocklist: string; version: number; contentHash: string; appliedAt: string } | null;
   rejection: { revision: number | null; reason: string; message: string; at: string } | null;
+  /** The report's drift check (null: not checked, the condition stays as it was). */
+  drift?: { drifted: boolean; detail?: string } | null;
   labels?: Record<string, string>;
   now: Date;
 }
@@ -160,6 +191,7 @@ export function decideHost(c: HostCommand, s: HostState): HostEvent[] {
       if (r && (!s.lastRejection || s.lastRejection.at !== r.at || s.lastRejection.reason !== r.reason)) {
         out.push({ type: 'PolicyRejected', data: { hostId: c.hostId, revision: r.revision, reason: r.reason, message: r.message, rejectedAt: r.at } });
       }
+      out.push(...conditionChanges(c, s, out));
       return out;
     }
     case 'EnrollHost':
@@ -176,6 +208,30 @@ export function decideHost(c: HostCommand, s: HostState): HostEvent[] {
       }
       return [{ type: 'HostRemoved', data: { hostId: c.hostId, revokedKeys: s.natsKeys, removedAt: c.now.toISOString() } }];
   }
+}
+
+/**
+ * The conditions a report moves the host into or out of. Rejected: a
+ * rejection with nothing applied after it (in the report's own events, an
+ * apply then a rejection leaves it rejected). Drifted: what the report's drift
+ * check says.
+ */
+function conditionChanges(c: RecordReport, s: HostState, decided: readonly HostEvent[]): HostConditionChanged[] {
+  const at = c.now.toISOString();
+  const out: HostConditionChanged[] = [];
+  let rejected = s.conditions.rejected;
+  for (const e of decided) {
+    if (e.type === 'PolicyApplied') rejected = false;
+    else if (e.type === 'PolicyRejected') rejected = true;
+  }
+  if (rejected !== s.conditions.rejected) {
+    const detail = rejected && c.rejection ? `${c.rejection.reason}: ${c.rejection.message}` : null;
+    out.push({ type: 'HostConditionChanged', data: { hostId: c.hostId, condition: 'rejected', on: rejected, detail, at } });
+  }
+  if (c.drift && c.drift.drifted !== s.conditions.drifted) {
+    out.push({ type: 'HostConditionChanged', data: { hostId: c.hostId, condition: 'drifted', on: c.drift.drifted, detail: c.drift.detail ?? null, at } });
+  }
+  return out;
 }
 
 export const hostDecider: Decider<HostState, HostCommand, HostEvent> = {

@@ -24,7 +24,7 @@ function recordReport(r: HostReport, now: Date): RecordReport {
   const applied = r.applied
     ? { revision: r.applied.revision, blocklist: r.applied.name, version: r.applied.version, contentHash: r.applied.hash, appliedAt: r.applied.appliedAt }
     : null;
-  return { type: 'RecordReport', hostId: r.hostId, applied, rejection: r.lastError, labels: r.labels, now };
+  return { type: 'RecordReport', hostId: r.hostId, applied, rejection: r.lastError, drift: r.drift, labels: r.labels, now };
 }
 
 interface QueuedReport {
@@ -103,8 +103,8 @@ export class HostsService {
     // The last report of a host in the batch says where it stands.
     const latest = new Map(reports.map((r) => [r.hostId, r]));
     return this.db.transaction(async (m) => {
-      const rows: Pick<HostRow, 'host_id' | 'labels' | 'applied' | 'last_error'>[] = await m.query(
-        `select host_id, labels, applied, last_error from rm_hosts where host_id = any($1) order by host_id for update`,
+      const rows: Pick<HostRow, 'host_id' | 'labels' | 'applied' | 'last_error' | 'conditions'>[] = await m.query(
+        `select host_id, labels, applied, last_error, conditions from rm_hosts where host_id = any($1) order by host_id for update`,
         [[...latest.keys()]],
       );
       const known = new Set(rows.map((r) => r.host_id));
@@ -120,6 +120,7 @@ export class HostsService {
           // Reports decide nothing about enrollment: the keys play no part here.
           natsKeys: [],
           revokedKeys: [],
+          conditions: { rejected: row.conditions.includes('rejected'), drifted: row.conditions.includes('drifted') },
         };
         const streamId = hostStreamOf(row.host_id);
         return {

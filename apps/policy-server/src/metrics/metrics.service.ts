@@ -1,5 +1,5 @@
 import { Injectable } from '@nestjs/common';
-import { collectDefaultMetrics, Counter, Histogram, Registry } from 'prom-client';
+import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
 
 /** The Prometheus registry of this process. */
 @Injectable()
@@ -53,6 +53,17 @@ export class Metrics {
     name: 'cgfence_webhook_deliveries_total',
     help: 'Webhook delivery attempts by outcome (delivered, retry, dead)',
     labelNames: ['outcome'] as const,
+    registers: [this.registry],
+  });
+
+  readonly contentsJobs = new Gauge({
+    name: 'cgfence_contents_jobs',
+    help: 'Big blocklist jobs (commit, diff, version, replay, transfer encoding) running or waiting for a contents thread',
+    registers: [this.registry],
+  });
+  readonly contentsRefused = new Counter({
+    name: 'cgfence_contents_refused_total',
+    help: 'Big blocklist jobs refused with 503 server.busy (CGFENCE_CONTENTS_QUEUE full)',
     registers: [this.registry],
   });
 

@@ -48,13 +48,17 @@ export class NotificationsReactor {
       let trigger: Trigger;
       if (f.type === 'FindingOpened') trigger = 'finding.new';
       else if (f.type === 'FindingReopened') trigger = f.data.cause === 'regression' ? 'finding.regression' : 'finding.accepted-expired';
+      else if (f.type === 'FindingAcceptanceExpiring') trigger = 'finding.accepted-expiring';
       else return undefined;
       const row = await this.findings.get(e.streamId.slice(FINDING_STREAM_PREFIX.length), m);
       if (!row) return undefined;
       const who = row.owner === '' ? `(no ${row.owner_key} label)` : `${row.owner_key}=${row.owner}`;
       const what = trigger === 'finding.new' ? 'new dependency' : trigger === 'finding.regression' ? 'dependency is back (regression)' : 'accepted dependency expired';
+      const subject =
+        f.type === 'FindingAcceptanceExpiring' ? `${who}: accepted dependency on ${row.entry} expires at ${f.data.until}` : `${who}: ${what} on ${row.entry}`;
+      const note = f.type === 'FindingReopened' || f.type === 'FindingAcceptanceExpiring' ? f.data.note : null;
       return {
-        notice: { ...base, trigger, subject: `${who}: ${what} on ${row.entry}`, details: { finding: findingView(row), note: f.type === 'FindingReopened' ? f.data.note : null } },
+        notice: { ...base, trigger, subject, details: { finding: findingView(row), note } },
         owner: { key: row.owner_key, value: row.owner },
       };
     }
@@ -73,8 +77,12 @@ export class NotificationsReactor {
       }
       return undefined;
     }
-    if (e.streamId.startsWith('host-') && e.type === 'PolicyRejected') {
-      return fleet('host.rejected', `host ${String(d['hostId'])} rejected a bundle: ${String(d['reason'])}`, { host: d });
+    if (e.streamId.startsWith('host-') && e.type === 'HostConditionChanged' && d['on'] === true) {
+      // Once per change of the host's condition (not per report): see HostConditionChanged.
+      const host = String(d['hostId']);
+      const detail = d['detail'] === null ? '' : `: ${String(d['detail'])}`;
+      if (d['condition'] === 'rejected') return fleet('host.rejected', `host ${host} rejected a bundle${detail}`, { host: d });
+      if (d['condition'] === 'drifted') return fleet('host.drifted', `host ${host} drifted: its kernel maps no longer hold what it applied${detail}`, { host: d });
     }
     if (e.streamId === 'fleet' && e.type === 'AuditModeSet' && d['cohort'] === null) {
       return fleet('killswitch.toggled', `kill switch ${d['on'] ? 'ON: the fleet audits instead of enforcing' : 'off: the fleet enforces again'}`, { fleet: d });

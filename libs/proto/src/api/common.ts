@@ -63,6 +63,7 @@ export const ERROR_CODES = [
   'enroll.key_revoked',
   'enroll.not_configured',
   'nats.unavailable',
+  'server.busy',
   'internal',
 ] as const;
 export type ApiErrorCode = (typeof ERROR_CODES)[number];

@@ -12,16 +12,18 @@ export const TRIGGERS = [
   'finding.new',
   'finding.regression',
   'finding.accepted-expired',
+  'finding.accepted-expiring',
   'rollout.gate-failed',
   'rollout.paused',
   'rollout.rolled-back',
   'rollout.completed',
   'host.rejected',
+  'host.drifted',
   'killswitch.toggled',
 ] as const;
 export type Trigger = (typeof TRIGGERS)[number];
 /** A new target gets these unless it names its own. */
-export const DEFAULT_TRIGGERS: readonly Trigger[] = ['finding.new', 'finding.regression', 'finding.accepted-expired'];
+export const DEFAULT_TRIGGERS: readonly Trigger[] = ['finding.new', 'finding.regression', 'finding.accepted-expiring', 'finding.accepted-expired'];
 
 /** '30d', '12h', '45m', '90s'. */
 const SPAN = /^(\d{1,6})(s|m|h|d)$/;

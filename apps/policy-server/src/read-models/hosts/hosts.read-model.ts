@@ -5,7 +5,7 @@ import type { StoredEvent } from '../../event-store/event-store';
 import type { HostEvent } from '../../hosts/host';
 import { ReadModel } from '../read-model';
 
-const HANDLES = new Set(['HostRegistered', 'HostUpdated', 'PolicyApplied', 'PolicyRejected', 'HostRemoved']);
+const HANDLES = new Set(['HostRegistered', 'HostUpdated', 'PolicyApplied', 'PolicyRejected', 'HostRemoved', 'HostConditionChanged']);
 
 export interface HostRow {
   host_id: string;
@@ -25,6 +25,8 @@ export interface HostRow {
   fail_mode: string | null;
   health: HostReport['health'] | null;
   drift: HostReport['drift'] | null;
+  /** 'rejected', 'drifted': as the host's HostConditionChanged events left them. */
+  conditions: string[];
 }
 
 /**
@@ -85,6 +87,13 @@ export class HostsReadModel implements ReadModel {
         await m.query(`delete from rm_hosts where host_id = $1`, [e.data.hostId]);
         return;
       case 'HostEnrolled':
+        return;
+      case 'HostConditionChanged':
+        await m.query(
+          `update rm_hosts set conditions = case when $3 then array(select distinct c from unnest(conditions || $2::text) c order by c) else array_remove(conditions, $2::text) end
+            where host_id = $1`,
+          [e.data.hostId, e.data.condition, e.data.on],
+        );
         return;
     }
   }

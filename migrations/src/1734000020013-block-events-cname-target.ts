@@ -8,8 +8,8 @@ import { MigrationInterface, QueryRunner } from 'typeorm';
  * pending ones in list order). Added on the partitioned
  * parent, so every partition (existing and future) has it.
  */
-export class BlockEventsCnameTarget1733000020013 implements MigrationInterface {
-  name = 'BlockEventsCnameTarget1733000020013';
+export class BlockEventsCnameTarget1734000020013 implements MigrationInterface {
+  name = 'BlockEventsCnameTarget1734000020013';
 
   async up(q: QueryRunner): Promise<void> {
     await q.query(`alter table block_events add column cname_target text`);
