@@ -14,6 +14,7 @@ import { OwnersReadModel1733000018003 } from './1733000018003-owners-read-model'
 import { WebhookDeliveries1733000018004 } from './1733000018004-webhook-deliveries';
 import { FindingExpiryWarning1734000018005 } from './1734000018005-finding-expiry-warning';
 import { HostConditions1734000018006 } from './1734000018006-host-conditions';
+import { HistoryFilterIndexes1734000016007 } from './1734000016007-history-filter-indexes';
 import { BlockEventsCnameTarget1734000020013 } from './1734000020013-block-events-cname-target';
 
 import type { MigrationInterface } from 'typeorm';
@@ -36,6 +37,7 @@ export const migrations: (new () => MigrationInterface)[] = [
   WebhookDeliveries1733000018004,
   FindingExpiryWarning1734000018005,
   HostConditions1734000018006,
+  HistoryFilterIndexes1734000016007,
   BlockEventsCnameTarget1734000020013,
 ];
 

@@ -288,6 +288,36 @@ describe('the dashboard in Chromium against the local fleet', () => {
     await ctx.close();
   });
 
+  it('filters hosts on the server by label and state, with the filters in the URL', async () => {
+    await visit(page, '/hosts', 'hosts-unfiltered');
+    const asked = (want: Record<string, string>) =>
+      page.waitForRequest((r) => {
+        const u = new URL(r.url());
+        return u.pathname === '/hosts' && r.headers()['accept']?.includes('application/json') === true && Object.entries(want).every(([k, v]) => u.searchParams.getAll(k).includes(v));
+      });
+    const form = page.getByRole('form', { name: 'Filter hosts' });
+    await form.getByLabel('Labels').fill('cohort=local');
+    let sent = asked({ label: 'cohort=local', limit: '200' });
+    await form.getByRole('button', { name: 'Apply' }).click();
+    await sent;
+    assert.equal(new URL(page.url()).searchParams.get('label'), 'cohort=local');
+    await page.getByRole('link', { name: /local/ }).first().waitFor();
+    await check(page, 'hosts-label');
+    // The same label and a state the host is not in: the server answers no host.
+    await form.getByLabel('State').selectOption('stale');
+    sent = asked({ label: 'cohort=local', state: 'stale' });
+    await form.getByRole('button', { name: 'Apply' }).click();
+    await sent;
+    await page.getByText('No host matches these filters.').waitFor();
+    assert.equal(new URL(page.url()).searchParams.get('state'), 'stale');
+    // A shared link opens with its filters applied.
+    sent = asked({ label: 'cohort=nowhere' });
+    await page.goto(`${base}/hosts?label=${encodeURIComponent('cohort=nowhere')}`);
+    await sent;
+    await page.getByText('No host matches these filters.').waitFor();
+    assert.equal(await page.getByRole('form', { name: 'Filter hosts' }).getByLabel('Labels').inputValue(), 'cohort=nowhere');
+  });
+
   it('shows every other page, and every page passes axe-core without serious violations', async () => {
     await visit(page, '/hosts', 'hosts');
     await page.getByRole('link', { name: 'local' }).first().click();

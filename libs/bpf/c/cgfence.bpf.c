@@ -12,7 +12,12 @@
  *                                         past the socket hooks; drop port-53 UDP
  *                                         queries for listed names that do not go
  *                                         to the proxy (the name backstop); record
- *                                         (client port, DNS id) -> process
+ *                                         (client port, DNS id) -> process; refuse
+ *                                         UDP to the proxy from a process or run
+ *                                         with its window of unanswered queries
+ *                                         full (client-rate.bpf.h)
+ *   cgroup_skb/ingress                    an answer from the proxy gives its
+ *                                         query's charge back (client-rate.bpf.h)
  *
  * Shared structs and constants live in cgfence.h. See ../README.md.
  */
@@ -23,6 +28,7 @@
 #include <bpf/bpf_endian.h>
 
 #include "cgfence.h"
+#include "client-rate.bpf.h"
 
 char LICENSE[] SEC("license") = "GPL";
 
@@ -663,6 +669,25 @@ static __always_inline void attribute(struct __sk_buff *skb, __u16 sport, __u32 
 		count(CGF_CNT_DNS_ATTRIBUTED);
 }
 
+/* client_rate_admit() for a UDP datagram to the proxy, charged to the
+ * socket's owner (the task that sent or connected it to port 53, whose
+ * answers refund it: cgf_ingress), or to the sending task if the socket was
+ * never redirected (sent to the proxy's port directly). UDP is sent from the
+ * sender's own context, so "current" is the sender. */
+static __always_inline int client_rate_admit_skb(struct __sk_buff *skb, __u8 mode)
+{
+	struct bpf_sock *sk = skb->sk;
+	struct cgf_sock_state *st = 0;
+
+	if (sk)
+		sk = bpf_sk_fullsock(sk);
+	if (sk)
+		st = bpf_sk_storage_get(&cgf_sock, sk, 0, 0);
+	if (st)
+		return client_rate_admit(mode, st->owner.tgid, st->owner.cgroup_id);
+	return client_rate_admit(mode, bpf_get_current_pid_tgid() >> 32, bpf_get_current_cgroup_id());
+}
+
 #define NAME_NOT_LISTED 0
 #define NAME_LISTED 1
 #define NAME_UNREADABLE 2
@@ -844,6 +869,9 @@ int cgf_egress(struct __sk_buff *skb)
 	if (cfg && has_l4 && is_proxy_dst && cfg->proxy_port &&
 	    ports.dport == bpf_htons(cfg->proxy_port)) {
 		if (protocol == IPPROTO_UDP) {
+			/* Per-client fairness: over its window, refused before the proxy's queue. */
+			if (!client_rate_admit_skb(skb, cfg->mode))
+				return 0;
 			attribute(skb, bpf_ntohs(ports.sport), l4_off + 8, protocol);
 		} else {
 			__u8 doff;
@@ -887,4 +915,59 @@ int cgf_egress(struct __sk_buff *skb)
 	count(CGF_CNT_SKB_DROP);
 	emit(CGF_EV_IP_BLOCK, CGF_HOOK_SKB, family, protocol, addr16, bpf_ntohs(ports.dport));
 	return 0;
+}
+
+/* ------------------------------------------------------------ ingress -- */
+
+/* Answers from the proxy (UDP from 127.0.0.1 or ::1, source port proxy_port)
+ * give the charge of their query back to the process and run that sent it
+ * (the socket's owner, recorded when it was redirected). Runs before the
+ * socket's receive queue, so an answer counts even if the client never reads
+ * it. Never drops anything. */
+SEC("cgroup_skb/ingress")
+int cgf_ingress(struct __sk_buff *skb)
+{
+	struct cgf_config *cfg = get_config();
+	struct cgf_sock_state *st;
+	struct bpf_sock *sk;
+	__u32 l4_off, a[4];
+	__u16 sport;
+	__u8 protocol;
+
+	if (!cfg || cfg->proxy_port == 0)
+		return 1;
+	if (skb->protocol == bpf_htons(ETH_P_IP)) {
+		__u8 vihl;
+		__u32 saddr;
+
+		if (bpf_skb_load_bytes(skb, 0, &vihl, 1) < 0 ||
+		    bpf_skb_load_bytes(skb, 9, &protocol, 1) < 0 ||
+		    bpf_skb_load_bytes(skb, 12, &saddr, 4) < 0)
+			return 1;
+		if (saddr != bpf_htonl(LOOPBACK4))
+			return 1;
+		l4_off = (vihl & 0x0f) * 4;
+	} else if (skb->protocol == bpf_htons(ETH_P_IPV6)) {
+		if (bpf_skb_load_bytes(skb, 6, &protocol, 1) < 0 ||
+		    bpf_skb_load_bytes(skb, 8, a, 16) < 0)
+			return 1;
+		if (a[0] != 0 || a[1] != 0 || a[2] != 0 || a[3] != bpf_htonl(1))
+			return 1;
+		l4_off = 40;
+	} else {
+		return 1;
+	}
+	if (protocol != IPPROTO_UDP || bpf_skb_load_bytes(skb, l4_off, &sport, 2) < 0 ||
+	    sport != bpf_htons(cfg->proxy_port))
+		return 1;
+	sk = skb->sk;
+	if (!sk)
+		return 1;
+	sk = bpf_sk_fullsock(sk);
+	if (!sk)
+		return 1;
+	st = bpf_sk_storage_get(&cgf_sock, sk, 0, 0);
+	if (st)
+		client_rate_refund(st->owner.tgid, st->owner.cgroup_id);
+	return 1;
 }

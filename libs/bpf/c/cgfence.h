@@ -177,4 +177,55 @@ struct cgf_name_scratch {
 	__u8 label[256];
 };
 
+/* Per-client limit of UDP datagrams to the proxy (issue 12, fairness).
+ * The proxy's UDP socket has one receive queue for every client: a client
+ * that sends faster than the proxy reads fills it, and the kernel then drops
+ * everyone's queries alike. The egress hook sees each datagram to the proxy
+ * before it is queued, in the sender's own context (UDP is sent
+ * synchronously), whether the socket is connected or not. There it charges
+ * two buckets, the sending process's (tgid) and its cgroup's (a run), and
+ * drops the datagram when either is empty: sendmsg then fails with EPERM and
+ * nothing reaches the queue. The ingress hook gives the charge back when the
+ * proxy's answer arrives. So a client has at most `window` queries the proxy
+ * has not answered yet, whatever the proxy's speed. Time refills a bucket
+ * (at `rate`) only once no answer came for CGF_RATE_QUIET_NS: that returns
+ * the charge of queries that were never answered (dropped by the proxy, or
+ * lost with a restarted proxy) without letting a flooder whose answers keep
+ * coming grow its share. Audit mode only counts.
+ *
+ * Budgets are kept in nanoseconds of the rate: one datagram costs interval_ns
+ * (1e9 / rate), a full bucket holds window_ns (interval_ns * window).
+ * interval_ns 0 = that bucket is off. */
+struct cgf_rate_config {
+	__u64 proc_interval_ns;   /* per process (tgid) */
+	__u64 proc_window_ns;
+	__u64 cgroup_interval_ns; /* per cgroup (the sender's cgroup: a run, or the deploy cgroup) */
+	__u64 cgroup_window_ns;
+};
+
+/* Value of cgf_rate_procs and cgf_rate_cgroups (kernel-only). */
+struct cgf_rate_bucket {
+	__s64 budget_ns;      /* what the bucket holds, in ns of its rate */
+	__u64 refilled_ns;    /* bpf_ktime_get_ns of the last refill by time */
+	__u64 answered_ns;    /* bpf_ktime_get_ns of the last answer (refund) */
+};
+
+/* No refill by time while an answer came within this (1 s). */
+#define CGF_RATE_QUIET_NS 1000000000ULL
+
+/* max_entries of the bucket maps (LRU: an evicted bucket comes back full,
+ * which a flooder can provoke only by churning more processes than this
+ * while its run's bucket, in a map of its own, still holds it back). */
+#define CGF_RATE_PROCS_MAX 16384
+#define CGF_RATE_CGROUPS_MAX 4096
+
+/* Index of each per-CPU counter in cgf_rate_counters (a map of its own, for
+ * the same reason as cgf_dns_counters). */
+enum cgf_rate_counter {
+	CGF_RCNT_PROC_LIMITED = 0,   /* datagram to the proxy refused: its process was over the per-process rate */
+	CGF_RCNT_CGROUP_LIMITED = 1, /* datagram to the proxy refused: its cgroup was over the per-cgroup rate */
+	CGF_RCNT_AUDIT = 2,          /* would have been refused, passed because mode is audit */
+	CGF_RCNT_MAX = 3,
+};
+
 #endif /* CGFENCE_H */

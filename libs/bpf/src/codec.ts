@@ -2,7 +2,8 @@
 // Pure functions over Buffers: no kernel, no FFI. Host byte order is little
 // endian (x86-64, arm64); ports and DNS ids in these structs are host order.
 import { AddressError, Cidr, Family, formatIp, parseCidr, parseDottedCidrCode, parseIp, toMapped16 } from './addr';
-import { ADDR_KEY, CONFIG, CONSTANTS, COUNTERS, DNS_COUNTERS, DNS_KEY, EVENT, LPM4_KEY, LPM6_KEY, PROC } from './layout';
+import type { ClientRateLimits } from './client-rate';
+import { ADDR_KEY, CONFIG, CONSTANTS, COUNTERS, DNS_COUNTERS, DNS_KEY, RATE_COUNTERS, EVENT, LPM4_KEY, LPM6_KEY, PROC } from './layout';
 
 export type Mode = 'enforce' | 'audit';
 export type FailMode = 'open' | 'closed';
@@ -27,6 +28,12 @@ export interface DataPlaneConfig {
    * at most CGF_DNS_PORTS_MAX (16); [] refuses none.
    */
   refusedDnsPorts?: readonly number[];
+  /**
+   * Per-client limit of UDP queries to the proxy (client-rate.ts): per
+   * process and per run, a window of unanswered queries and a rate. Default
+   * DEFAULT_CLIENT_RATE_LIMITS; NO_CLIENT_RATE_LIMITS turns it off.
+   */
+  clientRate?: ClientRateLimits;
 }
 
 export interface ProcessInfo {
@@ -281,7 +288,7 @@ export function sumPerCpu(b: Buffer, cpus: number): bigint {
   return total;
 }
 
-/** Names of cgf_counters, then of cgf_dns_counters, as DataPlane.counters() reports them. */
+/** Names of cgf_counters, then of cgf_dns_counters and cgf_rate_counters, as DataPlane.counters() reports them. */
 export function counterNames(): string[] {
-  return [...COUNTERS, ...DNS_COUNTERS].map(([, name]) => name);
+  return [...COUNTERS, ...DNS_COUNTERS, ...RATE_COUNTERS].map(([, name]) => name);
 }

@@ -6,6 +6,7 @@
 //   NameBackstop      listed names for the egress hook             (name-backstop.ts)
 //   KernelTelemetry   counters and ring buffer events              (telemetry.ts)
 //   attribution       (client port, DNS id) -> process             (dns-attribution.ts)
+//   ClientRateLimiter per-client limit of UDP queries to the proxy (client-rate.ts)
 import { resolve } from 'node:path';
 import { DataPlaneConfig, DataPlaneCounters, KernelEvent, ProcessInfo, validateConfig } from './codec';
 import { CgroupAttachment } from './attachment';
@@ -13,7 +14,8 @@ import { lookupDnsOriginIn } from './dns-attribution';
 import { DataPlaneError } from './errors';
 import { IpPolicyDigest } from './ip-digest';
 import { AppliedCounts, IpPolicyMaps, KernelPolicy, PreparedIpPolicy } from './ip-policy-maps';
-import { COUNTERS, DNS_COUNTERS } from './layout';
+import { COUNTERS, DNS_COUNTERS, RATE_COUNTERS } from './layout';
+import { ClientRateLimiter, DEFAULT_CLIENT_RATE_LIMITS, validateClientRateLimits } from './client-rate';
 import { ProxyLiveness } from './liveness';
 import { NameBackstop, NamePolicy } from './name-backstop';
 import { DEFAULT_REFUSED_DNS_PORTS, DnsPortGuard, validateRefusedDnsPorts } from './dns-ports';
@@ -49,6 +51,7 @@ export class DataPlane {
     private readonly names: NameBackstop,
     private readonly telemetry: KernelTelemetry,
     private readonly dnsPorts: DnsPortGuard,
+    private readonly clientRate: ClientRateLimiter,
     private readonly unix: { guard?: UnixGuard; status: UnixGuardStatus },
   ) {}
 
@@ -62,6 +65,8 @@ export class DataPlane {
     validateConfig(opts.config);
     const refusedPorts = opts.config.refusedDnsPorts ?? DEFAULT_REFUSED_DNS_PORTS;
     validateRefusedDnsPorts(refusedPorts);
+    const clientRate = opts.config.clientRate ?? DEFAULT_CLIENT_RATE_LIMITS;
+    validateClientRateLimits(clientRate);
     let liveness!: ProxyLiveness;
     const attachment = CgroupAttachment.attach(opts, (mapFds) => {
       // Fail safe until the first apply settles it: every /16 marked, so every
@@ -73,6 +78,7 @@ export class DataPlane {
       // With a fresh heartbeat, before any program is attached or switched.
       liveness = ProxyLiveness.initialize(mapFds.cgf_config, mapFds.cgf_heartbeat, opts.config);
       new DnsPortGuard(mapFds.cgf_dns_ports).set(refusedPorts);
+      new ClientRateLimiter(mapFds.cgf_rate_config).set(clientRate);
     });
     const fds = attachment.mapFds;
     const names = new NameBackstop(fds.cgf_names);
@@ -82,8 +88,9 @@ export class DataPlane {
       liveness,
       new IpPolicyMaps(fds, names),
       names,
-      new KernelTelemetry({ counters: fds.cgf_counters, dnsCounters: fds.cgf_dns_counters, events: fds.cgf_events }),
+      new KernelTelemetry({ counters: fds.cgf_counters, dnsCounters: fds.cgf_dns_counters, rateCounters: fds.cgf_rate_counters, events: fds.cgf_events }),
       new DnsPortGuard(fds.cgf_dns_ports),
+      new ClientRateLimiter(fds.cgf_rate_config),
       unix,
     );
   }
@@ -125,6 +132,7 @@ export class DataPlane {
   setConfig(c: DataPlaneConfig): void {
     this.assertOpen();
     if (c.refusedDnsPorts !== undefined) this.dnsPorts.set(c.refusedDnsPorts);
+    if (c.clientRate !== undefined) this.clientRate.set(c.clientRate);
     this.liveness.setConfig(c);
   }
 
@@ -272,4 +280,4 @@ export class DataPlane {
 }
 
 /** Counter names in the order counters() reports them (for dashboards and tests). */
-export const COUNTER_NAMES: readonly string[] = [...COUNTERS, ...DNS_COUNTERS].map(([, name]) => name);
+export const COUNTER_NAMES: readonly string[] = [...COUNTERS, ...DNS_COUNTERS, ...RATE_COUNTERS].map(([, name]) => name);

@@ -13,6 +13,8 @@ export { compareIpPolicy, ipPolicyDigest, sortLpmKeys } from './ip-digest';
 export { prefilterSlotOf } from './prefilter';
 export { LEARNED_MAX_ENTRIES } from './layout';
 export { DEFAULT_REFUSED_DNS_PORTS, validateRefusedDnsPorts } from './dns-ports';
+export { DEFAULT_CLIENT_RATE_LIMITS, MAX_RATE_LIMIT_VALUE, NO_CLIENT_RATE_LIMITS, validateClientRateLimits } from './client-rate';
+export type { ClientRateLimits, RateLimit } from './client-rate';
 export type { IpPolicyDigest, IpPolicyDrift, LpmKeys } from './ip-digest';
 export { attachCgroupLinks, cgroupLinkState, detachCgroupLinks } from './cgroup-links';
 export type { CgroupLinkState } from './cgroup-links';

@@ -16,6 +16,8 @@ import {
   COUNTERS,
   DNS_COUNTERS,
   HEARTBEAT_VALUE_SIZE,
+  RATE_CONFIG,
+  RATE_COUNTERS,
   LEARNED_MAX_ENTRIES,
   NAME_SCRATCH,
   LEARNED_VALUE_SIZE,
@@ -50,8 +52,11 @@ const KERNEL_ABI_C: Record<keyof typeof KERNEL_ABI, string> = {
   CLOCK_MONOTONIC: 'CLOCK_MONOTONIC',
 };
 
+/** enum bpf_map_type's BPF_MAP_TYPE_LRU_HASH (only this test needs it; checked in the probe below). */
+const BPF_MAP_TYPE_LRU_HASH = 9;
+
 /** Structs in the header the loader never reads (kernel-private state). */
-const KERNEL_ONLY_STRUCTS = ['struct cgf_sock_state'];
+const KERNEL_ONLY_STRUCTS = ['struct cgf_sock_state', 'struct cgf_rate_bucket'];
 
 function probeSource(): string {
   const lines: string[] = [];
@@ -68,7 +73,10 @@ function probeSource(): string {
   emit('const:CGF_CNT_MAX', 'CGF_CNT_MAX');
   DNS_COUNTERS.forEach(([cName]) => emit(`const:${cName}`, cName));
   emit('const:CGF_DCNT_MAX', 'CGF_DCNT_MAX');
+  RATE_COUNTERS.forEach(([cName]) => emit(`const:${cName}`, cName));
+  emit('const:CGF_RCNT_MAX', 'CGF_RCNT_MAX');
   for (const [key, expr] of Object.entries(KERNEL_ABI_C)) emit(`abi:${key}`, expr);
+  emit('abi:BPF_MAP_TYPE_LRU_HASH', 'BPF_MAP_TYPE_LRU_HASH');
   return [
     '#include <stddef.h>',
     '#include <stdio.h>',
@@ -137,14 +145,21 @@ describe('cgfence.h layout', () => {
     DNS_COUNTERS.forEach(([cName], idx) => assert.equal(values.get(`const:${cName}`), idx, cName));
   });
 
+  it('the rate-limit counter names follow enum cgf_rate_counter index by index', () => {
+    assert.equal(values.get('const:CGF_RCNT_MAX'), RATE_COUNTERS.length);
+    RATE_COUNTERS.forEach(([cName], idx) => assert.equal(values.get(`const:${cName}`), idx, cName));
+  });
+
   it('every constant and struct the header defines is known to the loader', () => {
     const header = readFileSync(HEADER, 'utf8');
     const known = new Set([
       ...Object.keys(CONSTANTS),
       ...COUNTERS.map(([c]) => c),
       ...DNS_COUNTERS.map(([c]) => c),
+      ...RATE_COUNTERS.map(([c]) => c),
       'CGF_CNT_MAX',
       'CGF_DCNT_MAX',
+      'CGF_RCNT_MAX',
       'CGFENCE_H',
     ]);
     const defined = [...header.matchAll(/^#define\s+(CGF\w*)/gm), ...header.matchAll(/^\s+(CGF_\w+)\s*=/gm)].map((m) => m[1]!);
@@ -156,6 +171,7 @@ describe('cgfence.h layout', () => {
 
   it('the kernel ABI values the loader hard-codes match <linux/bpf.h> and <bpf/bpf.h>', () => {
     for (const [name, v] of Object.entries(KERNEL_ABI)) assert.equal(values.get(`abi:${name}`), v, name);
+    assert.equal(values.get('abi:BPF_MAP_TYPE_LRU_HASH'), BPF_MAP_TYPE_LRU_HASH);
   });
 
   it('the BPF-target build (BTF of the .bpf.o) lays the shared structs out the same way', () => {
@@ -223,6 +239,10 @@ describe('cgfence.h layout', () => {
       assert.equal(shape('cgf_dns_counters').max, DNS_COUNTERS.length);
       assert.deepEqual(shape('cgf_dns_ports'), { type: KERNEL_ABI.BPF_MAP_TYPE_HASH, key: 2, value: 8, max: CONSTANTS.CGF_DNS_PORTS_MAX });
       assert.equal(shape('cgf_scratch').value, NAME_SCRATCH.size);
+      assert.deepEqual(shape('cgf_rate_config'), { type: KERNEL_ABI.BPF_MAP_TYPE_ARRAY, key: 4, value: RATE_CONFIG.size, max: 1 });
+      assert.deepEqual(shape('cgf_rate_procs'), { type: BPF_MAP_TYPE_LRU_HASH, key: 4, value: 24, max: CONSTANTS.CGF_RATE_PROCS_MAX });
+      assert.deepEqual(shape('cgf_rate_cgroups'), { type: BPF_MAP_TYPE_LRU_HASH, key: 8, value: 24, max: CONSTANTS.CGF_RATE_CGROUPS_MAX });
+      assert.equal(shape('cgf_rate_counters').max, RATE_COUNTERS.length);
       assert.ok(CONSTANTS.CGF_NAME_MAX < NAME_SCRATCH.fields.name.size, 'the name scratch holds the longest name');
     } finally {
       bpf.bpf_object__close(obj);

@@ -92,8 +92,20 @@ export const NAME_SCRATCH = {
   fields: { name: f(0, 256), label: f(256, 256) },
 } as const satisfies StructLayout<string>;
 
+/** Value of cgf_rate_config: the per-client rate limit (client-rate.ts). */
+export const RATE_CONFIG = {
+  cType: 'struct cgf_rate_config',
+  size: 32,
+  fields: {
+    proc_interval_ns: f(0, 8),
+    proc_window_ns: f(8, 8),
+    cgroup_interval_ns: f(16, 8),
+    cgroup_window_ns: f(24, 8),
+  },
+} as const satisfies StructLayout<string>;
+
 /** All structs the loader reads or writes. */
-export const STRUCTS: StructLayout<string>[] = [CONFIG, PROC, EVENT, DNS_KEY, LPM4_KEY, LPM6_KEY, ADDR_KEY, NAME_SCRATCH];
+export const STRUCTS: StructLayout<string>[] = [CONFIG, PROC, EVENT, DNS_KEY, LPM4_KEY, LPM6_KEY, ADDR_KEY, NAME_SCRATCH, RATE_CONFIG];
 
 /** Value size of the LPM tries (a __u32 marker) and of cgf_learned (a __u64 expiry). */
 export const TRIE_VALUE_SIZE = 4;
@@ -136,6 +148,9 @@ export const CONSTANTS = {
   CGF_HOOK_CONNECT: 1,
   CGF_HOOK_SENDMSG: 2,
   CGF_HOOK_SKB: 3,
+  CGF_RATE_PROCS_MAX: 16384,
+  CGF_RATE_CGROUPS_MAX: 4096,
+  CGF_RATE_QUIET_NS: 1_000_000_000,
 } as const;
 
 /**
@@ -167,6 +182,16 @@ export const DNS_COUNTERS: readonly (readonly [string, string])[] = [
   ['CGF_DCNT_PROXY_SOCKET_GONE', 'proxy_socket_missing'],
 ];
 
+/**
+ * Per-CPU counters of cgf_rate_counters in index order (enum cgf_rate_counter),
+ * reported by DataPlane.counters() after DNS_COUNTERS. CGF_RCNT_MAX must equal the length.
+ */
+export const RATE_COUNTERS: readonly (readonly [string, string])[] = [
+  ['CGF_RCNT_PROC_LIMITED', 'dns_client_rate_limited'],
+  ['CGF_RCNT_CGROUP_LIMITED', 'dns_run_rate_limited'],
+  ['CGF_RCNT_AUDIT', 'dns_rate_limit_audits'],
+];
+
 /** Programs in the object: section-derived function name -> attach point name used for pins. */
 export const PROGRAMS = [
   'cgf_connect4',
@@ -176,6 +201,8 @@ export const PROGRAMS = [
   'cgf_recvmsg4',
   'cgf_recvmsg6',
   'cgf_egress',
+  // Added with the per-client rate limit (issue 12): answers from the proxy refund their query.
+  'cgf_ingress',
 ] as const;
 
 /** Maps pinned under <pinDir>/maps (names as in cgfence.bpf.c). */
@@ -199,6 +226,11 @@ export const PINNED_MAPS = [
   'cgf_scratch',
   // Added with the refused DNS ports (issue 13), created next to older pins the same way.
   'cgf_dns_ports',
+  // Added with the per-client rate limit (issue 12), created next to older pins the same way.
+  'cgf_rate_config',
+  'cgf_rate_procs',
+  'cgf_rate_cgroups',
+  'cgf_rate_counters',
 ] as const;
 
 export type ProgramName = (typeof PROGRAMS)[number];

@@ -7,7 +7,7 @@ import type * as Koffi from 'koffi';
 import { constants } from 'node:os';
 import { DataPlaneCounters, decodeEvent, KernelEvent, sumPerCpu } from './codec';
 import { DataPlaneError, fail, intStep } from './errors';
-import { COUNTERS, DNS_COUNTERS } from './layout';
+import { COUNTERS, DNS_COUNTERS, RATE_COUNTERS } from './layout';
 import { lastErrno, libbpf, ringBufferSampleFnType, Ptr } from './libbpf';
 
 export class KernelTelemetry {
@@ -16,11 +16,11 @@ export class KernelTelemetry {
   private readonly cpus: number;
   private closed = false;
 
-  constructor(private readonly fds: { counters: number; dnsCounters: number; events: number }) {
+  constructor(private readonly fds: { counters: number; dnsCounters: number; rateCounters: number; events: number }) {
     this.cpus = libbpf().libbpf_num_possible_cpus();
   }
 
-  /** Every counter of both maps, summed over CPUs. */
+  /** Every counter of the three counter maps, summed over CPUs. */
   counters(): DataPlaneCounters {
     this.assertOpen();
     const out: DataPlaneCounters = {};
@@ -34,6 +34,7 @@ export class KernelTelemetry {
       });
     read(this.fds.counters, 'cgf_counters', COUNTERS);
     read(this.fds.dnsCounters, 'cgf_dns_counters', DNS_COUNTERS);
+    read(this.fds.rateCounters, 'cgf_rate_counters', RATE_COUNTERS);
     return out;
   }
 

@@ -202,6 +202,8 @@ export interface NatsClusterOptions {
   include?: string[];
   /** Client ports of the nodes (default: free ones). */
   clientPorts?: number[];
+  /** Address every node listens on, for clients and routes (default 127.0.0.1); e.g. a test lab's bridge address. */
+  host?: string;
 }
 
 /** A nats-server cluster with JetStream on loopback: every node routes to every other. */
@@ -229,6 +231,7 @@ export class NatsCluster {
           dir,
           port,
           serverName: `${name}-n${i}`,
+          host: opts.host,
           tls: opts.tls,
           include: opts.include,
           cluster: { name, port: routePorts[i]!, routePorts },

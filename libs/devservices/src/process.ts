@@ -12,8 +12,10 @@ export class ManagedProcess {
   static start(name: string, cmd: string, args: string[], logFile: string, opts: SpawnOptions = {}): ManagedProcess {
     const log = createWriteStream(logFile, { flags: 'a' });
     const child = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'], ...opts });
-    child.stdout?.pipe(log);
-    child.stderr?.pipe(log);
+    // Two sources into one file: neither may end it (the first to close would, and the other's next write would throw).
+    child.stdout?.pipe(log, { end: false });
+    child.stderr?.pipe(log, { end: false });
+    child.once('close', () => log.end());
     child.once('error', (err) => log.write(`spawn error: ${err.message}\n`));
     return new ManagedProcess(name, child);
   }

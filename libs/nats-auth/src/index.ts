@@ -41,3 +41,7 @@ export {
 export type { JwtInitResult, JwtIssuer, KeyPair } from './jwt-dir';
 export { CLAIMS_UPDATE_SUBJECT, lookupAccountJwt, pushAccountJwt, revokeUsers } from './jwt-push';
 export { reloadNats } from './reload';
+export { ROTATION_FILES, accountConnections, accountSigningKeys, beginAccountKeyRotation, credsIdentity, finishAccountKeyRotation, replaceCredsJwt, retiringSigningKey } from './jwt-rotate';
+export type { AccountConnection, RotationBegun, RotationFinished } from './jwt-rotate';
+export { migrateNkeysHosts } from './jwt-migrate';
+export type { MigratedHost } from './jwt-migrate';

@@ -34,8 +34,10 @@ export async function pushAccountJwt(sys: NatsConnection, jwt: string, timeoutMs
  * to its revocations, signs it with the operator signing key and pushes it.
  * nats-server closes the revoked users' connections and refuses them after.
  * Two concurrent revocations may race (last write wins); the callers
- * serialise them (the policy server does, per process) and a lost one is
- * found by `revocationsMissing`.
+ * serialise them (the policy server per process, and its replicas on a
+ * PostgreSQL advisory lock: enrollment.service.ts). `cgfence nats
+ * rotate-account-key` rewrites the same JWT: run no host removal during its
+ * steps, or remove again after (a removal is idempotent).
  */
 export async function revokeUsers(sys: NatsConnection, issuer: JwtIssuer, userPublicKeys: string[], at: Date): Promise<string> {
   const current = await lookupAccountJwt(sys, issuer.accountPublicKey);

@@ -1,5 +1,5 @@
-import { Command, InvalidArgumentError } from 'commander';
-import type { FleetView, HostView, SigningKeyView } from '@cgfence/proto';
+import { Command, InvalidArgumentError, Option } from 'commander';
+import { HOST_STATES, type FleetView, type HostView, type SigningKeyView } from '@cgfence/proto';
 import { client, globals } from '../context';
 import { printJson, printLines, printTable } from '../output';
 
@@ -31,10 +31,20 @@ export function hostsCommand(): Command {
     .description('hosts of the fleet: desired vs applied version, mode, health, drift')
     .option('--cohort <name>', 'only hosts of this cohort')
     .option('--stale', 'only hosts that stopped reporting')
-    .action(async (o: { cohort?: string; stale?: boolean }, self: Command) => {
+    .option('--label <key=value>', 'only hosts with this label (repeatable; all must match)', (v: string, all: string[]) => [...all, v], [])
+    .addOption(new Option('--state <state>', 'only hosts in this state').choices([...HOST_STATES]))
+    .option('--agent-version <version>', 'only hosts running this agent version')
+    .option('--applied <name[@n]>', 'only hosts that applied this blocklist (or this version of it: core@3)')
+    .option('--desired <name[@n]>', 'only hosts that should enforce this blocklist (or version)')
+    .action(async (o: { cohort?: string; stale?: boolean; label: string[]; state?: string; agentVersion?: string; applied?: string; desired?: string }, self: Command) => {
       const q = new URLSearchParams();
       if (o.cohort) q.set('cohort', o.cohort);
       if (o.stale) q.set('stale', 'true');
+      for (const l of o.label) q.append('label', l);
+      if (o.state) q.set('state', o.state);
+      if (o.agentVersion) q.set('agentVersion', o.agentVersion);
+      if (o.applied) q.set('applied', o.applied);
+      if (o.desired) q.set('desired', o.desired);
       const hosts = await client(self).get<HostView[]>(`hosts${q.size > 0 ? `?${q.toString()}` : ''}`);
       if (globals(self).json) return printJson(hosts);
       if (hosts.length === 0) return printLines(['no hosts match']);

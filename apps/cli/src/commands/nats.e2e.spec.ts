@@ -81,4 +81,36 @@ describe('cgfence nats', () => {
     assert.equal(notNats.code, 1);
     assert.match(notNats.err, /auth\.conf is written, but nats-server was not reloaded: process \d+ is .*not nats-server/);
   });
+  it('migrate-from-nkeys: a host keeps its key and connects to a JWT-mode nats-server with the creds it writes', async () => {
+    const added = cgfence(['--json', 'nats', 'add-host', 'mig-1']);
+    assert.equal(added.code, 0, added.err);
+    const { publicKey } = JSON.parse(added.out) as { publicKey: string };
+    const jwtDir = join(root, 'jwt');
+    const init = cgfence(['nats', 'init-jwt', '--dir', jwtDir, '--resolver-dir', join(root, 'resolver'), '--nats-conf', join(root, 'nats-jwt', 'nats.conf')]);
+    assert.equal(init.code, 0, init.err);
+    const out = join(root, 'migrated');
+    const migrated = cgfence(['--json', 'nats', 'migrate-from-nkeys', '--jwt-dir', jwtDir, '--out', out]);
+    assert.equal(migrated.code, 0, migrated.err);
+    const hosts = JSON.parse(migrated.out) as { hostId: string; publicKey: string; credsFile: string }[];
+    const mig = hosts.find((h) => h.hostId === 'mig-1');
+    assert.equal(mig?.publicKey, publicKey, 'the host keeps its nkey');
+    assert.equal(statSync(mig.credsFile).mode & 0o777, 0o600);
+    const jwtNats = await NatsServer.start({ dir: join(root, 'nats-jwt'), include: [join(jwtDir, 'resolver.conf')] });
+    try {
+      const nc = await connect({ servers: jwtNats.url(), ...natsConnectOptions({ credsFile: mig.credsFile, hostId: 'mig-1' }) });
+      await nc.close();
+      // The rotation command: --force only with --finish; a NATS it cannot reach is a clear failure.
+      const forced = cgfence(['nats', 'rotate-account-key', '--dir', jwtDir, '--nats-url', jwtNats.url(), '--force']);
+      assert.equal(forced.code, 2, forced.err);
+      assert.match(forced.err, /--force goes with --finish/);
+      const unreachable = cgfence(['nats', 'rotate-account-key', '--dir', jwtDir, '--nats-url', 'nats://127.0.0.1:1']);
+      assert.equal(unreachable.code, 1);
+      assert.match(unreachable.err, /cannot reach NATS at nats:\/\/127\.0\.0\.1:1 as the system user/);
+      const notBegun = cgfence(['nats', 'rotate-account-key', '--dir', jwtDir, '--nats-url', jwtNats.url(), '--finish']);
+      assert.equal(notBegun.code, 1);
+      assert.match(notBegun.err, /no rotation is under way/);
+    } finally {
+      await jwtNats.stop();
+    }
+  });
 });

@@ -1,12 +1,18 @@
 import { Command, Option } from 'commander';
-import { dirname, relative, resolve } from 'node:path';
+import { dirname, join, relative, resolve } from 'node:path';
+import { connect } from '@nats-io/transport-node';
 import {
   addHost,
   hostPermissions,
   initAuth,
   initJwtAuth,
   InvalidHostIdError,
+  beginAccountKeyRotation,
+  finishAccountKeyRotation,
+  JWT_FILES,
   listHosts,
+  migrateNkeysHosts,
+  natsConnectOptions,
   natsIncludeDirective,
   NatsAuthError,
   reloadNats,
@@ -21,6 +27,9 @@ export const DEFAULT_NATS_JWT_DIR = '/etc/cgfence/nats-jwt';
 const DEFAULT_RESOLVER_DIR = '/var/lib/nats/cgfence-resolver';
 /** Where Debian's nats-server package keeps its configuration. */
 const DEBIAN_NATS_CONF = '/etc/nats-server.conf';
+
+const jwtDirOption = (flags = '--dir <dir>') =>
+  new Option(flags, 'the JWT directory of `cgfence nats init-jwt`').env('CGFENCE_NATS_JWT_DIR').default(DEFAULT_NATS_JWT_DIR);
 
 const dirOption = () =>
   new Option('--dir <dir>', 'the NATS credentials directory (seeds and the generated auth.conf)').env('CGFENCE_NATS_DIR').default(DEFAULT_NATS_DIR);
@@ -152,6 +161,75 @@ export function natsCommand(): Command {
         `  CGFENCE_NATS_CREDS=${r.serverCredsFile}`,
         `  CGFENCE_NATS_JWT_DIR=${r.dir}   (it signs hosts' user JWTs and pushes revocations)`,
         'next: cgfence hosts enroll-token create --uses N, then on each host: cgfence agent --enroll URL --enroll-token-file FILE',
+      ]);
+    });
+  cmd
+    .command('rotate-account-key')
+    .description(
+      'rotate the account signing key (the key that signs hosts\' JWTs) with the fleet connected: first run adds a new key beside the old one; ' +
+        'restart the policy servers (they hand each host a JWT signed by the new key at its next sync); then --finish removes the old key',
+    )
+    .addOption(jwtDirOption())
+    .requiredOption('--nats-url <urls>', 'the NATS servers (comma-separated); the system account pushes the account JWT to every node')
+    .option('--nats-ca <file>', 'PEM CA of the NATS servers (TLS)')
+    .option('--finish', 'remove the old key; refused while a connection still uses a JWT it signed', false)
+    .option('--force', 'with --finish: remove it anyway (those connections are closed and refused)', false)
+    .action(async (o: { dir: string; natsUrl: string; natsCa?: string; finish: boolean; force: boolean }, self: Command) => {
+      if (o.force && !o.finish) throw new CliError('--force goes with --finish', EXIT_USAGE);
+      const sys = await connect({
+        servers: o.natsUrl.split(',').map((u) => u.trim()).filter(Boolean),
+        ...natsConnectOptions({ credsFile: join(o.dir, JWT_FILES.sysCreds), caFile: o.natsCa }),
+        name: 'cgfence-rotate-account-key',
+        timeout: 5000,
+      }).catch((err: Error) => {
+        throw new CliError(`cannot reach NATS at ${o.natsUrl} as the system user: ${err.message}`, EXIT_FAILURE);
+      });
+      try {
+        if (o.finish) {
+          const r = await finishAccountKeyRotation(o.dir, sys, { force: o.force });
+          if (globals(self).json) return printJson(r);
+          printLines([
+            `removed the old account signing key ${r.removedKey}; the account now trusts ${r.signingKeys.join(', ')}`,
+            ...(r.stillOnOldKey.length > 0 ? [`${r.stillOnOldKey.length} connection(s) on the old key were cut off (--force); those hosts must enroll again`] : []),
+          ]);
+        } else {
+          const r = await beginAccountKeyRotation(o.dir, sys);
+          if (globals(self).json) return printJson(r);
+          printLines([
+            `added the account signing key ${r.newKey} beside ${r.previousKey}; both are trusted on every node now`,
+            `re-issued ${r.serverCredsFile} with the new key`,
+            'next:',
+            '  1. restart every policy server (same CGFENCE_NATS_JWT_DIR): it issues new enrollments with the new key,',
+            '     and hands each host a JWT signed by it at the host\'s next sync (the agent reconnects with it)',
+            '  2. after a sync interval (30 s by default): cgfence nats rotate-account-key --finish (it refuses while a connection still uses the old key)',
+          ]);
+        }
+      } catch (err) {
+        if (err instanceof NatsAuthError) throw new CliError(err.message, EXIT_FAILURE);
+        throw err;
+      } finally {
+        await sys.close().catch(() => undefined);
+      }
+    });
+  cmd
+    .command('migrate-from-nkeys')
+    .description('JWT credentials for the hosts of an nkeys directory (auth.conf): each keeps its key and gets a creds file (JWT + its seed) for `cgfence agent --nats-creds`')
+    .addOption(dirOption())
+    .addOption(jwtDirOption('--jwt-dir <dir>'))
+    .requiredOption('--out <dir>', 'where to write <host>.creds (0600; copy each to its host, as the seed was)')
+    .action(async (o: { dir: string; jwtDir: string; out: string }, self: Command) => {
+      let hosts;
+      try {
+        hosts = await migrateNkeysHosts(o.dir, o.jwtDir, o.out);
+      } catch (err) {
+        if (err instanceof NatsAuthError) throw new CliError(err.message, EXIT_FAILURE);
+        throw err;
+      }
+      if (globals(self).json) return printJson(hosts);
+      printTable(['HOST', 'PUBLIC KEY', 'CREDS FILE'], hosts.map((h) => [h.hostId, h.publicKey, h.credsFile]));
+      printLines([
+        `${hosts.length} host(s): on each, replace --nats-seed FILE with --nats-creds <host>.creds, once nats-server runs with resolver.conf (cgfence nats init-jwt) instead of auth.conf`,
+        'these hosts were not enrolled: the policy server cannot renew their JWTs at a key rotation; run this command again after one, or enroll them',
       ]);
     });
   cmd

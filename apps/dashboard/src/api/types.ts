@@ -18,6 +18,7 @@ export type EventsPage = Exclude<ResponseOf<'/events', 'get'>, string>;
 export type EventFilter = Omit<NonNullable<paths['/events']['get']['parameters']['query']>, 'limit' | 'after' | 'format'>;
 export type BlockEvent = EventsPage['events'][number];
 export type Aggregate = ResponseOf<'/events/aggregate', 'get'>;
+export type Summary = ResponseOf<'/events/summary', 'get'>;
 export type Run = ResponseOf<'/runs/{id}', 'get'>;
 export type RolloutPlan = NonNullable<paths['/rollouts']['post']['requestBody']>['content']['application/json'];
 

@@ -2,6 +2,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { availableParallelism, hostname } from 'node:os';
 import { join } from 'node:path';
 import type { GroupEntry } from '../runs/user-lookup';
+import type { ClientRateLimits } from '@cgfence/bpf';
 
 export type Mode = 'enforce' | 'audit';
 export type FailMode = 'open' | 'closed';
@@ -48,6 +49,8 @@ export interface AgentConfig {
   readonly protectCgroups?: readonly string[];
   /** Ports other than 53 refused to the deploy cgroup (DoT/DoQ); undefined: the data plane's default, [853]. */
   readonly refusedDnsPorts?: readonly number[];
+  /** `--dns-client-limit` / `--dns-run-limit`: per-process and per-run limit of UDP queries to the proxy; undefined: the data plane's defaults. */
+  readonly clientRate?: ClientRateLimits;
   /** Hosts file whose entries for listed names are blocked by address (default /etc/hosts); undefined: not read. */
   readonly hostsFile?: string;
   /** `--learned-per-entry`: the most learned addresses one '!resolve' entry may hold (LearnedAddressBudget); default 4096. */

@@ -2,7 +2,7 @@ import { Command, CommanderError, InvalidArgumentError, Option } from 'commander
 import { existsSync, readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import pino from 'pino';
-import { DEFAULT_UNIX_GUARD_PATHS, SSSD_NSS_SOCKET, sssServesHosts, validateRefusedDnsPorts, validateUnixGuardPaths } from '@cgfence/bpf';
+import { DEFAULT_CLIENT_RATE_LIMITS, DEFAULT_UNIX_GUARD_PATHS, SSSD_NSS_SOCKET, sssServesHosts, validateClientRateLimits, validateRefusedDnsPorts, validateUnixGuardPaths, type RateLimit } from '@cgfence/bpf';
 import { NatsAuthError, natsConnectOptions } from '@cgfence/nats-auth';
 import type { AgentStatus } from '@cgfence/proto';
 import { AgentConfig, DEFAULT_CGROUP, DEFAULT_METRICS_LISTEN, DEFAULT_STATE_DIR, defaultHost, defaultProxyWorkers, parseMetricsListen } from '../agent/agent-config';
@@ -84,6 +84,8 @@ interface StartOptions {
   runGroup?: string;
   protectCgroup: string[];
   refusedDnsPorts: string;
+  dnsClientLimit: string;
+  dnsRunLimit: string;
   hostsFile: string;
   learnedPerEntry: number;
   resolveTtlMin: number;
@@ -246,6 +248,7 @@ export function agentSettings(o: StartOptions, enrollment?: Enrollment): { confi
     runGroup: runGroupOf(o.runGroup),
     protectCgroups: protectCgroupsOf(o, fleet?.labels),
     refusedDnsPorts: parseRefusedDnsPorts(o.refusedDnsPorts),
+    clientRate: { perProcess: parseRateLimit('--dns-client-limit', o.dnsClientLimit), perRun: parseRateLimit('--dns-run-limit', o.dnsRunLimit) },
     hostsFile: o.hostsFile === 'none' ? undefined : resolve(o.hostsFile),
     learnedPerEntry: o.learnedPerEntry,
     resolveTtlMinSeconds: o.resolveTtlMin,
@@ -413,6 +416,12 @@ export function buildHostProgram(): Command {
     )
     .option('--run-group <group>', 'members of this group may use `cgfence run` (control socket root:GROUP 0660); root always can')
     .option('--refused-dns-ports <list>', 'ports other than 53 the deploy cgroup may not reach at all (DoT/DoQ), comma-separated, at most 16; none: no port', '853')
+    .option(
+      '--dns-client-limit <rate/window>',
+      'per process in the deploy cgroup: at most WINDOW UDP queries the DNS proxy has not answered yet, and RATE/s when they go unanswered; over it a send fails (EPERM); off: no limit',
+      formatRateLimit(DEFAULT_CLIENT_RATE_LIMITS.perProcess),
+    )
+    .option('--dns-run-limit <rate/window>', 'the same for all processes of one run (cgroup) together; off: no limit', formatRateLimit(DEFAULT_CLIENT_RATE_LIMITS.perRun))
     .option('--hosts-file <file>', 'hosts file whose entries for listed names get their addresses blocked; none: off', '/etc/hosts')
     .option(
       '--learned-per-entry <n>',
@@ -516,6 +525,24 @@ export function cli(): void {
 }
 
 if (require.main === module) cli();
+
+function formatRateLimit(r: RateLimit | null): string {
+  return r === null ? 'off' : `${r.ratePerSecond}/${r.window}`;
+}
+
+/** --dns-client-limit / --dns-run-limit: 'RATE/WINDOW' (e.g. 1000/1000) or 'off'. */
+function parseRateLimit(flag: string, value: string): RateLimit | null {
+  const v = value.trim();
+  if (v === 'off') return null;
+  const m = /^(\d{1,7})\/(\d{1,7})$/.exec(v);
+  const limit = m ? { ratePerSecond: Number(m[1]), window: Number(m[2]) } : { ratePerSecond: NaN, window: NaN };
+  try {
+    validateClientRateLimits({ perProcess: limit, perRun: null });
+  } catch (err) {
+    throw new UsageError(`${flag}: ${(err as Error).message.replace('clientRate.perProcess.', '')} (give RATE/WINDOW, e.g. 1000/1000, or off; got ${JSON.stringify(value)})`);
+  }
+  return limit;
+}
 
 /**
  * The built-in list: nscd and systemd-resolved always; sssd's nss socket only

@@ -112,7 +112,7 @@ export class DataPlaneService implements OnModuleInit, OnApplicationShutdown, Po
 
   private dataPlaneConfig(mode: Mode): DataPlaneConfig {
     const c = this.config;
-    return { proxyPort: this.proxy.port, mode, failMode: c.failMode, heartbeatTimeoutMs: c.heartbeatTimeoutMs, refusedDnsPorts: c.refusedDnsPorts };
+    return { proxyPort: this.proxy.port, mode, failMode: c.failMode, heartbeatTimeoutMs: c.heartbeatTimeoutMs, refusedDnsPorts: c.refusedDnsPorts, clientRate: c.clientRate };
   }
 
   /** Says plainly (log and journal alert) when the kernel cannot refuse the resolving daemons' sockets. */

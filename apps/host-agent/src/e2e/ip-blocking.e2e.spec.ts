@@ -68,7 +68,7 @@ function bpftoolCgroupPrograms(cgroupPath: string): string[] {
   return out ? (JSON.parse(out) as { name: string }[]).map((p) => p.name) : [];
 }
 
-const PROGRAMS = ['cgf_connect4', 'cgf_connect6', 'cgf_egress', 'cgf_recvmsg4', 'cgf_recvmsg6', 'cgf_sendmsg4', 'cgf_sendmsg6'];
+const PROGRAMS = ['cgf_connect4', 'cgf_connect6', 'cgf_egress', 'cgf_ingress', 'cgf_recvmsg4', 'cgf_recvmsg6', 'cgf_sendmsg4', 'cgf_sendmsg6'];
 /** With the unix guard (on by default, Linux 6.7+); bpftool 7.1 does not list the unix attach types, so its view stays PROGRAMS. */
 const ALL_PROGRAMS = [...PROGRAMS, 'cgf_connect_unix', 'cgf_sendmsg_unix'].sort();
 

@@ -14,6 +14,7 @@ import type { Logger } from 'pino';
 import { ClientNats } from '@nestjs/microservices';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { firstValueFrom, timeout } from 'rxjs';
+import { credsIdentity, replaceCredsJwt } from '@cgfence/nats-auth';
 import {
   Applied,
   ApplyError,
@@ -419,7 +420,8 @@ export class FleetClient {
 
   private async sync(): Promise<void> {
     if (!this.connected) return;
-    const req: SyncRequest = { hostId: this.opts.hostId, seenRevision: this.seenRevision };
+    const nats = await this.natsIdentity();
+    const req: SyncRequest = { hostId: this.opts.hostId, seenRevision: this.seenRevision, ...(nats ? { nats } : {}) };
     let reply: SyncReply;
     try {
       reply = await this.request(FLEET_SUBJECTS.sync(this.opts.hostId), req, SyncReplySchema);
@@ -429,7 +431,35 @@ export class FleetClient {
       return;
     }
     this.lastSync = { at: this.clock().toISOString(), ok: true, revision: reply.revision };
+    if (reply.natsJwt !== undefined) await this.renewCredentials(reply.natsJwt);
     if (reply.message) await this.submit(reply.message, 'sync');
+  }
+
+  /** With JWT credentials (an enrollment's creds file): this host's user key and the key that signed its JWT. */
+  private async natsIdentity(): Promise<SyncRequest['nats']> {
+    if (this.opts.credsFile === undefined) return undefined;
+    try {
+      return await credsIdentity(this.opts.credsFile);
+    } catch (err) {
+      this.log.warn({ err: (err as Error).message }, 'cannot read the NATS creds file');
+      return undefined;
+    }
+  }
+
+  /**
+   * A signing key rotation (issue 17): the server handed a JWT signed by the
+   * account's new key. It goes into the creds file (read on every connect),
+   * then the connection is made again with it, so the old key can be retired.
+   */
+  private async renewCredentials(jwt: string): Promise<void> {
+    try {
+      await replaceCredsJwt(this.opts.credsFile!, jwt);
+    } catch (err) {
+      this.log.warn({ err: (err as Error).message }, 'the renewed NATS JWT was not taken');
+      return;
+    }
+    this.log.info('NATS credentials renewed (account signing key rotation); reconnecting with them');
+    await this.nc?.reconnect().catch((err: Error) => this.log.warn({ err: err.message }, 'reconnecting with the renewed NATS credentials failed; the next reconnect uses them'));
   }
 
   // ---- applying ---------------------------------------------------------

@@ -3,6 +3,9 @@
 // 500 hosts, 10 cohorts, 50,000 names under 1,000 domains (*.domN.example),
 // runs of 200 events, label repo=r0…r19, versions 1-3 of blocklist core, one
 // event in ten audited. The hourly rollup is built the way ingestion builds it.
+// Times rise through each day in insertion order, with jitter, as ingestion
+// stores them (an earlier version drew one random time per day, evaluated
+// once: every event of a day had the same timestamp).
 import { Client } from 'pg';
 import { timeMs } from '@cgfence/devservices';
 import { dayOf, dayStart, partitionName } from '../events/partitions';
@@ -25,11 +28,11 @@ export async function fillBlockEvents(url: string, total: number, days: number, 
           const start = Math.max(now - (days - k) * 86_400_000, d * 86_400_000);
           await c.query(
             `insert into block_events (time, id, host, cohort, run_id, labels, pid, comm, cmdline, uid, cgroup_id, qname, qname_rev, qtype, entry, action, method, policy_version, blocklist, version)
-             select t, gen_random_uuid(), 'host-' || (i % 500), 'cohort-' || (i % 10), 'run-' || (i / 200), jsonb_build_object('repo', 'r' || (i % 20)),
+             select to_timestamp(($2::float8 + (i - 1 + random()) / $1::float8 * ($3::float8 - $2::float8)) / 1000), gen_random_uuid(), 'host-' || (i % 500), 'cohort-' || (i % 10), 'run-' || (i / 200), jsonb_build_object('repo', 'r' || (i % 20)),
                     1000 + i % 300, 'curl', 'curl -s https://s' || (i % 50) || '.dom' || ((i / 7) % 1000) || '.example/x', 1000, '42',
                     's' || (i % 50) || '.dom' || ((i / 7) % 1000) || '.example', 'example.dom' || ((i / 7) % 1000) || '.s' || (i % 50),
                     'A', '*.dom' || ((i / 7) % 1000) || '.example', case when i % 10 = 0 then 'audited' else 'blocked' end, 'dns', 'core v' || (1 + i % 3), 'core', 1 + i % 3
-               from generate_series(1, $1::int) as i, lateral (select to_timestamp(($2::float8 + random() * ($3::float8 - $2::float8)) / 1000) as t) x`,
+               from generate_series(1, $1::int) as i`,
             [perDay, Math.max(start, d * 86_400_000), Math.min(now, (d + 1) * 86_400_000 - 1)],
           );
           await c.end();

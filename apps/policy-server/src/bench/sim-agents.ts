@@ -5,6 +5,7 @@
 // Run by fleet-convergence.bench.ts through child_process.fork; talks to it
 // over IPC: {type:'ready'} once every agent registered.
 import type { NatsConnection } from '@nats-io/transport-node';
+import { Logger } from '@nestjs/common';
 import { ClientNats } from '@nestjs/microservices';
 import { firstValueFrom, timeout } from 'rxjs';
 import {
@@ -151,6 +152,8 @@ class SimAgent {
 }
 
 async function main(): Promise<void> {
+  // Thousands of NATS clients: Nest's client logs a line for each one's every status change (20,000 at the end of a run).
+  Logger.overrideLogger(['error', 'warn']);
   const agents: SimAgent[] = [];
   for (let i = args.first; i < args.first + args.count; i++) agents.push(new SimAgent(`sim-${String(i).padStart(5, '0')}`, `c${i % args.cohorts}`));
   // Register in waves so the server sees a fleet coming up, not one burst.

@@ -101,6 +101,8 @@ describe(EdgeInterceptor.name, () => {
     await call('GET', '/events?format=ndjson', { token: viewer });
     await call('GET', '/events?format=csv', { token: viewer });
     await call('GET', '/events/aggregate?by=domain&bucket=hour', { token: viewer });
+    await call('GET', '/events/summary?from=7d&cmd=curl&bucket=hour&top=5&labelKey=job', { token: viewer });
+    assert.equal((await call('GET', '/events/summary?top=0', { token: viewer })).status, 400);
     await call('GET', '/runs/nosuch', { token: viewer });
     await call('GET', '/runs?since=7d&label=team=web&limit=5', { token: viewer });
     await call('GET', '/runs?limit=0', { token: viewer });
@@ -111,6 +113,8 @@ describe(EdgeInterceptor.name, () => {
     assert.equal((await json('POST', '/fleet/audit-mode', admin, { on: true, cohort: 'canary' })).status, 200);
     await call('GET', '/fleet/signing-key');
     await call('GET', '/hosts?stale=false', { token: viewer });
+    await call('GET', '/hosts?label=team=web&label=env=prod&state=in-sync&agentVersion=1.0.0&applied=core@1&desired=core&limit=10&after=a', { token: viewer });
+    assert.equal((await call('GET', '/hosts?state=sideways', { token: viewer })).status, 400);
     await call('GET', '/hosts/nosuch', { token: viewer });
     const plan = { blocklist: 'core', version: 2, stages: [{ name: 'all', select: { percent: 100 } }] };
     await json('POST', '/rollouts', admin, plan);
@@ -190,6 +194,9 @@ describe(EdgeInterceptor.name, () => {
     assert.deepEqual([limit.schema['type'], limit.schema['minimum'], limit.schema['maximum']], ['integer', 0, 1000]);
     const label = doc['/events']!['get']!.parameters!.find((p) => p.name === 'label')!;
     assert.equal(label.schema['type'], 'array');
+    const hostParams = doc['/hosts']!['get']!.parameters!;
+    assert.equal(hostParams.find((p) => p.name === 'label')!.schema['type'], 'array');
+    assert.deepEqual(hostParams.find((p) => p.name === 'state')!.schema['enum'], ['in-sync', 'converging', 'rejected', 'drifted', 'stale']);
   });
 
   it('refuses NUL, unpaired surrogates and invalid UTF-8 in path, query and body, naming the field', async () => {

@@ -55,6 +55,16 @@ const Schema = z.object({
   CGFENCE_EVENTS_RETENTION_DAYS: z.coerce.number().int().min(1).max(3650).default(30),
   /** Ingest block events from JetStream (set false on a replica that should only serve the API). */
   CGFENCE_EVENTS_INGEST: z.enum(['true', 'false']).default('true').transform((v) => v === 'true'),
+  /**
+   * GET /events/aggregate off the hourly rollup: counted exactly when the
+   * planner expects at most this many matching events, else estimated from a
+   * sample of the range (docs/operations.md, "History aggregates").
+   */
+  CGFENCE_EVENTS_AGGREGATE_EXACT_ROWS: z.coerce.number().int().min(0).max(100_000_000).default(20_000),
+  /** How many of the range's events a sampled aggregate reads (TABLESAMPLE SYSTEM, whole pages). */
+  CGFENCE_EVENTS_AGGREGATE_SAMPLE_ROWS: z.coerce.number().int().min(1_000).max(10_000_000).default(20_000),
+  /** An exact aggregate still running after this long (a misestimate) is cancelled and answered from the sample. */
+  CGFENCE_EVENTS_AGGREGATE_EXACT_MS: z.coerce.number().int().min(10).max(600_000).default(2_000),
   /** The built dashboard served at / (default: apps/dashboard/dist beside this server's build). */
   CGFENCE_DASHBOARD_DIR: z.string().min(1).optional(),
   /** Make findings from ingested blocks (false: the history only). */
@@ -105,6 +115,7 @@ export type ServerConfig = Readonly<{
   hostStaleMs: number;
   eventsRetentionDays: number;
   eventsIngest: boolean;
+  eventsAggregate: { exactRows: number; sampleRows: number; exactMs: number };
   /** The built dashboard's folder; unset: the default next to the server's build. */
   dashboardDir?: string;
   findings: boolean;
@@ -158,6 +169,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): ServerConfig {
     hostStaleMs: e.CGFENCE_HOST_STALE_SECONDS * 1000,
     eventsRetentionDays: e.CGFENCE_EVENTS_RETENTION_DAYS,
     eventsIngest: e.CGFENCE_EVENTS_INGEST,
+    eventsAggregate: { exactRows: e.CGFENCE_EVENTS_AGGREGATE_EXACT_ROWS, sampleRows: e.CGFENCE_EVENTS_AGGREGATE_SAMPLE_ROWS, exactMs: e.CGFENCE_EVENTS_AGGREGATE_EXACT_MS },
     dashboardDir: e.CGFENCE_DASHBOARD_DIR,
     findings: e.CGFENCE_FINDINGS,
     findingsOwnerLabel: e.CGFENCE_FINDINGS_OWNER_LABEL,

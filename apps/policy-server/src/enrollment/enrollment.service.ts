@@ -121,7 +121,14 @@ export class EnrollmentService {
     const r = await this.commands.handle(hostStreamOf(hostId), hostDecider, { type: 'RemoveHost', hostId, now }, actor);
     // Asked again after a failed push, the removal pushes the revocations already recorded.
     const keys = r.events.length > 0 ? r.before.natsKeys : r.before.revokedKeys;
-    await this.authority.revoke(keys, now);
+    // A revocation reads the account JWT from NATS, adds the keys and pushes it back: two replicas doing so at
+    // once would lose one's keys (last write wins). Replicas share the database: they take turns on a lock there.
+    if (keys.length > 0) {
+      await this.db.transaction(async (tx) => {
+        await tx.query(`select pg_advisory_xact_lock(hashtext('cgfence.nats.account-jwt'))`);
+        await this.authority.revoke(keys, now);
+      });
+    }
     return { hostId, revokedKeys: keys };
   }
 }

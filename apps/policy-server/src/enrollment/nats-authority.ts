@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import { readFileSync } from 'node:fs';
 import { connect } from '@nats-io/transport-node';
 import type { Logger } from 'pino';
-import { issueHostJwt, JWT_FILES, loadJwtIssuer, natsConnectOptions, revokeUsers, type JwtIssuer } from '@cgfence/nats-auth';
+import { issueHostJwt, JWT_FILES, loadJwtIssuer, natsConnectOptions, retiringSigningKey, revokeUsers, type JwtIssuer } from '@cgfence/nats-auth';
 import { DomainError } from '../common/errors';
 import { LOGGER } from '../common/logger';
 import { SERVER_CONFIG, ServerConfig } from '../config/config';
@@ -46,6 +46,19 @@ export class NatsAuthority implements OnModuleInit {
       throw new DomainError('enroll.not_configured', 'this policy server has no NATS URL to hand to hosts: set CGFENCE_NATS_URL or CGFENCE_NATS_ADVERTISE');
     }
   }
+
+  /**
+   * During a signing key rotation (this server started between `rotate-account-key` and `--finish`): the key
+   * being retired and the one that replaces it. Read once at start, like the issuer: a replica not restarted
+   * since the rotation began renews nothing, so no host is handed a JWT of the old key.
+   */
+  rotation(): { retiring: string; current: string } | undefined {
+    if (this.config.natsJwtDir === undefined) return undefined;
+    const current = this.load().accountSigning.getPublicKey();
+    if (this.retiring === null) this.retiring = retiringSigningKey(this.config.natsJwtDir);
+    return this.retiring === undefined || this.retiring === current ? undefined : { retiring: this.retiring, current };
+  }
+  private retiring: string | undefined | null = null;
 
   issueHostJwt(hostId: string, natsPublicKey: string): Promise<string> {
     return issueHostJwt(this.load(), hostId, natsPublicKey);

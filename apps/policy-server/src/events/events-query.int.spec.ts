@@ -3,7 +3,9 @@
 // inserts, exports, replay, and 400s for bad filters.
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import type { BlockEvent, BlockEventView, RunsPage, RunSummary } from '@cgfence/proto';
+import { EventsAggregateQuery, EventsSummaryQuery, type BlockEvent, type BlockEventView, type RunsPage, type RunSummary } from '@cgfence/proto';
+import { BlocklistsService } from '../blocklists/blocklists.service';
+import { EventsQueryService } from './events-query.service';
 import { TestPolicyServer } from '../testing/test-server';
 import { EventsDb } from './events-db';
 import { EventsWriter } from './events-writer';
@@ -160,6 +162,52 @@ describe('block event queries', () => {
     assert.equal(v['core v4'], all.filter((e) => e.policyVersion === 'core v4' && e.action === 'blocked').length);
     const byCmd = await get(`/events/aggregate?by=command&bucket=minute&host=h1&from=30m`);
     assert.equal(byCmd.status, 200);
+  });
+
+  it('summary: the chart and the four top-N panels in one answer, the same numbers GET /events/aggregate gives', async () => {
+    for (const filter of ['host=h0', 'label=repo=api', 'cmd=npm&action=blocked', 'from=2h']) {
+      const sum = await get(`/events/summary?${filter}&bucket=hour&top=3&labelKey=stage`);
+      assert.equal(sum.status, 200, JSON.stringify(sum.body));
+      const agg = async (qs: string) => (await get(`/events/aggregate?${filter}&${qs}`)).body as { rows: unknown[]; sampled: unknown };
+      assert.deepEqual(sum.body.series.rows, (await agg('by=action&bucket=hour')).rows, filter);
+      for (const [panel, by] of [['domain', 'domain'], ['host', 'host'], ['command', 'command'], ['label', 'label:stage']] as const) {
+        const a = await agg(`by=${by}&limit=3`);
+        assert.deepEqual(sum.body.top[panel].rows, a.rows, `${filter} ${panel}`);
+        assert.equal(sum.body.top[panel].sampled, null, 'a few hundred events are counted exactly');
+      }
+    }
+    const bad = await get('/events/summary?labelKey=a%20b');
+    assert.equal(bad.status, 400);
+    assert.match(bad.body.message, /labelKey/);
+    assert.equal((await get('/events/summary?top=101')).status, 400);
+  });
+
+  it('past the exact limit, counts come from a page sample, scaled and marked sampled', async () => {
+    const cfg = (sampleRows: number) => ({ ...env.config, eventsAggregate: { exactRows: 0, sampleRows, exactMs: 2000 } });
+    const svc = (sampleRows: number) => new EventsQueryService(env.get(EventsDb), env.get(BlocklistsService), cfg(sampleRows));
+    // A sample as large as the range reads every page: the exact counts, still marked.
+    const whole = await svc(1_000_000).aggregate(EventsAggregateQuery.parse({ by: 'label:repo' }));
+    assert.deepEqual(whole.sampled, { percent: 100, rows: all.length });
+    assert.deepEqual(
+      whole.rows.map((r) => [r.key, r.count]),
+      [...new Set(all.map((e) => e.labels['repo']))].map((v) => [v, all.filter((e) => e.labels['repo'] === v).length]).sort((a, b) => (b[1] as number) - (a[1] as number)),
+    );
+    // By host the rollup answers: exact, not sampled, whatever the limit.
+    assert.equal((await svc(60).aggregate(EventsAggregateQuery.parse({ by: 'host' }))).sampled, null);
+    // A small sample: a share of the pages, each count scaled by 100 / percent.
+    const part = await svc(60).summary(EventsSummaryQuery.parse({ label: ['repo=api'] }));
+    for (const v of [part.series, part.top.domain, part.top.host, part.top.command, part.top.label]) {
+      assert.ok(v.sampled && v.sampled.percent > 0 && v.sampled.percent < 100, JSON.stringify(v.sampled));
+      assert.ok(v.sampled.rows <= all.filter((e) => e.labels['repo'] === 'api').length);
+      for (const r of v.rows) {
+        const k = (r.count * v.sampled.percent) / 100;
+        assert.ok(Math.abs(k - Math.round(k)) < 0.01 && Math.round(k) >= 1, `${r.count} is not a whole number of sampled events at ${v.sampled.percent}%`);
+      }
+    }
+    // The panels the rollup answers stay exact whatever the limit.
+    const rolled = await svc(60).summary(EventsSummaryQuery.parse({ host: 'h1' }));
+    assert.equal(rolled.top.host.sampled, null);
+    assert.deepEqual(rolled.top.host.rows.map((r) => [r.key, r.count]), [['h1', all.filter((e) => e.host === 'h1').length]]);
   });
 
   it('answers 400 naming the field for bad filters', async () => {

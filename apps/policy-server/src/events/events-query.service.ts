@@ -9,6 +9,8 @@ import type {
   EventsAggregateQuery,
   EventsPage,
   EventsQuery,
+  EventsSummaryQuery,
+  EventsSummaryView,
   ReplayView,
   RunsPage,
   RunsQuery,
@@ -136,20 +138,131 @@ export class EventsQueryService {
 
   /**
    * Counts by a key, optionally per time bucket. Whole hours come from the
-   * hourly rollup when the key and filters allow it; the ragged edges (and
-   * every other query) from block_events.
+   * hourly rollup when the key and filters allow it; the ragged edges from
+   * block_events. Every other query reads block_events: exactly when the
+   * planner expects at most CGFENCE_EVENTS_AGGREGATE_EXACT_ROWS matching
+   * events (and the count ends within CGFENCE_EVENTS_AGGREGATE_EXACT_MS),
+   * else from a page sample of the range sized to read about
+   * CGFENCE_EVENTS_AGGREGATE_SAMPLE_ROWS events, scaled up and marked
+   * `sampled`. A broad filter over millions of events thus costs a bounded
+   * read instead of a scan of the range.
    */
   async aggregate(q: EventsAggregateQuery, now = Date.now()): Promise<AggregateView> {
+    const bucket = q.bucket ?? null;
+    const probe = aggregateKey(q.by, new Params());
+    const canRollup = probe.rollup !== undefined && bucket !== 'minute' && filtersUsed(q).every((f) => ROLLUP_FILTERS.has(f));
+    if (canRollup) return this.aggregateSql(q, now, 'rollup');
+    const { exactRows, sampleRows, exactMs } = this.config.eventsAggregate;
+    const matching = await this.estimateRows(q, true);
+    if (matching <= exactRows) {
+      try {
+        return await this.aggregateSql(q, now, 'raw', undefined, exactMs);
+      } catch (err) {
+        // 57014: cancelled by the statement timeout (the planner underestimated): answer from the sample.
+        if ((err as { code?: string }).code !== '57014') throw err;
+      }
+    }
+    const inRange = await this.estimateRows(q, false);
+    const percent = Math.min(100, Math.max(0.001, Number(((100 * sampleRows) / Math.max(1, inRange)).toPrecision(3))));
+    return this.aggregateSql(q, now, 'raw', percent);
+  }
+
+  /**
+   * The History page's chart and top-N panels. Panels the rollup answers come
+   * from it (as aggregate() would); the others share one read of
+   * block_events (materialized once, then grouped per panel), exact or
+   * sampled by the same rule as aggregate().
+   */
+  async summary(q: EventsSummaryQuery, now = Date.now()): Promise<EventsSummaryView> {
+    const { bucket: chartBucket, top: topN, labelKey, ...filter } = q;
+    const top = topN ?? 10;
+    const panels: EventsAggregateQuery[] = [
+      { ...filter, by: 'action', bucket: chartBucket ?? 'hour' },
+      { ...filter, by: 'domain', limit: top },
+      { ...filter, by: 'host', limit: top },
+      { ...filter, by: 'command', limit: top },
+      { ...filter, by: `label:${labelKey ?? 'job'}`, limit: top },
+    ];
+    const rollup = (a: EventsAggregateQuery): boolean =>
+      aggregateKey(a.by, new Params()).rollup !== undefined && a.bucket !== 'minute' && filtersUsed(a).every((f) => ROLLUP_FILTERS.has(f));
+    const raw = panels.filter((a) => !rollup(a));
+    const fromRaw = async (): Promise<AggregateView[]> => {
+      if (raw.length === 0) return [];
+      const { exactRows, sampleRows, exactMs } = this.config.eventsAggregate;
+      if ((await this.estimateRows(filter, true)) <= exactRows) {
+        try {
+          return await this.sharedRead(filter, raw, undefined, exactMs);
+        } catch (err) {
+          if ((err as { code?: string }).code !== '57014') throw err;
+        }
+      }
+      const inRange = await this.estimateRows(filter, false);
+      return this.sharedRead(filter, raw, Math.min(100, Math.max(0.001, Number(((100 * sampleRows) / Math.max(1, inRange)).toPrecision(3)))));
+    };
+    const [rawViews, ...rollupViews] = await Promise.all([fromRaw(), ...panels.filter(rollup).map((a) => this.aggregateSql(a, now, 'rollup'))]);
+    const answers = new Map<EventsAggregateQuery, AggregateView>();
+    raw.forEach((a, i) => answers.set(a, rawViews[i]!));
+    panels.filter(rollup).forEach((a, i) => answers.set(a, rollupViews[i]!));
+    const [series, domain, host, command, label] = panels.map((a) => answers.get(a)!);
+    return { series: series!, top: { domain: domain!, host: host!, command: command!, label: label! } };
+  }
+
+  /**
+   * Several aggregates of one filter from one read of block_events (a sample
+   * of `samplePercent` % of its pages, or all of it): the read keeps only
+   * each panel's bucket and key, and each panel groups that.
+   */
+  private async sharedRead(filter: EventFilter, panels: EventsAggregateQuery[], samplePercent?: number, timeoutMs?: number): Promise<AggregateView[]> {
+    const p = new Params();
+    const from = samplePercent === undefined ? 'block_events' : `block_events tablesample system (${samplePercent}) repeatable (16)`;
+    const scale = samplePercent === undefined ? '' : ` * 100 / ${samplePercent}`;
+    const cols = panels.map((a, i) => `${a.bucket ? `date_trunc('${a.bucket}', time, 'UTC')` : 'null::timestamptz'} as b${i}, ${aggregateKey(a.by, p).raw} as k${i}`);
+    const reads = `select ${cols.join(', ')} from ${from} ${where([...timeConditions(filter.from, filter.to, p), ...eventConditions(filter, p)])}`;
+    const selects = panels.map((a, i) => {
+      const order = a.bucket ? 'bucket, n desc, key' : 'n desc, key';
+      return `(select ${i} as panel, bucket, key, n, row_number() over (order by ${order}) as rank
+                 from (select b${i} as bucket, k${i} as key, count(*) as n from s group by 1, 2) g
+                order by ${order} limit ${p.add(a.limit ?? (a.bucket ? 10_000 : 100), 'int4')})`;
+    });
+    const sql = `with s as materialized (${reads})
+                 select panel, bucket, key, round(n${scale})::int8 as n, (select count(*) from s)::int8 as matched from (${selects.join(' union all ')}) x
+                  order by panel, rank`;
+    type Row = { panel: number; bucket: Date | null; key: string | null; n: string; matched: string };
+    const rows = await this.db.tx(async (c) => {
+      // The read (a few tens of thousands of short rows) and its groupings stay in memory.
+      await c.query(`set local work_mem = '32MB'`);
+      if (timeoutMs !== undefined) await c.query(`set local statement_timeout = ${Math.floor(timeoutMs)}`);
+      return (await c.query(sql, p.values)).rows as Row[];
+    });
+    const matched = Number(rows[0]?.matched ?? 0);
+    return panels.map((a, i) => ({
+      by: a.by,
+      bucket: a.bucket ?? null,
+      rows: rows.filter((r) => r.panel === i).map((r) => ({ bucket: r.bucket ? r.bucket.toISOString() : null, key: r.key, count: Number(r.n) })),
+      sampled: samplePercent === undefined ? null : { percent: samplePercent, rows: matched },
+    }));
+  }
+
+  /** The planner's estimate of the events in the query's time range (with its filters, or not). */
+  private async estimateRows(q: EventFilter, filtered: boolean): Promise<number> {
+    const p = new Params();
+    const c = [...timeConditions(q.from, q.to, p), ...(filtered ? eventConditions(q, p) : [])];
+    const [row] = await this.db.query<{ 'QUERY PLAN': [{ Plan: { 'Plan Rows': number } }] }>(`explain (format json) select 1 from block_events ${where(c)}`, p.values);
+    return row!['QUERY PLAN'][0].Plan['Plan Rows'];
+  }
+
+  private async aggregateSql(q: EventsAggregateQuery, now: number, source: 'rollup' | 'raw', samplePercent?: number, timeoutMs?: number): Promise<AggregateView> {
     const p = new Params();
     const key = aggregateKey(q.by, p);
     const bucket = q.bucket ?? null;
     const bucketExpr = (col: string): string => (bucket ? `date_trunc('${bucket}', ${col}, 'UTC')` : 'null::timestamptz');
-    const canRollup = key.rollup !== undefined && bucket !== 'minute' && filtersUsed(q).every((f) => ROLLUP_FILTERS.has(f));
     const parts: string[] = [];
-    const raw = (from: Date | undefined, to: Date | undefined): string =>
-      `select ${bucketExpr('time')} as bucket, ${key.raw} as key, count(*) as n from block_events
-        ${where([...timeConditions(from, to, p), ...eventConditions(q, p)])} group by 1, 2`;
-    if (canRollup) {
+    // A sampled read: whole pages (SYSTEM), the same pages for every panel of one filter (REPEATABLE).
+    const from = samplePercent === undefined ? 'block_events' : `block_events tablesample system (${samplePercent}) repeatable (16)`;
+    const raw = (lo: Date | undefined, hi: Date | undefined): string =>
+      `select ${bucketExpr('time')} as bucket, ${key.raw} as key, count(*) as n from ${from}
+        ${where([...timeConditions(lo, hi, p), ...eventConditions(q, p)])} group by 1, 2`;
+    if (source === 'rollup') {
       const split = splitHours(q.from, q.to, now);
       if (split.hours) {
         const c = timeConditions(split.hours[0], split.hours[1], p, 'hour');
@@ -161,17 +274,29 @@ export class EventsQueryService {
         if (q.version !== undefined) c.push(`version = ${p.add(q.version, 'int4')}`);
         parts.push(`select ${bucketExpr('hour')} as bucket, ${key.rollup!} as key, sum(n) as n from block_event_counts ${where(c)} group by 1, 2`);
       }
-      for (const [from, to] of split.edges) parts.push(raw(from, to));
+      for (const [lo, hi] of split.edges) parts.push(raw(lo, hi));
     } else {
       parts.push(raw(q.from, q.to));
     }
     const limit = p.add(q.limit ?? (bucket ? 10_000 : 100), 'int4');
     const order = bucket ? 'bucket, n desc, key' : 'n desc, key';
-    const rows = await this.db.query<{ bucket: Date | null; key: string | null; n: string }>(
-      `select bucket, key, sum(n)::int8 as n from (${parts.join(' union all ')}) x group by 1, 2 order by ${order} limit ${limit}`,
-      p.values,
-    );
-    return { by: q.by, bucket, rows: rows.map((r) => ({ bucket: r.bucket ? r.bucket.toISOString() : null, key: r.key, count: Number(r.n) })) };
+    const scale = samplePercent === undefined ? '' : ` * 100 / ${samplePercent}`;
+    const sql = `select bucket, key, round(sum(n)${scale})::int8 as n, sum(sum(n)) over ()::int8 as matched
+                   from (${parts.join(' union all ')}) x group by 1, 2 order by ${order} limit ${limit}`;
+    type Row = { bucket: Date | null; key: string | null; n: string; matched: string };
+    const rows =
+      timeoutMs === undefined
+        ? await this.db.query<Row>(sql, p.values)
+        : await this.db.tx(async (c) => {
+            await c.query(`set local statement_timeout = ${Math.floor(timeoutMs)}`);
+            return (await c.query(sql, p.values)).rows as Row[];
+          });
+    return {
+      by: q.by,
+      bucket,
+      rows: rows.map((r) => ({ bucket: r.bucket ? r.bucket.toISOString() : null, key: r.key, count: Number(r.n) })),
+      sampled: samplePercent === undefined ? null : { percent: samplePercent, rows: Number(rows[0]?.matched ?? 0) },
+    };
   }
 
   /** Runs started since `q.since` (default 24 h), newest first, with their block and contacted-domain counts. */

@@ -8,6 +8,9 @@ import {
   EventsAggregateQuery,
   EventsPageSchema,
   EventsQuery,
+  EventsSummaryQuery,
+  EventsSummaryView,
+  EventsSummaryViewSchema,
   ExportErrorRecord,
   IdParams,
   NameParams,
@@ -85,6 +88,17 @@ export class EventsController {
   @Contract({ query: EventsAggregateQuery, responses: [{ status: 200, json: AggregateViewSchema }] })
   aggregate(@Query() q: EventsAggregateQuery): Promise<AggregateView> {
     return this.events.aggregate(q);
+  }
+
+  @Get('events/summary')
+  @ApiOperation({
+    summary: "The History page's chart and top-N panels in one request: counts by action per bucket, top domains, hosts, commands and one label key",
+    description:
+      'Takes every filter of GET /events. Panels the hourly rollup can answer come from it; the others share one read of block_events, exact when the filter matches few events, else a page sample (each panel then says sampled).',
+  })
+  @Contract({ query: EventsSummaryQuery, responses: [{ status: 200, json: EventsSummaryViewSchema }] })
+  summary(@Query() q: EventsSummaryQuery): Promise<EventsSummaryView> {
+    return this.events.summary(q);
   }
 
   @Get('runs')

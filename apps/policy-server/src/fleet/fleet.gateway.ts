@@ -19,6 +19,7 @@ import { LOGGER } from '../common/logger';
 import { HostsService } from '../hosts/hosts.service';
 import { Metrics } from '../metrics/metrics.service';
 import { DesiredStateService } from './desired-state.service';
+import { HostCredentialsService } from './host-credentials.service';
 
 /**
  * What agents ask over NATS (NestJS's NATS transport, one queue group across
@@ -30,6 +31,7 @@ export class FleetGateway {
   constructor(
     private readonly hosts: HostsService,
     private readonly desired: DesiredStateService,
+    private readonly credentials: HostCredentialsService,
     private readonly metrics: Metrics,
     @Inject(LOGGER) private readonly logger: Logger,
   ) {}
@@ -48,10 +50,12 @@ export class FleetGateway {
     const req = this.parse('sync', ctx, SyncRequestSchema, data);
     await this.hosts.seen(req.hostId);
     const current = await this.desired.current();
+    const natsJwt = await this.credentials.renewed(req.hostId, req.nats);
     this.metrics.agentMessages.inc({ kind: 'sync', outcome: 'ok' });
-    if (!current) return { message: null, revision: 0 };
+    const renewal = natsJwt === undefined ? {} : { natsJwt };
+    if (!current) return { message: null, revision: 0, ...renewal };
     const behind = req.seenRevision === null || req.seenRevision < current.revision;
-    return { message: behind ? current.message : null, revision: current.revision };
+    return { message: behind ? current.message : null, revision: current.revision, ...renewal };
   }
 
   @MessagePattern(SERVER_PATTERNS.bundle)

@@ -7,10 +7,12 @@ import { MetricsModule } from '../metrics/metrics.module';
 import { NatsService } from '../nats/nats.service';
 import { OutboxRelay } from '../outbox/outbox-relay.service';
 import { OutboxRepository } from '../outbox/outbox.repository';
+import { NatsAuthority } from '../enrollment/nats-authority';
 import { DesiredStateService } from './desired-state.service';
 import { FleetController } from './fleet.controller';
 import { FleetGateway } from './fleet.gateway';
 import { FleetService } from './fleet.service';
+import { HostCredentialsService } from './host-credentials.service';
 import { RolloutPreviewController } from '../rollouts/rollout-preview.controller';
 import { RolloutsController } from '../rollouts/rollouts.controller';
 import { RolloutsService } from '../rollouts/rollouts.service';
@@ -26,11 +28,13 @@ import { loadOrCreateSigningKey } from './signing-key';
     DesiredStateService,
     FleetService,
     HostsService,
+    HostCredentialsService,
+    NatsAuthority,
     NatsService,
     OutboxRepository,
     OutboxRelay,
     RolloutsService,
   ],
-  exports: [FleetService, HostsService, NatsService, OutboxRepository, SIGNING_KEY],
+  exports: [FleetService, HostsService, NatsAuthority, NatsService, OutboxRepository, SIGNING_KEY],
 })
 export class FleetModule {}

@@ -1,6 +1,6 @@
 import { Inject, Injectable } from '@nestjs/common';
 import type { Logger } from 'pino';
-import type { HostInfo, HostReport, HostView } from '@cgfence/proto';
+import type { HostInfo, HostReport, HostsQuery, HostStateName, HostView } from '@cgfence/proto';
 import { Clock } from '../common/clock';
 import { DomainError } from '../common/errors';
 import { LOGGER } from '../common/logger';
@@ -8,7 +8,7 @@ import { SERVER_CONFIG, ServerConfig } from '../config/config';
 import { CommandHandler } from '../event-store/command-handler.service';
 import type { FleetRow } from '../read-models/fleet/fleet.read-model';
 import { FleetReadModel } from '../read-models/fleet/fleet.read-model';
-import { HostRow, HostsReadModel } from '../read-models/hosts/hosts.read-model';
+import { HostRow, HostRowFilter, HostsReadModel } from '../read-models/hosts/hosts.read-model';
 import { RolloutRow, RolloutsReadModel } from '../read-models/rollouts/rollouts.read-model';
 import { stageIndexer } from '../rollouts/stages';
 import { decideHost, hostDecider, HostState, hostStreamOf, RecordReport } from './host';
@@ -19,6 +19,17 @@ import { ReadModels } from '../read-models/read-models.service';
 
 const REPORT_BATCH = 500;
 const REPORT_LINGER_MS = 5;
+/** Rows read per round when a page of hosts is filtered on the views (desired version, state). */
+const HOSTS_CHUNK = 500;
+
+/** Where a host stands, worst first; no baseline and no rollout counts as in sync (the Fleet page's rule). */
+export function hostStateOf(h: Pick<HostView, 'stale' | 'drift' | 'lastError' | 'desired' | 'inSync'>): HostStateName {
+  if (h.stale) return 'stale';
+  if (h.drift?.drifted) return 'drifted';
+  if (h.lastError) return 'rejected';
+  if (h.desired === null) return 'in-sync';
+  return h.inSync ? 'in-sync' : 'converging';
+}
 
 function recordReport(r: HostReport, now: Date): RecordReport {
   const applied = r.applied
@@ -156,11 +167,42 @@ export class HostsService {
     await this.hosts.seen(hostId, this.clock.now());
   }
 
-  async list(filter: { cohort?: string; stale?: boolean } = {}): Promise<HostView[]> {
+  /**
+   * Hosts matching every filter given, in host id order. SQL narrows by
+   * cohort, labels, agent and applied version, staleness and what the state
+   * implies of drift and errors; the desired version and the state (which
+   * depend on the baseline and the active rollouts) are checked on the
+   * views. With `limit`, one keyset page after `after`: rows are read in
+   * chunks of HOSTS_CHUNK until the page is full or the table ends.
+   */
+  async list(q: HostsQuery = {}): Promise<HostView[]> {
     const fleet = await this.fleet.get();
     const rollouts = this.indexed(await this.rollouts.list({ active: true }));
-    const views = (await this.hosts.list({ cohort: filter.cohort })).map((r) => this.view(r, fleet, rollouts));
-    return filter.stale === undefined ? views : views.filter((h) => h.stale === filter.stale);
+    const sql: HostRowFilter = { cohort: q.cohort, labels: q.label, agentVersion: q.agentVersion, applied: q.applied, after: q.after };
+    const staleBefore = new Date(this.clock.now().getTime() - this.config.hostStaleMs);
+    // stale=… and state=… together: both must hold (stale=false with state=stale matches nothing).
+    const stale = q.state === undefined ? q.stale : q.state === 'stale' ? true : false;
+    if (q.stale !== undefined && stale !== q.stale) return [];
+    if (stale !== undefined) Object.assign(sql, { stale, staleBefore });
+    if (q.state === 'drifted') sql.drifted = true;
+    if (q.state === 'rejected') Object.assign(sql, { drifted: false, rejected: true });
+    if (q.state === 'in-sync' || q.state === 'converging') Object.assign(sql, { drifted: false, rejected: false });
+    const keep = (h: HostView): boolean =>
+      (q.state === undefined || hostStateOf(h) === q.state) &&
+      (q.stale === undefined || h.stale === q.stale) &&
+      (q.desired === undefined || (h.desired !== null && h.desired.blocklist === q.desired.blocklist && (q.desired.version === undefined || h.desired.version === q.desired.version)));
+    const out: HostView[] = [];
+    for (;;) {
+      const rows = await this.hosts.list({ ...sql, limit: q.limit === undefined ? undefined : Math.max(q.limit, HOSTS_CHUNK) });
+      for (const r of rows) {
+        const v = this.view(r, fleet, rollouts);
+        if (!keep(v)) continue;
+        out.push(v);
+        if (q.limit !== undefined && out.length === q.limit) return out;
+      }
+      if (q.limit === undefined || rows.length < Math.max(q.limit, HOSTS_CHUNK)) return out;
+      sql.after = rows[rows.length - 1]!.host_id;
+    }
   }
 
   async get(hostId: string): Promise<HostView> {

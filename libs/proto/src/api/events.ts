@@ -75,7 +75,8 @@ const time = (field: string) =>
 /** Query-string numbers: the server's edge turns `?limit=10` into the number 10 before this schema sees it. */
 const wholeNumber = (max = 2 ** 31 - 1) => z.number().int().min(0).max(max);
 
-const labelPairs = z.array(z.string().max(500)).max(20).transform((pairs, ctx) => {
+/** Repeatable `key=value` query parameters (all must match), as [key, value] pairs. */
+export const labelPairs = z.array(z.string().max(500)).max(20).transform((pairs, ctx) => {
   const out: [string, string][] = [];
   for (const p of pairs) {
     const eq = p.indexOf('=');
@@ -152,6 +153,25 @@ export const EventsAggregateQuery = z
   .strict()
   .superRefine(ordered);
 export type EventsAggregateQuery = z.infer<typeof EventsAggregateQuery>;
+
+/**
+ * `GET /events/summary`: what the History page draws above its table, in one
+ * request: the time-bucket chart (counts by action) and the top-N panels
+ * (domains, hosts, commands, one label key).
+ */
+export const EventsSummaryQuery = z
+  .object({
+    ...EventFilterShape,
+    /** The chart's bucket; default hour. */
+    bucket: z.enum(AGGREGATE_BUCKETS).optional(),
+    /** Rows per top-N panel (1-100, default 10). */
+    top: wholeNumber(100).refine((n) => n >= 1, 'must be at least 1').optional(),
+    /** The label key of the label panel (default job). */
+    labelKey: z.string().regex(/^[A-Za-z0-9_.\-/]{1,100}$/, 'must be a label key (letters, digits, _ . - /, up to 100)').optional(),
+  })
+  .strict()
+  .superRefine(ordered);
+export type EventsSummaryQuery = z.infer<typeof EventsSummaryQuery>;
 
 /** The most runs one `GET /runs` returns. */
 export const MAX_RUNS_PAGE = 1000;
@@ -230,10 +250,25 @@ export type AggregateRow = z.infer<typeof AggregateRowSchema>;
 
 export const AggregateViewSchema = z.object({
   by: z.string(),
-  bucket: z.enum(AGGREGATE_BUCKETS).nullable(),
+  // A union, not .nullable(): OpenAPI 3.0 needs null among an enum's values for a null to be valid.
+  bucket: z.union([z.enum(AGGREGATE_BUCKETS), z.null()]),
   rows: z.array(AggregateRowSchema),
+  /**
+   * null: exact counts. Otherwise the counts are estimates: the filter matches
+   * more events than the server counts one by one (CGFENCE_EVENTS_AGGREGATE_EXACT_ROWS),
+   * so it read `percent` % of the range's pages and scaled what matched
+   * (`rows` events) by 100 / percent.
+   */
+  sampled: z.object({ percent: z.number(), rows: z.number().int() }).nullable(),
 });
 export type AggregateView = z.infer<typeof AggregateViewSchema>;
+
+export const EventsSummaryViewSchema = z.object({
+  /** Counts by action per bucket. */
+  series: AggregateViewSchema,
+  top: z.object({ domain: AggregateViewSchema, host: AggregateViewSchema, command: AggregateViewSchema, label: AggregateViewSchema }),
+});
+export type EventsSummaryView = z.infer<typeof EventsSummaryViewSchema>;
 
 export const RunDomainViewSchema = z.object({
   name: z.string(),

@@ -1,6 +1,7 @@
 // REST shapes of the fleet: hosts, the baseline assignment, the audit switches.
 import { z } from 'zod';
 import { IsoTime, VersionNumber } from './common';
+import { labelPairs } from './events';
 
 export const AssignRequest = z
   .object({
@@ -64,11 +65,49 @@ export type HostView = z.infer<typeof HostViewSchema>;
 export const SigningKeyViewSchema = z.object({ keyId: z.string(), publicKeyPem: z.string() });
 export type SigningKeyView = z.infer<typeof SigningKeyViewSchema>;
 
+/** Where a host stands, worst first (`stale` wins over `drifted`, which wins over `rejected`); a host with no baseline and no rollout is `in-sync`. */
+export const HOST_STATES = ['in-sync', 'converging', 'rejected', 'drifted', 'stale'] as const;
+export type HostStateName = (typeof HOST_STATES)[number];
+
+/** The most hosts one `GET /hosts` page returns when `limit` is given. */
+export const MAX_HOSTS_PAGE = 1000;
+
+/** `NAME` (any version of that blocklist) or `NAME@N` (that version). */
+export const BundleRefFilter = z
+  .string()
+  .min(1)
+  .max(300)
+  .transform((s, ctx) => {
+    const at = s.lastIndexOf('@');
+    const name = at < 0 ? s : s.slice(0, at);
+    const version = at < 0 ? undefined : Number(s.slice(at + 1));
+    if (name === '' || (version !== undefined && (!Number.isInteger(version) || version < 1 || version > 2 ** 31 - 1 || !/^\d+$/.test(s.slice(at + 1))))) {
+      ctx.addIssue({ code: 'custom', message: `must be a blocklist name or NAME@VERSION (core@3), got "${s}"` });
+      return z.NEVER;
+    }
+    return { blocklist: name, version };
+  });
+export type BundleRefFilter = z.infer<typeof BundleRefFilter>;
+
 export const HostsQuery = z
   .object({
     cohort: z.string().min(1).max(200).optional(),
     /** true: only hosts silent for too long; false: only live ones. */
     stale: z.boolean().optional(),
+    /** `key=value`, repeatable: hosts carrying every one of these labels. */
+    label: labelPairs.optional(),
+    /** Hosts in this state (the Fleet page's and `cgfence hosts`' five states). */
+    state: z.enum(HOST_STATES).optional(),
+    /** Hosts running this agent version (exact). */
+    agentVersion: z.string().min(1).max(200).optional(),
+    /** Hosts that applied this blocklist (NAME) or version (NAME@N). */
+    applied: BundleRefFilter.optional(),
+    /** Hosts that should enforce this blocklist (NAME) or version (NAME@N), from a rollout stage or the baseline. */
+    desired: BundleRefFilter.optional(),
+    /** Page size (keyset paging by host id); without it every matching host is returned. */
+    limit: z.number().int().min(1).max(MAX_HOSTS_PAGE).optional(),
+    /** The hostId of the last host of the previous page: the page starts after it. */
+    after: z.string().min(1).max(500).optional(),
   })
   .strict();
 export type HostsQuery = z.infer<typeof HostsQuery>;

@@ -153,10 +153,23 @@ export type HostReport = z.infer<typeof HostReportSchema>;
 export const RegisterReplySchema = z.object({ message: DesiredMessageSchema.nullable() });
 export type RegisterReply = z.infer<typeof RegisterReplySchema>;
 
-export const SyncRequestSchema = z.object({ hostId: z.string(), seenRevision: z.number().int().nonnegative().nullable() });
+export const SyncRequestSchema = z.object({
+  hostId: z.string(),
+  seenRevision: z.number().int().nonnegative().nullable(),
+  /**
+   * JWT authorization (issue 17): the host's NATS user key and the key that signed its JWT. When that is not the
+   * account's current signing key (a rotation is under way), the reply carries a JWT for the same user key signed by it.
+   */
+  nats: z.object({ user: z.string().max(64), issuer: z.string().max(64) }).optional(),
+});
 export type SyncRequest = z.infer<typeof SyncRequestSchema>;
 /** null: nothing newer than seenRevision (or nothing assigned at all). */
-export const SyncReplySchema = z.object({ message: DesiredMessageSchema.nullable(), revision: z.number().int().nonnegative() });
+export const SyncReplySchema = z.object({
+  message: DesiredMessageSchema.nullable(),
+  revision: z.number().int().nonnegative(),
+  /** A renewed NATS user JWT for the key in the request's `nats.user` (the host writes it to its creds file). */
+  natsJwt: z.string().max(8192).optional(),
+});
 export type SyncReply = z.infer<typeof SyncReplySchema>;
 
 export const ChunkRequestSchema = z.object({ hash: z.string(), index: z.number().int().nonnegative() });

@@ -6,7 +6,7 @@ import { useMe } from '../../auth';
 import { Async, Badge, ConfirmButton, Empty, ErrorView, Time } from '../../components/ui';
 import { TimeChart } from '../../components/TimeChart';
 import { seriesOf } from '../history/buckets';
-import { HOST_STATES, hostState, STATE_TONE } from './hostState';
+import { HOST_STATES, hostState, STATE_PARAM, STATE_TONE } from './hostState';
 
 export function FleetPage() {
   const { can } = useMe();
@@ -43,7 +43,7 @@ export function FleetPage() {
           <>
             <section className="cards" aria-label="Hosts by state">
               {HOST_STATES.map((s) => (
-                <Link key={s} className="card" to={`/hosts?state=${encodeURIComponent(s)}`}>
+                <Link key={s} className="card" to={`/hosts?state=${STATE_PARAM[s]}`}>
                   <span className="big">{counts[s]}</span>
                   <Badge tone={STATE_TONE[s]}>{s}</Badge>
                 </Link>

@@ -20,3 +20,12 @@ export const STATE_TONE: Record<HostState, 'ok' | 'warn' | 'bad' | 'idle'> = {
   drifted: 'bad',
   stale: 'idle',
 };
+
+/** The API's name of each state (GET /hosts?state=…, and the Hosts page's URL). */
+export const STATE_PARAM: Record<HostState, 'in-sync' | 'converging' | 'rejected' | 'drifted' | 'stale'> = {
+  'in sync': 'in-sync',
+  converging: 'converging',
+  rejected: 'rejected',
+  drifted: 'drifted',
+  stale: 'stale',
+};

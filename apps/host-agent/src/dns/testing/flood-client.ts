@@ -154,17 +154,17 @@ export async function flood(mode: FloodMode, host: string, port: number, seconds
 
 /**
  * Asks `listed` and `allowed` alternately over UDP every `intervalMs` for
- * `seconds`, each with its own socket and a 1 s deadline, and counts what
+ * `seconds`, each with its own socket and a deadline (1 s unless given), and counts what
  * came back.
  */
-export async function probe(host: string, port: number, seconds: number, listed: string, allowed: string, intervalMs = 50): Promise<ProbeReport> {
+export async function probe(host: string, port: number, seconds: number, listed: string, allowed: string, intervalMs = 50, deadlineMs = 1000): Promise<ProbeReport> {
   const report = { listedNxdomain: 0, listedLapsed: 0, listedNoAnswer: 0, allowedAnswered: 0, allowedShed: 0, allowedNoAnswer: 0, latenciesMs: [] as number[] };
   const until = performance.now() + seconds * 1000;
   const asks: Promise<void>[] = [];
   for (let i = 0; performance.now() < until; i++) {
     const isListed = i % 2 === 0;
     asks.push(
-      ask(host, port, query(isListed ? listed : allowed, i & 0xffff)).then((r) => {
+      ask(host, port, query(isListed ? listed : allowed, i & 0xffff), deadlineMs).then((r) => {
         if (isListed) {
           if (r === undefined) report.listedNoAnswer++;
           else if (rcode(r.msg) === 3) report.listedNxdomain++;
@@ -182,11 +182,11 @@ export async function probe(host: string, port: number, seconds: number, listed:
   return report;
 }
 
-function ask(host: string, port: number, q: Buffer): Promise<{ msg: Buffer; ms: number } | undefined> {
+function ask(host: string, port: number, q: Buffer, deadlineMs: number): Promise<{ msg: Buffer; ms: number } | undefined> {
   const s = dgram.createSocket(net.isIPv6(host) ? 'udp6' : 'udp4');
   const t0 = performance.now();
   return new Promise((resolve) => {
-    const timer = setTimeout(() => done(undefined), 1000);
+    const timer = setTimeout(() => done(undefined), deadlineMs);
     const done = (v: { msg: Buffer; ms: number } | undefined): void => {
       clearTimeout(timer);
       s.close();
@@ -206,10 +206,12 @@ async function main(argv: string[]): Promise<void> {
   const seconds = Number(secondsText);
   if (!host || !Number.isInteger(port) || !(seconds > 0)) throw new Error('usage: flood-client MODE HOST PORT SECONDS [NAME]');
   if (mode === 'probe') {
-    // probe HOST PORT SECONDS LISTED,ALLOWED [unused] [INTERVAL_MS]
+    // probe HOST PORT SECONDS LISTED,ALLOWED [unused] [INTERVAL_MS] [DEADLINE_MS]
     const [listed, allowed] = (name || 'x.blocked.test,probe.test').split(',');
     const interval = Number(argv[6] ?? 50);
-    process.stdout.write(`${JSON.stringify(await probe(host, port, seconds, listed, allowed, interval > 0 ? interval : 50))}\n`);
+    // [DEADLINE_MS] (argv[7], default 1000): how long each query waits for its answer.
+    const deadline = Number(argv[7] ?? 1000);
+    process.stdout.write(`${JSON.stringify(await probe(host, port, seconds, listed, allowed, interval > 0 ? interval : 50, deadline > 0 ? deadline : 1000))}\n`);
     return;
   }
   const modes: FloodMode[] = ['udp-flood', 'expensive-udp', 'expensive-tcp', 'tcp-burst', 'tcp-noread'];

@@ -29,6 +29,22 @@ export interface HostRow {
   conditions: string[];
 }
 
+/** What SQL narrows a host listing by (HostsService applies the rest, and re-checks the state, on the views). */
+export interface HostRowFilter {
+  cohort?: string;
+  labels?: [string, string][];
+  agentVersion?: string;
+  applied?: { blocklist: string; version?: number };
+  /** With staleBefore: true keeps hosts never seen or seen before it, false those seen since. */
+  stale?: boolean;
+  staleBefore?: Date;
+  drifted?: boolean;
+  rejected?: boolean;
+  /** Keyset paging: host ids after this one, in host id order. */
+  after?: string;
+  limit?: number;
+}
+
 /**
  * Hosts as operators list them. Event columns come from the host streams;
  * heartbeat columns (last_seen, mode, fail mode, health, drift, seen
@@ -157,9 +173,35 @@ export class HostsReadModel implements ReadModel {
     await this.db.query(`update rm_hosts set last_seen = $2 where host_id = $1`, [hostId, at]);
   }
 
-  async list(filter: { cohort?: string } = {}): Promise<HostRow[]> {
-    if (filter.cohort !== undefined) return this.db.query(`select * from rm_hosts where cohort = $1 order by host_id`, [filter.cohort]);
-    return this.db.query(`select * from rm_hosts order by host_id`);
+  async list(filter: HostRowFilter = {}): Promise<HostRow[]> {
+    const c: string[] = [];
+    const v: unknown[] = [];
+    const add = (x: unknown): string => {
+      v.push(x);
+      return `$${v.length}`;
+    };
+    if (filter.cohort !== undefined) c.push(`cohort = ${add(filter.cohort)}`);
+    if (filter.labels && filter.labels.length > 0) c.push(`labels @> ${add(JSON.stringify(Object.fromEntries(filter.labels)))}::jsonb`);
+    if (filter.agentVersion !== undefined) c.push(`agent_version = ${add(filter.agentVersion)}`);
+    if (filter.applied) {
+      c.push(`applied ->> 'blocklist' = ${add(filter.applied.blocklist)}`);
+      if (filter.applied.version !== undefined) c.push(`(applied ->> 'version')::int4 = ${add(filter.applied.version)}::int4`);
+    }
+    if (filter.staleBefore) {
+      // Stale: never seen, or last seen before the limit (the view's rule).
+      const at = add(filter.staleBefore);
+      if (filter.stale === true) c.push(`(last_seen is null or last_seen < ${at}::timestamptz)`);
+      if (filter.stale === false) c.push(`last_seen >= ${at}::timestamptz`);
+    }
+    const drifted = `coalesce((drift ->> 'drifted')::boolean, false)`;
+    if (filter.drifted === true) c.push(drifted);
+    if (filter.drifted === false) c.push(`not ${drifted}`);
+    const noError = `(last_error is null or last_error = 'null'::jsonb)`;
+    if (filter.rejected === true) c.push(`not ${noError}`);
+    if (filter.rejected === false) c.push(noError);
+    if (filter.after !== undefined) c.push(`host_id > ${add(filter.after)}`);
+    const limit = filter.limit !== undefined ? ` limit ${add(filter.limit)}::int4` : '';
+    return this.db.query(`select * from rm_hosts ${c.length > 0 ? `where ${c.join(' and ')}` : ''} order by host_id${limit}`, v);
   }
 
   async get(hostId: string): Promise<HostRow | undefined> {
