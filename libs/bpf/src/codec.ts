@@ -177,10 +177,10 @@ export function decodeEvent(b: Buffer): KernelEvent | undefined {
   };
 }
 
-export function encodeDnsKey(clientPort: number, dnsId: number): Buffer {
+export function encodeDnsKey(clientPort: number, dnsId: number, out?: Buffer): Buffer {
   if (!Number.isInteger(clientPort) || clientPort < 0 || clientPort > 0xffff) throw new RangeError(`clientPort out of range: ${clientPort}`);
   if (!Number.isInteger(dnsId) || dnsId < 0 || dnsId > 0xffff) throw new RangeError(`dnsId out of range: ${dnsId}`);
-  const b = Buffer.alloc(DNS_KEY.size);
+  const b = out ?? Buffer.alloc(DNS_KEY.size);
   b.writeUInt16LE(clientPort, DNS_KEY.fields.client_port.offset);
   b.writeUInt16LE(dnsId, DNS_KEY.fields.dns_id.offset);
   return b;

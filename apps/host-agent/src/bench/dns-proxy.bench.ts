@@ -11,7 +11,11 @@
 //      entries);
 //   4. one DnsProxy in one process (--proxy-workers 1);
 //   5. the same with its answer check (CNAME/DNAME chains, dns-answer.ts) off:
-//      the check's cost is the difference between 4 and 5.
+//      the check's cost is the difference between 4 and 5;
+//   6. with CGFENCE_DNS_BENCH_BASELINE, another tree's single process (the
+//      build before a change), in the same rounds.
+// Before those (issue 19): the real agent at deploy rates, inside a run
+// against outside (dns-deploy-rate.ts), and bytes per query in flight.
 // The upstream is a second dnsdist that answers every query itself
 // (A 192.0.2.1, TTL 300), so it is native code and not the bottleneck.
 //
@@ -25,6 +29,7 @@
 // `node dist/src/bench/dns-proxy.bench.js proxy-child UPSTREAM BLOCKLIST WORKERS`
 // is the proxy process the benchmark forks; it is not meant to be run by hand.
 import { fork, spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import dgram from 'node:dgram';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -36,6 +41,8 @@ import { DnsProxy } from '../dns/dns-proxy';
 import { ProxyPool, type DnsService } from '../dns/proxy-pool';
 import { makeQuery, udpQuery } from '../dns/testing/dns-client';
 import { createPolicy } from '../policy/policy';
+import { processCpuMs as cpuMs } from '../e2e/load-lab';
+import { latencyFigures, measureDeployRates, type DeployRateResult } from './dns-deploy-rate';
 
 const HOST = '127.0.0.1';
 const BLOCKLIST_SIZE = 10_000;
@@ -59,6 +66,38 @@ const HALF_OUTSTANDING = 1000;
 const HALF_LOAD = 0.5;
 const TARGET_RATIO = 1.0;
 const TARGET_ADDED_P99_MS = 1;
+/** Deploy rates (issue 19): dnsperf from inside a run vs outside the deploy cgroup, same upstream. */
+const DEPLOY_RATES = [100, 1000, 5000];
+const DEPLOY_ROUNDS = 2;
+/** Enough queries per rate for a p99 of at least 10 samples per round at 100/s. */
+const deploySeconds = (rate: number): number => (rate <= 100 ? 10 : 5);
+const TARGET_DEPLOY_ADDED_P50_MS = 0.05;
+const TARGET_DEPLOY_ADDED_P99_MS = 0.2;
+/** Queries held in flight (upstream never answers) to weigh one. */
+const IN_FLIGHT_PROBE = 10_000;
+/**
+ * Which parts run: 'all' (default), 'deploy' (the real agent at deploy rates,
+ * plus memory per query in flight), 'memory' (only the latter), 'saturation'
+ * (dnsperf vs dnsdist).
+ */
+const PART = process.env.CGFENCE_DNS_BENCH ?? 'all';
+/**
+ * Extra node options for the agents of the deploy-rate part, space-separated
+ * (e.g. '--trace-gc', '--perf-basic-prof'; not --cpu-prof: its SIGPROF makes
+ * the kernel's verifier give up loading the programs with EAGAIN). With
+ * CGFENCE_DNS_BENCH_AGENT_LOG_DIR each agent's output is written there.
+ */
+const AGENT_NODE_ARGS = (process.env.CGFENCE_DNS_BENCH_AGENT_NODE_ARGS ?? '').split(' ').filter(Boolean);
+/**
+ * Another build to measure beside this one, in the same run (e.g. main's tree
+ * before a change): its `cgfence` for the deploy-rate part, its compiled
+ * dns-proxy.bench.js for the saturation part. Path of that tree's root.
+ */
+const BASELINE_TREE = process.env.CGFENCE_DNS_BENCH_BASELINE;
+/** CGFENCE_DNS_BENCH_NICE=-10: one more agent (this build) whose proxy thread runs at that nice value, in the same rounds. */
+const NICE_VARIANT = process.env.CGFENCE_DNS_BENCH_NICE !== undefined ? Number(process.env.CGFENCE_DNS_BENCH_NICE) : undefined;
+const BASELINE_BIN = BASELINE_TREE ? join(BASELINE_TREE, 'apps', 'cli', 'bin', 'cgfence') : undefined;
+const BASELINE_BENCH = BASELINE_TREE ? join(BASELINE_TREE, 'apps', 'host-agent', 'dist', 'src', 'bench', 'dns-proxy.bench.js') : undefined;
 
 interface PerfResult {
   readonly qps: number;
@@ -76,7 +115,12 @@ interface PathResult {
   readonly port: number;
   readonly max: PerfResult[];
   readonly half: PerfResult[];
+  /** The serving process (with its children: proxy workers), whose CPU time is read from /proc; none for the upstream. */
+  readonly pid?: number;
+  /** CPU ms it used during the half-load runs. */
+  halfCpuMs?: number;
 }
+
 
 // ---------------------------------------------------------------- inputs
 
@@ -125,10 +169,17 @@ function startDnsdist(name: string, dir: string, conf: string): ManagedProcess {
  * A proxy process with the agent's memory settings (agent/agent-launch.ts:
  * V8 flags and malloc arenas, as `cgfence agent` runs), or with node's
  * defaults (`tuned` false: the baseline of those settings, same run);
- * `screenAnswers` false turns the answer check (dns-answer.ts) off.
+ * `screenAnswers` false turns the answer check (dns-answer.ts) off; `script`
+ * another tree's compiled benchmark (the baseline build).
  */
-async function startProxyChild(upstream: string, blocklistFile: string, workers: number, tuned = true, screenAnswers = true): Promise<{ proc: ManagedProcess; port: number }> {
-  const child = fork(__filename, ['proxy-child', upstream, blocklistFile, String(workers), screenAnswers ? 'check' : 'nocheck'], {
+async function startProxyChild(
+  upstream: string,
+  blocklistFile: string,
+  workers: number,
+  opts: { readonly script?: string; readonly tuned?: boolean; readonly screenAnswers?: boolean } = {},
+): Promise<{ proc: ManagedProcess; port: number }> {
+  const tuned = opts.tuned !== false;
+  const child = fork(opts.script ?? __filename, ['proxy-child', upstream, blocklistFile, String(workers), opts.screenAnswers === false ? 'nocheck' : 'check'], {
     execArgv: tuned ? [...AGENT_V8_FLAGS] : [],
     env: tuned ? { ...process.env, ...AGENT_ENV } : { ...process.env, [TUNING_ENV]: 'off' },
     stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
@@ -233,10 +284,10 @@ function have(cmd: string, arg: string): string | undefined {
   return `${r.stdout}${r.stderr}`;
 }
 
-function upstreamConf(port: number): string {
+function upstreamConf(port: number, host = HOST): string {
   return [
     'setSecurityPollSuffix("")', // no status lookups on the internet
-    `setLocal("${HOST}:${port}")`,
+    `setLocal("${host}:${port}")`,
     'addAction(AllRule(), SpoofAction("192.0.2.1", {ttl=300}))',
     '',
   ].join('\n');
@@ -256,6 +307,232 @@ function blockerConf(port: number, upstreamPort: number, suffixFile: string): st
 }
 
 const ms = (x: number): string => x.toFixed(3);
+let perfV = '?';
+let distV = '?';
+
+/** An upstream that never answers (queries stay in flight until the proxy's timeout). */
+function blackholeConf(port: number): string {
+  return ['setSecurityPollSuffix("")', `setLocal("${HOST}:${port}")`, 'addAction(AllRule(), DropAction())', ''].join('\n');
+}
+
+function printDeployTable(d: DeployRateResult): void {
+  const mib = (b: number): string => (b / 1024 / 1024).toFixed(0);
+  const verdicts: string[] = [];
+  const rows = d.rows.flatMap((r) => {
+    const o = latencyFigures(r.outside);
+    return r.agents.map((a) => {
+      const i = latencyFigures(a.inside);
+      const a50 = i.p50 - o.p50;
+      const a99 = i.p99 - o.p99;
+      if (a.agent === 'this build') {
+        verdicts.push(`${r.rate}/s: added p50 ${ms(a50)} ${verdict(a50 < TARGET_DEPLOY_ADDED_P50_MS)}, added p99 ${ms(a99)} ${verdict(a99 < TARGET_DEPLOY_ADDED_P99_MS)}`);
+      }
+      return [
+        `${r.rate.toLocaleString('en-US')} q/s`,
+        a.agent,
+        `${ms(o.p50)} / ${ms(o.p99)} / ${ms(o.max)}`,
+        `${ms(i.p50)} / ${ms(i.p99)} / ${ms(i.max)}`,
+        ms(a50),
+        ms(a99),
+        `${pct(r.outside.lost, r.outside.sent)} / ${pct(a.inside.lost, a.inside.sent)}`,
+        `${a.inside.forwardedMs.length} (+${a.inside.nxdomain} NXDOMAIN)`,
+        mib(a.peakRssBytes),
+        a.cpuUsPerQuery.toFixed(1),
+      ];
+    });
+  });
+  printTable({
+    title: `DNS at deploy rates: dnsperf inside \`cgfence run\` (real agent, attribution + journal, ${BLOCKLIST_SIZE.toLocaleString('en-US')} wildcard entries) vs outside the deploy cgroup, same upstream`,
+    head: ['rate', 'agent', 'outside p50 / p99 / max ms', 'inside a run p50 / p99 / max ms', 'added p50 ms', 'added p99 ms', 'lost out / in', 'inside: forwarded answers', 'agent peak RSS MiB', 'agent CPU µs / query'],
+    rows,
+    notes: [
+      `targets: added p50 < ${TARGET_DEPLOY_ADDED_P50_MS} ms and added p99 < ${TARGET_DEPLOY_ADDED_P99_MS} ms at each rate: ${verdicts.join('; ')}`,
+      `upstream: dnsdist ${distV} on ${d.upstream} answering every query itself; inside: the kernel redirects the run's port-53 queries to the agent's proxy, which forwards them there.`,
+      `${DEPLOY_ROUNDS} runs per rate and path, outside/inside interleaved (${DEPLOY_RATES.map((r) => `${deploySeconds(r)} s at ${r}/s`).join(', ')}); latencies from dnsperf ${perfV} -v, pooled;` +
+        ` figures over the NOERROR answers (forwarded; the 10% under listed suffixes get NXDOMAIN from the proxy without the upstream and are left out of both sides).`,
+      `agent CPU µs / query: the agent's user + system time (/proc, with any proxy workers) over its inside runs at that rate, per answered query, including its idle work (timers, heartbeat).`,
+      ...d.agents.map(
+        (a) =>
+          `${a.agent}: agent RSS (agent + proxy workers) idle after warm-up ${mib(a.idleRssBytes)} MiB; peak sampled every 100 ms during its inside runs;` +
+          ` journal: ${a.journalled.blocks} block records, ${a.journalled.attributed} of them naming a run and a process.`,
+      ),
+      ...(BASELINE_BIN ? [`baseline: the agent of ${BASELINE_BIN}, its own deploy cgroup, measured in the same rounds.`] : []),
+    ],
+  });
+}
+
+interface InFlightMemory {
+  readonly build: string;
+  readonly queries: number;
+  readonly bytesPerQuery: number;
+  readonly heapPerQuery: number;
+}
+
+/**
+ * Bytes per forwarded query in flight: one DnsProxy in this process whose
+ * upstream never answers; IN_FLIGHT_PROBE queries sent, held until the
+ * timeout; heap + external (Buffers) after a full GC, minus before.
+ */
+async function memoryPerQueryInFlight(upstream: string, blocklistFile: string, build = 'this build', Proxy: typeof DnsProxy = DnsProxy): Promise<InFlightMemory> {
+  const gc = (globalThis as { gc?: () => void }).gc;
+  if (!gc) throw new Error('run with node --expose-gc');
+  const parsed = parseBlocklistText(readFileSync(blocklistFile, 'utf8'));
+  const policy = createPolicy(parsed.entries, { version: 'bench', hash: contentHash(parsed.entries) });
+  // One client sends them all: lift the per-client share (1/16 of maxInFlight by default) for this probe.
+  const proxy = new Proxy({ upstream, listenAddresses: [HOST], policy, upstreamTimeoutMs: 60_000, maxInFlightPerClient: IN_FLIGHT_PROBE * 2 });
+  const { port } = await proxy.start();
+  const client = dgram.createSocket('udp4');
+  client.on('message', () => undefined);
+  try {
+    await new Promise<void>((r) => client.bind(0, HOST, () => r()));
+    const queries = Array.from({ length: IN_FLIGHT_PROBE }, (_, i) => makeQuery(`host-${i}.allowed.test`, 'A'));
+    gc();
+    const used = (): { heap: number; all: number } => {
+      const m = process.memoryUsage();
+      return { heap: m.heapUsed, all: m.heapUsed + m.external };
+    };
+    const before = used();
+    for (let i = 0; i < queries.length; i++) {
+      client.send(queries[i], port, HOST);
+      if (i % 500 === 499) await new Promise((r) => setTimeout(r, 5));
+    }
+    await waitFor('queries in flight', async () => proxy.stats().inFlight >= IN_FLIGHT_PROBE * 0.95, 20_000);
+    const held = proxy.stats().inFlight;
+    gc();
+    const after = used();
+    return { build, queries: held, bytesPerQuery: (after.all - before.all) / held, heapPerQuery: (after.heap - before.heap) / held };
+  } finally {
+    client.close();
+    await proxy.close();
+  }
+}
+
+function printInFlightMemory(ms: readonly InFlightMemory[]): void {
+  printTable({
+    title: 'DNS proxy memory per forwarded query in flight',
+    head: ['build', 'queries held in flight', 'bytes per query (heap + buffers)', 'of it JS heap'],
+    rows: ms.map((m) => [m.build, m.queries, Math.round(m.bytesPerQuery), Math.round(m.heapPerQuery)]),
+    notes: [
+      `one DnsProxy in this process, upstream never answers (dnsdist DropAction); after a full GC, minus the same before sending.` +
+        (BASELINE_TREE ? ` baseline: the DnsProxy class of ${BASELINE_TREE}, loaded into this process.` : ''),
+    ],
+  });
+}
+
+/** dnsperf against dnsdist and the proxy at saturation, then at half load. */
+async function saturation(dir: string, suffixes: readonly string[], suffixFile: string, blocklistFile: string, queryFile: string): Promise<void> {
+    const upPort = await freePort();
+  const upstream = startDnsdist('upstream', dir, upstreamConf(upPort));
+  await waitAnswering('upstream dnsdist', upPort, upstream, join(dir, 'upstream.log'));
+
+  const distPort = await freePort();
+  const blocker = startDnsdist('dnsdist', dir, blockerConf(distPort, upPort, suffixFile));
+  await waitAnswering('blocking dnsdist', distPort, blocker, join(dir, 'dnsdist.log'));
+
+  const workers = defaultProxyWorkers();
+  // The pool is measured whatever the default here (with 2 workers where the default is 1 process).
+  const poolWorkers = workers > 1 ? workers : 2;
+  const pool = await startProxyChild(`${HOST}:${upPort}`, blocklistFile, poolWorkers);
+  await waitAnswering('cgfence proxy pool', pool.port, pool.proc);
+  const single = await startProxyChild(`${HOST}:${upPort}`, blocklistFile, 1);
+  await waitAnswering('cgfence proxy', single.port, single.proc);
+  const untuned = await startProxyChild(`${HOST}:${upPort}`, blocklistFile, 1, { tuned: false });
+  await waitAnswering("cgfence proxy, node's defaults", untuned.port, untuned.proc);
+  const unchecked = await startProxyChild(`${HOST}:${upPort}`, blocklistFile, 1, { screenAnswers: false });
+  await waitAnswering('cgfence proxy without the answer check', unchecked.port, unchecked.proc);
+  const before = BASELINE_BENCH ? await startProxyChild(`${HOST}:${upPort}`, blocklistFile, 1, { script: BASELINE_BENCH }) : undefined;
+  if (before) await waitAnswering('baseline cgfence proxy', before.port, before.proc);
+
+  // Every blocker must block and pass the same names, or the comparison means nothing.
+  for (const port of [distPort, single.port, pool.port, untuned.port, unchecked.port, ...(before ? [before.port] : [])]) {
+    const blocked = await rcodeOf(port, `a.${suffixes[1234]}`);
+    const nearMiss = await rcodeOf(port, `a.svc-${pad(BLOCKLIST_SIZE + 5)}.blocked.test`);
+    if (blocked !== 'NXDOMAIN' || nearMiss !== 'NOERROR') {
+      throw new Error(`blocker on port ${port} answers ${blocked} for a blocked name, ${nearMiss} for an allowed one`);
+    }
+  }
+
+  const direct: PathResult = { name: 'upstream direct', port: upPort, max: [], half: [] };
+  const dist: PathResult = { name: 'dnsdist (blocking)', port: distPort, max: [], half: [], pid: blocker.child.pid };
+  const one: PathResult = { name: `cgfence, 1 process${workers === 1 ? ' (default)' : ''}`, port: single.port, max: [], half: [], pid: single.proc.child.pid };
+  const many: PathResult = { name: `cgfence, ${poolWorkers} workers${workers > 1 ? ' (default)' : ''}`, port: pool.port, max: [], half: [], pid: pool.proc.child.pid };
+  /** The agent's default: what the targets are judged on. */
+  const cg = workers > 1 ? many : one;
+  const noCheck: PathResult = { name: 'cgfence, 1 process, answer check off', port: unchecked.port, max: [], half: [], pid: unchecked.proc.child.pid };
+  const baseline: PathResult[] = before ? [{ name: 'baseline build, 1 process', port: before.port, max: [], half: [], pid: before.proc.child.pid }] : [];
+  const defaults: PathResult = {
+    name: `cgfence, 1 process, node's defaults (no ${[...AGENT_V8_FLAGS, ...Object.keys(AGENT_ENV)].join(', ')})`,
+    port: untuned.port,
+    max: [],
+    half: [],
+    pid: untuned.proc.child.pid,
+  };
+  const paths = [direct, dist, many, one, defaults, noCheck, ...baseline];
+  for (const p of paths) await dnsperf(p.port, queryFile, WARMUP_SECONDS, { outstanding: MAX_OUTSTANDING });
+  for (let round = 0; round < MAX_ROUNDS; round++) {
+    for (const p of paths) p.max.push(await dnsperf(p.port, queryFile, MAX_SECONDS, { outstanding: MAX_OUTSTANDING }));
+  }
+  const maxQps = (p: PathResult): number => median(p.max.map((r) => r.qps));
+  // Half load: half the proxy's own max, and every path at that same rate.
+  const halfRate = Math.round(maxQps(cg) * HALF_LOAD);
+  for (let round = 0; round < HALF_ROUNDS; round++) {
+    for (const p of paths) {
+      const cpuBefore = p.pid !== undefined ? cpuMs(p.pid) : 0;
+      p.half.push(await dnsperf(p.port, queryFile, HALF_SECONDS, { outstanding: HALF_OUTSTANDING, maxQps: halfRate, verbose: true }));
+      if (p.pid !== undefined) p.halfCpuMs = (p.halfCpuMs ?? 0) + cpuMs(p.pid) - cpuBefore;
+    }
+  }
+
+  const sum = (runs: readonly PerfResult[], f: (r: PerfResult) => number): number => runs.reduce((acc, r) => acc + f(r), 0);
+  const latencies = new Map(paths.map((p) => [p, p.half.flatMap((r) => r.latenciesMs)]));
+  const p50 = (p: PathResult): number => quantile(latencies.get(p) ?? [], 0.5);
+  const p99 = (p: PathResult): number => quantile(latencies.get(p) ?? [], 0.99);
+  const ratio = maxQps(cg) / maxQps(dist);
+  const addedProxy = p99(cg) - p99(direct);
+  const addedDist = p99(dist) - p99(direct);
+
+  printTable({
+    title: `DNS proxy vs dnsdist: ${BLOCKLIST_SIZE.toLocaleString('en-US')}-suffix blocklist, local upstream, UDP on loopback`,
+    head: ['path', 'max qps', 'runs (qps)', 'ratio to dnsdist', 'lost', 'NXDOMAIN', `qps @ -Q ${halfRate}`, 'p50 ms', 'p99 ms', 'added p99 ms', 'CPU µs / query'],
+    rows: paths.map((p) => [
+      p.name,
+      Math.round(maxQps(p)),
+      p.max.map((r) => Math.round(r.qps / 1000) + 'k').join(' '),
+      (maxQps(p) / maxQps(dist)).toFixed(2) + '×',
+      pct(sum(p.max, (r) => r.lost), sum(p.max, (r) => r.sent)),
+      pct(sum(p.half, (r) => r.rcodes.get('NXDOMAIN') ?? 0), sum(p.half, (r) => r.completed)),
+      Math.round(sum(p.half, (r) => r.qps) / p.half.length),
+      ms(p50(p)),
+      ms(p99(p)),
+      p === direct ? '-' : ms(p99(p) - p99(direct)),
+      p.halfCpuMs !== undefined ? ((1000 * p.halfCpuMs) / Math.max(1, sum(p.half, (r) => r.completed))).toFixed(1) : '-',
+    ]),
+    notes: [
+      `target qps >= ${TARGET_RATIO.toFixed(1)}× dnsdist: ${ratio.toFixed(2)}× (${Math.round(maxQps(cg))} vs ${Math.round(maxQps(dist))} qps): ${verdict(ratio >= TARGET_RATIO)}`,
+      `target added p99 < ${TARGET_ADDED_P99_MS} ms at half load (${halfRate} qps = ${HALF_LOAD * 100}% of the proxy's max): ` +
+        `${ms(addedProxy)} ms (dnsdist adds ${ms(addedDist)} ms): ${verdict(addedProxy < TARGET_ADDED_P99_MS)}`,
+      `dnsperf ${perfV}, UDP, 1 client. max qps: median of ${MAX_ROUNDS} runs of ${MAX_SECONDS} s, ${MAX_OUTSTANDING} queries in flight, ` +
+        `paths interleaved, after ${WARMUP_SECONDS} s warm-up each; lost: of all queries sent in those runs.`,
+      `half load: ${HALF_ROUNDS} runs of ${HALF_SECONDS} s per path at -Q ${halfRate} (same rate for every path); ` +
+        `NXDOMAIN: share of their answers (the 10% under listed suffixes).`,
+      `p50/p99 from dnsperf -v per-query latencies (µs resolution; dnsperf ${perfV} has no latency histogram option), pooled over the half-load runs;` +
+        ` lost queries are not in them. added p99 = path p99 - upstream direct p99.`,
+      `upstream: dnsdist ${distV} answering every query itself (SpoofAction A 192.0.2.1, TTL 300); blocking dnsdist: SuffixMatchNodeRule -> NXDOMAIN,` +
+        ` 1 listener + 1 backend (a receiver and a responder thread), no packet cache.`,
+      `cgfence: the proxy in enforce mode as the agent runs it; the default here is --proxy-workers ${workers} (min(4, cores - 1) with ${availableParallelism()} cores).` +
+        ` Pool: UDP answered by ${poolWorkers} worker processes sharing one socket (node:cluster), block events sent to the primary over IPC;` +
+        ` "1 process": one DnsProxy, one JS thread. Policy parsed with @cgfence/proto's grammar (*.suffix entries); no attribution, no journal.`,
+      `cgfence paths run with the agent's memory settings (${[...AGENT_V8_FLAGS, ...Object.entries(AGENT_ENV).map(([k, v]) => `${k}=${v}`)].join(' ')}, agent/agent-launch.ts);` +
+        ` "node's defaults" is the same single process without them, the baseline of those settings in the same run.`,
+      `answer check (CNAME/DNAME chains to listed names): its cost is "1 process" against "1 process, answer check off" (the upstream's answers are one A record).`,
+      `queries: ${QUERY_LINES.toLocaleString('en-US')} A names, 80% allowed, 10% near misses under blocked.test, 10% under listed suffixes.`,
+      `all of dnsperf, both dnsdists and the proxy share this machine's CPUs, so the direct path is bounded by dnsperf + upstream.`,
+      `CPU µs / query: user + system time of the serving process (and its workers) from /proc over the half-load runs, per answered query;` +
+        ` unlike latency it is not inflated by waiting for a CPU on a shared machine (10 ms tick resolution).`,
+    ],
+  });
+}
+
 const pct = (part: number, whole: number): string => (whole > 0 ? `${((100 * part) / whole).toFixed(2)}%` : '-');
 
 async function main(): Promise<void> {
@@ -264,8 +541,8 @@ async function main(): Promise<void> {
   if (!perfVersion || !distVersion) {
     throw new Error('dnsperf and dnsdist are needed (Debian packages dnsperf, dnsdist; `npm run bench` installs them)');
   }
-  const perfV = /Version (\S+)/.exec(perfVersion)?.[1] ?? '?';
-  const distV = /dnsdist (\S+)/.exec(distVersion)?.[1] ?? '?';
+  perfV = /Version (\S+)/.exec(perfVersion)?.[1] ?? '?';
+  distV = /dnsdist (\S+)/.exec(distVersion)?.[1] ?? '?';
 
   const dir = mkdtempSync(join(tmpdir(), 'cgfence-dns-bench-'));
   const onSignal = (): void => {
@@ -285,102 +562,41 @@ async function main(): Promise<void> {
     const queryFile = join(dir, 'queries.txt');
     writeFileSync(queryFile, queryLines(suffixes).join('\n') + '\n');
 
-    const upPort = await freePort();
-    const upstream = startDnsdist('upstream', dir, upstreamConf(upPort));
-    await waitAnswering('upstream dnsdist', upPort, upstream, join(dir, 'upstream.log'));
-
-    const distPort = await freePort();
-    const blocker = startDnsdist('dnsdist', dir, blockerConf(distPort, upPort, suffixFile));
-    await waitAnswering('blocking dnsdist', distPort, blocker, join(dir, 'dnsdist.log'));
-
-    const workers = defaultProxyWorkers();
-    // The pool is measured whatever the default here (with 2 workers where the default is 1 process).
-    const poolWorkers = workers > 1 ? workers : 2;
-    const pool = await startProxyChild(`${HOST}:${upPort}`, blocklistFile, poolWorkers);
-    await waitAnswering('cgfence proxy pool', pool.port, pool.proc);
-    const single = await startProxyChild(`${HOST}:${upPort}`, blocklistFile, 1);
-    await waitAnswering('cgfence proxy', single.port, single.proc);
-    const untuned = await startProxyChild(`${HOST}:${upPort}`, blocklistFile, 1, false);
-    await waitAnswering("cgfence proxy, node's defaults", untuned.port, untuned.proc);
-    const unchecked = await startProxyChild(`${HOST}:${upPort}`, blocklistFile, 1, true, false);
-    await waitAnswering('cgfence proxy without the answer check', unchecked.port, unchecked.proc);
-
-    // Every blocker must block and pass the same names, or the comparison means nothing.
-    for (const port of [distPort, single.port, pool.port, untuned.port, unchecked.port]) {
-      const blocked = await rcodeOf(port, `a.${suffixes[1234]}`);
-      const nearMiss = await rcodeOf(port, `a.svc-${pad(BLOCKLIST_SIZE + 5)}.blocked.test`);
-      if (blocked !== 'NXDOMAIN' || nearMiss !== 'NOERROR') {
-        throw new Error(`blocker on port ${port} answers ${blocked} for a blocked name, ${nearMiss} for an allowed one`);
+    if (PART === 'all' || PART === 'deploy') {
+      const deploy = await measureDeployRates({
+        policyText: ['# dns-proxy benchmark: 10,000 suffix entries', ...suffixes.map((x) => `*.${x}`)].join('\n') + '\n',
+        queryFile,
+        startUpstream: async (host) => {
+          const up = startDnsdist('deploy-upstream', dir, upstreamConf(53, host));
+          await waitFor('deploy upstream dnsdist', async () => {
+            if (!up.running) throw new Error(`deploy upstream dnsdist exited:\n${readFileSync(join(dir, 'deploy-upstream.log'), 'utf8').slice(-1500)}`);
+            return (await udpQuery(host, 53, makeQuery('probe.allowed.test', 'A'), 500).catch(() => undefined))?.answer.rcode === 'NOERROR';
+          });
+        },
+        rates: DEPLOY_RATES,
+        rounds: DEPLOY_ROUNDS,
+        secondsAt: deploySeconds,
+        agentNodeArgs: AGENT_NODE_ARGS,
+        baselineBin: BASELINE_BIN,
+        niceVariant: NICE_VARIANT,
+        agentLogDir: process.env.CGFENCE_DNS_BENCH_AGENT_LOG_DIR,
+      });
+      printDeployTable(deploy);
+    }
+    if (PART !== 'saturation') {
+      const upPort = await freePort();
+      const upstream = startDnsdist('upstream-blackhole', dir, blackholeConf(upPort));
+      await waitFor('black-hole dnsdist', async () => upstream.running);
+      await new Promise((r) => setTimeout(r, 1500)); // listening (it answers nothing to probe)
+      const mem = [await memoryPerQueryInFlight(`${HOST}:${upPort}`, blocklistFile)];
+      if (BASELINE_TREE) {
+        // eslint-disable-next-line @typescript-eslint/no-require-imports -- another tree's compiled class, chosen at run time
+        const before = require(join(BASELINE_TREE, 'apps', 'host-agent', 'dist', 'src', 'dns', 'dns-proxy.js')) as { DnsProxy: typeof DnsProxy };
+        mem.push(await memoryPerQueryInFlight(`${HOST}:${upPort}`, blocklistFile, 'baseline', before.DnsProxy));
       }
+      printInFlightMemory(mem);
     }
-
-    const direct: PathResult = { name: 'upstream direct', port: upPort, max: [], half: [] };
-    const dist: PathResult = { name: 'dnsdist (blocking)', port: distPort, max: [], half: [] };
-    const one: PathResult = { name: `cgfence, 1 process${workers === 1 ? ' (default)' : ''}`, port: single.port, max: [], half: [] };
-    const many: PathResult = { name: `cgfence, ${poolWorkers} workers${workers > 1 ? ' (default)' : ''}`, port: pool.port, max: [], half: [] };
-    const noCheck: PathResult = { name: 'cgfence, 1 process, answer check off', port: unchecked.port, max: [], half: [] };
-    /** The agent's default: what the targets are judged on. */
-    const cg = workers > 1 ? many : one;
-    const defaults: PathResult = { name: `cgfence, 1 process, node's defaults (no ${[...AGENT_V8_FLAGS, ...Object.keys(AGENT_ENV)].join(', ')})`, port: untuned.port, max: [], half: [] };
-    const paths = [direct, dist, many, one, defaults, noCheck];
-    for (const p of paths) await dnsperf(p.port, queryFile, WARMUP_SECONDS, { outstanding: MAX_OUTSTANDING });
-    for (let round = 0; round < MAX_ROUNDS; round++) {
-      for (const p of paths) p.max.push(await dnsperf(p.port, queryFile, MAX_SECONDS, { outstanding: MAX_OUTSTANDING }));
-    }
-    const maxQps = (p: PathResult): number => median(p.max.map((r) => r.qps));
-    // Half load: half the proxy's own max, and every path at that same rate.
-    const halfRate = Math.round(maxQps(cg) * HALF_LOAD);
-    for (let round = 0; round < HALF_ROUNDS; round++) {
-      for (const p of paths) {
-        p.half.push(await dnsperf(p.port, queryFile, HALF_SECONDS, { outstanding: HALF_OUTSTANDING, maxQps: halfRate, verbose: true }));
-      }
-    }
-
-    const sum = (runs: readonly PerfResult[], f: (r: PerfResult) => number): number => runs.reduce((acc, r) => acc + f(r), 0);
-    const latencies = new Map(paths.map((p) => [p, p.half.flatMap((r) => r.latenciesMs)]));
-    const p50 = (p: PathResult): number => quantile(latencies.get(p) ?? [], 0.5);
-    const p99 = (p: PathResult): number => quantile(latencies.get(p) ?? [], 0.99);
-    const ratio = maxQps(cg) / maxQps(dist);
-    const addedProxy = p99(cg) - p99(direct);
-    const addedDist = p99(dist) - p99(direct);
-
-    printTable({
-      title: `DNS proxy vs dnsdist: ${BLOCKLIST_SIZE.toLocaleString('en-US')}-suffix blocklist, local upstream, UDP on loopback`,
-      head: ['path', 'max qps', 'runs (qps)', 'ratio to dnsdist', 'lost', 'NXDOMAIN', `qps @ -Q ${halfRate}`, 'p50 ms', 'p99 ms', 'added p99 ms'],
-      rows: paths.map((p) => [
-        p.name,
-        Math.round(maxQps(p)),
-        p.max.map((r) => Math.round(r.qps / 1000) + 'k').join(' '),
-        (maxQps(p) / maxQps(dist)).toFixed(2) + '×',
-        pct(sum(p.max, (r) => r.lost), sum(p.max, (r) => r.sent)),
-        pct(sum(p.half, (r) => r.rcodes.get('NXDOMAIN') ?? 0), sum(p.half, (r) => r.completed)),
-        Math.round(sum(p.half, (r) => r.qps) / p.half.length),
-        ms(p50(p)),
-        ms(p99(p)),
-        p === direct ? '-' : ms(p99(p) - p99(direct)),
-      ]),
-      notes: [
-        `target qps >= ${TARGET_RATIO.toFixed(1)}× dnsdist: ${ratio.toFixed(2)}× (${Math.round(maxQps(cg))} vs ${Math.round(maxQps(dist))} qps): ${verdict(ratio >= TARGET_RATIO)}`,
-        `target added p99 < ${TARGET_ADDED_P99_MS} ms at half load (${halfRate} qps = ${HALF_LOAD * 100}% of the proxy's max): ` +
-          `${ms(addedProxy)} ms (dnsdist adds ${ms(addedDist)} ms): ${verdict(addedProxy < TARGET_ADDED_P99_MS)}`,
-        `dnsperf ${perfV}, UDP, 1 client. max qps: median of ${MAX_ROUNDS} runs of ${MAX_SECONDS} s, ${MAX_OUTSTANDING} queries in flight, ` +
-          `paths interleaved, after ${WARMUP_SECONDS} s warm-up each; lost: of all queries sent in those runs.`,
-        `half load: ${HALF_ROUNDS} runs of ${HALF_SECONDS} s per path at -Q ${halfRate} (same rate for every path); ` +
-          `NXDOMAIN: share of their answers (the 10% under listed suffixes).`,
-        `p50/p99 from dnsperf -v per-query latencies (µs resolution; dnsperf ${perfV} has no latency histogram option), pooled over the half-load runs;` +
-          ` lost queries are not in them. added p99 = path p99 - upstream direct p99.`,
-        `upstream: dnsdist ${distV} answering every query itself (SpoofAction A 192.0.2.1, TTL 300); blocking dnsdist: SuffixMatchNodeRule -> NXDOMAIN,` +
-          ` 1 listener + 1 backend (a receiver and a responder thread), no packet cache.`,
-        `cgfence: the proxy in enforce mode as the agent runs it; the default here is --proxy-workers ${workers} (min(4, cores - 1) with ${availableParallelism()} cores).` +
-          ` Pool: UDP answered by ${poolWorkers} worker processes sharing one socket (node:cluster), block events sent to the primary over IPC;` +
-          ` "1 process": one DnsProxy, one JS thread. Policy parsed with @cgfence/proto's grammar (*.suffix entries); no attribution, no journal.`,
-        `cgfence paths run with the agent's memory settings (${[...AGENT_V8_FLAGS, ...Object.entries(AGENT_ENV).map(([k, v]) => `${k}=${v}`)].join(' ')}, agent/agent-launch.ts);` +
-          ` the last row is the same single process with node's defaults, the baseline of those settings in the same run.`,
-        `answer check (CNAME/DNAME chains to listed names): its cost is "1 process" against "1 process, answer check off" (the upstream's answers are one A record).`,
-        `queries: ${QUERY_LINES.toLocaleString('en-US')} A names, 80% allowed, 10% near misses under blocked.test, 10% under listed suffixes.`,
-        `all of dnsperf, both dnsdists and the proxy share this machine's CPUs, so the direct path is bounded by dnsperf + upstream.`,
-      ],
-    });
+    if (PART === 'all' || PART === 'saturation') await saturation(dir, suffixes, suffixFile, blocklistFile, queryFile);
   } finally {
     process.off('SIGINT', onSignal);
     process.off('SIGTERM', onSignal);

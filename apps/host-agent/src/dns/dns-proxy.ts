@@ -3,6 +3,7 @@ import net from 'node:net';
 import { performance } from 'node:perf_hooks';
 import pino, { type Logger } from 'pino';
 import { normalizeDomainName } from '../policy/domain-matcher';
+import type { BlocklistEntry } from '../policy/entry-types';
 import type { Policy } from '../policy/policy';
 import { AddressLearner, type AddressBlocker } from './address-learner';
 import type {
@@ -20,7 +21,7 @@ import { EDE, RCODE, buildLocalAnswer, qtypeName, typeName } from './dns-wire';
 import { LoadMonitor } from './load-monitor';
 import { DEFAULT_TCP_CLIENT_CAPS, TcpClients, type TcpClientCaps } from './tcp-clients';
 import { describeProcess, procfsReader, type AttributedProcess, type Attribution, type ProcessDetails, type ProcessReader } from './process-details';
-import { TcpUpstream, UdpUpstreamPool, UpstreamError, parseUpstream, type UpstreamAddress } from './upstream';
+import { TcpUpstream, UdpUpstreamPool, UpstreamError, parseUpstream, type UpstreamAddress, type UpstreamWaiter } from './upstream';
 import { UpstreamResolver } from './upstream-resolver';
 import { emptyLatencyBuckets, observeLatency } from './latency-histogram';
 
@@ -145,7 +146,7 @@ export class DnsProxy {
   private readonly tcpClients: TcpClients;
   private readonly load: LoadMonitor;
   private readonly maxInFlightPerClient: number;
-  private readonly inFlightByClient = new Map<string, number>();
+  private readonly inFlightByClient = new Map<string | number, number>();
   private readonly processCache = new Map<string, { details: ProcessDetails; at: number }>();
   private readonly eventListeners = new Set<Listener<DnsPolicyEvent>>();
   private readonly queryListeners = new Set<Listener<DnsQueryNotice>>();
@@ -295,6 +296,7 @@ export class DnsProxy {
       ipv6Only: v6,
       recvBufferSize: SOCKET_BUFFER_BYTES,
       sendBufferSize: SOCKET_BUFFER_BYTES,
+      lookup: literalLookup as unknown as dgram.SocketOptions['lookup'],
     });
     return new Promise((resolve, reject) => {
       const fail = (err: Error): void => {
@@ -335,37 +337,101 @@ export class DnsProxy {
     return Promise.all(closing).then(() => undefined);
   }
 
+  /**
+   * The UDP hot path, with no promise, closure or timer per query: decide in
+   * this tick; a local answer goes back at once; a forwarded query waits in
+   * the upstream pool as its own Forwarded record (the pool calls it back).
+   */
   private onUdpQuery(socket: dgram.Socket, msg: Buffer, rinfo: dgram.RemoteInfo): void {
-    const client = { address: rinfo.address, port: rinfo.port };
-    void this.handle(msg, 'udp', client).then((answer) => {
-      if (!answer || !this.started) return; // closed meanwhile: the socket is gone
+    const started = performance.now();
+    let decided: Buffer | Forwarded | undefined;
+    try {
+      decided = this.decide(msg, 'udp', rinfo);
+    } catch (err) {
+      this.dropUnexpected(err, rinfo, 'udp');
+    }
+    if (decided instanceof Forwarded) {
+      decided.socket = socket;
+      decided.started = started;
       try {
-        socket.send(answer, rinfo.port, rinfo.address, (err) => {
-          if (err) this.log.debug({ err: err.message, client }, 'could not send answer to client');
-        });
+        this.udpPool.send(msg, decided.questionEnd, this.timeoutMs, decided);
       } catch (err) {
-        this.log.debug({ err: (err as Error).message, client }, 'could not send answer to client');
+        // The pool reports its failures to the waiter; this is for the unexpected.
+        this.settleUdp(decided, undefined, new UpstreamError('UPSTREAM_ERROR', (err as Error).message));
       }
-    });
+      return;
+    }
+    this.observe(started);
+    if (decided !== undefined) this.reply(socket, decided, rinfo);
   }
 
-  /** Never rejects: whatever goes wrong, the packet is dropped or answered. */
-  private async handle(query: Buffer, transport: DnsTransport, client: DnsClient): Promise<Buffer | undefined> {
-    const started = performance.now();
+  /** @internal The upstream pool's callback for a UDP query (Forwarded.settle). */
+  settleUdp(f: Forwarded, answer: Buffer | undefined, err: UpstreamError | undefined): void {
+    let out: Buffer | undefined;
     try {
-      return await this.answer(query, transport, client);
+      out = this.afterUpstream(f, answer, err);
+    } catch (e) {
+      this.dropUnexpected(e, f.client, 'udp');
+    }
+    this.observe(f.started);
+    if (out !== undefined && f.socket !== undefined) this.reply(f.socket, out, f.client);
+  }
+
+  private reply(socket: dgram.Socket, answer: Buffer, client: DnsClient): void {
+    if (!this.started) return; // closed meanwhile: the socket is gone
+    try {
+      // No callback (it would cost a nextTick per answer); a failed send is the socket's 'error', logged there.
+      socket.send(answer, client.port, client.address);
     } catch (err) {
-      this.counters.malformed++;
-      this.log.warn({ err: (err as Error).message, client, transport }, 'dns query dropped: unexpected error');
-      return undefined;
-    } finally {
-      const ms = performance.now() - started;
-      observeLatency(this.counters.latencyBuckets, ms);
-      this.counters.latencySumMs += ms;
+      this.log.debug({ err: (err as Error).message, client: { address: client.address, port: client.port } }, 'could not send answer to client');
     }
   }
 
-  private async answer(query: Buffer, transport: DnsTransport, client: DnsClient): Promise<Buffer | undefined> {
+  private observe(started: number): void {
+    const ms = performance.now() - started;
+    observeLatency(this.counters.latencyBuckets, ms);
+    this.counters.latencySumMs += ms;
+  }
+
+  private dropUnexpected(err: unknown, client: DnsClient, transport: DnsTransport): void {
+    this.counters.malformed++;
+    this.log.warn({ err: (err as Error).message, client: { address: client.address, port: client.port }, transport }, 'dns query dropped: unexpected error');
+  }
+
+  /** TCP (and the tests' direct calls): the same decision, awaited. Never rejects: whatever goes wrong, the packet is dropped or answered. */
+  private async handle(query: Buffer, transport: DnsTransport, client: DnsClient): Promise<Buffer | undefined> {
+    const started = performance.now();
+    try {
+      const decided = this.decide(query, transport, client);
+      if (!(decided instanceof Forwarded)) return decided;
+      let answer: Buffer | undefined;
+      let error: UpstreamError | undefined;
+      try {
+        // Over UDP whatever transport the client used: a client pipelining
+        // thousands of queries over TCP must not cost one upstream TCP
+        // connection each. A TCP client whose answer comes back truncated gets
+        // it over TCP (a UDP client gets the truncated answer and retries over
+        // TCP itself, as stub resolvers do).
+        answer = await this.udpPool.query(query, decided.questionEnd, this.timeoutMs);
+        if (transport === 'tcp' && isTruncated(answer)) answer = await this.tcpUpstream.query(query, this.timeoutMs);
+      } catch (err) {
+        error = err instanceof UpstreamError ? err : new UpstreamError('UPSTREAM_ERROR', (err as Error).message);
+      }
+      return this.afterUpstream(decided, answer, error);
+    } catch (err) {
+      this.dropUnexpected(err, client, transport);
+      return undefined;
+    } finally {
+      this.observe(started);
+    }
+  }
+
+  /**
+   * Decides on a query in the tick it arrived: a local answer (Buffer), a
+   * drop (undefined), or a Forwarded query, admitted (counted in flight,
+   * against its client's share) and to be sent upstream.
+   */
+  private decide(query: Buffer, transport: DnsTransport, client: DnsClient): Buffer | Forwarded | undefined {
     // Bounded decode (dns-query.ts): header, the one question, the OPT record; nothing past the caps.
     const parsed = parseQuery(query);
     if (!parsed.ok) {
@@ -386,12 +452,11 @@ export class DnsProxy {
     }
     this.counters.queries++;
     const { questionEnd } = parsed;
-    const local = (rcode: number, end: number, ede?: { code: number; text: string }): Buffer =>
-      buildLocalAnswer(query, end, { rcode, edns: parsed.edns ? { dnssecOk: parsed.edns.dnssecOk, ede } : undefined });
+    const dnssecOk = parsed.edns?.dnssecOk;
 
     if (parsed.opcode !== 0) {
       this.counters.notimp++;
-      return local(RCODE.NOTIMP, questionEnd, { code: EDE.NOT_SUPPORTED, text: 'cgfence proxy answers standard queries only' });
+      return localAnswer(query, questionEnd, dnssecOk, RCODE.NOTIMP, { code: EDE.NOT_SUPPORTED, text: 'cgfence proxy answers standard queries only' });
     }
 
     const qname = normalizeDomainName(parsed.name);
@@ -401,7 +466,7 @@ export class DnsProxy {
     const entry = policy?.matcher.match(qname);
     const mode = this.mode;
     const decision: QueryDecision = entry === undefined ? 'allowed' : mode === 'enforce' ? 'blocked' : 'audited';
-    this.emit(this.queryListeners, { qname, qtype, decision, client, process: origin });
+    if (this.queryListeners.size > 0) this.emit(this.queryListeners, { qname, qtype, decision, client: plainClient(client), process: origin });
 
     if (entry !== undefined && policy !== undefined) {
       // Read /proc now, in the tick the query arrived in: a short-lived
@@ -412,7 +477,7 @@ export class DnsProxy {
         qname,
         qtype,
         entry: entry.value,
-        client,
+        client: plainClient(client),
         transport,
         process: processDetails,
         policy: { version: policy.version, hash: policy.hash },
@@ -421,7 +486,7 @@ export class DnsProxy {
       if (entry.resolve === true && this.learner) void this.learner.learn(qname, entry.value);
       if (mode === 'enforce') {
         this.counters.blocked++;
-        return local(RCODE.NXDOMAIN, questionEnd, { code: EDE.BLOCKED, text: `blocked by cgfence policy ${policy.version}: ${entry.value}` });
+        return localAnswer(query, questionEnd, dnssecOk, RCODE.NXDOMAIN, { code: EDE.BLOCKED, text: `blocked by cgfence policy ${policy.version}: ${entry.value}` });
       }
       this.counters.audited++;
     }
@@ -430,57 +495,48 @@ export class DnsProxy {
     if (this.load.overloaded()) {
       this.counters.shed++;
       this.counters.servfail++;
-      return local(RCODE.SERVFAIL, questionEnd, { code: EDE.NETWORK_ERROR, text: 'cgfence proxy overloaded' });
+      return localAnswer(query, questionEnd, dnssecOk, RCODE.SERVFAIL, { code: EDE.NETWORK_ERROR, text: 'cgfence proxy overloaded' });
     }
     const key = fairnessKey(client, origin);
     const mine = this.inFlightByClient.get(key) ?? 0;
     if (mine >= this.maxInFlightPerClient) {
       this.counters.shed++;
       this.counters.servfail++;
-      return local(RCODE.SERVFAIL, questionEnd, { code: EDE.NETWORK_ERROR, text: 'cgfence proxy: too many queries in flight from this client' });
+      return localAnswer(query, questionEnd, dnssecOk, RCODE.SERVFAIL, { code: EDE.NETWORK_ERROR, text: 'cgfence proxy: too many queries in flight from this client' });
     }
-    this.inFlightByClient.set(key, mine + 1);
-    try {
-      const upstreamAnswer = await this.forward(query, questionEnd, transport, local);
-      // The one place an upstream answer is checked: its CNAME/DNAME chain (dns-answer.ts).
-      return entry === undefined ? this.screenChain(upstreamAnswer, { qname, qtype, client, transport, origin, questionEnd, local }) : upstreamAnswer;
-    } finally {
-      const left = (this.inFlightByClient.get(key) ?? 1) - 1;
-      if (left <= 0) this.inFlightByClient.delete(key);
-      else this.inFlightByClient.set(key, left);
-    }
-  }
-
-  private async forward(
-    query: Buffer,
-    questionEnd: number,
-    transport: DnsTransport,
-    local: (rcode: number, questionEnd: number, ede?: { code: number; text: string }) => Buffer,
-  ): Promise<Buffer> {
     if (this.inFlight >= this.maxInFlight) {
       this.counters.overloaded++;
       this.counters.servfail++;
-      return local(RCODE.SERVFAIL, questionEnd, { code: EDE.NETWORK_ERROR, text: 'cgfence proxy overloaded' });
+      return localAnswer(query, questionEnd, dnssecOk, RCODE.SERVFAIL, { code: EDE.NETWORK_ERROR, text: 'cgfence proxy overloaded' });
     }
+    this.inFlightByClient.set(key, mine + 1);
     this.inFlight++;
-    try {
-      // Over UDP whatever transport the client used: a client pipelining
-      // thousands of queries over TCP must not cost one upstream TCP
-      // connection each. A TCP client whose answer comes back truncated gets
-      // it over TCP (a UDP client gets the truncated answer and retries over
-      // TCP itself, as stub resolvers do).
-      let answer = await this.udpPool.query(query, questionEnd, this.timeoutMs);
-      if (transport === 'tcp' && isTruncated(answer)) answer = await this.tcpUpstream.query(query, this.timeoutMs);
-      this.counters.forwarded++;
-      return answer;
-    } catch (err) {
-      const timeout = err instanceof UpstreamError && err.code === 'UPSTREAM_TIMEOUT';
-      if (timeout) this.counters.upstreamTimeouts++;
+    return new Forwarded(this, query, questionEnd, dnssecOk, transport, client, key, qname, qtype, origin, entry);
+  }
+
+  /** A forwarded query is back (answer) or failed (err): it leaves the in-flight counts; the answer is inspected. */
+  private afterUpstream(f: Forwarded, answer: Buffer | undefined, err: UpstreamError | undefined): Buffer {
+    this.inFlight--;
+    const left = (this.inFlightByClient.get(f.key) ?? 1) - 1;
+    if (left <= 0) this.inFlightByClient.delete(f.key);
+    else this.inFlightByClient.set(f.key, left);
+    if (answer === undefined) {
+      if (err?.code === 'UPSTREAM_TIMEOUT') this.counters.upstreamTimeouts++;
       this.counters.servfail++;
-      return local(RCODE.SERVFAIL, questionEnd, { code: EDE.NETWORK_ERROR, text: `upstream: ${(err as Error).message}` });
-    } finally {
-      this.inFlight--;
+      return f.local(RCODE.SERVFAIL, f.questionEnd, { code: EDE.NETWORK_ERROR, text: `upstream: ${err?.message ?? 'no answer'}` });
     }
+    this.counters.forwarded++;
+    return this.inspectAnswer(f, answer);
+  }
+
+  /**
+   * The one place an upstream answer is looked at before it goes to the
+   * client, for both transports (issue 13's CNAME/DNAME screen belongs
+   * here). Returns what the client gets.
+   */
+  private inspectAnswer(asked: Forwarded, answer: Buffer): Buffer {
+    // Its CNAME/DNAME chain (dns-answer.ts), for allowed names (a listed name in audit mode was recorded already).
+    return asked.entry === undefined ? this.screenChain(answer, asked) : answer;
   }
 
   /**
@@ -509,7 +565,7 @@ export class DnsProxy {
       qtype: asked.qtype,
       entry: verdict.entry.value,
       cnameTarget: verdict.name,
-      client: asked.client,
+      client: plainClient(asked.client),
       transport: asked.transport,
       process: asked.origin ? this.describe(asked.origin) : undefined,
       policy: { version: policy.version, hash: policy.hash },
@@ -566,6 +622,62 @@ export class DnsProxy {
   }
 }
 
+/**
+ * A query sent upstream: what its answer needs (the client, the decision's
+ * inputs for the answer hook) and, on the UDP path, the pool's waiter for it,
+ * so a query in flight is this one object.
+ */
+class Forwarded implements UpstreamWaiter {
+  /** UDP: the listener socket the answer goes back on. */
+  socket: dgram.Socket | undefined = undefined;
+  /** performance.now() when the query arrived. */
+  started = 0;
+
+  constructor(
+    private readonly proxy: DnsProxy,
+    readonly query: Buffer,
+    readonly questionEnd: number,
+    /** undefined: the query had no OPT record (the answer carries none either). */
+    readonly dnssecOk: boolean | undefined,
+    readonly transport: DnsTransport,
+    readonly client: DnsClient,
+    /** Whose in-flight share it counts against. */
+    readonly key: string | number,
+    readonly qname: string,
+    readonly qtype: string,
+    readonly origin: AttributedProcess | undefined,
+    /** The listed entry it matched in audit mode (forwarded all the same); undefined when allowed. */
+    readonly entry: BlocklistEntry | undefined,
+  ) {}
+
+  settle(answer: Buffer | undefined, err: UpstreamError | undefined): void {
+    this.proxy.settleUdp(this, answer, err);
+  }
+
+  /** A local answer to this query (SERVFAIL, NXDOMAIN), with an Extended DNS Error when the query had EDNS. */
+  local(rcode: number, questionEnd: number, ede?: { code: number; text: string }): Buffer {
+    return localAnswer(this.query, questionEnd, this.dnssecOk, rcode, ede);
+  }
+}
+
+function localAnswer(query: Buffer, questionEnd: number, dnssecOk: boolean | undefined, rcode: number, ede?: { code: number; text: string }): Buffer {
+  return buildLocalAnswer(query, questionEnd, { rcode, edns: dnssecOk !== undefined ? { dnssecOk, ede } : undefined });
+}
+
+/** The client as events carry it (the UDP path passes node's rinfo, which has more fields). */
+function plainClient(client: DnsClient): DnsClient {
+  return { address: client.address, port: client.port };
+}
+
+/**
+ * dgram's address lookup for answers: the address is always the IP literal a
+ * datagram came from, so no dns.lookup (and its nextTick) per answer. dgram
+ * passes the socket's family (4 or 6) as the second argument.
+ */
+function literalLookup(address: string, family: number, callback: (err: Error | null, address: string, family: number) => void): void {
+  callback(null, address, family);
+}
+
 /** What screenChain needs of the query an answer is for. */
 interface AskedQuery {
   readonly qname: string;
@@ -582,6 +694,6 @@ function isTruncated(answer: Buffer): boolean {
 }
 
 /** Whose share of the in-flight queries a query counts against: the process the kernel named, else the source address and port. */
-function fairnessKey(client: DnsClient, origin: AttributedProcess | undefined): string {
-  return origin !== undefined && origin.tgid > 0 ? `pid:${origin.tgid}` : `addr:${client.address}:${client.port}`;
+function fairnessKey(client: DnsClient, origin: AttributedProcess | undefined): string | number {
+  return origin !== undefined && origin.tgid > 0 ? origin.tgid : `addr:${client.address}:${client.port}`;
 }

@@ -124,14 +124,15 @@ export function withId(packet: Buffer, id: number): Buffer {
 /**
  * Whether a response's first question is the one that was asked, comparing
  * the name case-insensitively (ASCII only, as DNS does). Protects the id
- * remapping against stray or spoofed answers landing on a reused id.
+ * remapping against stray or spoofed answers landing on a reused id. The
+ * asked question is `askedQuestion[askedStart, askedEnd)` (default: all of it).
  */
-export function sameQuestion(response: Buffer, askedQuestion: Buffer): boolean {
-  const end = HEADER_BYTES + askedQuestion.length;
-  if (response.length < end) return false;
-  for (let i = 0; i < askedQuestion.length; i++) {
+export function sameQuestion(response: Buffer, askedQuestion: Buffer, askedStart = 0, askedEnd = askedQuestion.length): boolean {
+  const length = askedEnd - askedStart;
+  if (response.length < HEADER_BYTES + length) return false;
+  for (let i = 0; i < length; i++) {
     let a = response[HEADER_BYTES + i];
-    let b = askedQuestion[i];
+    let b = askedQuestion[askedStart + i];
     if (a >= 0x41 && a <= 0x5a) a |= 0x20;
     if (b >= 0x41 && b <= 0x5a) b |= 0x20;
     if (a !== b) return false;

@@ -1,7 +1,8 @@
 import { randomFillSync } from 'node:crypto';
 import dgram from 'node:dgram';
 import net from 'node:net';
-import { HEADER_BYTES, TcpFrameReader, sameQuestion, tcpFrame, withId } from './dns-wire';
+import { performance } from 'node:perf_hooks';
+import { HEADER_BYTES, TcpFrameReader, sameQuestion, tcpFrame } from './dns-wire';
 
 export interface UpstreamAddress {
   readonly host: string;
@@ -33,12 +34,35 @@ export class UpstreamError extends Error {
   }
 }
 
+/**
+ * Who waits for one upstream answer. `settle` is called exactly once: with the
+ * answer (the client's id written back in place), or with the error. A
+ * proxy's per-query record implements it, so waiting costs no closure.
+ */
+export interface UpstreamWaiter {
+  settle(answer: Buffer | undefined, err: UpstreamError | undefined): void;
+}
+
+/** One query in flight on a pooled socket. */
 interface PendingUdp {
+  readonly member: PoolSocket;
+  readonly wireId: number;
   readonly clientId: number;
-  readonly question: Buffer;
-  readonly timer: NodeJS.Timeout;
-  readonly resolve: (answer: Buffer) => void;
-  readonly reject: (err: UpstreamError) => void;
+  /** The query as sent (its id rewritten in place); its question is what an answer must repeat. */
+  readonly query: Buffer;
+  readonly questionEnd: number;
+  readonly deadline: number;
+  readonly timeoutMs: number;
+  readonly waiter: UpstreamWaiter;
+}
+
+/** How often pending queries are checked for their deadline: an eighth of the shortest timeout asked, within these bounds. */
+const SWEEP_MIN_MS = 5;
+const SWEEP_MAX_MS = 100;
+
+/** Settles a waiter with an error in a microtask (a waiter is never called back synchronously). */
+function later(waiter: UpstreamWaiter, code: UpstreamErrorCode, message: string): void {
+  queueMicrotask(() => waiter.settle(undefined, new UpstreamError(code, message)));
 }
 
 /** Random 16-bit ids drawn from a refilled block, cheaper than one crypto call per query. */
@@ -58,6 +82,19 @@ class RandomIds {
 interface PoolSocket {
   readonly socket: dgram.Socket;
   readonly pending: Map<number, PendingUdp>;
+}
+
+/** Settles a promise: what `query()` (the promise form) waits with. */
+class PromiseWaiter implements UpstreamWaiter {
+  constructor(
+    private readonly resolve: (answer: Buffer) => void,
+    private readonly reject: (err: UpstreamError) => void,
+  ) {}
+
+  settle(answer: Buffer | undefined, err: UpstreamError | undefined): void {
+    if (answer !== undefined) this.resolve(answer);
+    else this.reject(err ?? new UpstreamError('UPSTREAM_ERROR', 'no answer'));
+  }
 }
 
 export interface UdpPoolOptions {
@@ -85,6 +122,11 @@ export interface UdpPoolOptions {
 export class UdpUpstreamPool {
   private readonly members: PoolSocket[] = [];
   private readonly ids = new RandomIds();
+  /** One sweep timer while queries are pending, instead of one timer per query. */
+  private sweep: NodeJS.Timeout | undefined;
+  private sweepEveryMs = SWEEP_MAX_MS;
+  private pendingCount = 0;
+  private readonly onSweep = (): void => this.expire();
   private cursor = 0;
   private closed = false;
 
@@ -128,51 +170,92 @@ export class UdpUpstreamPool {
 
   /**
    * Sends `query` (its first question ends at `questionEnd`) and resolves with
-   * the upstream's answer carrying the client's original id.
+   * the upstream's answer carrying the client's original id. The query's id
+   * is rewritten in place while it is in flight and restored when it settles.
    */
   query(query: Buffer, questionEnd: number, timeoutMs: number): Promise<Buffer> {
-    if (this.closed) return Promise.reject(new UpstreamError('UPSTREAM_CLOSED', 'upstream pool is closed'));
+    return new Promise<Buffer>((resolve, reject) => this.send(query, questionEnd, timeoutMs, new PromiseWaiter(resolve, reject)));
+  }
+
+  /**
+   * The callback form of `query`: `waiter.settle` is called once, with the
+   * answer or the error (never synchronously). No copy of the query, no timer
+   * and no promise per query: the id is rewritten in the caller's buffer
+   * (restored when the query settles), and one timer serves every deadline.
+   */
+  send(query: Buffer, questionEnd: number, timeoutMs: number, waiter: UpstreamWaiter): void {
+    if (this.closed) return later(waiter, 'UPSTREAM_CLOSED', 'upstream pool is closed');
     const member = this.pickMember();
-    if (!member) return Promise.reject(new UpstreamError('UPSTREAM_ERROR', 'all upstream sockets are full'));
-    const wireId = this.freeId(member);
+    if (!member) return later(waiter, 'UPSTREAM_ERROR', 'all upstream sockets are full');
+    let wireId: number;
+    try {
+      wireId = this.freeId(member);
+    } catch (err) {
+      return later(waiter, 'UPSTREAM_ERROR', (err as Error).message);
+    }
     const clientId = query.readUInt16BE(0);
-    const question = Buffer.from(query.subarray(HEADER_BYTES, questionEnd));
-    return new Promise<Buffer>((resolve, reject) => {
-      const timer = setTimeout(() => {
-        if (member.pending.get(wireId)?.timer === timer) member.pending.delete(wireId);
-        reject(new UpstreamError('UPSTREAM_TIMEOUT', `no answer from upstream within ${timeoutMs} ms`));
-      }, timeoutMs);
-      member.pending.set(wireId, { clientId, question, timer, resolve, reject });
-      member.socket.send(withId(query, wireId), (err) => {
-        if (!err) return;
-        const p = member.pending.get(wireId);
-        if (p?.timer !== timer) return;
-        member.pending.delete(wireId);
-        clearTimeout(timer);
-        reject(new UpstreamError('UPSTREAM_ERROR', `send to upstream failed: ${err.message}`));
-      });
-    });
+    const deadline = performance.now() + timeoutMs;
+    const pending: PendingUdp = { member, wireId, clientId, query, questionEnd, deadline, timeoutMs, waiter };
+    member.pending.set(wireId, pending);
+    this.pendingCount++;
+    const every = Math.min(SWEEP_MAX_MS, Math.max(SWEEP_MIN_MS, Math.floor(timeoutMs / 8)));
+    if (this.sweep === undefined || every < this.sweepEveryMs) {
+      if (this.sweep) clearInterval(this.sweep);
+      this.sweepEveryMs = every;
+      this.sweep = setInterval(this.onSweep, every);
+    }
+    query.writeUInt16BE(wireId, 0);
+    try {
+      // No send callback: a callback costs a nextTick per send even when the
+      // kernel took the datagram at once. A send that fails later is reported
+      // as the socket's 'error' (port unreachable fails the socket's queries
+      // at once); others time out into SERVFAIL.
+      member.socket.send(query);
+    } catch (err) {
+      // Thrown at once (socket closed): settle now, but never synchronously.
+      member.pending.delete(wireId);
+      this.pendingCount--;
+      query.writeUInt16BE(clientId, 0);
+      later(waiter, 'UPSTREAM_ERROR', `send to upstream failed: ${(err as Error).message}`);
+    }
+  }
+
+  /** Fails every query past its deadline (at most one sweep period late); stops sweeping when none is pending. */
+  private expire(): void {
+    const now = performance.now();
+    for (const m of this.members) {
+      for (const p of m.pending.values()) {
+        if (p.deadline <= now) this.settle(p, undefined, new UpstreamError('UPSTREAM_TIMEOUT', `no answer from upstream within ${p.timeoutMs} ms`));
+      }
+    }
+    if (this.pendingCount === 0 && this.sweep) {
+      clearInterval(this.sweep);
+      this.sweep = undefined;
+      this.sweepEveryMs = SWEEP_MAX_MS;
+    }
+  }
+
+  private settle(p: PendingUdp, answer: Buffer | undefined, err: UpstreamError | undefined): void {
+    if (p.member.pending.get(p.wireId) !== p) return;
+    p.member.pending.delete(p.wireId);
+    this.pendingCount--;
+    p.query.writeUInt16BE(p.clientId, 0);
+    p.waiter.settle(answer, err);
   }
 
   close(): void {
     this.closed = true;
+    if (this.sweep) clearInterval(this.sweep);
+    this.sweep = undefined;
     for (const m of this.members) {
-      for (const p of m.pending.values()) {
-        clearTimeout(p.timer);
-        p.reject(new UpstreamError('UPSTREAM_CLOSED', 'proxy is shutting down'));
-      }
-      m.pending.clear();
+      this.failAll(m, new UpstreamError('UPSTREAM_CLOSED', 'proxy is shutting down'));
       m.socket.close();
     }
     this.members.length = 0;
   }
 
   private failAll(member: PoolSocket, err: UpstreamError): void {
-    for (const p of member.pending.values()) {
-      clearTimeout(p.timer);
-      p.reject(err);
-    }
-    member.pending.clear();
+    for (const p of member.pending.values()) this.settle(p, undefined, err);
   }
 
   private pickMember(): PoolSocket | undefined {
@@ -207,10 +290,10 @@ export class UdpUpstreamPool {
     const p = member.pending.get(id);
     const qdcount = msg.readUInt16BE(4);
     // Some servers answer FORMERR without the question; accept those too.
-    if (!p || (qdcount > 0 && !sameQuestion(msg, p.question))) return this.options.onStray?.();
-    member.pending.delete(id);
-    clearTimeout(p.timer);
-    p.resolve(withId(msg, p.clientId));
+    if (!p || (qdcount > 0 && !sameQuestion(msg, p.query, HEADER_BYTES, p.questionEnd))) return this.options.onStray?.();
+    // The datagram is ours (node allocates one per message): the client's id goes back in place.
+    msg.writeUInt16BE(p.clientId, 0);
+    this.settle(p, msg, undefined);
   }
 }
 

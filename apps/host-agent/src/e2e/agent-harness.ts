@@ -58,10 +58,14 @@ export interface AgentOptions {
   /** Names the local upstream answers (anything else: NXDOMAIN from upstream). */
   records?: Record<string, UpstreamRecords>;
   extraArgs?: string[];
+  /** 'HOST:PORT' of an upstream started by the caller (a benchmark's dnsdist) instead of the loopback one's. */
+  upstreamAddress?: string;
   /** Environment of the agent process (default: this process's), e.g. CGFENCE_AGENT_TUNING=off. */
   env?: NodeJS.ProcessEnv;
-  /** node options before the `cgfence` script (e.g. V8 flags to compare with the agent's own). */
+  /** node options before the `cgfence` script (`--trace-gc`, V8 flags to compare with the agent's own). */
   nodeArgs?: string[];
+  /** Another tree's `cgfence` (a benchmark's baseline build), for the agent and every CLI call. Default CGFENCE. */
+  cgfenceBin?: string;
 }
 
 /**
@@ -110,9 +114,9 @@ export class AgentUnderTest {
     const o = this.opts;
     const args = [
       ...(o.nodeArgs ?? []),
-      CGFENCE, 'agent',
+      o.cgfenceBin ?? CGFENCE, 'agent',
       '--policy-file', this.policyFile,
-      '--upstream', this.upstream.address,
+      '--upstream', o.upstreamAddress ?? this.upstream.address,
       '--mode', o.mode ?? 'enforce',
       '--fail-mode', o.failMode ?? 'open',
       '--cgroup', this.cgroupName,
@@ -138,7 +142,7 @@ export class AgentUnderTest {
   /** `cgfence ARGS... --state-dir <ours>` (state dir appended where it is accepted). */
   cli(args: string[], opts: { input?: string; timeoutMs?: number } = {}): Promise<Ran> {
     const withState = args[0] === 'run' ? ['run', '--state-dir', this.stateDir, ...args.slice(1)] : [...args, '--state-dir', this.stateDir];
-    return exec(process.execPath, [CGFENCE, ...withState], opts);
+    return exec(process.execPath, [this.opts.cgfenceBin ?? CGFENCE, ...withState], opts);
   }
 
   /** `cgfence run [--label k=v]... -- COMMAND...` against this agent. */

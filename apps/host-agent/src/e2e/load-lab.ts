@@ -64,6 +64,30 @@ export function agentRss(pid: number): number {
   return rssOf(pid) + children.reduce((sum, c) => sum + rssOf(c), 0);
 }
 
+/** Clock ticks per second of /proc/<pid>/stat times (USER_HZ, 100 on Linux). */
+const USER_HZ = 100;
+
+/** utime + stime (ms) of `pid` and of its live children (a pool's workers), from /proc. */
+export function processCpuMs(pid: number): number {
+  const own = (p: number): number => {
+    try {
+      const stat = readFileSync(`/proc/${p}/stat`, 'utf8');
+      // Fields after "(comm) ": state is [0], utime [11], stime [12] (fields 14 and 15 of proc(5)).
+      const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      return ((Number(f[11]) + Number(f[12])) * 1000) / USER_HZ;
+    } catch {
+      return 0;
+    }
+  };
+  let children: number[] = [];
+  try {
+    children = readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').trim().split(/\s+/).filter(Boolean).map(Number);
+  } catch {
+    // gone
+  }
+  return own(pid) + children.reduce((sum, c) => sum + own(c), 0);
+}
+
 /** Runs the flood client with `args` as nobody in a run of `sut`'s deploy cgroup; returns its JSON report. */
 export async function floodAsNobody<T>(sut: AgentUnderTest, args: string[], extra: string[], timeoutSeconds: number): Promise<T> {
   const r = await sut.run([...NOBODY, process.execPath, FLOOD_CLIENT, ...args, ...extra], { timeoutMs: timeoutSeconds * 1000 });
