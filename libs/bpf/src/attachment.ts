@@ -31,8 +31,11 @@ function listDir(dir: string): string[] {
   }
 }
 
-/** Reads the (type, prog id, cgroup id) of a bpf link fd. */
-function linkInfo(fd: number): { type: number; progId: number; cgroupId: bigint } {
+/** bpf_link_info.cgroup.attach_type: after type, id, prog_id, padding and cgroup_id. */
+const LINK_INFO_CGROUP_ATTACH_TYPE_OFFSET = 24;
+
+/** Reads the type, prog id and (for a cgroup link) cgroup id and attach type of a bpf link fd. */
+export function linkInfo(fd: number): { type: number; progId: number; cgroupId: bigint; attachType: number } {
   const info = Buffer.alloc(64);
   const len = Buffer.alloc(4);
   len.writeUInt32LE(info.length);
@@ -41,6 +44,7 @@ function linkInfo(fd: number): { type: number; progId: number; cgroupId: bigint 
     type: info.readUInt32LE(0),
     progId: info.readUInt32LE(KERNEL_ABI.LINK_INFO_PROG_ID_OFFSET),
     cgroupId: info.readBigUInt64LE(KERNEL_ABI.LINK_INFO_CGROUP_ID_OFFSET),
+    attachType: info.readUInt32LE(LINK_INFO_CGROUP_ATTACH_TYPE_OFFSET),
   };
 }
 

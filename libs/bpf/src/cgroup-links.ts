@@ -12,11 +12,9 @@ import { join, resolve } from 'node:path';
 import { DataPlaneError, intStep } from './errors';
 import { PROGRAMS } from './layout';
 import { describeErrno, KERNEL_ABI, libbpf, libc } from './libbpf';
+import { linkInfo } from './attachment';
 import { findCgroup2Root } from './mounts';
 import { UNIX_PROGRAMS } from './unix-guard';
-
-/** offsetof(struct bpf_link_info, cgroup.attach_type): after cgroup_id (u64 at 16). */
-const LINK_INFO_CGROUP_ATTACH_TYPE_OFFSET = 24;
 
 interface LinkCalls {
   bpf_prog_get_fd_by_id(id: number): number;
@@ -48,16 +46,9 @@ interface LinkInfo {
 }
 
 function linkInfoOf(fd: number): LinkInfo {
-  const info = Buffer.alloc(64);
-  const len = Buffer.alloc(4);
-  len.writeUInt32LE(info.length);
-  intStep('link info', 'bpf_obj_get_info_by_fd', () => libbpf().bpf_obj_get_info_by_fd(fd, info, len));
-  if (info.readUInt32LE(0) !== KERNEL_ABI.BPF_LINK_TYPE_CGROUP) throw new DataPlaneError('link info', `fd ${fd} is not a cgroup bpf link`);
-  return {
-    progId: info.readUInt32LE(KERNEL_ABI.LINK_INFO_PROG_ID_OFFSET),
-    cgroupId: info.readBigUInt64LE(KERNEL_ABI.LINK_INFO_CGROUP_ID_OFFSET),
-    attachType: info.readUInt32LE(LINK_INFO_CGROUP_ATTACH_TYPE_OFFSET),
-  };
+  const info = linkInfo(fd);
+  if (info.type !== KERNEL_ABI.BPF_LINK_TYPE_CGROUP) throw new DataPlaneError('link info', `fd ${fd} is not a cgroup bpf link`);
+  return info;
 }
 
 /** Opens a pinned object, runs `use` on its fd and closes it. */

@@ -15,6 +15,7 @@ import koffi from 'koffi';
 import { constants } from 'node:os';
 import { closeSync, existsSync, openSync, unlinkSync } from 'node:fs';
 import { join, resolve } from 'node:path';
+import { linkInfo } from './attachment';
 import { DataPlaneError, intStep, ptrStep } from './errors';
 import { KERNEL_ABI, libbpf, libc, Ptr } from './libbpf';
 
@@ -327,12 +328,7 @@ export class UnixGuard {
     this.assertOpen();
     const out: string[] = [];
     for (const [name, link] of this.links) {
-      const info = Buffer.alloc(64);
-      const len = Buffer.alloc(4);
-      len.writeUInt32LE(info.length);
-      if (libbpf().bpf_obj_get_info_by_fd(libbpf().bpf_link__fd(link), info, len) === 0 && info.readBigUInt64LE(KERNEL_ABI.LINK_INFO_CGROUP_ID_OFFSET) !== 0n) {
-        out.push(name);
-      }
+      if (linkInfo(libbpf().bpf_link__fd(link)).cgroupId !== 0n) out.push(name);
     }
     return out;
   }
