@@ -8,6 +8,7 @@ import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { Worker } from 'node:worker_threads';
 import { freePort, ManagedProcess, PostgresServer, printTable, startPolicyServer, timeMs, verdict } from '@cgfence/devservices';
 
 const ENTRIES = Number(process.env.CGFENCE_BENCH_LIST_ENTRIES ?? 1_000_000);
@@ -46,26 +47,46 @@ async function loopMax(base: string): Promise<number> {
   return m ? Number(m[1]) * 1000 : NaN;
 }
 
+/**
+ * The /ready prober, on a thread of its own: the bench's main thread receives
+ * the 40 MB answers, and probes on that same event loop would time the bench,
+ * not the server.
+ */
+const PROBE_SOURCE = `
+const { parentPort, workerData } = require('node:worker_threads');
+let running = true, worst = 0, probes = 0;
+parentPort.on('message', () => { running = false; });
+(async () => {
+  parentPort.postMessage({ up: true });
+  while (running) {
+    const t0 = performance.now();
+    const res = await fetch(workerData.url, { keepalive: false, headers: { connection: 'close' } }).catch(() => undefined);
+    if (!res) break; // the server is gone: the request fails and says why
+    await res.arrayBuffer();
+    worst = Math.max(worst, performance.now() - t0);
+    probes++;
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  parentPort.postMessage({ worst, probes });
+  parentPort.close();
+})();
+`;
+
 /** Runs `op` while probing /ready every 20 ms; the slowest probe answer is how long the event loop was held. */
 async function withProbe(base: string, op: () => Promise<void>): Promise<{ ms: number; worstReadyMs: number; probes: number }> {
-  let running = true;
-  let worst = 0;
-  let probes = 0;
-  const probe = (async () => {
-    while (running) {
-      const t0 = performance.now();
-      const res = await fetch(`${base}/ready`, { keepalive: false, headers: { connection: 'close' } }).catch(() => undefined);
-      if (!res) break; // the server is gone: the request fails and says why
-      await res.arrayBuffer();
-      worst = Math.max(worst, performance.now() - t0);
-      probes++;
-      await new Promise((r) => setTimeout(r, 20));
-    }
-  })();
+  const worker = new Worker(PROBE_SOURCE, { eval: true, workerData: { url: `${base}/ready` } });
+  // The worker posts twice: once running, once with its result after 'stop'.
+  const next = (): Promise<{ up?: boolean; worst?: number; probes?: number }> =>
+    new Promise((resolve, reject) => {
+      worker.once('message', resolve);
+      worker.once('error', reject);
+    });
+  await next(); // the prober runs
   const { ms } = await timeMs(op);
-  running = false;
-  await probe;
-  return { ms, worstReadyMs: worst, probes };
+  worker.postMessage('stop');
+  const result = await next();
+  await worker.terminate();
+  return { ms, worstReadyMs: result.worst ?? NaN, probes: result.probes ?? 0 };
 }
 
 async function scenario(label: string, threads: number, pg: PostgresServer, dir: string, text: string): Promise<Row[]> {
