@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { CommandRedactor, compileRedactPatterns } from '@cgfence/proto';
 import type { DnsPolicyEvent } from '../dns/dns-events';
+import { capCmdline, CMDLINE_CUT_MARKER, MAX_CMDLINE_BYTES } from '../dns/process-details';
 import { alertRecord, recordFromDnsEvent, recordFromIpBlock, type RunLookup } from './journal-record';
 
 const runs: RunLookup = {
@@ -72,6 +73,15 @@ describe(recordFromDnsEvent.name, () => {
     const sut = recordFromDnsEvent({ ...event, process: { ...event.process!, cmdline } }, ctx);
     assert.equal(sut.cmdline, 'curl -H Authorization: token [REDACTED] https://deploy:[REDACTED]@github.com/x --password=[REDACTED]');
     assert.equal(sut.cmdlineRedacted, true);
+  });
+
+  it('keeps the redacted command line within MAX_CMDLINE_BYTES when markers outgrow the secrets', () => {
+    const cmdline = capCmdline(`x ${'--token=a '.repeat(600)}`)!;
+    assert.equal(Buffer.byteLength(cmdline), MAX_CMDLINE_BYTES);
+    const sut = recordFromDnsEvent({ ...event, process: { ...event.process!, cmdline } }, ctx);
+    assert.ok(sut.cmdline!.startsWith('x --token=[REDACTED] --token=[REDACTED]'));
+    assert.ok(sut.cmdline!.endsWith(CMDLINE_CUT_MARKER));
+    assert.equal(Buffer.byteLength(sut.cmdline!), MAX_CMDLINE_BYTES);
   });
 
   it("applies the context's extra patterns", () => {

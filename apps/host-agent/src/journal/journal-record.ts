@@ -1,6 +1,6 @@
 import { CommandRedactor } from '@cgfence/proto';
 import type { DnsPolicyEvent } from '../dns/dns-events';
-import type { ProcessDetails } from '../dns/process-details';
+import { capCmdline, type ProcessDetails } from '../dns/process-details';
 import { newEventId } from './event-id';
 
 export type JournalAction = 'blocked' | 'audited' | 'alert';
@@ -82,7 +82,8 @@ function base(ctx: RecordContext, fields: CommonFields): Omit<JournalRecord, 'qn
     labels: run ? { ...run.labels } : {},
     pid: p ? (p.tgid > 0 ? p.tgid : p.pid) : null,
     comm: p?.comm ?? null,
-    cmdline: cmd?.text ?? null,
+    // A marker can be longer than what it replaced: cut again to MAX_CMDLINE_BYTES.
+    cmdline: cmd ? capCmdline(cmd.text) : null,
     cmdlineRedacted: cmd?.redacted ?? false,
     uid: p?.uid ?? null,
     cgroupId: p ? p.cgroupId.toString() : null,
