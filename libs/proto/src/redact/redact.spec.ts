@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
+import { BlockEventSchema } from '../events';
 import { CommandRedactor, compileRedactPatterns, MAX_REDACT_PATTERNS, REDACTED, RedactPatternError, redactSecrets } from './index';
 
 const R = REDACTED;
@@ -113,5 +114,18 @@ describe(CommandRedactor.name, () => {
     const a = r.redact('x --token=abc');
     assert.deepEqual(r.redact('x --token=abc'), a);
     assert.equal(a.text, `x --token=${R}`);
+  });
+});
+
+describe('BlockEventSchema.cmdlineRedacted', () => {
+  const base = {
+    id: '0190c2d3-0000-7000-8000-000000000001', time: '2026-04-16T10:00:00.000Z', host: 'h', cohort: null, runId: null, labels: {},
+    pid: 1, comm: 'curl', cmdline: `curl --token ${REDACTED}`, uid: 0, cgroupId: '1', qname: 'github.com', qtype: 'A', entry: 'github.com',
+    action: 'blocked', method: 'dns', policyVersion: null, policyHash: null, destination: null, message: null,
+  };
+  it('carries the flag, and accepts events of older agents without it', () => {
+    assert.equal(BlockEventSchema.parse({ ...base, cmdlineRedacted: true }).cmdlineRedacted, true);
+    assert.equal(BlockEventSchema.parse(base).cmdlineRedacted, undefined);
+    assert.equal(BlockEventSchema.safeParse({ ...base, cmdlineRedacted: 'yes' }).success, false);
   });
 });
