@@ -4,3 +4,4 @@ export * from './blocklist';
 export * from './agent';
 export * from './fleet';
 export * from './events';
+export * from './redact';

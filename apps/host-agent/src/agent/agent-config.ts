@@ -61,6 +61,8 @@ export interface AgentConfig {
   readonly refusedUnixSockets?: readonly string[];
   /** Diagnostics only (hidden flag): attach types the unix guard loads with; a value the kernel refuses shows the no-hook path. */
   readonly unixGuardAttachTypes?: { readonly connect: number; readonly sendmsg: number };
+  /** `--redact-pattern`: extra secret shapes (regex sources, checked by compileRedactPatterns) taken out of command lines. */
+  readonly redactPatterns?: readonly string[];
 }
 
 export const DEFAULT_STATE_DIR = '/var/lib/cgfence';

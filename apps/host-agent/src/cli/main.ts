@@ -4,7 +4,7 @@ import { resolve } from 'node:path';
 import pino from 'pino';
 import { DEFAULT_CLIENT_RATE_LIMITS, DEFAULT_UNIX_GUARD_PATHS, SSSD_NSS_SOCKET, sssServesHosts, validateClientRateLimits, validateRefusedDnsPorts, validateUnixGuardPaths, type RateLimit } from '@cgfence/bpf';
 import { NatsAuthError, natsConnectOptions } from '@cgfence/nats-auth';
-import type { AgentStatus } from '@cgfence/proto';
+import { compileRedactPatterns, MAX_REDACT_PATTERNS, RedactPatternError, type AgentStatus } from '@cgfence/proto';
 import { AgentConfig, DEFAULT_CGROUP, DEFAULT_METRICS_LISTEN, DEFAULT_STATE_DIR, defaultHost, defaultProxyWorkers, parseMetricsListen } from '../agent/agent-config';
 import { DEFAULT_SPOOL_MAX_BYTES } from '../events/spool';
 import { FleetConfigError, FleetSettings, parseServers, readServerKeys, resolveHostId, resolveLabels } from '../fleet/fleet-config';
@@ -91,6 +91,7 @@ interface StartOptions {
   resolveTtlMin: number;
   refusedUnixSockets: string;
   unixGuardAttachTypes?: string;
+  redactPattern: string[];
 }
 
 /**
@@ -215,6 +216,17 @@ function protectCgroupsOf(o: StartOptions, labels: Record<string, string> | unde
   }
 }
 
+/** `--redact-pattern` (repeatable), checked now: a bad one is a usage error naming it. */
+function redactPatternsOf(sources: readonly string[] | undefined): string[] {
+  try {
+    compileRedactPatterns(sources ?? []);
+  } catch (err) {
+    if (err instanceof RedactPatternError) throw new UsageError(`--redact-pattern: ${err.message}`);
+    throw err;
+  }
+  return [...(sources ?? [])];
+}
+
 /** Parses and validates `cgfence agent start`'s options once; a bad one is a UsageError (exit 2) naming the flag. */
 export function agentSettings(o: StartOptions, enrollment?: Enrollment): { config: AgentConfig; fleet: FleetSettings | undefined } {
   const fleet = fleetSettings(o, enrollment);
@@ -254,6 +266,7 @@ export function agentSettings(o: StartOptions, enrollment?: Enrollment): { confi
     resolveTtlMinSeconds: o.resolveTtlMin,
     refusedUnixSockets: parseRefusedUnixSockets(o.refusedUnixSockets),
     unixGuardAttachTypes: parseUnixGuardAttachTypes(o.unixGuardAttachTypes),
+    redactPatterns: redactPatternsOf(o.redactPattern),
   };
   return { config, fleet };
 }
@@ -434,6 +447,12 @@ export function buildHostProgram(): Command {
       '--refused-unix-sockets <list>',
       'unix sockets of resolving daemons (nscd, systemd-resolved, sssd) the deploy cgroup may not connect to (Linux 6.7+), comma-separated /path or @abstract, at most 32; "default" stands for the built-in list; none: off',
       'default',
+    )
+    .option(
+      '--redact-pattern <regex>',
+      `extra secret shape taken out of command lines in events (JavaScript regex, whole match becomes [REDACTED]; repeatable, at most ${MAX_REDACT_PATTERNS})`,
+      collect,
+      [],
     )
     .addOption(new Option('--unix-guard-attach-types <connect,sendmsg>', 'diagnostics: attach types the unix guard loads with').hideHelp())
     .action((o: StartOptions) => startAgent(o));

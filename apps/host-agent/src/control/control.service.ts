@@ -43,7 +43,8 @@ export class ControlService implements OnApplicationBootstrap, BeforeApplication
         return this.status.freshStatus();
       case 'run.start': {
         const started: RunStarted = startRun(this.runs, req, caller);
-        this.logger.info({ runId: started.runId, labels: req.labels, command: req.command, pid: caller.pid, uid: started.uid, user: started.user }, 'run started');
+        // The run record's command, secrets taken out (RunsService.create), not req.command.
+        this.logger.info({ runId: started.runId, labels: req.labels, command: this.runs.registry.get(started.runId)?.command, pid: caller.pid, uid: started.uid, user: started.user }, 'run started');
         return started;
       }
       case 'run.end': {

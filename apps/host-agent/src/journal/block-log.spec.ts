@@ -15,6 +15,7 @@ const record: JournalRecord = {
   pid: 266767,
   comm: 'curl',
   cmdline: 'curl https://github.com',
+  cmdlineRedacted: false,
   uid: 0,
   cgroupId: '4242',
   qname: 'github.com',

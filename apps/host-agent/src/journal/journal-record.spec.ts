@@ -1,6 +1,8 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
+import { CommandRedactor, compileRedactPatterns } from '@cgfence/proto';
 import type { DnsPolicyEvent } from '../dns/dns-events';
+import { capCmdline, CMDLINE_CUT_MARKER, MAX_CMDLINE_BYTES } from '../dns/process-details';
 import { alertRecord, recordFromDnsEvent, recordFromIpBlock, type RunLookup } from './journal-record';
 
 const runs: RunLookup = {
@@ -32,6 +34,7 @@ describe(recordFromDnsEvent.name, () => {
       pid: 1000,
       comm: 'curl',
       cmdline: 'curl https://github.com',
+      cmdlineRedacted: false,
       uid: 0,
       cgroupId: '4242',
       qname: 'github.com',
@@ -61,6 +64,31 @@ describe(recordFromDnsEvent.name, () => {
     assert.equal(sut.pid, null);
     assert.equal(sut.cohort, null);
     assert.ok('cmdline' in sut && sut.cmdline === null);
+    assert.equal(sut.cmdlineRedacted, false);
+  });
+
+  it('takes secrets out of the command line and says so, with no redactor given (built-in shapes)', () => {
+    const token = `ghp_${'A1b2C3d4'.repeat(5)}`;
+    const cmdline = `curl -H Authorization: token ${token} https://deploy:hunter2@github.com/x --password=s3cret`;
+    const sut = recordFromDnsEvent({ ...event, process: { ...event.process!, cmdline } }, ctx);
+    assert.equal(sut.cmdline, 'curl -H Authorization: token [REDACTED] https://deploy:[REDACTED]@github.com/x --password=[REDACTED]');
+    assert.equal(sut.cmdlineRedacted, true);
+  });
+
+  it('keeps the redacted command line within MAX_CMDLINE_BYTES when markers outgrow the secrets', () => {
+    const cmdline = capCmdline(`x ${'--token=a '.repeat(600)}`)!;
+    assert.equal(Buffer.byteLength(cmdline), MAX_CMDLINE_BYTES);
+    const sut = recordFromDnsEvent({ ...event, process: { ...event.process!, cmdline } }, ctx);
+    assert.ok(sut.cmdline!.startsWith('x --token=[REDACTED] --token=[REDACTED]'));
+    assert.ok(sut.cmdline!.endsWith(CMDLINE_CUT_MARKER));
+    assert.equal(Buffer.byteLength(sut.cmdline!), MAX_CMDLINE_BYTES);
+  });
+
+  it("applies the context's extra patterns", () => {
+    const redactor = new CommandRedactor(compileRedactPatterns(['corp-[0-9]{6}']));
+    const sut = recordFromDnsEvent({ ...event, process: { ...event.process!, cmdline: 'deploy --ticket corp-123456 now' } }, { ...ctx, redactor });
+    assert.equal(sut.cmdline, 'deploy --ticket [REDACTED] now');
+    assert.equal(sut.cmdlineRedacted, true);
   });
 });
 
@@ -72,6 +100,13 @@ describe(recordFromIpBlock.name, () => {
     assert.equal(sut.destination, '10.1.2.3:443');
     assert.equal(sut.qname, null);
     assert.equal(sut.runId, 'run-7');
+  });
+
+  it('redacts the command line of an IP-layer (and unix-guard) block too', () => {
+    const proc = { ...event.process!, cmdline: 'psql postgres://app:pw123@db.internal/app' };
+    const sut = recordFromIpBlock({ destination: 'unix:/run/nscd/socket', time: event.time, process: proc }, ctx);
+    assert.equal(sut.cmdline, 'psql postgres://app:[REDACTED]@db.internal/app');
+    assert.equal(sut.cmdlineRedacted, true);
   });
 });
 

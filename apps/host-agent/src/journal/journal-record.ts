@@ -1,5 +1,6 @@
+import { CommandRedactor } from '@cgfence/proto';
 import type { DnsPolicyEvent } from '../dns/dns-events';
-import type { ProcessDetails } from '../dns/process-details';
+import { capCmdline, type ProcessDetails } from '../dns/process-details';
 import { newEventId } from './event-id';
 
 export type JournalAction = 'blocked' | 'audited' | 'alert';
@@ -22,7 +23,10 @@ export interface JournalRecord {
   readonly labels: RunLabels;
   readonly pid: number | null;
   readonly comm: string | null;
+  /** argv joined with spaces, with secrets replaced by [REDACTED] (libs/proto redactSecrets). */
   readonly cmdline: string | null;
+  /** True when something was taken out of cmdline. */
+  readonly cmdlineRedacted: boolean;
   readonly uid: number | null;
   readonly cgroupId: string | null;
   readonly qname: string | null;
@@ -52,7 +56,11 @@ export interface RecordContext {
   readonly runs?: RunLookup;
   /** Id source; tests pass a fixed one. */
   readonly newId?: () => string;
+  /** Takes secrets out of command lines (with `--redact-pattern`s); default: the built-in shapes only. */
+  readonly redactor?: CommandRedactor;
 }
+
+const builtInRedactor = new CommandRedactor();
 
 interface CommonFields {
   readonly time: Date;
@@ -63,6 +71,8 @@ interface CommonFields {
 function base(ctx: RecordContext, fields: CommonFields): Omit<JournalRecord, 'qname' | 'qtype' | 'entry' | 'cnameTarget' | 'action' | 'method' | 'destination' | 'message'> {
   const p = fields.process;
   const run = p && ctx.runs ? ctx.runs.byCgroupId(p.cgroupId) : undefined;
+  // Every record's command line passes here, before the journal, the block log and shipping see it.
+  const cmd = p?.cmdline != null ? (ctx.redactor ?? builtInRedactor).redact(p.cmdline) : undefined;
   return {
     id: (ctx.newId ?? newEventId)(),
     time: fields.time.toISOString(),
@@ -72,7 +82,9 @@ function base(ctx: RecordContext, fields: CommonFields): Omit<JournalRecord, 'qn
     labels: run ? { ...run.labels } : {},
     pid: p ? (p.tgid > 0 ? p.tgid : p.pid) : null,
     comm: p?.comm ?? null,
-    cmdline: p?.cmdline ?? null,
+    // A marker can be longer than what it replaced: cut again to MAX_CMDLINE_BYTES.
+    cmdline: cmd ? capCmdline(cmd.text) : null,
+    cmdlineRedacted: cmd?.redacted ?? false,
     uid: p?.uid ?? null,
     cgroupId: p ? p.cgroupId.toString() : null,
     policyVersion: fields.policy?.version ?? null,

@@ -1,4 +1,5 @@
 import { Inject, Injectable, OnApplicationShutdown, OnModuleInit } from '@nestjs/common';
+import { CommandRedactor, compileRedactPatterns } from '@cgfence/proto';
 import type { Logger } from 'pino';
 import type { AgentConfig } from '../agent/agent-config';
 import { AGENT_CONFIG, AGENT_LOGGER } from '../app/tokens';
@@ -17,6 +18,8 @@ export class JournalService implements OnModuleInit, OnApplicationShutdown {
   private journal: EventJournal | undefined;
   private readonly blockLog: BlockLog;
   private readonly listeners = new Set<(r: JournalRecord) => void>();
+  /** Takes secrets out of every record's command line (built-in shapes and --redact-pattern). */
+  private readonly redactor: CommandRedactor;
 
   constructor(
     @Inject(AGENT_CONFIG) private readonly config: AgentConfig,
@@ -24,6 +27,7 @@ export class JournalService implements OnModuleInit, OnApplicationShutdown {
     private readonly runs: RunsService,
   ) {
     this.blockLog = new BlockLog(logger);
+    this.redactor = new CommandRedactor(compileRedactPatterns(config.redactPatterns ?? []));
   }
 
   onModuleInit(): void {
@@ -38,7 +42,7 @@ export class JournalService implements OnModuleInit, OnApplicationShutdown {
 
   /** What a record needs to name its host, cohort and run. */
   context(): RecordContext {
-    return { host: this.config.host, cohort: this.config.cohort, runs: this.runs.lookup };
+    return { host: this.config.host, cohort: this.config.cohort, runs: this.runs.lookup, redactor: this.redactor };
   }
 
   record(r: JournalRecord): void {

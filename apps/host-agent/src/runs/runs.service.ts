@@ -1,5 +1,6 @@
 import { BeforeApplicationShutdown, Inject, Injectable, OnApplicationBootstrap, OnModuleInit } from '@nestjs/common';
 import type { Logger } from 'pino';
+import { CommandRedactor, compileRedactPatterns } from '@cgfence/proto';
 import type { AgentConfig } from '../agent/agent-config';
 import { DeployCgroup } from '../app/deploy-cgroup.service';
 import { AGENT_CONFIG, AGENT_LOGGER } from '../app/tokens';
@@ -29,6 +30,8 @@ export class RunsService implements OnModuleInit, OnApplicationBootstrap, Before
   readonly lookup: RunLookup = {
     byCgroupId: (id) => this.registry_?.byCgroupId(id) ?? this.lookups.reduce<ReturnType<RunLookup['byCgroupId']>>((found, l) => found ?? l.byCgroupId(id), undefined),
   };
+
+  private redactor: CommandRedactor | undefined;
 
   constructor(
     @Inject(AGENT_CONFIG) private readonly config: AgentConfig,
@@ -60,7 +63,9 @@ export class RunsService implements OnModuleInit, OnApplicationBootstrap, Before
 
   /** `cgfence run` starts a command: a new run cgroup. */
   create(labels: Readonly<Record<string, string>>, command: string, owner?: RunOwner): RunRecord {
-    const run = this.registry.create(labels, command, owner);
+    // The run's command is kept in the state dir and shipped in its summary: secrets out first.
+    this.redactor ??= new CommandRedactor(compileRedactPatterns(this.config.redactPatterns ?? []));
+    const run = this.registry.create(labels, this.redactor.redact(command).text, owner);
     for (const l of this.startedListeners) l(run);
     return run;
   }

@@ -1,6 +1,7 @@
 // Pure pieces of findings: which (owner, entry) an event belongs to, the
 // per-batch grouping done on the ingest decode thread, and command redaction.
 import { createHash } from 'node:crypto';
+import { REDACTED, redactSecrets } from '@cgfence/proto';
 
 /** Examples kept per finding and per batch group (hosts, runs, commands, ...). */
 export const EXAMPLES_MAX = 20;
@@ -42,13 +43,19 @@ const URL_USERINFO = /([a-z][a-z0-9+.-]*:\/\/)[^/\s@]+@/gi;
 const LONG_OPAQUE = /\b[A-Za-z0-9+/_=-]{32,}\b/g;
 
 /**
- * A command line with what looks like a secret taken out: values of
+ * A command line with what looks like a secret taken out: first the shapes
+ * the agents also take out (libs/proto redactSecrets: token shapes, headers,
+ * URL passwords; an agent's [REDACTED] shows as *** here), then, more
+ * eagerly than on the host: values of
  * options and KEY=value pairs whose name says secret (--password x,
  * --token=x, API_KEY=x), user:password@ in URLs, and long opaque strings
  * (keys, tokens). Cut to COMMAND_MAX characters.
  */
 export function redactCommand(cmd: string): string {
-  const words = cmd.replace(URL_USERINFO, '$1***@').split(/\s+/).filter((w) => w !== '');
+  const words = redactSecrets(cmd)
+    .text.split(REDACTED)
+    .join('***')
+    .replace(URL_USERINFO, '$1***@').split(/\s+/).filter((w) => w !== '');
   const out: string[] = [];
   for (let i = 0; i < words.length; i++) {
     const w = words[i]!;

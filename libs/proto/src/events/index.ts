@@ -26,7 +26,10 @@ export const BlockEventSchema = z.object({
   labels: z.record(z.string(), z.string()),
   pid: z.number().int().nullable(),
   comm: z.string().nullable(),
+  /** With secrets replaced by [REDACTED] on the host (libs/proto redactSecrets). */
   cmdline: z.string().nullable(),
+  /** True when the agent took something out of cmdline; absent from older agents. */
+  cmdlineRedacted: z.boolean().optional(),
   uid: z.number().int().nullable(),
   cgroupId: z.string().nullable(),
   qname: z.string().nullable(),

@@ -14,6 +14,7 @@ export function blockRecord(host: string, n: number): JournalRecord {
     pid: 1000 + n,
     comm: 'curl',
     cmdline: `curl https://blocked-${n}.example`,
+    cmdlineRedacted: false,
     uid: 0,
     cgroupId: '4242',
     qname: `blocked-${n}.example`,
