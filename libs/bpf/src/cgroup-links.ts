@@ -5,7 +5,6 @@
 // policy applied once holds in every attached cgroup. Nothing in DataPlane
 // changes: the source links name the programs (prog id) and how they attach
 // (attach type).
-import koffi from 'koffi';
 import { constants } from 'node:os';
 import { closeSync, existsSync, mkdirSync, openSync, readdirSync, rmdirSync, statSync, unlinkSync } from 'node:fs';
 import { join, resolve } from 'node:path';
@@ -15,29 +14,6 @@ import { describeErrno, KERNEL_ABI, libbpf, libc } from './libbpf';
 import { linkInfo } from './attachment';
 import { findCgroup2Root } from './mounts';
 import { UNIX_PROGRAMS } from './unix-guard';
-
-interface LinkCalls {
-  bpf_prog_get_fd_by_id(id: number): number;
-  bpf_link_create(progFd: number, targetFd: number, attachType: number, opts: null): number;
-  bpf_link_update(linkFd: number, newProgFd: number, opts: null): number;
-  bpf_obj_pin(fd: number, path: string): number;
-}
-
-let calls: LinkCalls | undefined;
-
-/** The four libbpf calls this file needs beyond libbpf.ts's (bound here to keep that file as it is). */
-function linkCalls(): LinkCalls {
-  if (calls) return calls;
-  libbpf(); // fails with the install hint if libbpf.so.1 is missing
-  const lib = koffi.load('libbpf.so.1');
-  calls = {
-    bpf_prog_get_fd_by_id: lib.func('int bpf_prog_get_fd_by_id(uint32_t id)'),
-    bpf_link_create: lib.func('int bpf_link_create(int prog_fd, int target_fd, int attach_type, const void *opts)'),
-    bpf_link_update: lib.func('int bpf_link_update(int link_fd, int new_prog_fd, const void *opts)'),
-    bpf_obj_pin: lib.func('int bpf_obj_pin(int fd, const char *pathname)'),
-  } as LinkCalls;
-  return calls;
-}
 
 interface LinkInfo {
   progId: number;
@@ -95,7 +71,6 @@ export function attachCgroupLinks(opts: { sourcePinDir: string; cgroupPath: stri
   if (!existsSync(join(cgroupPath, 'cgroup.procs'))) throw new DataPlaneError('check cgroup', `${cgroupPath} is not a cgroup directory (no cgroup.procs)`);
   const cgroupId = statSync(cgroupPath, { bigint: true }).ino;
   const bpf = libbpf();
-  const k = linkCalls();
   try {
     mkdirSync(opts.pinDir, { recursive: true });
   } catch (err) {
@@ -113,7 +88,7 @@ export function attachCgroupLinks(opts: { sourcePinDir: string; cgroupPath: stri
     for (const name of [...PROGRAMS, ...unixInSource]) {
       const source = withPinned(`read ${name}`, join(opts.sourcePinDir, 'links', name), linkInfoOf);
       if (source.cgroupId === 0n) throw new DataPlaneError(`read ${name}`, `the source link of ${name} in ${opts.sourcePinDir} is detached`);
-      const progFd = intStep(`attach ${name}`, `bpf_prog_get_fd_by_id(${source.progId})`, () => k.bpf_prog_get_fd_by_id(source.progId));
+      const progFd = intStep(`attach ${name}`, `bpf_prog_get_fd_by_id(${source.progId})`, () => bpf.bpf_prog_get_fd_by_id(source.progId));
       try {
         const pin = join(opts.pinDir, name);
         if (existsSync(pin)) {
@@ -122,15 +97,15 @@ export function attachCgroupLinks(opts: { sourcePinDir: string; cgroupPath: stri
               libbpf().bpf_link_detach(fd); // ENOLINK when the kernel already did: fine
               return false;
             }
-            intStep(`adopt ${name}`, 'bpf_link_update', () => k.bpf_link_update(fd, progFd, null));
+            intStep(`adopt ${name}`, 'bpf_link_update', () => bpf.bpf_link_update(fd, progFd, null));
             return true;
           });
           if (kept) continue;
           unlinkSync(pin);
         }
-        const linkFd = intStep(`attach ${name}`, `bpf_link_create(${cgroupPath})`, () => k.bpf_link_create(progFd, cgroupFd, source.attachType, null));
+        const linkFd = intStep(`attach ${name}`, `bpf_link_create(${cgroupPath})`, () => bpf.bpf_link_create(progFd, cgroupFd, source.attachType, null));
         try {
-          intStep(`pin ${name}`, `bpf_obj_pin(${pin})`, () => k.bpf_obj_pin(linkFd, pin));
+          intStep(`pin ${name}`, `bpf_obj_pin(${pin})`, () => bpf.bpf_obj_pin(linkFd, pin));
         } catch (err) {
           bpf.bpf_link_detach(linkFd);
           throw err;

@@ -51,6 +51,9 @@ export interface Libbpf {
   bpf_program__name(prog: Ptr): string;
   bpf_program__fd(prog: Ptr): number;
   bpf_program__attach_cgroup(prog: Ptr, cgroupFd: number): Ptr | null;
+  bpf_program__set_type(prog: Ptr, type: number): number;
+  bpf_program__set_expected_attach_type(prog: Ptr, type: number): number;
+  bpf_map__reuse_fd(map: Ptr, fd: number): number;
   bpf_map__name(map: Ptr): string;
   bpf_map__fd(map: Ptr): number;
   bpf_map__type(map: Ptr): number;
@@ -65,6 +68,10 @@ export interface Libbpf {
   bpf_link__destroy(link: Ptr): number;
   bpf_obj_get(path: string): number;
   bpf_link_detach(linkFd: number): number;
+  bpf_link_create(progFd: number, targetFd: number, attachType: number, opts: null): number;
+  bpf_link_update(linkFd: number, newProgFd: number, opts: null): number;
+  bpf_obj_pin(fd: number, path: string): number;
+  bpf_prog_get_fd_by_id(id: number): number;
   bpf_obj_get_info_by_fd(fd: number, info: Buffer, infoLen: Buffer): number;
   bpf_map_create(type: number, name: string, keySize: number, valueSize: number, maxEntries: number, opts: Buffer): number;
   bpf_map_update_elem(fd: number, key: Buffer, value: Buffer, flags: number): number;
@@ -145,6 +152,9 @@ export function libbpf(): Libbpf {
     bpf_program__name: 'const char *bpf_program__name(const bpf_program *prog)',
     bpf_program__fd: 'int bpf_program__fd(const bpf_program *prog)',
     bpf_program__attach_cgroup: 'bpf_link *bpf_program__attach_cgroup(const bpf_program *prog, int cgroup_fd)',
+    bpf_program__set_type: 'int bpf_program__set_type(bpf_program *prog, int type)',
+    bpf_program__set_expected_attach_type: 'int bpf_program__set_expected_attach_type(bpf_program *prog, int type)',
+    bpf_map__reuse_fd: 'int bpf_map__reuse_fd(bpf_map *map, int fd)',
     bpf_map__name: 'const char *bpf_map__name(const bpf_map *map)',
     bpf_map__fd: 'int bpf_map__fd(const bpf_map *map)',
     bpf_map__type: 'int bpf_map__type(const bpf_map *map)',
@@ -159,6 +169,10 @@ export function libbpf(): Libbpf {
     bpf_link__destroy: 'int bpf_link__destroy(bpf_link *link)',
     bpf_obj_get: 'int bpf_obj_get(const char *pathname)',
     bpf_link_detach: 'int bpf_link_detach(int link_fd)',
+    bpf_link_create: 'int bpf_link_create(int prog_fd, int target_fd, int attach_type, const void *opts)',
+    bpf_link_update: 'int bpf_link_update(int link_fd, int new_prog_fd, const void *opts)',
+    bpf_obj_pin: 'int bpf_obj_pin(int fd, const char *pathname)',
+    bpf_prog_get_fd_by_id: 'int bpf_prog_get_fd_by_id(uint32_t id)',
     bpf_obj_get_info_by_fd: 'int bpf_obj_get_info_by_fd(int fd, void *info, void *info_len)',
     bpf_map_create:
       'int bpf_map_create(int map_type, const char *map_name, uint32_t key_size, uint32_t value_size, uint32_t max_entries, const void *opts)',

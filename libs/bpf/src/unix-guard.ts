@@ -11,7 +11,6 @@
 //
 // Pins live next to the main object's (<pinDir>/links/cgf_*_unix,
 // <pinDir>/maps/cgf_unix_paths): the main teardown removes them too.
-import koffi from 'koffi';
 import { constants } from 'node:os';
 import { closeSync, existsSync, openSync, unlinkSync } from 'node:fs';
 import { join, resolve } from 'node:path';
@@ -134,27 +133,6 @@ export function validateUnixGuardPaths(paths: readonly string[]): void {
   }
 }
 
-interface GuardCalls {
-  bpf_program__set_type(prog: Ptr, type: number): number;
-  bpf_program__set_expected_attach_type(prog: Ptr, type: number): number;
-  bpf_map__reuse_fd(map: Ptr, fd: number): number;
-}
-
-let calls: GuardCalls | undefined;
-
-/** The libbpf calls this file needs beyond libbpf.ts's (bound here to keep that file as it is). */
-function guardCalls(): GuardCalls {
-  if (calls) return calls;
-  libbpf(); // fails with the install hint if libbpf.so.1 is missing
-  const lib = koffi.load('libbpf.so.1');
-  calls = {
-    bpf_program__set_type: lib.func('int bpf_program__set_type(void *prog, int type)'),
-    bpf_program__set_expected_attach_type: lib.func('int bpf_program__set_expected_attach_type(void *prog, int type)'),
-    bpf_map__reuse_fd: lib.func('int bpf_map__reuse_fd(void *map, int fd)'),
-  } as GuardCalls;
-  return calls;
-}
-
 function unlinkQuiet(path: string): void {
   try {
     unlinkSync(path);
@@ -215,7 +193,6 @@ export class UnixGuard {
     validateUnixGuardPaths(opts.paths);
     const pinDir = resolve(opts.pinDir);
     const bpf = libbpf();
-    const g = guardCalls();
     const types = opts.attachTypes ?? { connect: UNIX_HOOK_ABI.BPF_CGROUP_UNIX_CONNECT, sendmsg: UNIX_HOOK_ABI.BPF_CGROUP_UNIX_SENDMSG };
     if (!existsSync(UNIX_GUARD_OBJECT_PATH)) {
       throw new DataPlaneError('open unix guard', `${UNIX_GUARD_OBJECT_PATH} is missing (run node scripts/build.mjs)`);
@@ -232,9 +209,9 @@ export class UnixGuard {
         if (!m) throw new DataPlaneError('open unix guard', `map ${name} not found in ${UNIX_GUARD_OBJECT_PATH}`);
         return m;
       };
-      intStep('load unix guard', 'bpf_map__reuse_fd(cgf_config)', () => g.bpf_map__reuse_fd(find('cgf_config'), opts.configFd));
-      intStep('load unix guard', 'bpf_map__reuse_fd(cgf_events)', () => g.bpf_map__reuse_fd(find('cgf_events'), opts.eventsFd));
-      intStep('load unix guard', 'bpf_map__reuse_fd(cgf_counters)', () => g.bpf_map__reuse_fd(find('cgf_counters'), opts.countersFd));
+      intStep('load unix guard', 'bpf_map__reuse_fd(cgf_config)', () => bpf.bpf_map__reuse_fd(find('cgf_config'), opts.configFd));
+      intStep('load unix guard', 'bpf_map__reuse_fd(cgf_events)', () => bpf.bpf_map__reuse_fd(find('cgf_events'), opts.eventsFd));
+      intStep('load unix guard', 'bpf_map__reuse_fd(cgf_counters)', () => bpf.bpf_map__reuse_fd(find('cgf_counters'), opts.countersFd));
       const paths = find(UNIX_MAP);
       intStep('load unix guard', `bpf_map__set_pin_path(${UNIX_MAP})`, () => bpf.bpf_map__set_pin_path(paths, mapPin));
       const progs = new Map<UnixProgramName, Ptr>();
@@ -242,8 +219,8 @@ export class UnixGuard {
         const prog = bpf.bpf_object__find_program_by_name(obj, name);
         if (!prog) throw new DataPlaneError('open unix guard', `program ${name} not found in ${UNIX_GUARD_OBJECT_PATH}`);
         const type = name === 'cgf_connect_unix' ? types.connect : types.sendmsg;
-        intStep('load unix guard', `bpf_program__set_type(${name})`, () => g.bpf_program__set_type(prog, UNIX_HOOK_ABI.BPF_PROG_TYPE_CGROUP_SOCK_ADDR));
-        intStep('load unix guard', `bpf_program__set_expected_attach_type(${name}, ${type})`, () => g.bpf_program__set_expected_attach_type(prog, type));
+        intStep('load unix guard', `bpf_program__set_type(${name})`, () => bpf.bpf_program__set_type(prog, UNIX_HOOK_ABI.BPF_PROG_TYPE_CGROUP_SOCK_ADDR));
+        intStep('load unix guard', `bpf_program__set_expected_attach_type(${name}, ${type})`, () => bpf.bpf_program__set_expected_attach_type(prog, type));
         progs.set(name, prog);
       }
       intStep(
