@@ -4,6 +4,7 @@ import { DataPlane, DataPlaneConfig, KernelEvent } from '@cgfence/bpf';
 import type { AgentConfig, Mode } from '../agent/agent-config';
 import { applyPolicy, type PolicyMeta } from '../agent/policy-apply';
 import { DeployCgroup } from '../app/deploy-cgroup.service';
+import { FirstOfEach } from './first-of-each';
 import { AGENT_CONFIG, AGENT_LOGGER } from '../app/tokens';
 import { DnsProxyService } from '../dns/dns-proxy.service';
 import { describeProcess, procfsReader } from '../dns/process-details';
@@ -13,6 +14,9 @@ import type { BlocklistEntry } from '../policy/entry-types';
 import { policyNames, type Policy } from '../policy/policy';
 import type { PolicyEnforcer } from '../policy/policy-source';
 import { PolicyService } from '../policy/policy.service';
+
+/** Cap on the (run, socket) pairs remembered as journaled; past it they are forgotten (a pair may be journaled again). */
+export const UNIX_JOURNALED_MAX = 4096;
 
 /**
  * The kernel half (libs/bpf DataPlane) on the deploy cgroup: attached (or
@@ -27,6 +31,8 @@ export class DataPlaneService implements OnModuleInit, OnApplicationShutdown, Po
   private expected: string[] = [];
   /** False once the kernel said the proxy heartbeat went stale. */
   proxyHealthy = true;
+  /** (run cgroup, socket path) pairs whose unix-guard refusal is journaled already: the first one per run is; the kernel counts them all. */
+  private readonly unixJournaled = new FirstOfEach(UNIX_JOURNALED_MAX);
 
   constructor(
     @Inject(AGENT_CONFIG) private readonly config: AgentConfig,
@@ -132,6 +138,11 @@ export class DataPlaneService implements OnModuleInit, OnApplicationShutdown, Po
     const policy = { version: this.policy.current.version, hash: this.policy.current.hash };
     if (e.kind === 'unix_refused' || e.kind === 'unix_audit') {
       // A connect to a resolving daemon's socket: glibc falls back to DNS on port 53 (the proxy decides the name).
+      // glibc tries nscd on every user, group or host lookup of every
+      // process, whether or not nscd runs: journal the first refusal of each
+      // socket per run (cgroup), with its process; the kernel counts the rest
+      // (kernel_unix_refused:<path>).
+      if (!this.unixJournaled.admit(`${e.cgroupId}\u0000${e.kind}\u0000${e.daddr}`)) return;
       this.journal.record(
         recordFromIpBlock(
           { time: new Date(), audited: e.kind === 'unix_audit', destination: `unix:${e.daddr}`, process: describeProcess(e, procfsReader), policy },

@@ -73,6 +73,15 @@ export interface AgentOptions {
  * deploy cgroup, pins, state directory and a local upstream DNS server on
  * loopback — never the machine's resolver. `stop()` removes all of it.
  */
+/**
+ * A block or audit of an address (method 'ip'), not a unix-guard refusal:
+ * a shell started without HOME looks its user up, glibc tries nscd's socket
+ * and the guard journals that refusal (method 'ip', destination 'unix:…').
+ */
+export function isAddressRecord(r: { method: string; destination: string | null }): boolean {
+  return r.method === 'ip' && !(r.destination ?? '').startsWith('unix:');
+}
+
 export class AgentUnderTest {
   proc?: ChildProcess;
   log = '';

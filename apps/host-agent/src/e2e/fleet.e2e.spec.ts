@@ -29,7 +29,7 @@ import {
   signDocument,
 } from '@cgfence/proto';
 import { LoopbackUpstream } from '../dns/testing/loopback-upstream';
-import { CGFENCE, exec, Ran, stopChild } from './agent-harness';
+import { CGFENCE, exec, Ran, stopChild, isAddressRecord } from './agent-harness';
 import { BRIDGE_ADDRESS, LabHost, NetnsLab } from './netns-lab';
 
 const POLICY_SERVER = join(__dirname, '..', '..', '..', '..', 'policy-server', 'dist', 'src', 'main.js');
@@ -397,14 +397,14 @@ describe('fleet distribution end to end (3 hosts in network namespaces)', () => 
     const runId = p['run'] as string;
     assert.ok(runId, 'the run id is in the environment of the command');
     const cliEnv = { ...process.env, CGFENCE_SERVER: api, CGFENCE_TOKEN: token };
-    type Found = { qname: string | null; cnameTarget: string | null; pid: number | null; cmdline: string | null; host: string; runId: string | null; action: string; method: string };
+    type Found = { qname: string | null; cnameTarget: string | null; pid: number | null; cmdline: string | null; host: string; runId: string | null; action: string; method: string; destination: string | null };
     let found: Found[] = [];
     await waitFor(`the run's events in the history`, async () => {
       const r = await exec(process.execPath, [CGFENCE, 'events', 'query', '--run', runId, '--format', 'json'], { env: cliEnv });
       if (r.code !== 0) throw new Error(r.stderr);
       const body = JSON.parse(r.stdout) as Found[] | { events: Found[] };
       found = Array.isArray(body) ? body : body.events;
-      return found.some((e) => e.method === 'dns' && e.cnameTarget === null) && found.some((e) => e.method === 'ip') && found.some((e) => e.cnameTarget !== null);
+      return found.some((e) => e.method === 'dns' && e.cnameTarget === null) && found.some(isAddressRecord) && found.some((e) => e.cnameTarget !== null);
     }, 20_000);
     const chained = found.find((e) => e.cnameTarget !== null)!;
     assert.equal(chained.qname, 'via-cname.example', 'the history names the asked name');
@@ -416,7 +416,7 @@ describe('fleet distribution end to end (3 hosts in network namespaces)', () => 
     assert.equal(dns.action, 'blocked');
     assert.ok(dns.pid !== null && dns.pid > 0);
     assert.match(dns.cmdline ?? '', /python3 -c/);
-    const ip = found.find((e) => e.method === 'ip')!;
+    const ip = found.find(isAddressRecord)!;
     assert.match(ip.cmdline ?? '', /python3 -c/);
   });
 

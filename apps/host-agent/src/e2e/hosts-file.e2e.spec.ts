@@ -10,7 +10,7 @@ import { appendFileSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { constants, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { freePort } from '@cgfence/devservices';
-import { AgentUnderTest } from './agent-harness';
+import { AgentUnderTest, isAddressRecord } from './agent-harness';
 
 const EPERM = constants.errno.EPERM;
 
@@ -62,7 +62,7 @@ describe(`${AgentUnderTest.name}: the hosts file and DNS on other ports`, () => 
     const out = await resolveAndConnect('pinned.example');
     assert.equal(out.addr, '127.0.0.19', 'the name resolves from the file');
     assert.equal(out.result, EPERM);
-    const e = await sut.waitForEvent('the block of the hosts-file address', (x) => x.method === 'ip' && x.pid === out.pid && !(x.destination ?? '').startsWith('unix:'));
+    const e = await sut.waitForEvent('the block of the hosts-file address', (x) => isAddressRecord(x) && x.pid === out.pid);
     assert.equal(e.action, 'blocked');
     assert.equal(e.destination, `127.0.0.19:${port}`);
     const alert = sut.events().find((x) => x.action === 'alert' && /line 2 maps listed name pinned\.example/.test(x.message ?? ''));
@@ -117,7 +117,7 @@ describe(`${AgentUnderTest.name}: the hosts file and DNS on other ports, audit m
     const out = JSON.parse(r.stdout) as Resolved;
     assert.equal(out.addr, '127.0.0.29');
     assert.equal(out.result, constants.errno.ECONNREFUSED, 'reached the address (nothing listens)');
-    const e = await sut.waitForEvent('the audit event of the hosts-file address', (x) => x.method === 'ip' && x.pid === out.pid && !(x.destination ?? '').startsWith('unix:'));
+    const e = await sut.waitForEvent('the audit event of the hosts-file address', (x) => isAddressRecord(x) && x.pid === out.pid);
     assert.equal(e.action, 'audited');
     assert.equal(e.destination, `127.0.0.29:${port}`);
   });
@@ -126,7 +126,7 @@ describe(`${AgentUnderTest.name}: the hosts file and DNS on other ports, audit m
     const r = await sut.run(['python3', '-c', 'import os, socket, time; s = socket.socket(); s.settimeout(2); print(os.getpid(), s.connect_ex(("127.0.0.1", 853))); time.sleep(1)']);
     const [pid, rc] = r.stdout.trim().split(' ').map(Number);
     assert.equal(rc, constants.errno.ECONNREFUSED, r.stderr);
-    const e = await sut.waitForEvent('the audit event of port 853', (x) => x.method === 'ip' && x.pid === pid);
+    const e = await sut.waitForEvent('the audit event of port 853', (x) => isAddressRecord(x) && x.pid === pid);
     assert.equal(e.action, 'audited');
     assert.equal(e.destination, '127.0.0.1:853');
   });

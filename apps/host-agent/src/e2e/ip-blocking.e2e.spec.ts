@@ -7,7 +7,7 @@ import { execFileSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { findCgroup2Root } from '@cgfence/bpf';
-import { AgentUnderTest, exec } from './agent-harness';
+import { AgentUnderTest, exec, isAddressRecord } from './agent-harness';
 
 const EPERM = constants.errno.EPERM;
 const ECONNREFUSED = constants.errno.ECONNREFUSED;
@@ -155,7 +155,7 @@ describe('IP blocking (CIDR entries) of a run', () => {
   it("journals the block with method 'ip', the destination, the run's pid, cmdline and labels", async () => {
     const out = await probeInRun(sut, ['tcp,127.0.0.9,80', 'sleep:1'], { job: 'ip-e2e' });
     assert.equal(out.results['tcp,127.0.0.9,80'], EPERM);
-    const e = await sut.waitForEvent('the IP block event of the probe', (r) => r.method === 'ip' && r.pid === out.pid);
+    const e = await sut.waitForEvent('the IP block event of the probe', (r) => isAddressRecord(r) && r.pid === out.pid);
     assert.equal(e.action, 'blocked');
     assert.equal(e.destination, '127.0.0.9:80');
     assert.equal(e.comm, 'python3');
@@ -168,7 +168,7 @@ describe('IP blocking (CIDR entries) of a run', () => {
 
   it('journals an IPv6 block with a bracketed destination', async () => {
     const out = await probeInRun(sut, [`tcp,::1,${closedPort}`, 'sleep:1']);
-    const e = await sut.waitForEvent('the IPv6 block event', (r) => r.method === 'ip' && r.pid === out.pid);
+    const e = await sut.waitForEvent('the IPv6 block event', (r) => isAddressRecord(r) && r.pid === out.pid);
     assert.equal(e.action, 'blocked');
     assert.equal(e.destination, `[::1]:${closedPort}`);
   });
@@ -225,7 +225,7 @@ describe('IP blocking across an agent crash (kill -9) and restart', () => {
     const out = await probeInDeployCgroup(sut, ['tcp,127.0.0.9,80']);
     assert.equal(out.results['tcp,127.0.0.9,80'], EPERM);
     await sut.launch();
-    const e = await sut.waitForEvent('the block made while the agent was dead', (r) => r.method === 'ip' && r.pid === out.pid);
+    const e = await sut.waitForEvent('the block made while the agent was dead', (r) => isAddressRecord(r) && r.pid === out.pid);
     assert.equal(e.action, 'blocked');
     assert.equal(e.destination, '127.0.0.9:80');
   });

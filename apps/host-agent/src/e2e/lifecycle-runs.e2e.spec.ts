@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { existsSync, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { AgentUnderTest, CGFENCE, exec } from './agent-harness';
+import { AgentUnderTest, CGFENCE, exec, isAddressRecord } from './agent-harness';
 
 /** The cgroup v2 path of a process ('0::' line of /proc/<pid>/cgroup). */
 function cgroupOf(pid: number): string {
@@ -88,7 +88,7 @@ describe('cgfence run', () => {
     const procs = readFileSync(join(sut.cgroupPath, `run-${runId}`, 'cgroup.procs'), 'utf8').trim().split('\n').map(Number);
     assert.ok(procs.includes(daemon), 'the run cgroup lists the daemon');
 
-    const e = await sut.waitForEvent('the block event of the run', (x) => x.method === 'ip' && x.labels['job'] === 'containment');
+    const e = await sut.waitForEvent('the block event of the run', (x) => isAddressRecord(x) && x.labels['job'] === 'containment');
     assert.equal(e.runId, runId, 'the event names the run whose cgroup it came from');
     assert.equal(e.cgroupId, statSync(join(sut.cgroupPath, `run-${runId}`), { bigint: true }).ino.toString(), 'cgroup id = inode of the run cgroup');
     process.kill(daemon, 'SIGKILL');

@@ -22,6 +22,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { waitFor } from '@cgfence/devservices';
 import { LoopbackUpstream } from '../dns/testing/loopback-upstream';
+import type { JournalRecord } from '../journal/journal-record';
 import { AgentUnderTest, stopChild } from './agent-harness';
 
 const LISTED = 'listed.example';
@@ -174,6 +175,24 @@ describe('nscd outside the deploy cgroup (real nscd, real kernel, real agent)', 
       assert.equal(st.unixGuard.state, 'active');
       assert.ok(Number(st.counters[`kernel_unix_refused:${NSCD_SOCKET}`]) >= 1, JSON.stringify(st.counters));
       assert.ok(st.programs.includes('cgf_connect_unix'));
+    });
+
+    it('journals the first refusal of the socket in a run and counts every one', async () => {
+      const counter = async (): Promise<number> => {
+        const st = JSON.parse((await sut.cli(['agent', 'status', '--json'])).stdout) as { counters: Record<string, string> };
+        return Number(st.counters[`kernel_unix_refused:${NSCD_SOCKET}`] ?? 0);
+      };
+      const before = await counter();
+      // Three lookups, three processes, one run.
+      const script = 'for i in 1 2 3; do getent hosts "$0" >/dev/null & echo "pid $!"; wait; done';
+      const ran = await sut.run(['nsenter', `--mount=/proc/${nscd.proc.pid}/ns/mnt`, 'sh', '-c', script, ALLOWED]);
+      const pids = [...ran.stdout.matchAll(/^pid (\d+)$/gm)].map((m) => Number(m[1]));
+      assert.equal(pids.length, 3, ran.stdout + ran.stderr);
+      const mine = (): JournalRecord[] => sut.events().filter((e) => e.destination === `unix:${NSCD_SOCKET}` && pids.includes(e.pid ?? -1));
+      await sut.waitForEvent('the first refusal of the run', (e) => e.destination === `unix:${NSCD_SOCKET}` && pids.includes(e.pid ?? -1));
+      await waitFor('the kernel counted all three', async () => (await counter()) >= before + 3);
+      await new Promise((r) => setTimeout(r, 500)); // time for any further record to reach the journal
+      assert.equal(mine().length, 1, JSON.stringify(mine()));
     });
 
     it('still resolves an allowed name, now through the proxy', async () => {

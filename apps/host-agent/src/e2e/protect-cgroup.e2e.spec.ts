@@ -13,7 +13,7 @@ import { promisify } from 'node:util';
 import { waitFor } from '@cgfence/devservices';
 import { ensureBpffs, findCgroup2Root } from '@cgfence/bpf';
 import type { AgentStatus } from '@cgfence/proto';
-import { AgentUnderTest } from './agent-harness';
+import { AgentUnderTest, isAddressRecord } from './agent-harness';
 
 const run = promisify(execFile);
 const UNIT = `cgfsvc${randomBytes(4).toString('hex')}.service`;
@@ -73,7 +73,7 @@ describe('cgfence agent --protect-cgroup', () => {
     assert.deepEqual(s.protectedCgroups, [{ path: `/${UNIT}`, unit: UNIT, state: 'protected', cgroupId: id, runId: `cgroup-${id}` }]);
     assert.equal(await connectFrom(service), 'EPERM');
     assert.equal(await connectFrom(undefined), 'ECONNREFUSED', 'a process outside is not affected');
-    const e = await sut!.waitForEvent('the block in the protected cgroup', (x) => x.method === 'ip' && x.runId === `cgroup-${id}`);
+    const e = await sut!.waitForEvent('the block in the protected cgroup', (x) => isAddressRecord(x) && x.runId === `cgroup-${id}`);
     assert.deepEqual(e.labels, { cgroup: `/${UNIT}`, unit: UNIT });
     assert.equal(e.cgroupId, id);
   });

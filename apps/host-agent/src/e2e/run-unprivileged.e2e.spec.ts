@@ -10,7 +10,7 @@ import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import { waitFor } from '@cgfence/devservices';
 import { findCgroup2Root } from '@cgfence/bpf';
-import { AgentUnderTest, CGFENCE, exec, Ran, stopChild } from './agent-harness';
+import { AgentUnderTest, CGFENCE, exec, Ran, stopChild, isAddressRecord } from './agent-harness';
 
 const tag = randomBytes(4).toString('hex');
 const GROUP = `cgfg${tag}`;
@@ -89,7 +89,7 @@ describe('cgfence run by a non-root user', () => {
     const rec = runRecord(sut!, runId);
     assert.equal(rec.uid, uid);
     assert.equal(rec.user, MEMBER);
-    const e = await sut!.waitForEvent('the block of the member\'s connect', (x) => x.method === 'ip' && x.runId === runId);
+    const e = await sut!.waitForEvent('the block of the member\'s connect', (x) => isAddressRecord(x) && x.runId === runId);
     assert.equal(e.uid, uid, 'the block is attributed to the member\'s uid');
     assert.equal(e.labels['job'], 'unprivileged');
   });
