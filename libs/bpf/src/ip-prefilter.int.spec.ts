@@ -6,7 +6,7 @@
 // and nothing leaks while a swap moves the blocked set to other /16s.
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, rmSync, unlinkSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, rmSync, unlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { DataPlane } from './data-plane';
@@ -154,7 +154,11 @@ describe(`${DataPlane.name} IPv4 /16 prefilter`, () => {
 
   describe('swaps that move the blocked set to other /16s', () => {
     const stop = join(tmpdir(), `cgfence-prefilter-stop-${process.pid}-${Date.now()}`);
-    after(() => rmSync(stop, { force: true }));
+    const progress = `${stop}.rounds`;
+    after(() => {
+      rmSync(stop, { force: true });
+      rmSync(progress, { force: true });
+    });
 
     it('never lets a listed address through: old set, new set and common entries, under a connect loop', async (t) => {
       // A and B share no /16 but the one of the common entry; each swap marks
@@ -166,14 +170,19 @@ describe(`${DataPlane.name} IPv4 /16 prefilter`, () => {
       const setB = [...bulkCidrs(11, 50_000), `${b}/32`, `${common}/32`];
       sut.applyIpPolicy({ v4: setA, v6: [] });
 
-      const probe = box.spawnClient({ op: 'probe_seq', host: a, hosts: [a, common, b, common], port, stop });
+      const probe = box.spawnClient({ op: 'probe_seq', host: a, hosts: [a, common, b, common], port, stop, progress });
       await probe.nextLine();
+      const rounds = (): number => Number(readFileSync(progress, 'utf8').trim() || 0);
       const swaps = 10;
       for (let i = 0; i < swaps; i++) {
         const next = { v4: i % 2 === 0 ? setB : setA, v6: [] };
         // Mostly through the builder thread (the agent's path), every third on this thread.
         if (i % 3 === 2) sut.applyIpPolicy(next);
         else await sut.applyIpPolicyAsync(next);
+        // Let the probe make two whole rounds under each set, however loaded
+        // the machine (a starved probe once saw only set A in all ten swaps).
+        const since = existsSync(progress) ? rounds() : 0;
+        for (let w = 0; w < 500 && (!existsSync(progress) || rounds() < since + 2); w++) await sleep(10);
         await sleep(30);
       }
       writeFileSync(stop, '');

@@ -165,6 +165,8 @@ export interface ClientArgs {
   port: number;
   /** probe_seq: TCP connect() to these in turn, over and over, until `stop` exists. */
   hosts?: string[];
+  /** probe_seq: a file the probe rewrites with its number of whole rounds after each round. */
+  progress?: string;
   payload?: string;
   /** udp_many: sendto() each (hex) in turn from one socket, `interval` seconds apart, never reading. */
   payloads?: string[];
@@ -437,12 +439,16 @@ try:
         hosts = [(h, a['port']) for h in a['hosts']]
         seq = []
         say({'stage': 'started', 'pid': os.getpid()})
+        # progress: the number of whole rounds so far, rewritten after each round
+        pfd = os.open(a['progress'], os.O_WRONLY | os.O_CREAT, 0o600) if a.get('progress') else None
         i = 0
         while not os.path.exists(a['stop']):
             s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
             seq.append(letters.get(name(s.connect_ex(hosts[i % len(hosts)])), 'X'))
             s.close()
             i += 1
+            if pfd is not None and i % len(hosts) == 0:
+                os.pwrite(pfd, b'%-12d' % (i // len(hosts)), 0)
         # whole rounds only, so position i % len(hosts) names the host
         out['seq'] = ''.join(seq[: len(seq) - len(seq) % len(hosts)])
     elif op == 'udp_many':
