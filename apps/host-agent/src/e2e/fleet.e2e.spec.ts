@@ -50,6 +50,8 @@ try:
     out['connect'] = 'ok'
 except PermissionError:
     out['connect'] = 'EPERM'
+    # the agent reads /proc/<pid>/cmdline when it reads the kernel's event: stay until then
+    import time; time.sleep(0.5)
 except Exception as e:
     out['connect'] = type(e).__name__
 print(json.dumps(out))
@@ -418,6 +420,16 @@ describe('fleet distribution end to end (3 hosts in network namespaces)', () => 
     assert.match(dns.cmdline ?? '', /python3 -c/);
     const ip = found.find(isAddressRecord)!;
     assert.match(ip.cmdline ?? '', /python3 -c/);
+    // The run's summary counts the chained name as blocked, not as contacted.
+    type Domain = { name: string; queries: number; blocked: number };
+    let domains: Domain[] = [];
+    await waitFor(`the run's summary with its domains`, async () => {
+      const r = await call<{ domains: Domain[] }>('GET', `runs/${runId}`);
+      domains = r.status === 200 ? r.body.domains : [];
+      return domains.some((d) => d.name === 'via-cname.example');
+    }, 20_000);
+    const chainedName = domains.find((d) => d.name === 'via-cname.example')!;
+    assert.ok(chainedName.blocked >= 1 && chainedName.blocked <= chainedName.queries, JSON.stringify(domains));
   });
 
   // Last: the documents forged here carry revisions the server has not reached.

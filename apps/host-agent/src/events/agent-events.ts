@@ -49,6 +49,8 @@ export class AgentEvents {
 
   /** A journal record, as written to events.jsonl. */
   record(r: JournalRecord): void {
+    // A chain block is decided on the answer, after the query was tallied as allowed.
+    if (r.method === 'dns' && r.cnameTarget !== null && r.runId !== null && r.qname !== null && r.action !== 'alert') this.tally.chainBlocked(r.runId, r.qname);
     this.shipper.event(r);
   }
 

@@ -22,6 +22,33 @@ describe(DomainTally.name, () => {
     assert.equal(sut.snapshot('r2').names.length, 1);
   });
 
+  it('counts a name whose answer chain led to a listed name as blocked, not contacted', () => {
+    const sut = new DomainTally();
+    sut.record('r1', 'via-cname.example', 'allowed'); // the query, tallied when it arrived
+    sut.chainBlocked('r1', 'via-cname.example'); // its answer's chain, blocked
+    sut.record('r1', 'via-cname.example', 'allowed');
+    sut.record('r1', 'plain.example', 'allowed');
+    assert.deepEqual(sut.snapshot('r1').names, [
+      { name: 'via-cname.example', queries: 2, blocked: 1 },
+      { name: 'plain.example', queries: 1, blocked: 0 },
+    ]);
+  });
+
+  it('takes a chain block that arrives before its query was tallied, and never counts more blocks than queries', () => {
+    const sut = new DomainTally();
+    sut.chainBlocked('r1', 'x.example');
+    sut.record('r1', 'x.example', 'allowed');
+    sut.chainBlocked('r1', 'x.example'); // a duplicate report
+    assert.deepEqual(sut.snapshot('r1').names, [{ name: 'x.example', queries: 1, blocked: 1 }]);
+  });
+
+  it('keeps a chain block of a name past the cap out of the list and out of the overflow count', () => {
+    const sut = new DomainTally(1);
+    sut.record('r1', 'a.example', 'allowed');
+    sut.chainBlocked('r1', 'b.example');
+    assert.deepEqual(sut.snapshot('r1'), { names: [{ name: 'a.example', queries: 1, blocked: 0 }], overflow: 0 });
+  });
+
   it('bounds the names kept per run and counts the rest', () => {
     const sut = new DomainTally(2);
     for (const name of ['a.example', 'b.example', 'c.example', 'a.example', 'd.example']) sut.record('r1', name, 'allowed');

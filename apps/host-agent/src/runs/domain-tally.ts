@@ -32,7 +32,23 @@ export class DomainTally {
   constructor(private readonly maxNamesPerRun = 10_000) {}
 
   record(runId: string, qname: string, decision: QueryDecision, at: Date = new Date()): void {
-    const ms = at.getTime();
+    const tally = this.tallyOf(runId, qname, at.getTime(), true);
+    if (!tally) return;
+    tally.queries++;
+    if (decision !== 'allowed') tally.blocked++;
+  }
+
+  /**
+   * A query counted as allowed when it arrived whose answer was then blocked
+   * (or audited) because its CNAME/DNAME chain led to a listed name: the name
+   * counts as blocked, not contacted.
+   */
+  chainBlocked(runId: string, qname: string, at: Date = new Date()): void {
+    const tally = this.tallyOf(runId, qname, at.getTime(), false);
+    if (tally) tally.blocked = Math.min(tally.blocked + 1, Math.max(tally.queries, 1));
+  }
+
+  private tallyOf(runId: string, qname: string, ms: number, counts: boolean): Tally | undefined {
     let run = this.runs.get(runId);
     if (!run) {
       run = { names: new Map(), overflow: 0 };
@@ -41,16 +57,15 @@ export class DomainTally {
     let tally = run.names.get(qname);
     if (!tally) {
       if (run.names.size >= this.maxNamesPerRun) {
-        run.overflow++;
-        return;
+        if (counts) run.overflow++;
+        return undefined;
       }
       tally = { queries: 0, blocked: 0, firstSeen: ms, lastSeen: ms };
       run.names.set(qname, tally);
     }
-    tally.queries++;
     if (ms < tally.firstSeen) tally.firstSeen = ms;
     if (ms > tally.lastSeen) tally.lastSeen = ms;
-    if (decision !== 'allowed') tally.blocked++;
+    return tally;
   }
 
   /** The run's names, most queried first (then by name). */

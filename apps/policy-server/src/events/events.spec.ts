@@ -95,6 +95,20 @@ describe('block event history: pure parts', () => {
     assert.deepEqual(parsePolicyVersion('file:/etc/x.txt'), { blocklist: null, version: null });
   });
 
+  it("takes secrets out of an older agent's command line (no cmdlineRedacted) and stores a newer agent's as sent", () => {
+    const secret = 'curl -H "Authorization: Bearer s3cr3t-value" https://ops:hunter2@api.example.com/ --password=pw1';
+    const older = blockEvent('h1', 1, Date.parse('2025-01-01T00:00:00Z'), { cmdline: secret });
+    assert.equal(older.cmdlineRedacted, undefined);
+    const stored = toRow(older, new Date(older.time))[8] as string;
+    for (const s of ['s3cr3t-value', 'hunter2', 'pw1']) assert.ok(!stored.includes(s), `${s} is gone: ${stored}`);
+    assert.match(stored, /\[REDACTED\]/);
+    assert.match(stored, /ops:\[REDACTED\]@api\.example\.com/, 'the user stays');
+    const newer = { ...older, cmdline: 'deploy --flag=value', cmdlineRedacted: false };
+    assert.equal(toRow(newer, new Date(newer.time))[8], 'deploy --flag=value');
+    const marked = { ...older, cmdline: 'deploy --password=[REDACTED]', cmdlineRedacted: true };
+    assert.equal(toRow(marked, new Date(marked.time))[8], 'deploy --password=[REDACTED]');
+  });
+
   it('names daily partitions by UTC day', () => {
     const d = dayOf(Date.parse('2025-03-04T23:59:59Z'));
     assert.equal(partitionName(d), 'block_events_p20250304');

@@ -1,6 +1,6 @@
 // Pure pieces of ingestion: a validated message becomes a row of
 // block_events, written either as a COPY text line or as INSERT parameters.
-import { BlockEvent, BlockEventSchema, reverseLabels, RunSummary, RunSummarySchema } from '@cgfence/proto';
+import { BlockEvent, BlockEventSchema, CommandRedactor, reverseLabels, RunSummary, RunSummarySchema } from '@cgfence/proto';
 
 /** Column order of block_events as ingestion writes it (COPY and INSERT alike). */
 export const EVENT_COLUMNS = [
@@ -37,12 +37,23 @@ const NUL = /\u0000/g;
 // includes() first: almost no string has one, and it allocates nothing.
 const clean = (s: string | null): string | null => (s === null || !s.includes('\u0000') ? s : s.replace(NUL, ''));
 
+// Agents redact command lines before they ship them and say so in
+// cmdlineRedacted; an agent older than that field sends them as they were:
+// the server takes the built-in secret shapes out of those.
+const olderAgents = new CommandRedactor();
+
+/** The command line to store: as the agent sent it, or redacted here when an older agent did not. */
+function storedCmdline(e: BlockEvent): string | null {
+  if (e.cmdline === null || e.cmdlineRedacted !== undefined) return e.cmdline;
+  return olderAgents.redact(e.cmdline).text;
+}
+
 export function toRow(e: BlockEvent, time: Date): EventRow {
   const qname = e.qname === null ? null : clean(normalizeQname(e.qname));
   const { blocklist, version } = parsePolicyVersion(e.policyVersion);
   return [
     time.toISOString(), e.id.toLowerCase(), clean(e.host), clean(e.cohort), clean(e.runId), clean(JSON.stringify(e.labels)), e.pid, clean(e.comm),
-    clean(e.cmdline), e.uid, clean(e.cgroupId), qname, qname === null ? null : reverseLabels(qname), clean(e.qtype), clean(e.entry),
+    clean(storedCmdline(e)), e.uid, clean(e.cgroupId), qname, qname === null ? null : reverseLabels(qname), clean(e.qtype), clean(e.entry),
     e.action, e.method, clean(e.policyVersion), blocklist, version, clean(e.policyHash), clean(e.destination), clean(e.message),
     e.cnameTarget === undefined || e.cnameTarget === null ? null : clean(normalizeQname(e.cnameTarget)),
   ];
