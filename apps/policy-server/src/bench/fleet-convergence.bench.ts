@@ -25,6 +25,7 @@ const MODES = (process.env.CGFENCE_BENCH_FLEET_NATS ?? 'single,cluster').split('
 const WORKERS = 2;
 const TARGET_P99_MS = 1000;
 const TARGET_SIZE = 2000;
+const KILL_SWITCH_TARGET_MS = 2000;
 const ENTRIES = 2000;
 /** Set: the policy server runs under `node --cpu-prof` (profiles in this directory, one per mode), and a summary is printed. */
 const PROFILE_DIR = process.env.CGFENCE_BENCH_SERVER_PROFILE;
@@ -180,6 +181,31 @@ async function runMode(mode: 'single' | 'cluster'): Promise<Row[]> {
       if (size === TARGET_SIZE) p99At2000 = p99;
       rows.push([size, quantile(ms, 0.5), p99, quantile(ms, 1), quantile(agentMs, 0.5), quantile(agentMs, 0.99), cpu, rssMiB(serverPid)]);
     }
+    // The kill switch at the largest fleet: fleet audit mode on, then off; a host counts once its
+    // report shows the mode (rm_hosts.mode). The 2 s the fleet e2e once asserted is a target here.
+    const switchRows: (string | number)[][] = [];
+    for (const on of [true, false]) {
+      const want = on ? 'audit' : 'enforce';
+      const t0 = Date.now();
+      await call('POST', 'fleet/audit-mode', { on });
+      const at: Record<string, number> = {};
+      const deadline = Date.now() + 120_000;
+      for (;;) {
+        const n = ((await db.query(`select count(*)::int as n from rm_hosts where mode = $1`, [want])).rows[0] as { n: number }).n;
+        const now = Date.now() - t0;
+        for (const [q, label] of [[0.5, 'p50'], [0.99, 'p99'], [1, 'all']] as const) if (at[label] === undefined && n >= Math.ceil(q * started)) at[label] = now;
+        if (at['all'] !== undefined) break;
+        if (Date.now() > deadline) throw new Error(`only ${n} of ${started} hosts reported ${want} within 120 s`);
+        await new Promise((res) => setTimeout(res, 20));
+      }
+      switchRows.push([`fleet audit mode ${on ? 'on' : 'off'}`, started, at['p50']!, at['p99']!, at['all']!]);
+    }
+    printTable({
+      title: `Kill switch on ${mode === 'single' ? 'one nats-server' : 'a three-node cluster'}: POST /fleet/audit-mode → hosts reporting the mode`,
+      head: ['switch', 'hosts', 'p50 ms', 'p99 ms', 'all ms'],
+      rows: switchRows,
+      notes: [`target: every connected agent within ${KILL_SWITCH_TARGET_MS} ms: ${verdict(switchRows.every((r) => (r[4] as number) < KILL_SWITCH_TARGET_MS))}; a host counts when its report is in the read model (the agent switched before it reported)`],
+    });
     const costs = (
       await Promise.all(
         workers.map(
