@@ -15,7 +15,8 @@
 // code and replies (dfc_reply) or forwards (dfc_forward). A pipe becomes
 // readable when the queue goes from empty to non-empty.
 //
-// Every cap is fixed at compile time: CACHE_SLOTS allowed names, 65,536
+// Every cap is fixed at compile time: CACHE_SLOTS allowed names in
+// NAME_ARENA bytes (about 11 MiB in all), 65,536
 // queries in flight (one per upstream id), QUEUE_SLOTS items waiting for Node
 // (beyond: dropped and counted), BATCH datagrams per system call.
 #define _GNU_SOURCE
@@ -35,7 +36,8 @@
 #define BATCH 64
 #define MAX_MSG 4096
 #define MAX_ANSWER 65535
-#define CACHE_SLOTS 16384 /* power of two; allowed names, wire form, lower case */
+#define CACHE_SLOTS (1 << 17) /* power of two; allowed names, wire form, lower case */
+#define NAME_ARENA (8 << 20) /* their bytes; full: no more names cached until the next policy */
 #define CACHE_PROBES 16
 #define QUEUE_SLOTS 1024
 #define MAX_ANSWER_RECORDS 256
@@ -46,7 +48,7 @@ enum {
   ST_QUEUE_DROPS, ST_TIMEOUTS, ST_STRAY_ANSWERS, ST_INFLIGHT_FULL, ST_COUNT
 };
 
-struct cache_entry { uint64_t hash; uint16_t len; uint8_t name[256]; };
+struct cache_entry { uint64_t hash; uint32_t off; uint16_t len; };
 struct pending {
   struct sockaddr_in6 client; socklen_t client_len;
   uint16_t client_id; uint8_t used; uint64_t qhash; uint64_t sent_ms;
@@ -59,6 +61,7 @@ struct dfc {
   pthread_t thread; volatile int stop;
   pthread_mutex_t lock; /* cache, pending, next_id */
   struct cache_entry *cache;
+  uint8_t *names; uint32_t names_used;
   struct pending *pending; /* 65536 */
   uint16_t next_id;
   pthread_mutex_t qlock; /* queue */
@@ -102,7 +105,7 @@ static int cache_has(struct dfc *c, const uint8_t *name, int n, uint64_t h) {
   for (int i = 0; i < CACHE_PROBES; i++) {
     struct cache_entry *e = &c->cache[(h + i) & (CACHE_SLOTS - 1)];
     if (e->len == 0) return 0;
-    if (e->hash == h && e->len == n && memcmp(e->name, name, n) == 0) return 1;
+    if (e->hash == h && e->len == n && memcmp(c->names + e->off, name, n) == 0) return 1;
   }
   return 0;
 }
@@ -320,13 +323,14 @@ struct dfc *dfc_open(const char *listen_ip, int listen_port, const char *up_ip, 
   struct dfc *c = calloc(1, sizeof *c);
   if (!c) return NULL;
   c->cache = calloc(CACHE_SLOTS, sizeof *c->cache);
+  c->names = malloc(NAME_ARENA);
   c->pending = calloc(65536, sizeof *c->pending);
   c->queue = calloc(QUEUE_SLOTS, sizeof *c->queue);
   int pipefd[2] = { -1, -1 };
   c->client_fd = socket(lf, SOCK_DGRAM | SOCK_CLOEXEC, 0);
   c->up_fd = socket(uf, SOCK_DGRAM | SOCK_CLOEXEC, 0);
   int rcvbuf = 4 << 20;
-  if (!c->cache || !c->pending || !c->queue || c->client_fd < 0 || c->up_fd < 0 ||
+  if (!c->cache || !c->names || !c->pending || !c->queue || c->client_fd < 0 || c->up_fd < 0 ||
       setsockopt(c->client_fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof rcvbuf) < 0 ||
       setsockopt(c->up_fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof rcvbuf) < 0 ||
       bind(c->client_fd, (struct sockaddr *)&la, ll) < 0 || connect(c->up_fd, (struct sockaddr *)&ua, ul) < 0 ||
@@ -334,7 +338,7 @@ struct dfc *dfc_open(const char *listen_ip, int listen_port, const char *up_ip, 
     int e = errno;
     if (c->client_fd >= 0) close(c->client_fd);
     if (c->up_fd >= 0) close(c->up_fd);
-    free(c->cache); free(c->pending); free(c->queue); free(c);
+    free(c->cache); free(c->names); free(c->pending); free(c->queue); free(c);
     errno = e;
     return NULL;
   }
@@ -345,7 +349,7 @@ struct dfc *dfc_open(const char *listen_ip, int listen_port, const char *up_ip, 
   if ((errno = pthread_create(&c->thread, NULL, loop, c)) != 0) {
     int e = errno;
     close(c->client_fd); close(c->up_fd); close(pipefd[0]); close(pipefd[1]);
-    free(c->cache); free(c->pending); free(c->queue); free(c);
+    free(c->cache); free(c->names); free(c->pending); free(c->queue); free(c);
     errno = e;
     return NULL;
   }
@@ -360,7 +364,7 @@ int dfc_port(struct dfc *c) {
 
 int dfc_notify_fd(struct dfc *c) { return c->notify_rd; }
 
-/* Adds a lower-case wire-form name to the allowed cache; 0, or -1 when its probe window is full. */
+/* Adds a lower-case wire-form name to the allowed cache; 0, or -1 when its probe window or the name arena is full. */
 int dfc_allow(struct dfc *c, const uint8_t *name, int n) {
   if (n <= 0 || n > 255) return -1;
   uint64_t h = fnv(name, n);
@@ -368,8 +372,14 @@ int dfc_allow(struct dfc *c, const uint8_t *name, int n) {
   pthread_mutex_lock(&c->lock);
   for (int i = 0; i < CACHE_PROBES; i++) {
     struct cache_entry *e = &c->cache[(h + i) & (CACHE_SLOTS - 1)];
-    if (e->len == n && e->hash == h && memcmp(e->name, name, n) == 0) { r = 0; break; }
-    if (e->len == 0) { e->hash = h; e->len = (uint16_t)n; memcpy(e->name, name, n); r = 0; break; }
+    if (e->len == n && e->hash == h && memcmp(c->names + e->off, name, n) == 0) { r = 0; break; }
+    if (e->len == 0) {
+      if (c->names_used + (uint32_t)n > NAME_ARENA) break;
+      memcpy(c->names + c->names_used, name, n);
+      e->off = c->names_used; e->hash = h; e->len = (uint16_t)n;
+      c->names_used += (uint32_t)n;
+      r = 0; break;
+    }
   }
   pthread_mutex_unlock(&c->lock);
   return r;
@@ -379,6 +389,7 @@ int dfc_allow(struct dfc *c, const uint8_t *name, int n) {
 void dfc_clear(struct dfc *c) {
   pthread_mutex_lock(&c->lock);
   memset(c->cache, 0, CACHE_SLOTS * sizeof *c->cache);
+  c->names_used = 0;
   pthread_mutex_unlock(&c->lock);
 }
 
@@ -433,5 +444,5 @@ void dfc_close(struct dfc *c) {
   pthread_join(c->thread, NULL);
   close(c->client_fd); close(c->up_fd); close(c->notify_rd); close(c->notify_wr);
   pthread_mutex_destroy(&c->lock); pthread_mutex_destroy(&c->qlock);
-  free(c->cache); free(c->pending); free(c->queue); free(c);
+  free(c->cache); free(c->names); free(c->pending); free(c->queue); free(c);
 }

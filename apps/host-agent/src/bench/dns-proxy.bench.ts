@@ -53,7 +53,7 @@ import { makeQuery, udpQuery } from '../dns/testing/dns-client';
 import { ForwardCore } from './dns-fastpath/forward-core';
 import { MmsgForwarder, type PrototypeStats } from './dns-fastpath/mmsg-forwarder';
 import { createPolicy } from '../policy/policy';
-import { processCpuMs as cpuMs } from '../e2e/load-lab';
+import { agentRss, processCpuMs as cpuMs } from '../e2e/load-lab';
 import { latencyFigures, measureDeployRates, type DeployRateResult } from './dns-deploy-rate';
 
 const HOST = '127.0.0.1';
@@ -131,6 +131,8 @@ interface PathResult {
   readonly pid?: number;
   /** CPU ms it used during the half-load runs. */
   halfCpuMs?: number;
+  /** Its RSS (with its children) right after its last half-load run. */
+  rssBytes?: number;
 }
 
 
@@ -499,6 +501,7 @@ async function saturation(dir: string, suffixes: readonly string[], suffixFile: 
       const cpuBefore = p.pid !== undefined ? cpuMs(p.pid) : 0;
       p.half.push(await dnsperf(p.port, queryFile, HALF_SECONDS, { outstanding: HALF_OUTSTANDING, maxQps: halfRate, verbose: true }));
       if (p.pid !== undefined) p.halfCpuMs = (p.halfCpuMs ?? 0) + cpuMs(p.pid) - cpuBefore;
+      if (p.pid !== undefined) p.rssBytes = agentRss(p.pid);
     }
   }
 
@@ -512,7 +515,7 @@ async function saturation(dir: string, suffixes: readonly string[], suffixFile: 
 
   printTable({
     title: `DNS proxy vs dnsdist: ${BLOCKLIST_SIZE.toLocaleString('en-US')}-suffix blocklist, local upstream, UDP on loopback`,
-    head: ['path', 'max qps', 'runs (qps)', 'ratio to dnsdist', 'lost', 'NXDOMAIN', `qps @ -Q ${halfRate}`, 'p50 ms', 'p99 ms', 'added p99 ms', 'CPU µs / query'],
+    head: ['path', 'max qps', 'runs (qps)', 'ratio to dnsdist', 'lost', 'NXDOMAIN', `qps @ -Q ${halfRate}`, 'p50 ms', 'p99 ms', 'added p99 ms', 'CPU µs / query', 'RSS MiB'],
     rows: paths.map((p) => [
       p.name,
       Math.round(maxQps(p)),
@@ -525,6 +528,7 @@ async function saturation(dir: string, suffixes: readonly string[], suffixFile: 
       ms(p99(p)),
       p === direct ? '-' : ms(p99(p) - p99(direct)),
       p.halfCpuMs !== undefined ? ((1000 * p.halfCpuMs) / Math.max(1, sum(p.half, (r) => r.completed))).toFixed(1) : '-',
+      p.rssBytes !== undefined ? (p.rssBytes / 1024 / 1024).toFixed(0) : '-',
     ]),
     notes: [
       `target qps >= ${TARGET_RATIO.toFixed(1)}× dnsdist: ${ratio.toFixed(2)}× (${Math.round(maxQps(cg))} vs ${Math.round(maxQps(dist))} qps): ${verdict(ratio >= TARGET_RATIO)}`,
@@ -548,6 +552,7 @@ async function saturation(dir: string, suffixes: readonly string[], suffixFile: 
       `all of dnsperf, both dnsdists and the proxy share this machine's CPUs, so the direct path is bounded by dnsperf + upstream.`,
       `CPU µs / query: user + system time of the serving process (and its workers) from /proc over the half-load runs, per answered query;` +
         ` unlike latency it is not inflated by waiting for a CPU on a shared machine (10 ms tick resolution).`,
+      `RSS: the serving process and its children (/proc VmRSS) right after its last half-load run.`,
       `prototypes (issue 19, bench/dns-fastpath/, not in the agent): same policy, same decision code (decoder, matcher, NXDOMAIN answers, answer chain check),` +
         ` no attribution, journal, fairness shares, load shedding or audit mode; the rows show what the I/O design alone is worth.`,
       `recvmmsg/sendmmsg prototype: ${await prototypeNote(mmsgChild.proc)}`,
