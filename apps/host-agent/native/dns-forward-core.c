@@ -8,7 +8,7 @@
 //     (dns-query.ts QUERY_CAPS: one question, no answer/authority records, at
 //     most one additional and only an OPT, 4 KiB);
 //   - an answer whose answer-section records all have the question as owner
-//     (the 0xc00c pointer) and no CNAME/DNAME: the chain check
+//     (the 0xc00c pointer or the name written out) and no CNAME/DNAME: the chain check
 //     (dns-answer.ts) could only find the asked, already allowed, name.
 // Everything else (a new name, a listed name, anything odd, any other
 // answer) is queued for Node (dfc_take), which decides with the real policy
@@ -18,7 +18,8 @@
 // Every cap is fixed at compile time: CACHE_SLOTS allowed names in
 // NAME_ARENA bytes (about 11 MiB in all), 65,536
 // queries in flight (one per upstream id), QUEUE_SLOTS items waiting for Node
-// (beyond: dropped and counted), BATCH datagrams per system call.
+// of which BIG_SLOTS over 4 KiB (beyond: dropped and counted), BATCH
+// datagrams per system call.
 #define _GNU_SOURCE
 #include <arpa/inet.h>
 #include <errno.h>
@@ -35,11 +36,12 @@
 
 #define BATCH 64
 #define MAX_MSG 4096
-#define MAX_ANSWER 65535
+#define MAX_ANSWER 65536
 #define CACHE_SLOTS (1 << 17) /* power of two; allowed names, wire form, lower case */
 #define NAME_ARENA (8 << 20) /* their bytes; full: no more names cached until the next policy */
 #define CACHE_PROBES 16
 #define QUEUE_SLOTS 1024
+#define BIG_SLOTS 16 /* items over MAX_MSG (answers up to 64 KiB) waiting for Node at once: 1 MiB */
 #define MAX_ANSWER_RECORDS 256
 
 enum { KIND_QUERY = 1, KIND_ANSWER = 2 };
@@ -53,7 +55,7 @@ struct pending {
   struct sockaddr_in6 client; socklen_t client_len;
   uint16_t client_id; uint8_t used; uint64_t qhash; uint64_t sent_ms;
 };
-struct item { uint32_t kind; uint32_t addr_len; struct sockaddr_in6 addr; uint32_t len; uint8_t data[MAX_MSG]; };
+struct item { uint32_t kind; uint32_t addr_len; struct sockaddr_in6 addr; uint32_t len; int big; uint8_t data[MAX_MSG]; };
 
 struct dfc {
   int client_fd, up_fd, notify_rd, notify_wr;
@@ -66,10 +68,11 @@ struct dfc {
   uint16_t next_id;
   pthread_mutex_t qlock; /* queue */
   struct item *queue; uint32_t qhead, qcount;
+  uint8_t *big; uint8_t big_used[BIG_SLOTS];
   uint64_t stats[ST_COUNT];
   /* receive / send batches (used by the core thread only) */
   uint8_t rx[BATCH][MAX_MSG];
-  uint8_t arx[BATCH][MAX_MSG];
+  uint8_t arx[BATCH][MAX_ANSWER]; /* an upstream answer may be up to 64 KiB (EDNS) */
   struct sockaddr_in6 rxaddr[BATCH];
   struct iovec rxiov[BATCH], txiov[BATCH];
   struct mmsghdr rxm[BATCH], txm[BATCH];
@@ -132,13 +135,24 @@ static int plain_query(const uint8_t *m, size_t len, uint8_t *name) {
   return end + 11 + rdlen == len ? n : -1;
 }
 
-/* Queues a datagram for Node; wakes it when the queue was empty. */
+/*
+ * Queues a datagram for Node; wakes it when the queue was empty. Up to
+ * MAX_MSG bytes are held in the queue slot, longer ones (answers) in one of
+ * BIG_SLOTS buffers; with none free, dropped and counted.
+ */
 static void hand_over(struct dfc *c, uint32_t kind, const struct sockaddr_in6 *addr, socklen_t alen, const uint8_t *m, size_t len) {
-  if (len > MAX_MSG) { c->stats[ST_QUEUE_DROPS]++; return; }
+  if (len > MAX_ANSWER) { c->stats[ST_QUEUE_DROPS]++; return; }
   pthread_mutex_lock(&c->qlock);
+  int big = -1;
+  if (len > MAX_MSG) {
+    for (int b = 0; b < BIG_SLOTS; b++) if (!c->big_used[b]) { big = b; break; }
+    if (big < 0) { pthread_mutex_unlock(&c->qlock); c->stats[ST_QUEUE_DROPS]++; return; }
+  }
   if (c->qcount >= QUEUE_SLOTS) { pthread_mutex_unlock(&c->qlock); c->stats[ST_QUEUE_DROPS]++; return; }
   struct item *it = &c->queue[(c->qhead + c->qcount) % QUEUE_SLOTS];
-  it->kind = kind; it->addr_len = alen; memcpy(&it->addr, addr, alen); it->len = (uint32_t)len; memcpy(it->data, m, len);
+  it->kind = kind; it->addr_len = alen; memcpy(&it->addr, addr, alen); it->len = (uint32_t)len; it->big = big;
+  if (big >= 0) { c->big_used[big] = 1; memcpy(c->big + (size_t)big * MAX_ANSWER, m, len); }
+  else memcpy(it->data, m, len);
   int wake = c->qcount++ == 0;
   pthread_mutex_unlock(&c->qlock);
   if (wake) { uint8_t b = 1; (void)!write(c->notify_wr, &b, 1); }
@@ -162,10 +176,24 @@ static int admit(struct dfc *c, uint8_t *m, size_t len, const struct sockaddr_in
   return -1;
 }
 
+/* Whether the bytes at pos are the question's name (offset 12 to qend) written out, ASCII case aside. */
+static int same_name(const uint8_t *m, size_t len, size_t pos, size_t qend) {
+  size_t n = qend - 12;
+  if (pos + n > len) return 0;
+  for (size_t i = 0; i < n; i++) {
+    uint8_t a = m[pos + i], b = m[12 + i];
+    if (a >= 'A' && a <= 'Z') a += 32;
+    if (b >= 'A' && b <= 'Z') b += 32;
+    if (a != b) return 0;
+  }
+  return 1;
+}
+
 /*
  * An answer the core may pass without Node: its question matches what was
  * sent (hash of the name as sent and type/class) and every answer record's
- * owner is the question (0xc00c) with a type other than CNAME/DNAME.
+ * owner is the question (0xc00c, or its name written out) with a type other
+ * than CNAME/DNAME.
  */
 static int plain_answer(const uint8_t *m, size_t len, uint64_t qhash) {
   if (len < 12 || m[4] != 0 || m[5] != 1) return 0;
@@ -177,16 +205,22 @@ static int plain_answer(const uint8_t *m, size_t len, uint64_t qhash) {
     if (l & 0xc0) return 0;
     pos += 1 + l;
   }
+  size_t qend = pos; /* just past the question name's root label */
   if (pos + 4 > len || fnv(m + 12, pos + 4 - 12) != qhash) return 0;
   pos += 4;
   unsigned an = (m[6] << 8) | m[7];
   if (an > MAX_ANSWER_RECORDS) return 0;
   for (unsigned i = 0; i < an; i++) {
-    if (pos + 12 > len || m[pos] != 0xc0 || m[pos + 1] != 12) return 0;
-    unsigned type = (m[pos + 2] << 8) | m[pos + 3];
+    /* the owner: a pointer to the question, or the question's name written out (ASCII case aside) */
+    size_t owner_end;
+    if (pos + 2 <= len && m[pos] == 0xc0 && m[pos + 1] == 12) owner_end = pos + 2;
+    else if (same_name(m, len, pos, qend)) owner_end = pos + (qend - 12);
+    else return 0;
+    if (owner_end + 10 > len) return 0;
+    unsigned type = (m[owner_end] << 8) | m[owner_end + 1];
     if (type == 5 || type == 39) return 0;
-    unsigned rdlen = (m[pos + 10] << 8) | m[pos + 11];
-    pos += 12 + rdlen;
+    unsigned rdlen = (m[owner_end + 8] << 8) | m[owner_end + 9];
+    pos = owner_end + 10 + rdlen;
     if (pos > len) return 0;
   }
   return 1;
@@ -243,7 +277,7 @@ static void on_queries(struct dfc *c) {
 static void on_answers(struct dfc *c) {
   for (;;) {
     for (int i = 0; i < BATCH; i++) {
-      c->rxiov[i].iov_base = c->arx[i]; c->rxiov[i].iov_len = MAX_MSG;
+      c->rxiov[i].iov_base = c->arx[i]; c->rxiov[i].iov_len = MAX_ANSWER;
       memset(&c->rxm[i].msg_hdr, 0, sizeof c->rxm[i].msg_hdr);
       c->rxm[i].msg_hdr.msg_iov = &c->rxiov[i]; c->rxm[i].msg_hdr.msg_iovlen = 1;
     }
@@ -326,11 +360,12 @@ struct dfc *dfc_open(const char *listen_ip, int listen_port, const char *up_ip, 
   c->names = malloc(NAME_ARENA);
   c->pending = calloc(65536, sizeof *c->pending);
   c->queue = calloc(QUEUE_SLOTS, sizeof *c->queue);
+  c->big = malloc((size_t)BIG_SLOTS * MAX_ANSWER);
   int pipefd[2] = { -1, -1 };
   c->client_fd = socket(lf, SOCK_DGRAM | SOCK_CLOEXEC, 0);
   c->up_fd = socket(uf, SOCK_DGRAM | SOCK_CLOEXEC, 0);
   int rcvbuf = 4 << 20;
-  if (!c->cache || !c->names || !c->pending || !c->queue || c->client_fd < 0 || c->up_fd < 0 ||
+  if (!c->cache || !c->names || !c->big || !c->pending || !c->queue || c->client_fd < 0 || c->up_fd < 0 ||
       setsockopt(c->client_fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof rcvbuf) < 0 ||
       setsockopt(c->up_fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof rcvbuf) < 0 ||
       bind(c->client_fd, (struct sockaddr *)&la, ll) < 0 || connect(c->up_fd, (struct sockaddr *)&ua, ul) < 0 ||
@@ -338,7 +373,7 @@ struct dfc *dfc_open(const char *listen_ip, int listen_port, const char *up_ip, 
     int e = errno;
     if (c->client_fd >= 0) close(c->client_fd);
     if (c->up_fd >= 0) close(c->up_fd);
-    free(c->cache); free(c->names); free(c->pending); free(c->queue); free(c);
+    free(c->cache); free(c->names); free(c->pending); free(c->queue); free(c->big); free(c);
     errno = e;
     return NULL;
   }
@@ -349,7 +384,7 @@ struct dfc *dfc_open(const char *listen_ip, int listen_port, const char *up_ip, 
   if ((errno = pthread_create(&c->thread, NULL, loop, c)) != 0) {
     int e = errno;
     close(c->client_fd); close(c->up_fd); close(pipefd[0]); close(pipefd[1]);
-    free(c->cache); free(c->names); free(c->pending); free(c->queue); free(c);
+    free(c->cache); free(c->names); free(c->pending); free(c->queue); free(c->big); free(c);
     errno = e;
     return NULL;
   }
@@ -409,7 +444,8 @@ int dfc_take(struct dfc *c, uint8_t *out, int cap) {
     if (w + need > cap) break;
     memcpy(out + w, &it->kind, 4); memcpy(out + w + 4, &it->addr_len, 4);
     memcpy(out + w + 8, &it->addr, 28); memcpy(out + w + 36, &it->len, 4);
-    memcpy(out + w + 40, it->data, it->len);
+    if (it->big >= 0) { memcpy(out + w + 40, c->big + (size_t)it->big * MAX_ANSWER, it->len); c->big_used[it->big] = 0; }
+    else memcpy(out + w + 40, it->data, it->len);
     w += need;
     c->qhead = (c->qhead + 1) % QUEUE_SLOTS; c->qcount--;
   }
@@ -444,5 +480,5 @@ void dfc_close(struct dfc *c) {
   pthread_join(c->thread, NULL);
   close(c->client_fd); close(c->up_fd); close(c->notify_rd); close(c->notify_wr);
   pthread_mutex_destroy(&c->lock); pthread_mutex_destroy(&c->qlock);
-  free(c->cache); free(c->names); free(c->pending); free(c->queue); free(c);
+  free(c->cache); free(c->names); free(c->pending); free(c->queue); free(c->big); free(c);
 }

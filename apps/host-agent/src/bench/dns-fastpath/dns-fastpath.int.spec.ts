@@ -22,7 +22,16 @@ interface Running {
   close(): Promise<void>;
 }
 
-const records = (name: string) => (name === 'chain.allowed.test' ? { CNAME: 'x.bad.test' } : name === 'silent.test' ? undefined : { A: ['192.0.2.7'] });
+/** 24 TXT strings of 250 bytes: a 6 KiB answer, over the 4 KiB query buffers. */
+const BIG_TXT = Array.from({ length: 24 }, (_, i) => String.fromCharCode(97 + i).repeat(250));
+const records = (name: string) =>
+  name === 'chain.allowed.test'
+    ? { CNAME: 'x.bad.test' }
+    : name === 'big.allowed.test'
+      ? { TXT: BIG_TXT }
+      : name === 'big-chain.allowed.test'
+        ? { CNAME: 'big.allowed.test' }
+        : { A: ['192.0.2.7'] };
 
 async function startPrototype(kind: 'mmsg' | 'core', host: string, upstream: LoopbackUpstream, timeoutMs = 2000): Promise<Running & { core?: ForwardCore }> {
   if (kind === 'mmsg') {
@@ -91,6 +100,25 @@ for (const kind of ['mmsg', 'core'] as const) {
       assert.equal((await rcode(H, proto.port, 'after-junk.allowed.test')).rcode, 'NOERROR');
     });
 
+    it('passes an answer larger than the 4 KiB query buffers (EDNS), twice', async () => {
+      for (let i = 0; i < 2; i++) {
+        const ex = await udpQuery(H, proto.port, makeQuery('big.allowed.test', 'TXT', { edns: true }), 2000);
+        assert.equal(ex.answer.rcode, 'NOERROR');
+        assert.ok(ex.raw.length > 6000, `answer of ${ex.raw.length} bytes`);
+        assert.equal(ex.answer.answers?.length, 24);
+      }
+    });
+
+    it('passes a large answer whose CNAME chain needs the check (in the C core: through Node)', async () => {
+      const before = await proto.stats();
+      const ex = await udpQuery(H, proto.port, makeQuery('big-chain.allowed.test', 'TXT', { edns: true }), 2000);
+      assert.equal(ex.answer.rcode, 'NOERROR');
+      assert.equal(ex.answer.answers?.length, 25);
+      const after = await proto.stats();
+      assert.equal(after.answersScreened - before.answersScreened, 1);
+      if (kind === 'core') assert.deepEqual([after.handedAnswers - before.handedAnswers, after.queueDrops], [1, 0]);
+    });
+
     it('frees the upstream id of a query never answered after its timeout', async () => {
       const quiet = await LoopbackUpstream.start(records);
       quiet.behaviour = 'silent';
@@ -121,6 +149,25 @@ for (const kind of ['mmsg', 'core'] as const) {
     });
 
     if (kind === 'core') {
+      it('never caches a listed name: each query for it goes to Node and is answered NXDOMAIN', async () => {
+        const before = (await proto.stats()).handedQueries;
+        for (let i = 0; i < 3; i++) assert.equal((await rcode(H, proto.port, 'again.bad.test')).rcode, 'NXDOMAIN');
+        assert.equal((await proto.stats()).handedQueries - before, 3);
+      });
+
+      it('keeps forwarding cached names while a careless process floods it with new ones', async () => {
+        assert.equal((await rcode(H, proto.port, 'steady.allowed.test')).rcode, 'NOERROR');
+        const flood = dgram.createSocket('udp4');
+        flood.on('message', () => undefined);
+        await new Promise<void>((r) => flood.bind(0, H, () => r()));
+        for (let i = 0; i < 5000; i++) flood.send(makeQuery(`n${i}.flood.test`, 'A'), proto.port, H);
+        const answered = await rcode(H, proto.port, 'steady.allowed.test');
+        flood.close();
+        assert.equal(answered.rcode, 'NOERROR');
+        const s = await proto.stats();
+        assert.ok(s.handedQueries > 1000, `new names went to Node (${s.handedQueries})`);
+      });
+
       it('forgets its allowed names when the policy changes', async () => {
         const core = proto.core as ForwardCore;
         assert.equal((await rcode(H, proto.port, 'soon.listed.test')).rcode, 'NOERROR');
