@@ -27,7 +27,28 @@ function buildBpf() {
   }
 }
 
+/**
+ * Native shared objects loaded through koffi (apps/<app>/native/<name>.c -> apps/<app>
+ * /dist/native/<name>.so): the DNS forwarding core of issue 19's benchmark.
+ */
+function buildNative() {
+  const apps = join(root, 'apps');
+  for (const app of readdirSync(apps)) {
+    const src = join(apps, app, 'native');
+    if (!existsSync(src)) continue;
+    const out = join(apps, app, 'dist', 'native');
+    mkdirSync(out, { recursive: true });
+    for (const file of readdirSync(src).filter((f) => f.endsWith('.c'))) {
+      const input = join(src, file);
+      const output = join(out, file.replace(/\.c$/, '.so'));
+      if (existsSync(output) && statSync(output).mtimeMs >= statSync(input).mtimeMs) continue;
+      run('clang', ['-O2', '-g', '-Wall', '-Wextra', '-Werror', '-fPIC', '-shared', '-pthread', input, '-o', output]);
+    }
+  }
+}
+
 buildBpf();
+buildNative();
 run(process.execPath, [join(root, 'node_modules/typescript7/bin/tsc'), '-b', ...process.argv.slice(2)]);
 // The dashboard: its API client is generated from the server just built, then
 // type-checked and bundled (apps/dashboard/scripts/build.mjs; skipped when unchanged).

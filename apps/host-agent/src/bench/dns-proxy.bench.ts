@@ -13,7 +13,17 @@
 //   5. the same with its answer check (CNAME/DNAME chains, dns-answer.ts) off:
 //      the check's cost is the difference between 4 and 5;
 //   6. with CGFENCE_DNS_BENCH_BASELINE, another tree's single process (the
-//      build before a change), in the same rounds.
+//      build before a change), in the same rounds;
+//   7. issue 19's prototypes (bench/dns-fastpath/, not the agent's path):
+//      batched recvmmsg/sendmmsg through koffi on a worker thread with
+//      JavaScript deciding a batch at a time, and the C forwarding core
+//      (native/dns-forward-core.c) that forwards cached-allowed names on its
+//      own thread and hands Node the rest. Both decide with the proxy's code
+//      (decoder, matcher, local answers, answer chain check); neither does
+//      attribution, events to a journal, fairness shares or audit mode.
+// After the saturation table, the same single-process paths at deploy rates
+// (100, 1,000, 5,000 q/s) from outside any cgroup: the latency one forwarding
+// hop adds, without the kernel redirect and attribution of a run.
 // Before those (issue 19): the real agent at deploy rates, inside a run
 // against outside (dns-deploy-rate.ts), and bytes per query in flight.
 // The upstream is a second dnsdist that answers every query itself
@@ -40,8 +50,10 @@ import { AGENT_ENV, AGENT_V8_FLAGS, TUNING_ENV } from '../agent/agent-launch';
 import { DnsProxy } from '../dns/dns-proxy';
 import { ProxyPool, type DnsService } from '../dns/proxy-pool';
 import { makeQuery, udpQuery } from '../dns/testing/dns-client';
+import { ForwardCore } from './dns-fastpath/forward-core';
+import { MmsgForwarder, type PrototypeStats } from './dns-fastpath/mmsg-forwarder';
 import { createPolicy } from '../policy/policy';
-import { processCpuMs as cpuMs } from '../e2e/load-lab';
+import { agentRss, processCpuMs as cpuMs } from '../e2e/load-lab';
 import { latencyFigures, measureDeployRates, type DeployRateResult } from './dns-deploy-rate';
 
 const HOST = '127.0.0.1';
@@ -119,6 +131,8 @@ interface PathResult {
   readonly pid?: number;
   /** CPU ms it used during the half-load runs. */
   halfCpuMs?: number;
+  /** Its RSS (with its children) right after its last half-load run. */
+  rssBytes?: number;
 }
 
 
@@ -176,15 +190,16 @@ async function startProxyChild(
   upstream: string,
   blocklistFile: string,
   workers: number,
-  opts: { readonly script?: string; readonly tuned?: boolean; readonly screenAnswers?: boolean } = {},
+  opts: { readonly script?: string; readonly tuned?: boolean; readonly screenAnswers?: boolean; readonly impl?: ChildImpl } = {},
 ): Promise<{ proc: ManagedProcess; port: number }> {
   const tuned = opts.tuned !== false;
-  const child = fork(opts.script ?? __filename, ['proxy-child', upstream, blocklistFile, String(workers), opts.screenAnswers === false ? 'nocheck' : 'check'], {
+  const args = ['proxy-child', upstream, blocklistFile, String(workers), opts.screenAnswers === false ? 'nocheck' : 'check', ...(opts.impl ? [opts.impl] : [])];
+  const child = fork(opts.script ?? __filename, args, {
     execArgv: tuned ? [...AGENT_V8_FLAGS] : [],
     env: tuned ? { ...process.env, ...AGENT_ENV } : { ...process.env, [TUNING_ENV]: 'off' },
     stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
   });
-  const proc = new ManagedProcess(`cgfence-proxy-${workers}${tuned ? '' : '-defaults'}`, child);
+  const proc = new ManagedProcess(`cgfence-${opts.impl ?? 'proxy'}-${workers}${tuned ? '' : '-defaults'}`, child);
   running.add(proc);
   const port = await new Promise<number>((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error('cgfence proxy child did not report its port within 30 s')), 30_000);
@@ -442,9 +457,13 @@ async function saturation(dir: string, suffixes: readonly string[], suffixFile: 
   await waitAnswering('cgfence proxy without the answer check', unchecked.port, unchecked.proc);
   const before = BASELINE_BENCH ? await startProxyChild(`${HOST}:${upPort}`, blocklistFile, 1, { script: BASELINE_BENCH }) : undefined;
   if (before) await waitAnswering('baseline cgfence proxy', before.port, before.proc);
+  const mmsgChild = await startProxyChild(`${HOST}:${upPort}`, blocklistFile, 1, { impl: 'mmsg' });
+  await waitAnswering('recvmmsg/sendmmsg prototype', mmsgChild.port, mmsgChild.proc);
+  const coreChild = await startProxyChild(`${HOST}:${upPort}`, blocklistFile, 1, { impl: 'ccore' });
+  await waitAnswering('C forwarding core prototype', coreChild.port, coreChild.proc);
 
   // Every blocker must block and pass the same names, or the comparison means nothing.
-  for (const port of [distPort, single.port, pool.port, untuned.port, unchecked.port, ...(before ? [before.port] : [])]) {
+  for (const port of [distPort, single.port, pool.port, untuned.port, unchecked.port, mmsgChild.port, coreChild.port, ...(before ? [before.port] : [])]) {
     const blocked = await rcodeOf(port, `a.${suffixes[1234]}`);
     const nearMiss = await rcodeOf(port, `a.svc-${pad(BLOCKLIST_SIZE + 5)}.blocked.test`);
     if (blocked !== 'NXDOMAIN' || nearMiss !== 'NOERROR') {
@@ -467,7 +486,9 @@ async function saturation(dir: string, suffixes: readonly string[], suffixFile: 
     half: [],
     pid: untuned.proc.child.pid,
   };
-  const paths = [direct, dist, many, one, defaults, noCheck, ...baseline];
+  const mmsgPath: PathResult = { name: 'prototype: recvmmsg/sendmmsg on a worker, JS per batch', port: mmsgChild.port, max: [], half: [], pid: mmsgChild.proc.child.pid };
+  const corePath: PathResult = { name: 'prototype: C forwarding core + Node for new names', port: coreChild.port, max: [], half: [], pid: coreChild.proc.child.pid };
+  const paths = [direct, dist, many, one, defaults, noCheck, ...baseline, mmsgPath, corePath];
   for (const p of paths) await dnsperf(p.port, queryFile, WARMUP_SECONDS, { outstanding: MAX_OUTSTANDING });
   for (let round = 0; round < MAX_ROUNDS; round++) {
     for (const p of paths) p.max.push(await dnsperf(p.port, queryFile, MAX_SECONDS, { outstanding: MAX_OUTSTANDING }));
@@ -480,6 +501,7 @@ async function saturation(dir: string, suffixes: readonly string[], suffixFile: 
       const cpuBefore = p.pid !== undefined ? cpuMs(p.pid) : 0;
       p.half.push(await dnsperf(p.port, queryFile, HALF_SECONDS, { outstanding: HALF_OUTSTANDING, maxQps: halfRate, verbose: true }));
       if (p.pid !== undefined) p.halfCpuMs = (p.halfCpuMs ?? 0) + cpuMs(p.pid) - cpuBefore;
+      if (p.pid !== undefined) p.rssBytes = agentRss(p.pid);
     }
   }
 
@@ -493,7 +515,7 @@ async function saturation(dir: string, suffixes: readonly string[], suffixFile: 
 
   printTable({
     title: `DNS proxy vs dnsdist: ${BLOCKLIST_SIZE.toLocaleString('en-US')}-suffix blocklist, local upstream, UDP on loopback`,
-    head: ['path', 'max qps', 'runs (qps)', 'ratio to dnsdist', 'lost', 'NXDOMAIN', `qps @ -Q ${halfRate}`, 'p50 ms', 'p99 ms', 'added p99 ms', 'CPU µs / query'],
+    head: ['path', 'max qps', 'runs (qps)', 'ratio to dnsdist', 'lost', 'NXDOMAIN', `qps @ -Q ${halfRate}`, 'p50 ms', 'p99 ms', 'added p99 ms', 'CPU µs / query', 'RSS MiB'],
     rows: paths.map((p) => [
       p.name,
       Math.round(maxQps(p)),
@@ -506,6 +528,7 @@ async function saturation(dir: string, suffixes: readonly string[], suffixFile: 
       ms(p99(p)),
       p === direct ? '-' : ms(p99(p) - p99(direct)),
       p.halfCpuMs !== undefined ? ((1000 * p.halfCpuMs) / Math.max(1, sum(p.half, (r) => r.completed))).toFixed(1) : '-',
+      p.rssBytes !== undefined ? (p.rssBytes / 1024 / 1024).toFixed(0) : '-',
     ]),
     notes: [
       `target qps >= ${TARGET_RATIO.toFixed(1)}× dnsdist: ${ratio.toFixed(2)}× (${Math.round(maxQps(cg))} vs ${Math.round(maxQps(dist))} qps): ${verdict(ratio >= TARGET_RATIO)}`,
@@ -529,6 +552,77 @@ async function saturation(dir: string, suffixes: readonly string[], suffixFile: 
       `all of dnsperf, both dnsdists and the proxy share this machine's CPUs, so the direct path is bounded by dnsperf + upstream.`,
       `CPU µs / query: user + system time of the serving process (and its workers) from /proc over the half-load runs, per answered query;` +
         ` unlike latency it is not inflated by waiting for a CPU on a shared machine (10 ms tick resolution).`,
+      `RSS: the serving process and its children (/proc VmRSS) right after its last half-load run.`,
+      `prototypes (issue 19, bench/dns-fastpath/, not in the agent): same policy, same decision code (decoder, matcher, NXDOMAIN answers, answer chain check),` +
+        ` no attribution, journal, fairness shares, load shedding or audit mode; the rows show what the I/O design alone is worth.`,
+      `recvmmsg/sendmmsg prototype: ${await prototypeNote(mmsgChild.proc)}`,
+      `C core prototype: ${await prototypeNote(coreChild.proc)}`,
+    ],
+  });
+
+  await hopLatency(halfRate, queryFile, [direct, dist, one, mmsgPath, corePath]);
+}
+
+/** A prototype child's counters (it answers {stats} over IPC), as a note. */
+async function prototypeNote(proc: ManagedProcess): Promise<string> {
+  const stats = await new Promise<PrototypeStats | undefined>((resolve) => {
+    const timer = setTimeout(() => resolve(undefined), 2000);
+    proc.child.once('message', (m: { stats?: PrototypeStats }) => {
+      clearTimeout(timer);
+      resolve(m.stats);
+    });
+    proc.child.send({ stats: true });
+  });
+  if (!stats) return 'no counters (child did not answer)';
+  return Object.entries(stats)
+    .map(([k, v]) => `${k} ${v.toLocaleString('en-US')}`)
+    .join(', ');
+}
+
+/**
+ * The latency one forwarding hop adds at deploy rates, outside any cgroup
+ * (no kernel redirect, no attribution): each single-process path against
+ * the upstream queried directly, interleaved, same run.
+ */
+async function hopLatency(_halfRate: number, queryFile: string, paths: readonly PathResult[]): Promise<void> {
+  const lat = new Map<string, number[]>();
+  const key = (p: PathResult, rate: number): string => `${p.name}@${rate}`;
+  for (const p of paths) await dnsperf(p.port, queryFile, 1, { outstanding: 100, maxQps: 1000 });
+  for (let round = 0; round < DEPLOY_ROUNDS; round++) {
+    for (const rate of DEPLOY_RATES) {
+      for (const p of paths) {
+        const r = await dnsperf(p.port, queryFile, deploySeconds(rate), { outstanding: 1000, maxQps: rate, verbose: true });
+        lat.set(key(p, rate), [...(lat.get(key(p, rate)) ?? []), ...r.latenciesMs]);
+      }
+    }
+  }
+  const direct = paths[0];
+  const rows = DEPLOY_RATES.flatMap((rate) => {
+    const d = lat.get(key(direct, rate)) ?? [];
+    const d50 = quantile(d, 0.5);
+    const d99 = quantile(d, 0.99);
+    return paths.map((p) => {
+      const l = lat.get(key(p, rate)) ?? [];
+      const p50 = quantile(l, 0.5);
+      const p99 = quantile(l, 0.99);
+      return [
+        `${rate.toLocaleString('en-US')} q/s`,
+        p.name,
+        `${ms(p50)} / ${ms(p99)} / ${ms(Math.max(...l))}`,
+        p === direct ? '-' : ms(p50 - d50),
+        p === direct ? '-' : ms(p99 - d99),
+        l.length,
+      ];
+    });
+  });
+  printTable({
+    title: 'DNS forwarding hop at deploy rates: one process per path, dnsperf from outside any cgroup, same upstream',
+    head: ['rate', 'path', 'p50 / p99 / max ms', 'added p50 ms', 'added p99 ms', 'answers'],
+    rows,
+    notes: [
+      `${DEPLOY_ROUNDS} runs per rate and path, interleaved (${DEPLOY_RATES.map((r) => `${deploySeconds(r)} s at ${r}/s`).join(', ')}); latencies from dnsperf -v, pooled, all answers (NOERROR and the proxies' NXDOMAIN).`,
+      `added = path minus the upstream queried directly, same rate, same rounds. This is the hop alone: a deploy's queries also cross the kernel's redirect and the agent's attribution (the deploy-rate table above).`,
+      `targets (issue 19, for the whole path inside a run): added p50 < ${TARGET_DEPLOY_ADDED_P50_MS} ms, added p99 < ${TARGET_DEPLOY_ADDED_P99_MS} ms.`,
     ],
   });
 }
@@ -606,7 +700,8 @@ async function main(): Promise<void> {
 }
 
 /** The forked proxy process: builds the policy as the agent does from a file, starts the proxy as the agent does, reports its port. */
-async function proxyChild(upstream: string, blocklistFile: string, workers: number, screenAnswers: boolean): Promise<void> {
+async function proxyChild(upstream: string, blocklistFile: string, workers: number, screenAnswers: boolean, impl: ChildImpl = 'proxy'): Promise<void> {
+  if (impl !== 'proxy') return prototypeChild(upstream, blocklistFile, impl);
   const parsed = parseBlocklistText(readFileSync(blocklistFile, 'utf8'));
   if (parsed.errors.length > 0) throw new Error(`blocklist rejected: ${JSON.stringify(parsed.errors.slice(0, 3))}`);
   const hash = contentHash(parsed.entries);
@@ -624,8 +719,46 @@ async function proxyChild(upstream: string, blocklistFile: string, workers: numb
   process.send?.({ port, entries: policy.matcher.size });
 }
 
+type ChildImpl = 'proxy' | 'mmsg' | 'ccore';
+
+/** A prototype of issue 19 (bench/dns-fastpath/) in this process; answers {stats} over IPC with its counters. */
+async function prototypeChild(upstream: string, blocklistFile: string, impl: 'mmsg' | 'ccore'): Promise<void> {
+  const colon = upstream.lastIndexOf(':');
+  const upstreamHost = upstream.slice(0, colon);
+  const upstreamPort = Number(upstream.slice(colon + 1));
+  const text = readFileSync(blocklistFile, 'utf8');
+  let stats: () => Promise<PrototypeStats>;
+  let close: () => Promise<void>;
+  let port: number;
+  if (impl === 'mmsg') {
+    const f = await MmsgForwarder.start({ listenHost: HOST, upstreamHost, upstreamPort, blocklistText: text, timeoutMs: 2000 });
+    port = f.port;
+    stats = () => f.stats();
+    close = () => f.close();
+  } else {
+    const parsed = parseBlocklistText(text);
+    const policy = createPolicy(parsed.entries, { version: 'bench', hash: contentHash(parsed.entries) });
+    const core = ForwardCore.open({ listenHost: HOST, upstreamHost, upstreamPort, policy, timeoutMs: 2000, onBlock: () => undefined });
+    port = core.port;
+    stats = async () => core.stats();
+    close = async () => core.close();
+  }
+  process.on('message', (m: { stats?: boolean }) => {
+    if (m.stats) void stats().then((s) => process.send?.({ stats: s }));
+  });
+  const stop = (): void => {
+    void close().finally(() => process.exit(0));
+  };
+  process.once('disconnect', stop);
+  process.once('SIGTERM', stop);
+  process.send?.({ port });
+}
+
 const [mode, ...rest] = process.argv.slice(2);
-const run = mode === 'proxy-child' ? proxyChild(rest[0] ?? '', rest[1] ?? '', Number(rest[2] ?? '1'), rest[3] !== 'nocheck') : main();
+const run =
+  mode === 'proxy-child'
+    ? proxyChild(rest[0] ?? '', rest[1] ?? '', Number(rest[2] ?? '1'), rest[3] !== 'nocheck', (rest[4] as ChildImpl | undefined) ?? 'proxy')
+    : main();
 run.catch((err: unknown) => {
   process.stderr.write(`dns-proxy benchmark failed: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
   process.exitCode = 1;
