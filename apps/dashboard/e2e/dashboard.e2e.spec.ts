@@ -1,6 +1,8 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { ChildProcess, spawn, spawnSync } from 'node:child_process';
+import { ChildProcess, spawn } from 'node:child_process';
+import { createSocket, type Socket } from 'node:dgram';
+import * as dnsPacket from 'dns-packet';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -16,6 +18,41 @@ const BIN = join(__dirname, '..', '..', '..', 'cli', 'bin', 'cgfence');
  * agent on the kernel), as a person uses it. Every page is screenshotted and
  * checked with axe-core.
  */
+/**
+ * The agent's upstream: on loopback, never the machine's resolver. It answers
+ * `docs-mirror.example` (any type) with a CNAME to `github.com` (a listed
+ * name) and everything else NXDOMAIN.
+ */
+async function startUpstream(): Promise<{ socket: Socket; port: number }> {
+  const socket = createSocket('udp4');
+  socket.on('message', (msg, from) => {
+    let q: dnsPacket.Packet;
+    try {
+      q = dnsPacket.decode(msg);
+    } catch {
+      return;
+    }
+    const question = q.questions?.[0];
+    if (!question) return;
+    const chained = question.name.toLowerCase() === 'docs-mirror.example';
+    const reply = dnsPacket.encode({
+      id: q.id,
+      type: 'response',
+      flags: dnsPacket.RECURSION_DESIRED | dnsPacket.RECURSION_AVAILABLE | (chained ? 0 : 3), // rcode 3: NXDOMAIN
+      questions: [question],
+      answers: chained
+        ? [
+            { type: 'CNAME', name: question.name, ttl: 60, data: 'github.com' },
+            ...(question.type === 'A' ? [{ type: 'A' as const, name: 'github.com', ttl: 60, data: '192.0.2.44' }] : []),
+          ]
+        : [],
+    });
+    socket.send(reply, from.port, from.address);
+  });
+  await new Promise<void>((resolve) => socket.bind(0, '127.0.0.1', resolve));
+  return { socket, port: socket.address().port };
+}
+
 describe('the dashboard in Chromium against the local fleet', () => {
   const dir = mkdtempSync(join(tmpdir(), 'cgfence-dashboard-e2e-'));
   const stateDir = join(dir, 'state');
@@ -31,6 +68,7 @@ describe('the dashboard in Chromium against the local fleet', () => {
   let rolloutId = '';
   let runId = '';
   let viewerSecret = '';
+  let upstream: { socket: Socket; port: number } | undefined;
   const a11y: { page: string; violations: unknown[] }[] = [];
 
   /** Opens a page, waits for its heading, screenshots it and records axe's serious violations. */
@@ -61,13 +99,14 @@ describe('the dashboard in Chromium against the local fleet', () => {
 
   before(async () => {
     const ports = { pg: await freePort(), nats: await freePort(), api: await freePort() };
+    upstream = await startUpstream();
     fleet = spawn(
       process.execPath,
       [
         BIN, 'local', 'up', '--state-dir', stateDir,
         '--pg-port', String(ports.pg), '--nats-port', String(ports.nats), '--api-port', String(ports.api),
-        // Never the machine's resolver in a test: a loopback address where nothing answers.
-        '--agent-upstream', '127.0.0.1:9', '--agent-cgroup', agentCgroup,
+        // Never the machine's resolver in a test: the test's own upstream on loopback.
+        '--agent-upstream', `127.0.0.1:${upstream.port}`, '--agent-cgroup', agentCgroup,
       ],
       { stdio: ['ignore', 'pipe', 'pipe'] },
     );
@@ -93,6 +132,7 @@ describe('the dashboard in Chromium against the local fleet', () => {
       f.kill('SIGINT');
       await exited;
     }
+    upstream?.socket.close();
     rmSync(dir, { recursive: true, force: true });
     console.log(`dashboard screenshots: ${shots}`);
   });
@@ -204,18 +244,34 @@ describe('the dashboard in Chromium against the local fleet', () => {
 
   it('finds a blocked lookup made inside cgfence run in History by its run label, exports it as CSV, opens its run, and replays the version over it', async () => {
     const label = `deploy-${process.pid}`;
-    const run = spawnSync(process.execPath, [BIN, 'run', '--state-dir', join(stateDir, 'agent'), '--label', `job=${label}`, '--', 'sh', '-c', 'getent hosts github.com || echo blocked'], {
-      encoding: 'utf8',
-      timeout: 60_000,
+    // Not spawnSync: the test's own upstream answers from this process's event loop.
+    const run = await new Promise<{ status: number | null; stdout: string; stderr: string }>((resolve, reject) => {
+      const child = spawn(process.execPath, [BIN, 'run', '--state-dir', join(stateDir, 'agent'), '--label', `job=${label}`, '--', 'sh', '-c', 'getent hosts github.com || echo blocked; getent hosts docs-mirror.example || echo not-resolved'], {
+        stdio: ['ignore', 'pipe', 'pipe'],
+        timeout: 60_000,
+      });
+      let stdout = '';
+      let stderr = '';
+      child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+      child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+      child.once('error', reject);
+      child.once('close', (status) => resolve({ status, stdout, stderr }));
     });
     assert.equal(run.status, 0, run.stderr);
-    assert.match(run.stdout, /blocked/);
+    assert.match(run.stdout, /^blocked$/m);
+    // An allowed name whose CNAME leads to a listed one: NXDOMAIN, and a block event naming both (below).
+    assert.match(run.stdout, /^not-resolved$/m, run.stdout);
     await visit(page, `/history?from=1h&label=${encodeURIComponent(`job=${label}`)}`, 'history-waiting');
     // The block reaches the server through JetStream; the live stream tells the page.
     const cell = page.getByRole('cell', { name: 'github.com' }).first();
     await cell.waitFor({ timeout: 60_000 }).catch(async (err: Error) => {
       const inApi = await api<unknown>(`/events?from=1h&label=${encodeURIComponent(`job=${label}`)}`);
       throw new Error(`${err.message}\nthe API has: ${JSON.stringify(inApi).slice(0, 2000)}`);
+    });
+    // The chain block names both: the name asked and the listed name its answer led to.
+    await page.getByRole('cell', { name: 'docs-mirror.example via github.com' }).first().waitFor({ timeout: 60_000 }).catch(async (err: Error) => {
+      const inApi = await api<unknown>(`/events?from=1h&label=${encodeURIComponent(`job=${label}`)}`);
+      throw new Error(`${err.message}\nthe API has: ${JSON.stringify(inApi).slice(0, 3000)}`);
     });
     await check(page, 'history');
     // The export of the current filter: the same events, as CSV.
