@@ -156,6 +156,7 @@ describe('a staged rollout to real agents on a three-node NATS cluster that lose
   let ca: string;
   let admin: string;
   let jwtDir: string;
+  let databaseUrl: string;
   let startServer: () => Promise<void>;
   const hosts: ClusterHost[] = [];
   /** Tests that ran to their end: fewer than all, and after() prints the nodes' logs. */
@@ -204,7 +205,7 @@ describe('a staged rollout to real agents on a three-node NATS cluster that lose
     });
     pg = await PostgresServer.start({ dir: join(dir, 'pg'), fast: true });
     upstream = await LoopbackUpstream.start((name) => (name.toLowerCase().replace(/\.$/, '').endsWith('.test') ? { A: ['192.0.2.10'] } : undefined), bridge);
-    const databaseUrl = await pg.createDatabase('cluster_e2e');
+    databaseUrl = await pg.createDatabase('cluster_e2e');
     const port = await freePort();
     api = `https://${bridge}:${port}`;
     const serverOpts = {
@@ -465,7 +466,8 @@ describe('a staged rollout to real agents on a three-node NATS cluster that lose
     passed++;
   });
   it('rotates the account signing key with the agents connected: they renew their JWTs at a sync, the old key goes, and they still converge', { timeout: 300_000 }, async () => {
-    const nats = ['--dir', jwtDir, '--nats-url', cluster.urls().join(','), '--nats-ca', caFile];
+    // The rotation takes the lock the server's host removals take, in its database.
+    const nats = ['--dir', jwtDir, '--nats-url', cluster.urls().join(','), '--nats-ca', caFile, '--database-url', databaseUrl];
     const begun = await exec(process.execPath, [CGFENCE, '--json', 'nats', 'rotate-account-key', ...nats]);
     assert.equal(begun.code, 0, begun.stderr);
     const { previousKey, newKey } = JSON.parse(begun.stdout) as { previousKey: string; newKey: string };
