@@ -39,7 +39,7 @@ export {
   revokedAccountJwt,
 } from './jwt-dir';
 export type { JwtInitResult, JwtIssuer, KeyPair } from './jwt-dir';
-export { CLAIMS_UPDATE_SUBJECT, lookupAccountJwt, pushAccountJwt, revokeUsers } from './jwt-push';
+export { ACCOUNT_JWT_LOCK, CLAIMS_UPDATE_SUBJECT, lookupAccountJwt, pushAccountJwt, revokeUsers } from './jwt-push';
 export { reloadNats } from './reload';
 export { ROTATION_FILES, accountConnections, accountSigningKeys, beginAccountKeyRotation, credsIdentity, finishAccountKeyRotation, replaceCredsJwt, retiringSigningKey } from './jwt-rotate';
 export type { AccountConnection, RotationBegun, RotationFinished } from './jwt-rotate';

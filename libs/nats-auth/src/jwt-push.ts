@@ -4,6 +4,15 @@ import type { NatsConnection } from '@nats-io/transport-node';
 import { NatsAuthError } from './auth-dir';
 import { revokedAccountJwt, type JwtIssuer } from './jwt-dir';
 
+/**
+ * The PostgreSQL advisory lock (hashtext of this name) every writer of the
+ * account JWT holds while it reads, changes and pushes it: the policy
+ * servers' host removals (revocations) and `cgfence nats rotate-account-key`.
+ * Without it, two writers both read the same JWT and the last push drops the
+ * other's change (a revocation, or a signing key).
+ */
+export const ACCOUNT_JWT_LOCK = 'cgfence.nats.account-jwt';
+
 const lookupSubject = (account: string): string => `$SYS.REQ.ACCOUNT.${account}.CLAIMS.LOOKUP`;
 export const CLAIMS_UPDATE_SUBJECT = '$SYS.REQ.CLAIMS.UPDATE';
 
@@ -35,9 +44,8 @@ export async function pushAccountJwt(sys: NatsConnection, jwt: string, timeoutMs
  * nats-server closes the revoked users' connections and refuses them after.
  * Two concurrent revocations may race (last write wins); the callers
  * serialise them (the policy server per process, and its replicas on a
- * PostgreSQL advisory lock: enrollment.service.ts). `cgfence nats
- * rotate-account-key` rewrites the same JWT: run no host removal during its
- * steps, or remove again after (a removal is idempotent).
+ * PostgreSQL advisory lock, ACCOUNT_JWT_LOCK: enrollment.service.ts), and
+ * `cgfence nats rotate-account-key`, which rewrites the same JWT, takes it too.
  */
 export async function revokeUsers(sys: NatsConnection, issuer: JwtIssuer, userPublicKeys: string[], at: Date): Promise<string> {
   const current = await lookupAccountJwt(sys, issuer.accountPublicKey);

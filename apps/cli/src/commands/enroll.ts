@@ -72,6 +72,6 @@ export function removeHostCommand(): Command {
     .action(async (hostId: string, _o: unknown, self: Command) => {
       const r = await client(self).deleteJson<{ hostId: string; revokedKeys: string[] }>(`hosts/${encodeURIComponent(hostId)}`);
       if (globals(self).json) return printJson(r);
-      printLines([`removed ${r.hostId}; revoked ${r.revokedKeys.length} NATS key(s)${r.revokedKeys.length === 0 ? ' (it had none from enrollment: if it uses an nkey, also run cgfence nats remove-host)' : ''}`]);
+      printLines([`removed ${r.hostId}; revoked ${r.revokedKeys.length} NATS key(s)${r.revokedKeys.length === 0 ? ' (none recorded for it: a host still on an nkey of auth.conf is removed with cgfence nats remove-host; one migrated with --no-register, record its key with cgfence nats migrate-from-nkeys first)' : ''}`]);
     });
 }

@@ -89,10 +89,15 @@ describe('cgfence nats', () => {
     const init = cgfence(['nats', 'init-jwt', '--dir', jwtDir, '--resolver-dir', join(root, 'resolver'), '--nats-conf', join(root, 'nats-jwt', 'nats.conf')]);
     assert.equal(init.code, 0, init.err);
     const out = join(root, 'migrated');
-    const migrated = cgfence(['--json', 'nats', 'migrate-from-nkeys', '--jwt-dir', jwtDir, '--out', out]);
+    // Without a policy server: it must be told to skip recording the keys (the recorded path: migrated-hosts.e2e).
+    const noServer = cgfence(['nats', 'migrate-from-nkeys', '--jwt-dir', jwtDir, '--out', out, '--server', 'http://127.0.0.1:1']);
+    assert.equal(noServer.code, 1);
+    assert.match(noServer.err, /the creds files are written in .*, but the key of .* was not recorded with the policy server/);
+    const migrated = cgfence(['--json', 'nats', 'migrate-from-nkeys', '--jwt-dir', jwtDir, '--out', out, '--no-register']);
     assert.equal(migrated.code, 0, migrated.err);
-    const hosts = JSON.parse(migrated.out) as { hostId: string; publicKey: string; credsFile: string }[];
+    const hosts = JSON.parse(migrated.out) as { hostId: string; publicKey: string; credsFile: string; registered: boolean }[];
     const mig = hosts.find((h) => h.hostId === 'mig-1');
+    assert.equal(mig?.registered, false);
     assert.equal(mig?.publicKey, publicKey, 'the host keeps its nkey');
     assert.equal(statSync(mig.credsFile).mode & 0o777, 0o600);
     const jwtNats = await NatsServer.start({ dir: join(root, 'nats-jwt'), include: [join(jwtDir, 'resolver.conf')] });
@@ -103,10 +108,17 @@ describe('cgfence nats', () => {
       const forced = cgfence(['nats', 'rotate-account-key', '--dir', jwtDir, '--nats-url', jwtNats.url(), '--force']);
       assert.equal(forced.code, 2, forced.err);
       assert.match(forced.err, /--force goes with --finish/);
-      const unreachable = cgfence(['nats', 'rotate-account-key', '--dir', jwtDir, '--nats-url', 'nats://127.0.0.1:1']);
+      // It takes the lock host removals take: without the policy server's database it refuses, unless told not to lock.
+      const unlocked = cgfence(['nats', 'rotate-account-key', '--dir', jwtDir, '--nats-url', jwtNats.url()], { CGFENCE_DATABASE_URL: '' });
+      assert.equal(unlocked.code, 2, unlocked.err);
+      assert.match(unlocked.err, /give the policy server's database \(--database-url or CGFENCE_DATABASE_URL\) so it takes their lock, or --no-lock/);
+      const noDb = cgfence(['nats', 'rotate-account-key', '--dir', jwtDir, '--nats-url', jwtNats.url(), '--database-url', 'postgres://nobody@127.0.0.1:1/none']);
+      assert.equal(noDb.code, 1);
+      assert.match(noDb.err, /cannot reach the policy server's database \(--database-url\) to take the account JWT lock/);
+      const unreachable = cgfence(['nats', 'rotate-account-key', '--dir', jwtDir, '--nats-url', 'nats://127.0.0.1:1', '--no-lock']);
       assert.equal(unreachable.code, 1);
       assert.match(unreachable.err, /cannot reach NATS at nats:\/\/127\.0\.0\.1:1 as the system user/);
-      const notBegun = cgfence(['nats', 'rotate-account-key', '--dir', jwtDir, '--nats-url', jwtNats.url(), '--finish']);
+      const notBegun = cgfence(['nats', 'rotate-account-key', '--dir', jwtDir, '--nats-url', jwtNats.url(), '--finish', '--no-lock']);
       assert.equal(notBegun.code, 1);
       assert.match(notBegun.err, /no rotation is under way/);
     } finally {

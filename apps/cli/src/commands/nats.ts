@@ -1,7 +1,9 @@
 import { Command, Option } from 'commander';
 import { dirname, join, relative, resolve } from 'node:path';
 import { connect } from '@nats-io/transport-node';
+import { Client as PgClient } from 'pg';
 import {
+  ACCOUNT_JWT_LOCK,
   addHost,
   hostPermissions,
   initAuth,
@@ -18,7 +20,7 @@ import {
   reloadNats,
   removeHost,
 } from '@cgfence/nats-auth';
-import { globals } from '../context';
+import { client, globals } from '../context';
 import { CliError, EXIT_FAILURE, EXIT_USAGE } from '../errors';
 import { printJson, printLines, printTable } from '../output';
 
@@ -42,6 +44,42 @@ const reloadOptions = (cmd: Command): Command =>
 interface ReloadOpts {
   reloadPid?: string;
   reloadPidFile?: string;
+}
+
+/** How long the rotation waits for the account JWT lock (a host removal holds it for a few seconds at most). */
+const LOCK_WAIT_MS = 120_000;
+
+/**
+ * Runs `fn` holding the account JWT lock (ACCOUNT_JWT_LOCK, a PostgreSQL
+ * advisory lock in the policy server's database), the one host removals take
+ * while they push revocations: a rotation and a removal never read and push
+ * the account JWT at the same time. The lock is the session's: it goes when
+ * the connection ends, however this process ends.
+ */
+async function withAccountJwtLock<T>(databaseUrl: string, fn: () => Promise<T>): Promise<T> {
+  const db = new PgClient({ connectionString: databaseUrl, application_name: 'cgfence-rotate-account-key', connectionTimeoutMillis: 10_000 });
+  try {
+    await db.connect();
+  } catch (err) {
+    await db.end().catch(() => undefined);
+    throw new CliError(`cannot reach the policy server's database (--database-url) to take the account JWT lock: ${(err as Error).message}`, EXIT_FAILURE);
+  }
+  try {
+    const free = (await db.query<{ ok: boolean }>('select pg_try_advisory_lock(hashtext($1)) as ok', [ACCOUNT_JWT_LOCK])).rows[0]?.ok === true;
+    if (!free) {
+      process.stderr.write('waiting for the account JWT lock (a host removal is pushing a revocation)...\n');
+      try {
+        await db.query(`set statement_timeout = ${LOCK_WAIT_MS}`);
+        await db.query('select pg_advisory_lock(hashtext($1))', [ACCOUNT_JWT_LOCK]);
+        await db.query('set statement_timeout = 0');
+      } catch (err) {
+        throw new CliError(`the account JWT lock was not free within ${LOCK_WAIT_MS / 1000} s (held by a policy server removing hosts, or another rotation): ${(err as Error).message}`, EXIT_FAILURE);
+      }
+    }
+    return await fn();
+  } finally {
+    await db.end().catch(() => undefined);
+  }
 }
 
 /** Library errors as CLI errors: a bad host id is a usage error, the rest failures. */
@@ -174,8 +212,18 @@ export function natsCommand(): Command {
     .option('--nats-ca <file>', 'PEM CA of the NATS servers (TLS)')
     .option('--finish', 'remove the old key; refused while a connection still uses a JWT it signed', false)
     .option('--force', 'with --finish: remove it anyway (those connections are closed and refused)', false)
-    .action(async (o: { dir: string; natsUrl: string; natsCa?: string; finish: boolean; force: boolean }, self: Command) => {
+    .addOption(
+      new Option('--database-url <url>', "the policy server's PostgreSQL: the rotation takes the lock host removals take, so no revocation is lost").env('CGFENCE_DATABASE_URL'),
+    )
+    .option('--no-lock', 'rotate without the lock (no policy server runs, or none can remove a host meanwhile)')
+    .action(async (o: { dir: string; natsUrl: string; natsCa?: string; finish: boolean; force: boolean; databaseUrl?: string; lock: boolean }, self: Command) => {
       if (o.force && !o.finish) throw new CliError('--force goes with --finish', EXIT_USAGE);
+      if (o.lock && !o.databaseUrl) {
+        throw new CliError(
+          "the rotation rewrites the account JWT that host removals rewrite too: give the policy server's database (--database-url or CGFENCE_DATABASE_URL) so it takes their lock, or --no-lock if no policy server can remove a host meanwhile",
+          EXIT_USAGE,
+        );
+      }
       const sys = await connect({
         servers: o.natsUrl.split(',').map((u) => u.trim()).filter(Boolean),
         ...natsConnectOptions({ credsFile: join(o.dir, JWT_FILES.sysCreds), caFile: o.natsCa }),
@@ -184,16 +232,17 @@ export function natsCommand(): Command {
       }).catch((err: Error) => {
         throw new CliError(`cannot reach NATS at ${o.natsUrl} as the system user: ${err.message}`, EXIT_FAILURE);
       });
+      const locked = <T>(fn: () => Promise<T>): Promise<T> => (o.lock ? withAccountJwtLock(o.databaseUrl!, fn) : fn());
       try {
         if (o.finish) {
-          const r = await finishAccountKeyRotation(o.dir, sys, { force: o.force });
+          const r = await locked(() => finishAccountKeyRotation(o.dir, sys, { force: o.force }));
           if (globals(self).json) return printJson(r);
           printLines([
             `removed the old account signing key ${r.removedKey}; the account now trusts ${r.signingKeys.join(', ')}`,
             ...(r.stillOnOldKey.length > 0 ? [`${r.stillOnOldKey.length} connection(s) on the old key were cut off (--force); those hosts must enroll again`] : []),
           ]);
         } else {
-          const r = await beginAccountKeyRotation(o.dir, sys);
+          const r = await locked(() => beginAccountKeyRotation(o.dir, sys));
           if (globals(self).json) return printJson(r);
           printLines([
             `added the account signing key ${r.newKey} beside ${r.previousKey}; both are trusted on every node now`,
@@ -213,11 +262,15 @@ export function natsCommand(): Command {
     });
   cmd
     .command('migrate-from-nkeys')
-    .description('JWT credentials for the hosts of an nkeys directory (auth.conf): each keeps its key and gets a creds file (JWT + its seed) for `cgfence agent --nats-creds`')
+    .description(
+      'JWT credentials for the hosts of an nkeys directory (auth.conf): each keeps its key and gets a creds file (JWT + its seed) for `cgfence agent --nats-creds`; ' +
+        'each key is recorded with the policy server (--server, --token), which then renews it at an account key rotation and revokes it at `cgfence hosts remove`',
+    )
     .addOption(dirOption())
     .addOption(jwtDirOption('--jwt-dir <dir>'))
     .requiredOption('--out <dir>', 'where to write <host>.creds (0600; copy each to its host, as the seed was)')
-    .action(async (o: { dir: string; jwtDir: string; out: string }, self: Command) => {
+    .option('--no-register', 'only write the creds files: the policy server will neither renew nor revoke these keys')
+    .action(async (o: { dir: string; jwtDir: string; out: string; register: boolean }, self: Command) => {
       let hosts;
       try {
         hosts = await migrateNkeysHosts(o.dir, o.jwtDir, o.out);
@@ -225,11 +278,31 @@ export function natsCommand(): Command {
         if (err instanceof NatsAuthError) throw new CliError(err.message, EXIT_FAILURE);
         throw err;
       }
-      if (globals(self).json) return printJson(hosts);
-      printTable(['HOST', 'PUBLIC KEY', 'CREDS FILE'], hosts.map((h) => [h.hostId, h.publicKey, h.credsFile]));
+      // Recorded after the creds are written: a failure here is fixed by running the command again (both steps repeat safely).
+      const registered: string[] = [];
+      if (o.register) {
+        const api = client(self);
+        for (const h of hosts) {
+          try {
+            await api.post(`hosts/${encodeURIComponent(h.hostId)}/nats-keys`, { natsPublicKey: h.publicKey });
+          } catch (err) {
+            const done = registered.length > 0 ? ` (recorded: ${registered.join(', ')})` : '';
+            throw new CliError(
+              `the creds files are written in ${o.out}, but the key of ${h.hostId} was not recorded with the policy server${done}: ${(err as Error).message}; ` +
+                'run the command again (or with --no-register, and those hosts can be neither renewed nor revoked by the server)',
+              EXIT_FAILURE,
+            );
+          }
+          registered.push(h.hostId);
+        }
+      }
+      if (globals(self).json) return printJson(hosts.map((h) => ({ ...h, registered: registered.includes(h.hostId) })));
+      printTable(['HOST', 'PUBLIC KEY', 'CREDS FILE', 'RECORDED'], hosts.map((h) => [h.hostId, h.publicKey, h.credsFile, registered.includes(h.hostId) ? 'yes' : 'no']));
       printLines([
         `${hosts.length} host(s): on each, replace --nats-seed FILE with --nats-creds <host>.creds, once nats-server runs with resolver.conf (cgfence nats init-jwt) instead of auth.conf`,
-        'these hosts were not enrolled: the policy server cannot renew their JWTs at a key rotation; run this command again after one, or enroll them',
+        o.register
+          ? 'their keys are recorded with the policy server: renewed at an account key rotation, revoked by cgfence hosts remove'
+          : 'not recorded with the policy server (--no-register): it cannot renew their JWTs at a key rotation nor revoke them; run this command again without --no-register',
       ]);
     });
   cmd

@@ -28,7 +28,7 @@ import { jetstream, jetstreamManager, type JetStreamClient } from '@nats-io/jets
 import { findCgroup2Root } from '@cgfence/bpf';
 import { createTestCa, freePort, issueCert, ManagedProcess, NatsCluster, PostgresServer, startPolicyServer, waitFor } from '@cgfence/devservices';
 import { credsIdentity, initJwtAuth, natsConnectOptions, renderResolverConfig } from '@cgfence/nats-auth';
-import { EVENT_SUBJECTS, EVENTS_STREAM, type AgentStatus, type BlockEvent, type HostView, type RolloutView } from '@cgfence/proto';
+import { EVENT_SUBJECTS, EVENTS_STREAM, FLEET_STREAM, type AgentStatus, type BlockEvent, type HostView, type RolloutView } from '@cgfence/proto';
 import { callAgent } from '../cli/control-client';
 import { LoopbackUpstream } from '../dns/testing/loopback-upstream';
 import { EventIdGenerator } from '../journal/event-id';
@@ -156,6 +156,7 @@ describe('a staged rollout to real agents on a three-node NATS cluster that lose
   let ca: string;
   let admin: string;
   let jwtDir: string;
+  let databaseUrl: string;
   let startServer: () => Promise<void>;
   const hosts: ClusterHost[] = [];
   /** Tests that ran to their end: fewer than all, and after() prints the nodes' logs. */
@@ -204,7 +205,7 @@ describe('a staged rollout to real agents on a three-node NATS cluster that lose
     });
     pg = await PostgresServer.start({ dir: join(dir, 'pg'), fast: true });
     upstream = await LoopbackUpstream.start((name) => (name.toLowerCase().replace(/\.$/, '').endsWith('.test') ? { A: ['192.0.2.10'] } : undefined), bridge);
-    const databaseUrl = await pg.createDatabase('cluster_e2e');
+    databaseUrl = await pg.createDatabase('cluster_e2e');
     const port = await freePort();
     api = `https://${bridge}:${port}`;
     const serverOpts = {
@@ -389,7 +390,20 @@ describe('a staged rollout to real agents on a three-node NATS cluster that lose
       return r.status === 'completed';
     }, 300_000).catch(async (err: Error) => {
       const agents = await Promise.all(hosts.map(async (h) => ({ id: h.id, fleet: await h.status().then((s) => s.fleet, (e: Error) => e.message) })));
-      throw new Error(`${err.message}\nagents: ${JSON.stringify(agents)}\nhosts view: ${JSON.stringify(await call('GET', 'hosts'))}\nserver log:\n${readFileSync(join(dir, 'server.log'), 'utf8').slice(-6000)}\nagent logs:\n${hosts.map((h) => `${h.id}: ${h.log.slice(-2000)}`).join('\n')}`);
+      // The streams as the cluster sees them now (replicas, leader, which replicas are current): the outbox needs CGF_FLEET.
+      const streams = await (async () => {
+        const nc = await connect({ servers: cluster.urls(), ...natsConnectOptions({ credsFile: join(dir, 'jwt', 'server.creds'), caFile }), timeout: 5000 });
+        try {
+          const jsm = await jetstreamManager(nc, { timeout: 5000 });
+          return await Promise.all([FLEET_STREAM.name, EVENTS_STREAM.name].map(async (name) => {
+            const info = await jsm.streams.info(name).catch((e: Error) => e);
+            return info instanceof Error ? `${name}: ${info.message}` : `${name}: R${info.config.num_replicas} ${JSON.stringify(info.cluster)}`;
+          }));
+        } finally {
+          await nc.close();
+        }
+      })().catch((e: Error) => [`streams: ${e.message}`]);
+      throw new Error(`${err.message}\nagents: ${JSON.stringify(agents)}\nstreams: ${streams.join('\n')}\nhosts view: ${JSON.stringify(await call('GET', 'hosts'))}\nserver log:\n${readFileSync(join(dir, 'server.log'), 'utf8').slice(-6000)}\nagent logs:\n${hosts.map((h) => `${h.id}: ${h.log.slice(-2000)}`).join('\n')}`);
     });
     await converged(2, 120_000);
     const convergedAt = Date.now() / 1000;
@@ -465,7 +479,8 @@ describe('a staged rollout to real agents on a three-node NATS cluster that lose
     passed++;
   });
   it('rotates the account signing key with the agents connected: they renew their JWTs at a sync, the old key goes, and they still converge', { timeout: 300_000 }, async () => {
-    const nats = ['--dir', jwtDir, '--nats-url', cluster.urls().join(','), '--nats-ca', caFile];
+    // The rotation takes the lock the server's host removals take, in its database.
+    const nats = ['--dir', jwtDir, '--nats-url', cluster.urls().join(','), '--nats-ca', caFile, '--database-url', databaseUrl];
     const begun = await exec(process.execPath, [CGFENCE, '--json', 'nats', 'rotate-account-key', ...nats]);
     assert.equal(begun.code, 0, begun.stderr);
     const { previousKey, newKey } = JSON.parse(begun.stdout) as { previousKey: string; newKey: string };

@@ -144,7 +144,8 @@ describe(EdgeInterceptor.name, () => {
     const joinSecret = (enrollToken.body as { secret: string }).secret;
     await call('GET', '/enroll-tokens', { token: admin });
     await call('GET', '/enroll-tokens', { token: viewer });
-    const enrolled = await json('POST', '/enroll', undefined, { token: joinSecret, hostId: 'contract-web-1', natsPublicKey: newUserKey().getPublicKey() });
+    const webKey = newUserKey().getPublicKey();
+    const enrolled = await json('POST', '/enroll', undefined, { token: joinSecret, hostId: 'contract-web-1', natsPublicKey: webKey });
     assert.equal(enrolled.status, 201, enrolled.text);
     const usedUp = await json('POST', '/enroll', undefined, { token: joinSecret, hostId: 'contract-web-2', natsPublicKey: newUserKey().getPublicKey() });
     assert.deepEqual([usedUp.status, errorOf(usedUp).code], [403, 'enroll.token_refused']);
@@ -156,6 +157,12 @@ describe(EdgeInterceptor.name, () => {
     const removed = await call('DELETE', '/hosts/contract-web-1', { token: admin });
     assert.deepEqual([removed.status, errorOf(removed).code], [503, 'nats.unavailable']);
     assert.equal((await call('DELETE', '/hosts/nosuch', { token: admin })).status, 404);
+    // A key from nkeys (migrate-from-nkeys records it); a revoked key is refused.
+    const legacyKey = newUserKey().getPublicKey();
+    const adopted = await json('POST', '/hosts/contract-legacy-1/nats-keys', admin, { natsPublicKey: legacyKey });
+    assert.deepEqual([adopted.status, adopted.body], [200, { hostId: 'contract-legacy-1', natsKeys: [legacyKey], adopted: true }]);
+    const readopted = await json('POST', '/hosts/contract-web-1/nats-keys', admin, { natsPublicKey: webKey });
+    assert.deepEqual([readopted.status, errorOf(readopted).code], [409, 'enroll.key_revoked']);
     // The dashboard's routes (the stream is called without a token: it answers at once).
     await call('GET', '/whoami', { token: viewer });
     await json('POST', '/rollouts/preview', viewer, plan);

@@ -41,4 +41,12 @@ describe(streamReplicas.name, () => {
     assert.equal(streamReplicas('auto', { cluster: 'c' } as never), 3);
     assert.equal(streamReplicas(1, { cluster: 'c', connect_urls: ['a', 'b', 'c'] } as never), 1);
   });
+
+  it('auto never scales an existing stream down: a node that is down is missing from INFO (issue 17), only a configured number scales down', () => {
+    const degraded = { cluster: 'c', connect_urls: ['a', 'b'] } as never;
+    assert.equal(streamReplicas('auto', degraded, 3), 3);
+    assert.equal(streamReplicas('auto', { cluster: 'c', connect_urls: ['a'] } as never, 3), 3, 'a node just restarted, without its routes');
+    assert.equal(streamReplicas('auto', { cluster: 'c', connect_urls: ['a', 'b', 'c'] } as never, 1), 3, 'a stream from before replication is scaled up');
+    assert.equal(streamReplicas(2, degraded, 3), 2);
+  });
 });

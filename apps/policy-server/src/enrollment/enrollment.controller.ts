@@ -2,15 +2,19 @@ import { Body, Controller, Delete, Get, Param, Post, Req } from '@nestjs/common'
 import { ApiBearerAuth, ApiOperation, ApiTags } from '@nestjs/swagger';
 import { z } from 'zod';
 import {
+  AdoptNatsKeyRequest,
   CreateEnrollTokenRequest,
   EnrollRequest,
   EnrollResponseSchema,
   EnrollTokenViewSchema,
+  HostIdParams,
+  HostNatsKeysSchema,
   IdParams,
   IssuedEnrollTokenSchema,
   RemovedHostSchema,
   type EnrollResponse,
   type EnrollTokenView,
+  type HostNatsKeys,
   type IssuedEnrollToken,
   type RemovedHost,
 } from '@cgfence/proto';
@@ -59,6 +63,18 @@ export class EnrollmentController {
   @Contract({ body: { json: EnrollRequest }, responses: [{ status: 201, json: EnrollResponseSchema }], errors: [403, 409, 503] })
   enroll(@Body() body: EnrollRequest, @Req() req: CgfenceRequest): Promise<EnrollResponse> {
     return this.enrollment.enroll(body, req.correlationId ?? 'none');
+  }
+
+  @Post('hosts/:id/nats-keys')
+  @RequireRole('operator')
+  @ApiOperation({
+    summary: "Record a host's NATS key from before enrollment (nkeys migration): renewed at a key rotation, revoked on removal",
+    description:
+      '`cgfence nats migrate-from-nkeys` calls this for every host it migrates. Recording a key twice changes nothing. 409 `enroll.key_revoked`: the key was revoked by a removal.',
+  })
+  @Contract({ params: HostIdParams, body: { json: AdoptNatsKeyRequest }, responses: [{ status: 200, json: HostNatsKeysSchema }], errors: [409] })
+  adoptKey(@Param('id') id: string, @Body() body: AdoptNatsKeyRequest, @Req() req: CgfenceRequest): Promise<HostNatsKeys> {
+    return this.enrollment.adoptNatsKey(id, body.natsPublicKey, actorOf(req));
   }
 
   @Delete('hosts/:id')

@@ -12,6 +12,7 @@ import { SIGNING_KEY } from '../fleet/fleet.tokens';
 import type { SigningKey } from '../fleet/signing-key';
 import { hostDecider, hostStreamOf } from '../hosts/host';
 import { DataSource } from 'typeorm';
+import { ACCOUNT_JWT_LOCK } from '@cgfence/nats-auth';
 import { enrollTokenDecider, streamOfEnrollToken } from './enroll-token';
 import { EnrollTokensReadModel } from './enroll-tokens.read-model';
 import { NatsAuthority } from './nats-authority';
@@ -115,6 +116,19 @@ export class EnrollmentService {
     };
   }
 
+  /**
+   * Records a NATS key a host had before enrollment (migrated from nkeys):
+   * from then on the host's key like an enrolled one. The host id must be a
+   * valid one (the route checks it); it need not have registered yet.
+   */
+  async adoptNatsKey(hostId: string, natsPublicKey: string, actor: Actor): Promise<{ hostId: string; natsKeys: string[]; adopted: boolean }> {
+    const r = await this.commands.handle(hostStreamOf(hostId), hostDecider, { type: 'AdoptNatsKey', hostId, natsPublicKey, now: this.clock.now() }, actor);
+    const adopted = r.events.length > 0;
+    if (adopted) this.logger.info({ hostId, natsPublicKey }, 'NATS key adopted for a host migrated from nkeys');
+    const natsKeys = adopted ? [...r.before.natsKeys, natsPublicKey] : r.before.natsKeys;
+    return { hostId, natsKeys, adopted };
+  }
+
   /** Removes a host: records it, then revokes its NATS keys (nats-server disconnects it at once). */
   async removeHost(hostId: string, actor: Actor): Promise<{ hostId: string; revokedKeys: string[] }> {
     const now = this.clock.now();
@@ -122,10 +136,11 @@ export class EnrollmentService {
     // Asked again after a failed push, the removal pushes the revocations already recorded.
     const keys = r.events.length > 0 ? r.before.natsKeys : r.before.revokedKeys;
     // A revocation reads the account JWT from NATS, adds the keys and pushes it back: two replicas doing so at
-    // once would lose one's keys (last write wins). Replicas share the database: they take turns on a lock there.
+    // once would lose one's keys (last write wins). Replicas share the database: they take turns on a lock there,
+    // the one `cgfence nats rotate-account-key` takes too.
     if (keys.length > 0) {
       await this.db.transaction(async (tx) => {
-        await tx.query(`select pg_advisory_xact_lock(hashtext('cgfence.nats.account-jwt'))`);
+        await tx.query('select pg_advisory_xact_lock(hashtext($1))', [ACCOUNT_JWT_LOCK]);
         await this.authority.revoke(keys, now);
       });
     }

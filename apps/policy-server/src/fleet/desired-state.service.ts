@@ -1,5 +1,5 @@
 import { Inject, Injectable } from '@nestjs/common';
-import type { EntityManager } from 'typeorm';
+import { DataSource, type EntityManager } from 'typeorm';
 import {
   BUNDLE_CHUNK_BYTES,
   BUNDLE_KIND,
@@ -38,6 +38,7 @@ export class DesiredStateService {
   private readonly loading = new Map<string, Promise<{ bytes: number; encoded: Buffer; entries: number }>>();
 
   constructor(
+    private readonly db: DataSource,
     private readonly fleet: FleetReadModel,
     private readonly rollouts: RolloutsReadModel,
     private readonly pool: ContentsPool,
@@ -53,8 +54,14 @@ export class DesiredStateService {
     const now = this.clock.now().getTime();
     const c = this.cached;
     if (c && c.revision === row.revision && now - c.issuedAt < this.config.bundleTtlMs / 4) return c;
-    const message = await this.build(row, await this.rollouts.list({ active: true }));
-    this.cached = { revision: row.revision, issuedAt: now, message };
+    // The fleet row and the active rollouts from one snapshot. Read apart, a
+    // rollout step committed between the two reads was signed under the
+    // revision before it (issue 17): a document whose revision names one state
+    // and whose assignments name the next, which agents take as that revision.
+    const snapshot = await this.db.transaction('REPEATABLE READ', async (m) => ({ row: await this.fleet.get(m), active: await this.rollouts.list({ active: true }, m) }));
+    if (!snapshot.row) return null;
+    const message = await this.build(snapshot.row, snapshot.active);
+    this.cached = { revision: snapshot.row.revision, issuedAt: now, message };
     return this.cached;
   }
 

@@ -10,7 +10,7 @@ import { evolveHost, hostStreamOf, initialHostState, type HostEvent } from '../h
  * Hands hosts a new NATS user JWT during an account signing key rotation
  * (issue 17; `cgfence nats rotate-account-key`): a host syncing with a JWT
  * signed by the key being retired gets a JWT for the same user key, signed by
- * the new one, if that key was enrolled for that host and not revoked. The sync arrives on the host's own subject, which only the host's
+ * the new one, if that key was enrolled for that host (or adopted from nkeys) and not revoked. The sync arrives on the host's own subject, which only the host's
  * credentials may publish to; the JWT is useless without the host's seed.
  */
 @Injectable()
@@ -30,7 +30,7 @@ export class HostCredentialsService {
     const current = rotation.current;
     const state = (await this.store.readStream(hostStreamOf(hostId))).reduce((s, e) => evolveHost(s, e as unknown as HostEvent), initialHostState);
     if (!state.natsKeys.includes(nats.user) || state.revokedKeys.includes(nats.user)) {
-      this.logger.warn({ hostId, user: nats.user }, 'a host asked for a renewed NATS JWT for a key not enrolled for it (migrated from nkeys, or revoked); not renewed');
+      this.logger.warn({ hostId, user: nats.user }, 'a host asked for a renewed NATS JWT for a key not recorded for it (not enrolled nor adopted from nkeys, or revoked); not renewed');
       return undefined;
     }
     const jwt = await this.authority.issueHostJwt(hostId, nats.user);

@@ -38,3 +38,34 @@ describe('host decider: conditions', () => {
     assert.deepEqual(changes([registered], report({ applied: applied(3), rejection: rejection('t3') })), ['rejected:true']);
   });
 });
+
+describe('host decider: NATS keys adopted from nkeys', () => {
+  const KEY = `U${'A'.repeat(55)}`;
+  const OTHER = `U${'B'.repeat(55)}`;
+  const adopt = (natsPublicKey = KEY) => ({ type: 'AdoptNatsKey' as const, hostId: 'h1', natsPublicKey, now: NOW });
+  const state = (events: HostEvent[]) => events.reduce(evolveHost, initialHostState);
+
+  it('records an adopted key once, as one of the host\'s keys, registered or not', () => {
+    const first = decideHost(adopt(), state([registered]));
+    assert.deepEqual(first.map((e) => e.type), ['HostNatsKeyAdopted']);
+    assert.deepEqual(state([registered, ...first]).natsKeys, [KEY]);
+    assert.deepEqual(decideHost(adopt(), state([registered, ...first])), [], 'a migration run again adds nothing');
+    assert.deepEqual(decideHost(adopt(), state([])).map((e) => e.type), ['HostNatsKeyAdopted'], 'a host that has not registered since the migration');
+  });
+
+  it('revokes an adopted key at removal, and refuses to adopt it again after', () => {
+    const adopted = decideHost(adopt(), state([]));
+    const removed = decideHost({ type: 'RemoveHost', hostId: 'h1', now: NOW }, state(adopted));
+    assert.deepEqual(removed.map((e) => (e.type === 'HostRemoved' ? e.data.revokedKeys : [])), [[KEY]]);
+    assert.throws(() => decideHost(adopt(), state([...adopted, ...removed])), (e: Error & { code?: string }) => e.code === 'enroll.key_revoked');
+    assert.deepEqual(decideHost(adopt(OTHER), state([...adopted, ...removed])).map((e) => e.type), ['HostNatsKeyAdopted'], 'a new key is fine');
+  });
+
+  it('a host with an adopted key is enrolled: a join token cannot take it over', () => {
+    const adopted = decideHost(adopt(), state([registered]));
+    assert.throws(
+      () => decideHost({ type: 'EnrollHost', hostId: 'h1', natsPublicKey: OTHER, tokenId: 't', labels: {}, now: NOW }, state([registered, ...adopted])),
+      (e: Error & { code?: string }) => e.code === 'enroll.host_exists',
+    );
+  });
+});

@@ -48,6 +48,17 @@ export interface HostEnrolled {
   data: { hostId: string; natsPublicKey: string; tokenId: string; labels: Record<string, string>; enrolledAt: string };
 }
 
+/**
+ * A NATS user key the host held before enrollment existed (an nkey from
+ * `cgfence nats add-host`, given a JWT by `cgfence nats migrate-from-nkeys`),
+ * recorded by an operator: from then on it is the host's key like an enrolled
+ * one (renewed at an account signing key rotation, revoked by a removal).
+ */
+export interface HostNatsKeyAdopted {
+  type: 'HostNatsKeyAdopted';
+  data: { hostId: string; natsPublicKey: string; source: 'nkeys-migration'; adoptedAt: string };
+}
+
 /** An operator removed the host: its NATS keys are revoked; it must enroll again to come back. */
 export interface HostRemoved {
   type: 'HostRemoved';
@@ -67,14 +78,14 @@ export interface HostConditionChanged {
 
 export type HostCondition = 'rejected' | 'drifted';
 
-export type HostEvent = HostRegistered | HostUpdated | PolicyApplied | PolicyRejected | HostEnrolled | HostRemoved | HostConditionChanged;
+export type HostEvent = HostRegistered | HostUpdated | PolicyApplied | PolicyRejected | HostEnrolled | HostNatsKeyAdopted | HostRemoved | HostConditionChanged;
 
 export interface HostState {
   registered: boolean;
   facts: HostFacts | null;
   applied: { revision: number; blocklist: string; version: number; contentHash: string } | null;
   lastRejection: { revision: number | null; reason: string; at: string } | null;
-  /** NATS user keys issued since the last removal (enrollment). */
+  /** NATS user keys of the host since the last removal (enrolled, or adopted from nkeys). */
   natsKeys: string[];
   /** Keys revoked by removals (a removal is pushed again if asked twice). */
   revokedKeys: string[];
@@ -108,6 +119,8 @@ export function evolveHost(s: HostState, e: HostEvent): HostState {
       return { ...s, lastRejection: { revision: e.data.revision, reason: e.data.reason, at: e.data.rejectedAt } };
     case 'HostEnrolled':
       return { ...s, natsKeys: [...s.natsKeys, e.data.natsPublicKey] };
+    case 'HostNatsKeyAdopted':
+      return s.natsKeys.includes(e.data.natsPublicKey) ? s : { ...s, natsKeys: [...s.natsKeys, e.data.natsPublicKey] };
     case 'HostRemoved':
       return { ...initialHostState, revokedKeys: [...s.revokedKeys, ...e.data.revokedKeys] };
     case 'HostConditionChanged':
@@ -142,13 +155,20 @@ export interface EnrollHost {
   now: Date;
 }
 
+export interface AdoptNatsKey {
+  type: 'AdoptNatsKey';
+  hostId: string;
+  natsPublicKey: string;
+  now: Date;
+}
+
 export interface RemoveHost {
   type: 'RemoveHost';
   hostId: string;
   now: Date;
 }
 
-export type HostCommand = RegisterHost | RecordReport | EnrollHost | RemoveHost;
+export type HostCommand = RegisterHost | RecordReport | EnrollHost | AdoptNatsKey | RemoveHost;
 
 function sameLabels(a: Record<string, string>, b: Record<string, string>): boolean {
   const ka = Object.keys(a).sort();
@@ -201,6 +221,11 @@ export function decideHost(c: HostCommand, s: HostState): HostEvent[] {
       }
       if (s.revokedKeys.includes(c.natsPublicKey)) throw new DomainError('enroll.key_revoked', `this NATS key was revoked for host ${c.hostId}: enroll with a new key`);
       return [{ type: 'HostEnrolled', data: { hostId: c.hostId, natsPublicKey: c.natsPublicKey, tokenId: c.tokenId, labels: c.labels, enrolledAt: c.now.toISOString() } }];
+    case 'AdoptNatsKey':
+      // A revoked key stays revoked: the host it belonged to was removed, and a removal is for good.
+      if (s.revokedKeys.includes(c.natsPublicKey)) throw new DomainError('enroll.key_revoked', `this NATS key was revoked for host ${c.hostId}: it cannot be adopted again`);
+      if (s.natsKeys.includes(c.natsPublicKey)) return []; // recorded already (a migration run again)
+      return [{ type: 'HostNatsKeyAdopted', data: { hostId: c.hostId, natsPublicKey: c.natsPublicKey, source: 'nkeys-migration', adoptedAt: c.now.toISOString() } }];
     case 'RemoveHost':
       if (!s.registered && s.natsKeys.length === 0) {
         if (s.revokedKeys.length > 0) return []; // removed already

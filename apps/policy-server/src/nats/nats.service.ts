@@ -1,5 +1,18 @@
 import { Inject, Injectable, OnApplicationShutdown, OnModuleInit } from '@nestjs/common';
-import { AckPolicy, Consumer, DeliverPolicy, jetstream, jetstreamManager, JetStreamClient, RetentionPolicy, StorageType } from '@nats-io/jetstream';
+import {
+  AckPolicy,
+  Consumer,
+  DeliverPolicy,
+  jetstream,
+  JetStreamApiCodes,
+  JetStreamApiError,
+  jetstreamManager,
+  JetStreamClient,
+  JetStreamManager,
+  RetentionPolicy,
+  StorageType,
+  type StreamInfo,
+} from '@nats-io/jetstream';
 import { connect, NatsConnection, type ConnectionOptions, type ServerInfo } from '@nats-io/transport-node';
 import { natsConnectOptions, natsTlsOptions } from '@cgfence/nats-auth';
 import type { Logger } from 'pino';
@@ -23,14 +36,36 @@ export function natsAuth(config: ServerConfig): Pick<ConnectionOptions, 'authent
 /**
  * Replicas of the JetStream streams: the configured number, or with "auto"
  * 3 when the server is part of a cluster (of 3 or more, as its INFO says) and
- * 1 otherwise. An existing stream is updated to it on every start (scaled up
- * or down; nats-server moves the data).
+ * 1 otherwise. An existing stream is updated to it on every start and
+ * reconnect (scaled up or down; nats-server moves the data).
+ *
+ * With "auto", an existing stream (`existing` replicas) is never scaled
+ * down: INFO lists the nodes the connected one has routes to, so while a node
+ * is down (or just restarted, without its routes yet) a three-node cluster
+ * looks like two or one. Scaling down on that view (issue 17: a reconnect
+ * during a node loss took R3 streams to R2, and the node, back, held no
+ * replica) would leave the streams without a quorum at the next loss. Only
+ * an explicit CGFENCE_JETSTREAM_REPLICAS scales down.
  */
-export function streamReplicas(configured: number | 'auto', info: ServerInfo | undefined): number {
+export function streamReplicas(configured: number | 'auto', info: ServerInfo | undefined, existing?: number): number {
   if (configured !== 'auto') return configured;
-  if (info?.cluster === undefined || info.cluster === '') return 1;
-  const known = info.connect_urls?.length;
-  return known === undefined ? 3 : Math.max(1, Math.min(3, known));
+  let seen: number;
+  if (info?.cluster === undefined || info.cluster === '') seen = 1;
+  else {
+    const known = info.connect_urls?.length;
+    seen = known === undefined ? 3 : Math.max(1, Math.min(3, known));
+  }
+  return existing === undefined ? seen : Math.max(existing, seen);
+}
+
+/** A stream's info, or undefined when it does not exist. Any other failure (a timeout while the cluster elects a leader) throws: that is no reason to create it. */
+async function existingStream(jsm: JetStreamManager, name: string): Promise<StreamInfo | undefined> {
+  try {
+    return await jsm.streams.info(name);
+  } catch (err) {
+    if (err instanceof JetStreamApiError && err.code === JetStreamApiCodes.StreamNotFound) return undefined;
+    throw err;
+  }
 }
 
 /** The one durable pull consumer all replicas share: each message is ingested by one of them. */
@@ -47,6 +82,10 @@ export class NatsService implements OnModuleInit, OnApplicationShutdown {
   private nc: NatsConnection | undefined;
   private js: JetStreamClient | undefined;
   private streamReady = false;
+  /** The streams were set up once on this connection: a failed re-check after a reconnect does not stop the relay and the ingest. */
+  private setUp = false;
+  /** One setup at a time (each reconnect asks for one). */
+  private ensuring: Promise<void> | undefined;
   private closed = false;
 
   constructor(
@@ -100,41 +139,42 @@ export class NatsService implements OnModuleInit, OnApplicationShutdown {
     }
   }
 
+  private ensureStream(): Promise<void> {
+    this.ensuring ??= this.setUpStreams().finally(() => (this.ensuring = undefined));
+    return this.ensuring;
+  }
+
   /** The fleet stream: the broadcast kept with its message ids (duplicates dropped for 10 minutes). */
-  private async ensureStream(): Promise<void> {
+  private async setUpStreams(): Promise<void> {
     for (let attempt = 0; !this.closed && this.nc; attempt++) {
       try {
         const jsm = await jetstreamManager(this.nc);
-        const num_replicas = streamReplicas(this.config.jetstreamReplicas, this.nc.info);
+        const fleet = await existingStream(jsm, FLEET_STREAM.name);
         const config = {
-          num_replicas,
+          num_replicas: streamReplicas(this.config.jetstreamReplicas, this.nc.info, fleet?.config.num_replicas),
           subjects: [...FLEET_STREAM.subjects],
           max_msgs_per_subject: 16,
           duplicate_window: 600_000_000_000,
           max_age: 7 * 24 * 3600 * 1_000_000_000,
         };
-        try {
-          await jsm.streams.info(FLEET_STREAM.name);
-          await jsm.streams.update(FLEET_STREAM.name, config);
-        } catch {
-          await jsm.streams.add({ name: FLEET_STREAM.name, ...config });
-        }
+        if (fleet) await jsm.streams.update(FLEET_STREAM.name, config);
+        else await jsm.streams.add({ name: FLEET_STREAM.name, ...config });
         // Block events and run summaries: kept on disk until ingested (and a
         // few days more, PostgreSQL is the history); message ids are event
         // ids, so an agent's retried publish is dropped for 10 minutes.
+        const existingEvents = await existingStream(jsm, EVENTS_STREAM.name);
         const events = {
           subjects: [...EVENTS_STREAM.subjects],
           retention: RetentionPolicy.Limits,
           storage: StorageType.File,
-          num_replicas,
+          num_replicas: streamReplicas(this.config.jetstreamReplicas, this.nc.info, existingEvents?.config.num_replicas),
           duplicate_window: 600 * SECOND_NS,
           max_age: 3 * 24 * 3600 * SECOND_NS,
         };
-        try {
-          await jsm.streams.info(EVENTS_STREAM.name);
+        if (existingEvents) {
           const { storage: _storage, ...mutable } = events;
           await jsm.streams.update(EVENTS_STREAM.name, mutable);
-        } catch {
+        } else {
           await jsm.streams.add({ name: EVENTS_STREAM.name, ...events });
         }
         const consumer = {
@@ -149,13 +189,17 @@ export class NatsService implements OnModuleInit, OnApplicationShutdown {
         };
         try {
           await jsm.consumers.info(EVENTS_STREAM.name, INGEST_CONSUMER);
-        } catch {
+        } catch (err) {
+          if (!(err instanceof JetStreamApiError && err.code === JetStreamApiCodes.ConsumerNotFound)) throw err;
           await jsm.consumers.add(EVENTS_STREAM.name, consumer);
         }
         this.streamReady = true;
+        this.setUp = true;
         return;
       } catch (err) {
-        this.streamReady = false;
+        // Before the first setup nothing may publish; after it, a re-check that fails (the cluster electing a
+        // leader after a node loss) must not hold the outbox and the ingest back: their own calls fail and retry.
+        if (!this.setUp) this.streamReady = false;
         if (attempt % 10 === 0) this.logger.warn({ err: (err as Error).message }, 'cannot set up the JetStream fleet stream yet; retrying');
         await new Promise((r) => setTimeout(r, 500));
       }

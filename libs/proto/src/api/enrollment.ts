@@ -91,3 +91,24 @@ export type EnrollResponse = z.infer<typeof EnrollResponseSchema>;
 /** A removed host and the NATS keys revoked for it. */
 export const RemovedHostSchema = z.object({ hostId: z.string(), revokedKeys: z.array(z.string()) });
 export type RemovedHost = z.infer<typeof RemovedHostSchema>;
+
+/**
+ * A host's NATS user key from before enrollment (an nkey given a JWT by
+ * `cgfence nats migrate-from-nkeys`), recorded so the policy server renews it
+ * at an account signing key rotation and revokes it when the host is removed.
+ */
+export const AdoptNatsKeyRequest = z
+  .object({
+    natsPublicKey: z.string().regex(/^U[A-Z2-7]{55}$/, 'an nkey user public key (U…, 56 characters)'),
+  })
+  .strict();
+export type AdoptNatsKeyRequest = z.infer<typeof AdoptNatsKeyRequest>;
+
+/** A host id in a path: the form agents' ids take (the host's NATS subjects are made from it). */
+export const HostIdParams = z
+  .object({ id: z.string().regex(HOST_ID_PATTERN, 'host ids are 1-63 characters of a-z, 0-9, "-" and "_", starting with a letter or digit') })
+  .strict();
+
+/** The host's NATS keys after an adoption. */
+export const HostNatsKeysSchema = z.object({ hostId: z.string(), natsKeys: z.array(z.string()), adopted: z.boolean() });
+export type HostNatsKeys = z.infer<typeof HostNatsKeysSchema>;
