@@ -19,11 +19,19 @@ const ref = (r: { blocklist: string; version: number } | null | undefined): stri
 
 /** One word for where a host stands, worst first. */
 export function hostState(h: HostView): string {
-  if (h.stale) return 'STALE';
-  if (h.drift?.drifted) return 'DRIFTED';
-  if (h.lastError) return `REJECTED (${h.lastError.reason})`;
-  if (h.desired === null) return 'no baseline';
-  return h.inSync ? 'in sync' : 'converging';
+  // The server decides the state (HostView.state); this only words it.
+  switch (h.state) {
+    case 'stale':
+      return 'STALE';
+    case 'drifted':
+      return 'DRIFTED';
+    case 'rejected':
+      return `REJECTED (${h.lastError?.reason ?? 'unknown'})`;
+    case 'converging':
+      return 'converging';
+    case 'in-sync':
+      return h.desired === null ? 'no baseline' : 'in sync';
+  }
 }
 
 export function hostsCommand(): Command {

@@ -81,6 +81,9 @@ describe('GET /hosts filters and paging', () => {
     assert.deepEqual(await ids('?state=stale&stale=false'), [], 'contradictory filters match nothing');
     assert.deepEqual(await ids('?stale=true'), ['h5']);
     const all = (await env.http.get('/hosts').set(auth(viewer))).body as HostView[];
+    // Each view carries its state, decided once by the server (the dashboard and the CLI show it).
+    assert.deepEqual(Object.fromEntries(all.map((h) => [h.hostId, h.state])), { h1: 'in-sync', h2: 'converging', h3: 'rejected', h4: 'drifted', h5: 'stale', h6: 'in-sync' });
+    for (const h of all) assert.equal(h.state, stateOf(h));
     for (const h of all) assert.deepEqual(await ids(`?state=${stateOf(h)}&label=team=${h.labels['team']}`), all.filter((x) => x.labels['team'] === h.labels['team'] && stateOf(x) === stateOf(h)).map((x) => x.hostId));
   });
 

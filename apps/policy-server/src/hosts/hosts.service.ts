@@ -188,7 +188,7 @@ export class HostsService {
     if (q.state === 'rejected') Object.assign(sql, { drifted: false, rejected: true });
     if (q.state === 'in-sync' || q.state === 'converging') Object.assign(sql, { drifted: false, rejected: false });
     const keep = (h: HostView): boolean =>
-      (q.state === undefined || hostStateOf(h) === q.state) &&
+      (q.state === undefined || h.state === q.state) &&
       (q.stale === undefined || h.stale === q.stale) &&
       (q.desired === undefined || (h.desired !== null && h.desired.blocklist === q.desired.blocklist && (q.desired.version === undefined || h.desired.version === q.desired.version)));
     const out: HostView[] = [];
@@ -241,7 +241,7 @@ export class HostsService {
     const applied = r.applied
       ? { blocklist: r.applied.blocklist, version: r.applied.version, hash: r.applied.contentHash, revision: r.applied.revision, appliedAt: r.applied.appliedAt }
       : null;
-    return {
+    const view: Omit<HostView, 'state'> = {
       hostId: r.host_id,
       hostname: r.hostname,
       labels: r.labels,
@@ -262,5 +262,6 @@ export class HostsService {
       health: r.health,
       drift: r.drift,
     };
+    return { ...view, state: hostStateOf(view) };
   }
 }

@@ -36,6 +36,10 @@ export const FleetViewSchema = z.object({
 });
 export type FleetView = z.infer<typeof FleetViewSchema>;
 
+/** Where a host stands, worst first (`stale` wins over `drifted`, which wins over `rejected`); a host with no baseline and no rollout is `in-sync`. */
+export const HOST_STATES = ['in-sync', 'converging', 'rejected', 'drifted', 'stale'] as const;
+export type HostStateName = (typeof HOST_STATES)[number];
+
 export const HostViewSchema = z.object({
   hostId: z.string(),
   hostname: z.string(),
@@ -59,15 +63,14 @@ export const HostViewSchema = z.object({
   failMode: z.string().nullable(),
   health: z.object({ proxy: z.boolean(), kernel: z.boolean(), detail: z.string().optional() }).nullable(),
   drift: z.object({ drifted: z.boolean(), detail: z.string().optional(), checkedAt: IsoTime }).nullable(),
+  /** Where the host stands, decided by the server from the fields above (one rule for the API, the dashboard and the CLI). */
+  state: z.enum(HOST_STATES),
 });
 export type HostView = z.infer<typeof HostViewSchema>;
 
 export const SigningKeyViewSchema = z.object({ keyId: z.string(), publicKeyPem: z.string() });
 export type SigningKeyView = z.infer<typeof SigningKeyViewSchema>;
 
-/** Where a host stands, worst first (`stale` wins over `drifted`, which wins over `rejected`); a host with no baseline and no rollout is `in-sync`. */
-export const HOST_STATES = ['in-sync', 'converging', 'rejected', 'drifted', 'stale'] as const;
-export type HostStateName = (typeof HOST_STATES)[number];
 
 /** The most hosts one `GET /hosts` page returns when `limit` is given. */
 export const MAX_HOSTS_PAGE = 1000;

@@ -4,13 +4,9 @@ import type { Host } from '../../api/types';
 export const HOST_STATES = ['in sync', 'converging', 'rejected', 'drifted', 'stale'] as const;
 export type HostState = (typeof HOST_STATES)[number];
 
-/** Worst first, as `cgfence hosts` decides (apps/cli/src/commands/fleet.ts); no baseline counts as in sync. */
+/** The server's state of the host (GET /hosts decides it, for the CLI too), as this page words it. */
 export function hostState(h: Host): HostState {
-  if (h.stale) return 'stale';
-  if (h.drift?.drifted) return 'drifted';
-  if (h.lastError) return 'rejected';
-  if (h.desired === null) return 'in sync';
-  return h.inSync ? 'in sync' : 'converging';
+  return h.state === 'in-sync' ? 'in sync' : h.state;
 }
 
 export const STATE_TONE: Record<HostState, 'ok' | 'warn' | 'bad' | 'idle'> = {
