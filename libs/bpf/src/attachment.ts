@@ -73,12 +73,28 @@ function rmdirQuiet(path: string): void {
   }
 }
 
-function unlinkQuiet(path: string): void {
+export function unlinkQuiet(path: string): void {
   try {
     unlinkSync(path);
   } catch {
     // already gone
   }
+}
+
+/** The names of `links` the kernel still has attached to a cgroup. */
+export function attachedLinkNames<N extends string>(links: ReadonlyMap<N, Ptr>): N[] {
+  const out: N[] = [];
+  for (const [name, link] of links) {
+    if (linkInfo(libbpf().bpf_link__fd(link)).cgroupId !== 0n) out.push(name);
+  }
+  return out;
+}
+
+/** Frees the userspace handles of a loaded object and its links; pinned links stay attached. */
+export function closeObject(obj: Ptr, links: Map<string, Ptr>): void {
+  for (const link of links.values()) libbpf().bpf_link__destroy(link);
+  links.clear();
+  libbpf().bpf_object__close(obj);
 }
 
 /**
@@ -249,20 +265,13 @@ export class CgroupAttachment {
   /** Names of the programs whose links are attached to the cgroup right now. */
   attachedPrograms(): string[] {
     this.assertOpen();
-    const out: string[] = [];
-    for (const [name, link] of this.links) {
-      const info = linkInfo(libbpf().bpf_link__fd(link));
-      if (info.cgroupId !== 0n) out.push(name);
-    }
-    return out;
+    return attachedLinkNames(this.links);
   }
 
   /** Frees userspace handles (links stay pinned, so enforcement continues). */
   close(): void {
     if (this.closed) return;
-    for (const link of this.links.values()) libbpf().bpf_link__destroy(link);
-    this.links.clear();
-    libbpf().bpf_object__close(this.obj);
+    closeObject(this.obj, this.links);
     this.closed = true;
   }
 

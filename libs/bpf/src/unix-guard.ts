@@ -12,9 +12,9 @@
 // Pins live next to the main object's (<pinDir>/links/cgf_*_unix,
 // <pinDir>/maps/cgf_unix_paths): the main teardown removes them too.
 import { constants } from 'node:os';
-import { closeSync, existsSync, openSync, unlinkSync } from 'node:fs';
+import { closeSync, existsSync, openSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { linkInfo } from './attachment';
+import { attachedLinkNames, closeObject, unlinkQuiet } from './attachment';
 import { DataPlaneError, intStep, ptrStep } from './errors';
 import { KERNEL_ABI, libbpf, libc, Ptr } from './libbpf';
 
@@ -130,14 +130,6 @@ export function validateUnixGuardPaths(paths: readonly string[]): void {
     encodeUnixPath(p);
     if (seen.has(p)) throw new RangeError(`unix socket path ${JSON.stringify(p)} is listed twice`);
     seen.add(p);
-  }
-}
-
-function unlinkQuiet(path: string): void {
-  try {
-    unlinkSync(path);
-  } catch {
-    // already gone
   }
 }
 
@@ -303,19 +295,13 @@ export class UnixGuard {
   /** Programs whose links are attached right now. */
   attachedPrograms(): string[] {
     this.assertOpen();
-    const out: string[] = [];
-    for (const [name, link] of this.links) {
-      if (linkInfo(libbpf().bpf_link__fd(link)).cgroupId !== 0n) out.push(name);
-    }
-    return out;
+    return attachedLinkNames(this.links);
   }
 
   /** Frees userspace handles; the links stay pinned. */
   close(): void {
     if (this.closed) return;
-    for (const link of this.links.values()) libbpf().bpf_link__destroy(link);
-    this.links.clear();
-    libbpf().bpf_object__close(this.obj);
+    closeObject(this.obj, this.links);
     this.closed = true;
   }
 

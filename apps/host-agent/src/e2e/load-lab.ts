@@ -45,12 +45,11 @@ export async function startOriginalResolver(): Promise<OriginalResolver> {
   return { host, queries, close: () => new Promise((r) => sock.close(() => r())) };
 }
 
-/** RSS of the agent and its child processes (proxy workers), from /proc. */
-export function agentRss(pid: number): number {
-  const rssOf = (p: number): number => {
+/** `of(pid)` summed over `pid` and its live children (a pool's workers); a process gone counts 0. */
+function overTree(pid: number, of: (p: number) => number): number {
+  const quiet = (p: number): number => {
     try {
-      const m = /^VmRSS:\s+(\d+) kB/m.exec(readFileSync(`/proc/${p}/status`, 'utf8'));
-      return m ? Number(m[1]) * 1024 : 0;
+      return of(p);
     } catch {
       return 0;
     }
@@ -61,7 +60,15 @@ export function agentRss(pid: number): number {
   } catch {
     // gone
   }
-  return rssOf(pid) + children.reduce((sum, c) => sum + rssOf(c), 0);
+  return quiet(pid) + children.reduce((sum, c) => sum + quiet(c), 0);
+}
+
+/** RSS of the agent and its child processes (proxy workers), from /proc. */
+export function agentRss(pid: number): number {
+  return overTree(pid, (p) => {
+    const m = /^VmRSS:\s+(\d+) kB/m.exec(readFileSync(`/proc/${p}/status`, 'utf8'));
+    return m ? Number(m[1]) * 1024 : 0;
+  });
 }
 
 /** Clock ticks per second of /proc/<pid>/stat times (USER_HZ, 100 on Linux). */
@@ -69,23 +76,12 @@ const USER_HZ = 100;
 
 /** utime + stime (ms) of `pid` and of its live children (a pool's workers), from /proc. */
 export function processCpuMs(pid: number): number {
-  const own = (p: number): number => {
-    try {
-      const stat = readFileSync(`/proc/${p}/stat`, 'utf8');
-      // Fields after "(comm) ": state is [0], utime [11], stime [12] (fields 14 and 15 of proc(5)).
-      const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-      return ((Number(f[11]) + Number(f[12])) * 1000) / USER_HZ;
-    } catch {
-      return 0;
-    }
-  };
-  let children: number[] = [];
-  try {
-    children = readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').trim().split(/\s+/).filter(Boolean).map(Number);
-  } catch {
-    // gone
-  }
-  return own(pid) + children.reduce((sum, c) => sum + own(c), 0);
+  return overTree(pid, (p) => {
+    const stat = readFileSync(`/proc/${p}/stat`, 'utf8');
+    // Fields after "(comm) ": state is [0], utime [11], stime [12] (fields 14 and 15 of proc(5)).
+    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return ((Number(f[11]) + Number(f[12])) * 1000) / USER_HZ;
+  });
 }
 
 /** Runs the flood client with `args` as nobody in a run of `sut`'s deploy cgroup; returns its JSON report. */

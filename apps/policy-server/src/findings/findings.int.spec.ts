@@ -10,6 +10,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { connect, NatsConnection } from '@nats-io/transport-node';
 import { jetstream, JetStreamClient } from '@nats-io/jetstream';
 import { NatsServer, waitFor } from '@cgfence/devservices';
+import { hostReport } from '../testing/host-report';
 import { BlockEvent, DeliveryView, HostReport, ReplayView, RunSummary, EVENT_SUBJECTS, FindingDetailView, FindingView, OwnerSetView } from '@cgfence/proto';
 import { DataSource } from 'typeorm';
 import { blockEvent } from '../events/test-events';
@@ -309,18 +310,7 @@ describe('findings and notifications (JetStream → findings → webhooks)', () 
     const hosts = env.get(HostsService);
     const hostId = `drift-${Date.now()}`;
     await hosts.register({ hostId, hostname: `${hostId}.example`, labels: { cohort: 'prod' }, kernel: '6.1', agentVersion: '0.1.0', capabilities: ['dns'] }, 'test');
-    const report = (over: Partial<HostReport>): HostReport => ({
-      hostId,
-      seenRevision: 1,
-      applied: null,
-      lastError: null,
-      mode: 'enforce',
-      failMode: 'open',
-      health: { proxy: true, kernel: true },
-      drift: { drifted: false, checkedAt: new Date().toISOString() },
-      sentAt: new Date().toISOString(),
-      ...over,
-    });
+    const report = (over: Partial<HostReport>): HostReport => hostReport(hostId, { drift: { drifted: false, checkedAt: new Date().toISOString() }, ...over });
     const sent = (trigger: string) => receiver.received.filter((r) => r.headers['cgfence-trigger'] === trigger && (JSON.parse(r.body) as { host?: { hostId?: string } }).host?.hostId === hostId);
     const drifted = (detail: string) => report({ drift: { drifted: true, detail, checkedAt: new Date().toISOString() } });
 

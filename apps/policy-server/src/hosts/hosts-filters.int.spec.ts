@@ -5,7 +5,8 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { DataSource } from 'typeorm';
-import type { HostReport, HostView } from '@cgfence/proto';
+import type { HostView } from '@cgfence/proto';
+import { hostReport } from '../testing/host-report';
 import { TestPolicyServer } from '../testing/test-server';
 import { HostsService } from './hosts.service';
 
@@ -21,19 +22,6 @@ describe('GET /hosts filters and paging', () => {
     assert.equal(res.status, 200, `${qs}: ${JSON.stringify(res.body)}`);
     return (res.body as HostView[]).map((h) => h.hostId);
   };
-
-  const report = (hostId: string, r: Partial<HostReport>): HostReport => ({
-    hostId,
-    seenRevision: 1,
-    applied: null,
-    lastError: null,
-    mode: 'enforce',
-    failMode: 'open',
-    health: { proxy: true, kernel: true },
-    drift: null,
-    sentAt: new Date().toISOString(),
-    ...r,
-  });
 
   before(async () => {
     env = await TestPolicyServer.start('hosts_filters_int');
@@ -53,10 +41,10 @@ describe('GET /hosts filters and paging', () => {
     await hosts.register({ hostId: 'h4', ...facts({ team: 'b' }) }, 'c');
     await hosts.register({ hostId: 'h5', ...facts({ team: 'c' }) }, 'c');
     await hosts.register({ hostId: 'h6', ...facts({ team: 'c' }, '0.2.0') }, 'c');
-    assert.ok(await hosts.report(report('h1', { applied }), 'c'));
-    assert.ok(await hosts.report(report('h3', { lastError: { revision: 1, reason: 'bundle.bad_signature', message: 'no', at: new Date().toISOString() } }), 'c'));
-    assert.ok(await hosts.report(report('h4', { applied, drift: { drifted: true, detail: 'map changed', checkedAt: new Date().toISOString() } }), 'c'));
-    assert.ok(await hosts.report(report('h6', { applied }), 'c'));
+    assert.ok(await hosts.report(hostReport('h1', { applied }), 'c'));
+    assert.ok(await hosts.report(hostReport('h3', { lastError: { revision: 1, reason: 'bundle.bad_signature', message: 'no', at: new Date().toISOString() } }), 'c'));
+    assert.ok(await hosts.report(hostReport('h4', { applied, drift: { drifted: true, detail: 'map changed', checkedAt: new Date().toISOString() } }), 'c'));
+    assert.ok(await hosts.report(hostReport('h6', { applied }), 'c'));
     // h5 went silent a day ago (the stale limit is minutes).
     await env.get(DataSource).query(`update rm_hosts set last_seen = now() - interval '1 day' where host_id = 'h5'`);
   });
