@@ -7,6 +7,7 @@ import { writeFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { DataPlane } from './data-plane';
+import { KERNEL_EVENTS_PER_TURN } from './telemetry';
 import { KernelEvent } from './codec';
 import { bulkCidrs, closedPort, KernelSandbox, requireIPv6Loopback, sleep, UdpEcho } from './testing/kernel-fixture';
 
@@ -163,6 +164,44 @@ describe(DataPlane.name, () => {
         await server.close();
         sut.applyIpPolicy({ v4: [], v6: [] });
       }
+    });
+  });
+
+  describe('kernel events under a hot producer', () => {
+    const stop = join(tmpdir(), `cgfence-hot-stop-${process.pid}-${Date.now()}`);
+    after(() => rmSync(stop, { force: true }));
+
+    it(`hands listeners at most ${KERNEL_EVENTS_PER_TURN} events per read, the rest on later turns, however fast a process makes them`, async () => {
+      sut.applyIpPolicy({ v4: ['127.0.0.2/32'], v6: [] });
+      let batch = 0;
+      let largest = 0;
+      let total = 0;
+      sut.onEvent(() => {
+        // Events delivered in one synchronous go: counted until the microtask after it.
+        if (batch === 0) {
+          queueMicrotask(() => {
+            largest = Math.max(largest, batch);
+            batch = 0;
+          });
+        }
+        batch++;
+        total++;
+      });
+      const probe = box.spawnClient({ op: 'probe_loop', host: '127.0.0.2', port, stop });
+      await probe.nextLine();
+      // Hold the loop so the ring fills (it holds ~3,600 records) while the probe refuses on.
+      const until = Date.now() + 400;
+      while (Date.now() < until) {
+        /* busy: nothing reads the ring */
+      }
+      await sleep(600);
+      writeFileSync(stop, '');
+      const { tally } = await probe.done;
+      await sleep(100);
+      assert.ok((tally?.EPERM ?? 0) > KERNEL_EVENTS_PER_TURN, `the probe made more refusals than one read may take: ${JSON.stringify(tally)}`);
+      assert.ok(total > KERNEL_EVENTS_PER_TURN, `more events than one read may take were delivered: ${total}`);
+      assert.ok(largest <= KERNEL_EVENTS_PER_TURN, `one read delivered ${largest} events`);
+      assert.equal(largest, KERNEL_EVENTS_PER_TURN, 'the full ring was read in pieces of the cap');
     });
   });
 

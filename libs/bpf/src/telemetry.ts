@@ -10,7 +10,19 @@ import { DataPlaneError, fail, intStep } from './errors';
 import { COUNTERS, DNS_COUNTERS, RATE_COUNTERS } from './layout';
 import { lastErrno, libbpf, ringBufferSampleFnType, Ptr } from './libbpf';
 
+/**
+ * Kernel events read and dispatched per event-loop turn. ring_buffer__consume
+ * reads until the ring is empty, so a process hammering a blocked address on
+ * another core could keep it reading forever (the loop held, the batch
+ * growing without bound). Past this many the callback stops it, and the rest
+ * is read on the next turn.
+ */
+export const KERNEL_EVENTS_PER_TURN = 1024;
+/** What the sample callback returns to make ring_buffer__consume stop (libbpf bails out on a negative value). */
+const STOP_CONSUMING = -constants.errno.EAGAIN;
+
 export class KernelTelemetry {
+  private drainScheduled = false;
   private listeners: ((e: KernelEvent) => void)[] = [];
   private ring?: { rb: Ptr; cb: bigint; poll: Koffi.node.PollHandle; pending: KernelEvent[] };
   private readonly cpus: number;
@@ -53,7 +65,8 @@ export class KernelTelemetry {
       // Runs inside ring_buffer__consume(): copy out, dispatch afterwards.
       const e = decodeEvent(Buffer.from(new Uint8Array(koffi.view(data, Number(size))).slice()));
       if (e) pending.push(e);
-      return 0;
+      // The record is consumed either way; stopping leaves the rest for the next turn.
+      return pending.length >= KERNEL_EVENTS_PER_TURN ? STOP_CONSUMING : 0;
     }, ringBufferSampleFnType());
     const rb = bpf.ring_buffer__new(this.fds.events, cbPtr, null, null);
     if (!rb) {
@@ -87,6 +100,14 @@ export class KernelTelemetry {
     if (!ring) return;
     const rc = libbpf().ring_buffer__consume(ring.rb);
     const batch = ring.pending.splice(0);
+    if (batch.length >= KERNEL_EVENTS_PER_TURN && !this.drainScheduled) {
+      // Stopped at the cap: read on in a later turn, after other work had its go.
+      this.drainScheduled = true;
+      setImmediate(() => {
+        this.drainScheduled = false;
+        this.drainEvents();
+      });
+    }
     for (const e of batch) {
       for (const l of this.listeners) {
         try {
