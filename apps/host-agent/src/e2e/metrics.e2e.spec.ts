@@ -50,6 +50,7 @@ describe('agent metrics', () => {
     const before = await scrape();
     assert.equal(sample(before, 'cgfence_agent_runs_active'), 0);
     assert.equal(sample(before, 'cgfence_agent_blocks_total{method="dns",action="blocked"}'), 0);
+    assert.equal(sample(before, 'cgfence_agent_blocks_total{method="unix",action="blocked"}'), 0);
     assert.match(before, /^cgfence_agent_policy_info\{version="file:[0-9a-f]{12}",hash="sha256:[0-9a-f]{64}",source="[^"]+",mode="enforce",fail_mode="open"\} 1$/m);
     assert.equal(sample(before, 'cgfence_agent_policy_entries{kind="domain"}'), 1);
     assert.equal(sample(before, 'cgfence_agent_policy_entries{kind="cidr4"}'), 1);
@@ -61,6 +62,8 @@ describe('agent metrics', () => {
         '-c',
         `dig +time=2 +tries=1 @127.0.0.53 blocked.test; dig +time=2 +tries=1 @127.0.0.53 allowed.test; ` +
           `python3 -c "import socket; socket.create_connection(('127.0.0.9', 80), 1)" 2>/dev/null; ` +
+          // A connect to nscd's socket: the unix guard refuses it, a series of its own (not an IP block).
+          `python3 -c "import socket; socket.socket(socket.AF_UNIX).connect('/var/run/nscd/socket')" 2>/dev/null; ` +
           `while [ ! -e ${release} ]; do sleep 0.1; done`,
       ],
       { labels: { job: 'metrics' }, timeoutMs: 30_000 },
@@ -71,7 +74,8 @@ describe('agent metrics', () => {
       return (
         sample(during, 'cgfence_agent_runs_active') === 1 &&
         (sample(during, 'cgfence_agent_blocks_total{method="dns",action="blocked"}') ?? 0) >= 1 &&
-        (sample(during, 'cgfence_agent_blocks_total{method="ip",action="blocked"}') ?? 0) >= 1
+        (sample(during, 'cgfence_agent_blocks_total{method="ip",action="blocked"}') ?? 0) >= 1 &&
+        (sample(during, 'cgfence_agent_blocks_total{method="unix",action="blocked"}') ?? 0) >= 1
       );
     }, 15_000);
     assert.equal(sample(during, 'cgfence_agent_runs_started_total'), 1);

@@ -57,7 +57,7 @@ export class MetricsService implements OnModuleInit {
   ) {
     const r = [this.registry];
     collectDefaultMetrics({ register: this.registry });
-    this.blocks = new Counter({ name: 'cgfence_agent_blocks_total', help: 'Blocked (enforce) and audited (would have been blocked) attempts, by method (dns, ip)', labelNames: ['method', 'action'], registers: r });
+    this.blocks = new Counter({ name: 'cgfence_agent_blocks_total', help: 'Blocked (enforce) and audited (would have been blocked) attempts, by method (dns, ip, unix: a connect to a resolving daemon\'s socket)', labelNames: ['method', 'action'], registers: r });
     this.alerts = new Counter({ name: 'cgfence_agent_alerts_total', help: 'Alerts written to the journal (proxy heartbeat stale, policy rejected, drift, spool full)', registers: r });
     this.runsStarted = new Counter({ name: 'cgfence_agent_runs_started_total', help: 'Runs started with cgfence run', registers: r });
     this.applySeconds = new Histogram({
@@ -67,14 +67,16 @@ export class MetricsService implements OnModuleInit {
       registers: r,
     });
     // Every series from the start, so rate() and increase() see the first block.
-    for (const method of ['dns', 'ip']) for (const action of ['blocked', 'audited']) this.blocks.labels(method, action).inc(0);
+    for (const method of ['dns', 'ip', 'unix']) for (const action of ['blocked', 'audited']) this.blocks.labels(method, action).inc(0);
     this.registerPulled();
   }
 
   onModuleInit(): void {
     this.journal.onRecord((rec) => {
       if (rec.action === 'alert') this.alerts.inc();
-      else this.blocks.labels(rec.method, rec.action).inc();
+      // A unix guard refusal travels as method 'ip' with a unix: destination; here it is its own series,
+      // so an IP block rate is only IP connects (a shell's nscd lookup is not one).
+      else this.blocks.labels(rec.destination?.startsWith('unix:') ? 'unix' : rec.method, rec.action).inc();
     });
     this.runs.onStarted(() => this.runsStarted.inc());
     this.policy.onChange((_p, ms) => this.applySeconds.observe(ms / 1000));

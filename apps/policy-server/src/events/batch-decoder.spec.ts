@@ -41,6 +41,22 @@ describe('batch decoder', () => {
     assert.equal(decodeBatch(packMessages(messages), true).events.rows.length, 3);
   });
 
+  it('rejects events and run summaries with times PostgreSQL cannot hold, and keeps the rest of the batch', () => {
+    const yearZero = { ...blockEvent('h1', 7, at), time: '0000-06-01T00:00:00.000Z' };
+    const farFuture = { ...blockEvent('h1', 8, at), time: '+010000-01-01T00:00:00.000Z' };
+    const oldRun = { ...run, runId: 'r2', startedAt: '0000-01-01T00:00:00Z' };
+    const d = decodeBatch(packMessages([
+      { subject: 'cgf.events.h1.block', data: enc.encode(JSON.stringify(yearZero)) },
+      { subject: 'cgf.events.h1.block', data: enc.encode(JSON.stringify(events[0])) },
+      { subject: 'cgf.events.h1.block', data: enc.encode(JSON.stringify(farFuture)) },
+      { subject: 'cgf.events.h1.run', data: enc.encode(JSON.stringify(oldRun)) },
+    ]), false);
+    assert.equal(d.events.size, 1);
+    assert.deepEqual(d.runs, []);
+    assert.deepEqual(d.rejected.map((r) => [r.index, r.kind]), [[0, 'malformed'], [2, 'malformed'], [3, 'malformed']]);
+    assert.match(d.rejected[0]!.reason, /years 1 to 9999/);
+  });
+
   it('decodes on its thread, and starts a new thread after the old one is gone', async () => {
     const decoder = new BatchDecoder();
     assert.equal(decoder.threaded, true, 'the compiled worker file is next to the decoder');

@@ -1,6 +1,6 @@
 // Pure pieces of ingestion: a validated message becomes a row of
 // block_events, written either as a COPY text line or as INSERT parameters.
-import { BlockEvent, BlockEventSchema, CommandRedactor, reverseLabels, RunSummary, RunSummarySchema } from '@cgfence/proto';
+import { BlockEvent, BlockEventSchema, CommandRedactor, reverseLabels, RunSummary, RunSummarySchema, timeInRange } from '@cgfence/proto';
 
 /** Column order of block_events as ingestion writes it (COPY and INSERT alike). */
 export const EVENT_COLUMNS = [
@@ -105,7 +105,8 @@ export function decodeMessage(subject: string, data: Uint8Array): Decoded {
     if (!p.success) return { kind: 'malformed', reason: p.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ') };
     if (p.data.host !== host) return { kind: 'forged', reason: `event names host ${p.data.host} but came from ${host}` };
     const ms = Date.parse(p.data.time);
-    if (!Number.isFinite(ms)) return { kind: 'malformed', reason: `time: not a time: ${p.data.time}` };
+    // A time PostgreSQL cannot hold would fail the whole COPY of the batch it came in.
+    if (!timeInRange(new Date(ms))) return { kind: 'malformed', reason: `time: not a time in the years 1 to 9999: ${p.data.time.slice(0, 64)}` };
     return { kind: 'block', row: toRow(p.data, new Date(ms)), ms, labels: p.data.labels };
   }
   if (what === 'run') {
@@ -113,7 +114,7 @@ export function decodeMessage(subject: string, data: Uint8Array): Decoded {
     if (!p.success) return { kind: 'malformed', reason: p.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ') };
     if (p.data.host !== host) return { kind: 'forged', reason: `run summary names host ${p.data.host} but came from ${host}` };
     const times = [p.data.startedAt, p.data.endedAt, ...p.data.domains.flatMap((d) => [d.firstSeen, d.lastSeen])];
-    if (times.some((t) => t !== null && !Number.isFinite(Date.parse(t)))) return { kind: 'malformed', reason: 'run summary has a time that is not a time' };
+    if (times.some((t) => t !== null && !timeInRange(new Date(Date.parse(t))))) return { kind: 'malformed', reason: 'run summary has a time that is not a time in the years 1 to 9999' };
     return { kind: 'run', run: p.data };
   }
   return { kind: 'malformed', reason: `unknown message kind ${what}` };

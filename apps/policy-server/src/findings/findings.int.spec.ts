@@ -261,6 +261,14 @@ describe('findings and notifications (JetStream → findings → webhooks)', () 
   it('refuses bad input with a 4xx naming the problem', async () => {
     await env.http.get('/findings?state=nope').set(auth).expect(400);
     await env.http.get('/findings?since=yesterday').set(auth).expect(400);
+    // Times PostgreSQL cannot hold (year 0, year 10000) are named, not a 500.
+    for (const since of ['0000-01-01', '10000-01-01', '-000001-01-01']) {
+      const res = await env.http.get(`/findings?since=${encodeURIComponent(since)}`).set(auth).expect(400);
+      assert.match(JSON.stringify(res.body), /years 1 to 9999/);
+    }
+    for (const until of ['0000-01-01', '7w', 'Tue, 1 Mar 2033']) {
+      await env.http.post('/findings/f-00000000000000000000/accept').set(auth).send({ reason: 'x', until }).expect(400);
+    }
     await env.http.get('/findings/f-0000').set(auth).expect(400);
     await env.http.get('/findings/f-00000000000000000000').set(auth).expect(404);
     await env.http.post('/findings/f-00000000000000000000/ack').set(auth).send({ reason: 'x' }).expect(404);

@@ -22,6 +22,12 @@ export function parseTimeParam(text: string, now = Date.now()): Date | undefined
   return Number.isFinite(ms) ? new Date(ms) : undefined;
 }
 
+/** parseTimeParam, and only times in the years 1 to 9999 (what PostgreSQL and ISO 8601 both write). */
+export function parseTimeInRange(text: string, now = Date.now()): Date | undefined {
+  const d = parseTimeParam(text, now);
+  return d !== undefined && timeInRange(d) ? d : undefined;
+}
+
 const LABEL = /^[a-z0-9_-]{1,63}$/;
 
 /** `example.com` (that name only) or `*.example.com` (every name under it, on label boundaries, not the apex). */
@@ -196,10 +202,7 @@ export const ReplayRequest = z
     since: z
       .string()
       .max(100)
-      .refine((s) => {
-        const d = parseTimeParam(s);
-        return d !== undefined && timeInRange(d);
-      }, 'must be an ISO 8601 time (years 1 to 9999) or a duration back from now (7d)'),
+      .refine((s) => parseTimeInRange(s) !== undefined, 'must be an ISO 8601 time (years 1 to 9999) or a duration back from now (7d)'),
   })
   .strict();
 export type ReplayRequest = z.infer<typeof ReplayRequest>;

@@ -2,7 +2,7 @@
 // notification targets, and webhook deliveries: the REST requests and views.
 import { z } from 'zod';
 import { IsoTime } from './common';
-import { parseTimeParam } from './events';
+import { parseTimeInRange } from './events';
 
 export const FINDING_STATES = ['new', 'acknowledged', 'resolved', 'accepted'] as const;
 export type FindingState = (typeof FINDING_STATES)[number];
@@ -33,7 +33,7 @@ export function spanMs(text: string): number | undefined {
   return m ? Number(m[1]) * SPAN_MS[m[2] as keyof typeof SPAN_MS] : undefined;
 }
 
-const since = z.string().refine((s) => parseTimeParam(s) !== undefined, 'must be an ISO 8601 time or a duration back from now (7d)');
+const since = z.string().max(100).refine((s) => parseTimeInRange(s) !== undefined, 'must be an ISO 8601 time (years 1 to 9999) or a duration back from now (7d)');
 
 export const FindingsQuery = z
   .object({
@@ -65,7 +65,8 @@ export const FindingAcceptRequest = z
     /** How long the dependency is tolerated ('30d') or until when (ISO time); it reopens then. */
     until: z
       .string()
-      .refine((s) => spanMs(s) !== undefined || Number.isFinite(Date.parse(s)), 'a span like 30d or an ISO 8601 time')
+      .max(100)
+      .refine((s) => spanMs(s) !== undefined || (!/^\d+[a-z]$/i.test(s) && parseTimeInRange(s) !== undefined), 'a span like 30d or an ISO 8601 time (years 1 to 9999)')
       .default('30d'),
   })
   .strict();
