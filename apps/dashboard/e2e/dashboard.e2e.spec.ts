@@ -1,4 +1,4 @@
-import { after, before, describe, it } from 'node:test';
+import { after, afterEach, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { ChildProcess, spawn } from 'node:child_process';
 import { createSocket, type Socket } from 'node:dgram';
@@ -57,6 +57,11 @@ describe('the dashboard in Chromium against the local fleet', () => {
   const dir = mkdtempSync(join(tmpdir(), 'cgfence-dashboard-e2e-'));
   const stateDir = join(dir, 'state');
   const shots = screenshotDir();
+  let failed = false;
+  afterEach((t) => {
+    // TestContext.passed (Node 20.18+; not in this @types/node yet).
+    if ((t as { passed?: boolean }).passed !== true) failed = true;
+  });
   const agentCgroup = `cgf-dash-e2e-${process.pid}`;
   let fleet: ChildProcess | undefined;
   let out = '';
@@ -121,7 +126,6 @@ describe('the dashboard in Chromium against the local fleet', () => {
     chrome = await launchChromium();
     admin = await chrome.context();
     page = await admin.newPage();
-    console.log(`dashboard screenshots: ${shots}`);
   });
 
   after(async () => {
@@ -134,7 +138,9 @@ describe('the dashboard in Chromium against the local fleet', () => {
     }
     upstream?.socket.close();
     rmSync(dir, { recursive: true, force: true });
-    console.log(`dashboard screenshots: ${shots}`);
+    // Screenshots are kept where they were asked for (CGFENCE_SCREENSHOTS) or to look at a failure; a passing run leaves nothing in /tmp.
+    if (process.env['CGFENCE_SCREENSHOTS'] === undefined && !failed) rmSync(shots, { recursive: true, force: true });
+    else console.log(`dashboard screenshots: ${shots}`);
   });
 
   it('npm run fleet (cgfence local up) prints the dashboard URL and the token to paste', () => {
