@@ -45,6 +45,101 @@ const RULES: readonly Rule[] = [
   { re: /\beyJ[A-Za-z0-9_-]{4,4096}\.[A-Za-z0-9_-]{4,4096}\.[A-Za-z0-9_-]{0,4096}/g, to: REDACTED },
 ];
 
+/**
+ * Options whose meaning depends on the program: `-p` is a password to mysql
+ * and sshpass but a port to ssh and "parents" to mkdir, so these are read
+ * from the words of the command line, with the program each word belongs to
+ * (the last program word since the start or a `;`, `|`, `&&`, `||`, `&`).
+ * `attached`: the secret written against the flag (`-pSECRET`);
+ * `separate`: the secret is the next word (`-p SECRET`); `userPass`: the
+ * value is user:password and only the password goes.
+ */
+interface ProgramOptions {
+  readonly program: RegExp;
+  /** A word that must come after the program before these options mean a secret (docker `login`). */
+  readonly after?: string;
+  readonly attached: readonly string[];
+  readonly separate: readonly string[];
+  readonly userPass?: boolean;
+  /** A wrapper (sshpass): its options end at the first word that is not one; the wrapped program's follow. */
+  readonly wraps?: boolean;
+}
+
+const PROGRAM_OPTIONS: readonly ProgramOptions[] = [
+  // mysql -pSECRET (a separate word after -p is the database, and mysql prompts).
+  { program: /^(?:mysql[a-z_-]{0,20}|mariadb[a-z_-]{0,20})$/, attached: ['-p'], separate: [] },
+  { program: /^sshpass$/, attached: ['-p'], separate: ['-p'], wraps: true },
+  { program: /^(?:redis-cli|valkey-cli|keydb-cli)$/, attached: ['-a'], separate: ['-a'] },
+  { program: /^(?:docker|podman|nerdctl|buildah|skopeo)$/, after: 'login', attached: ['-p'], separate: ['-p'] },
+  // curl -u user:pass, --user user:pass, --proxy-user user:pass (a bare user makes curl prompt: kept).
+  { program: /^curl$/, attached: ['-u', '-U', '--user=', '--proxy-user='], separate: ['-u', '-U', '--user', '--proxy-user'], userPass: true },
+];
+
+const SEGMENT_END = new Set([';', '|', '||', '&&', '&']);
+
+/** The program a word names, if it is one of PROGRAM_OPTIONS' (`/usr/bin/mysql`, `"mysql`, `(mysql`). */
+function programOf(word: string): ProgramOptions | undefined {
+  const bare = word.replace(/^["'(]+/, '');
+  const base = bare.slice(bare.lastIndexOf('/') + 1);
+  return base.length > 0 && base.length <= 40 ? PROGRAM_OPTIONS.find((p) => p.program.test(base)) : undefined;
+}
+
+function secretPart(value: string, userPass: boolean | undefined): string | undefined {
+  if (value.length === 0 || value === REDACTED) return undefined;
+  if (!userPass) return value;
+  const colon = value.indexOf(':');
+  // user:password; user alone, or uid:gid digits, is not a secret.
+  if (colon < 0 || colon === value.length - 1 || /^\d+$/.test(value.slice(colon + 1))) return undefined;
+  return value.slice(colon + 1);
+}
+
+/** One pass over the words (linear): program-specific password options. */
+function redactProgramOptions(text: string): string {
+  const parts = text.split(/(\s+)/);
+  let current: ProgramOptions | undefined;
+  let armed = false;
+  let next: ProgramOptions | undefined;
+  for (let i = 0; i < parts.length; i += 2) {
+    const word = parts[i]!;
+    // `deploy@h;` ends a command too.
+    const ends = SEGMENT_END.has(word) || /[;|&]$/.test(word);
+    if (next !== undefined) {
+      const secret = secretPart(word, next.userPass);
+      if (secret !== undefined && !word.startsWith('-')) parts[i] = word.slice(0, word.length - secret.length) + REDACTED;
+      next = undefined;
+      if (ends) current = undefined;
+      continue;
+    }
+    if (ends) {
+      current = undefined;
+      continue;
+    }
+    const program = programOf(word);
+    if (program !== undefined) {
+      current = program;
+      armed = program.after === undefined;
+      continue;
+    }
+    if (current === undefined) continue;
+    if (!armed) {
+      if (word === current.after) armed = true;
+      continue;
+    }
+    if (current.separate.includes(word)) {
+      next = current;
+      continue;
+    }
+    const flag = current.attached.find((f) => word.startsWith(f) && word.length > f.length);
+    if (flag !== undefined) {
+      const secret = secretPart(word.slice(flag.length), current.userPass);
+      if (secret !== undefined) parts[i] = word.slice(0, word.length - secret.length) + REDACTED;
+    } else if (current.wraps === true && !word.startsWith('-')) {
+      current = undefined;
+    }
+  }
+  return parts.join('');
+}
+
 export interface Redaction {
   readonly text: string;
   /** True when anything was taken out. */
@@ -88,7 +183,9 @@ export function compileRedactPatterns(sources: readonly string[]): RegExp[] {
  * find replaced by REDACTED: credentials in URLs, Authorization/Bearer header
  * values, --password/--token/--secret/--api-key style options (=value and
  * separate value), KEY=value pairs whose key says secret, GitHub, GitLab,
- * AWS access key id, Slack tokens and JWTs.
+ * AWS access key id, Slack tokens and JWTs; and program-specific password
+ * options (mysql `-pX`, sshpass `-p X`, redis-cli `-a X`, docker/podman
+ * login `-p X`, curl `-u user:X`).
  */
 export function redactSecrets(text: string, extra: readonly RegExp[] = []): Redaction {
   const input = text.length > MAX_REDACT_INPUT ? `${text.slice(0, MAX_REDACT_INPUT)} …[cut]` : text;
@@ -97,6 +194,7 @@ export function redactSecrets(text: string, extra: readonly RegExp[] = []): Reda
     r.re.lastIndex = 0;
     s = s.replace(r.re, r.to);
   }
+  s = redactProgramOptions(s);
   for (const re of extra) {
     re.lastIndex = 0;
     s = s.replace(re, REDACTED);

@@ -56,6 +56,41 @@ describe(redactSecrets.name, () => {
     assert.equal(redact('curl https://x.example/cb?access_token=abc&b=c'), `curl https://x.example/cb?access_token=${R}&b=c`);
   });
 
+  it('takes out password options whose meaning depends on the program', () => {
+    assert.equal(redact('mysql -u deploy -pS3cr3t! app'), `mysql -u deploy -p${R} app`);
+    assert.equal(redact('/usr/bin/mysqldump -h db -pS3cr3t app'), `/usr/bin/mysqldump -h db -p${R} app`);
+    assert.equal(redact('mariadb-dump -pS3cr3t app'), `mariadb-dump -p${R} app`);
+    assert.equal(redact('sshpass -p hunter2 ssh deploy@h'), `sshpass -p ${R} ssh deploy@h`);
+    assert.equal(redact('sshpass -phunter2 rsync a b'), `sshpass -p${R} rsync a b`);
+    assert.equal(redact('redis-cli -h cache -a hunter2 ping'), `redis-cli -h cache -a ${R} ping`);
+    assert.equal(redact('docker login -u ci -p hunter2 registry.example'), `docker login -u ci -p ${R} registry.example`);
+    assert.equal(redact('curl -u ci:hunter2 https://x.example'), `curl -u ci:${R} https://x.example`);
+    assert.equal(redact('curl -uci:hunter2 https://x.example'), `curl -uci:${R} https://x.example`);
+    assert.equal(redact('curl --user=ci:hunter2 https://x.example'), `curl --user=ci:${R} https://x.example`);
+    assert.equal(redact('curl --proxy-user ci:hunter2 https://x.example'), `curl --proxy-user ci:${R} https://x.example`);
+    // Through a shell: the words after `-c` carry the program.
+    assert.equal(redact(`sh -c "mysql -pS3cr3t app"`), `sh -c "mysql -p${R} app"`);
+    assert.equal(redact('bash -c mysql -pS3cr3t app'), `bash -c mysql -p${R} app`);
+  });
+
+  it('leaves the same flags alone for other programs, or where they are not secrets', () => {
+    for (const cmd of [
+      'ssh -p 2222 deploy@host.example uptime',
+      'mkdir -p /srv/app/releases',
+      'cp -p a b',
+      'docker run -p 8080:80 -u 1000:1000 app',
+      'mysql -p app',
+      'curl -u ci https://x.example',
+      'curl -u 1000:1000 https://x.example',
+      'mysql --version; mkdir -p /tmp/x',
+      'sshpass -f pw.txt ssh deploy@h; ssh -p 22 h',
+      'sshpass -f pw.txt ssh -p 2222 deploy@h',
+      'mysql -e status|mkdir -p /tmp/x',
+    ]) {
+      assert.deepEqual(redactSecrets(cmd), { text: cmd, redacted: false }, cmd);
+    }
+  });
+
   it('leaves ordinary commands alone and says nothing was redacted', () => {
     for (const cmd of [
       'git push origin main',
@@ -82,7 +117,7 @@ describe(redactSecrets.name, () => {
   });
 
   it('is linear on hostile input at the cut length', () => {
-    for (const hostile of ['--a_'.repeat(2000), 'a_'.repeat(4000), `https://${'a:'.repeat(2000)}`, `eyJ${'a'.repeat(4000)}.`, `Authorization: ${' '.repeat(4000)}`]) {
+    for (const hostile of ['mysql -p'.repeat(1000), 'curl -u '.repeat(1000), 'sshpass '.repeat(1000), '--a_'.repeat(2000), 'a_'.repeat(4000), `https://${'a:'.repeat(2000)}`, `eyJ${'a'.repeat(4000)}.`, `Authorization: ${' '.repeat(4000)}`]) {
       const t = process.hrtime.bigint();
       redactSecrets(hostile);
       // Not a timing target: a backtracking blow-up takes seconds to hours, not this.
