@@ -76,10 +76,13 @@ const PROGRAM_OPTIONS: readonly ProgramOptions[] = [
 ];
 
 const SEGMENT_END = new Set([';', '|', '||', '&&', '&']);
+/** A command line naming none of PROGRAM_OPTIONS' programs skips the word pass (one linear scan). */
+const ANY_PROGRAM = /mysql|mariadb|sshpass|-cli|docker|podman|nerdctl|buildah|skopeo|curl/;
 
 /** The program a word names, if it is one of PROGRAM_OPTIONS' (`/usr/bin/mysql`, `"mysql`, `(mysql`). */
 function programOf(word: string): ProgramOptions | undefined {
-  const bare = word.replace(/^["'(]+/, '');
+  const first = word.charCodeAt(0);
+  const bare = first === 0x22 || first === 0x27 || first === 0x28 ? word.replace(/^["'(]+/, '') : word;
   const base = bare.slice(bare.lastIndexOf('/') + 1);
   return base.length > 0 && base.length <= 40 ? PROGRAM_OPTIONS.find((p) => p.program.test(base)) : undefined;
 }
@@ -95,6 +98,7 @@ function secretPart(value: string, userPass: boolean | undefined): string | unde
 
 /** One pass over the words (linear): program-specific password options. */
 function redactProgramOptions(text: string): string {
+  if (!ANY_PROGRAM.test(text)) return text;
   const parts = text.split(/(\s+)/);
   let current: ProgramOptions | undefined;
   let armed = false;
