@@ -9,7 +9,7 @@ import { AGENT_CONFIG, AGENT_LOGGER } from '../app/tokens';
 import { DnsProxyService } from '../dns/dns-proxy.service';
 import { describeProcess, procfsReader } from '../dns/process-details';
 import { JournalService } from '../journal/journal.service';
-import { alertRecord, recordFromIpBlock } from '../journal/journal-record';
+import { alertRecord, recordFromIpBlock, UNIX_DESTINATION } from '../journal/journal-record';
 import type { BlocklistEntry } from '../policy/entry-types';
 import { policyNames, type Policy } from '../policy/policy';
 import type { PolicyEnforcer } from '../policy/policy-source';
@@ -145,7 +145,7 @@ export class DataPlaneService implements OnModuleInit, OnApplicationShutdown, Po
       if (!this.unixJournaled.admit(`${e.cgroupId}\u0000${e.kind}\u0000${e.daddr}`)) return;
       this.journal.record(
         recordFromIpBlock(
-          { time: new Date(), audited: e.kind === 'unix_audit', destination: `unix:${e.daddr}`, process: describeProcess(e, procfsReader), policy },
+          { time: new Date(), audited: e.kind === 'unix_audit', destination: `${UNIX_DESTINATION}${e.daddr}`, process: describeProcess(e, procfsReader), policy },
           ctx,
         ),
       );

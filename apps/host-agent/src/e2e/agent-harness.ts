@@ -7,7 +7,7 @@ import { waitFor } from '@cgfence/devservices';
 import { findCgroup2Root } from '@cgfence/bpf';
 import { LoopbackUpstream, UpstreamRecords } from '../dns/testing/loopback-upstream';
 import { JournalReader } from '../journal/event-journal';
-import type { JournalRecord } from '../journal/journal-record';
+import { isUnixRefusal, type JournalRecord } from '../journal/journal-record';
 
 /** The `cgfence` executable, as users run it. */
 export const CGFENCE = join(__dirname, '..', '..', '..', '..', 'cli', 'bin', 'cgfence');
@@ -79,7 +79,7 @@ export interface AgentOptions {
  * and the guard journals that refusal (method 'ip', destination 'unix:…').
  */
 export function isAddressRecord(r: { method: string; destination: string | null }): boolean {
-  return r.method === 'ip' && !(r.destination ?? '').startsWith('unix:');
+  return r.method === 'ip' && !isUnixRefusal(r);
 }
 
 export class AgentUnderTest {

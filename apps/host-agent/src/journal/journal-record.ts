@@ -39,10 +39,18 @@ export interface JournalRecord {
   readonly method: JournalMethod;
   readonly policyVersion: string | null;
   readonly policyHash: string | null;
-  /** 'address:port' of an IP-layer block. */
+  /** 'address:port' of an IP-layer block; 'unix:' and the socket path of a unix guard refusal. */
   readonly destination: string | null;
   /** Free text, for alerts. */
   readonly message: string | null;
+}
+
+/** How a unix guard refusal's destination starts: it travels as method 'ip', with `unix:<socket path>`. */
+export const UNIX_DESTINATION = 'unix:';
+
+/** A unix guard refusal (a connect to a resolving daemon's socket), not a block of an address. */
+export function isUnixRefusal(r: { readonly destination: string | null }): boolean {
+  return (r.destination ?? '').startsWith(UNIX_DESTINATION);
 }
 
 /** Finds the run a kernel cgroup id belongs to (RunRegistry implements it). */

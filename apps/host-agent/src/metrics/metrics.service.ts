@@ -6,6 +6,7 @@ import { DataPlaneService } from '../data-plane/data-plane.service';
 import { DnsProxyService } from '../dns/dns-proxy.service';
 import { LATENCY_BOUNDS_MS } from '../dns/latency-histogram';
 import { JournalService } from '../journal/journal.service';
+import { isUnixRefusal } from '../journal/journal-record';
 import { PolicyService } from '../policy/policy.service';
 import { RunsService } from '../runs/runs.service';
 
@@ -76,7 +77,7 @@ export class MetricsService implements OnModuleInit {
       if (rec.action === 'alert') this.alerts.inc();
       // A unix guard refusal travels as method 'ip' with a unix: destination; here it is its own series,
       // so an IP block rate is only IP connects (a shell's nscd lookup is not one).
-      else this.blocks.labels(rec.destination?.startsWith('unix:') ? 'unix' : rec.method, rec.action).inc();
+      else this.blocks.labels(isUnixRefusal(rec) ? 'unix' : rec.method, rec.action).inc();
     });
     this.runs.onStarted(() => this.runsStarted.inc());
     this.policy.onChange((_p, ms) => this.applySeconds.observe(ms / 1000));

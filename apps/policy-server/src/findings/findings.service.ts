@@ -1,5 +1,5 @@
 import { Injectable } from '@nestjs/common';
-import { FindingAcceptRequest, FindingDetailView, FindingsQuery, FindingTransitionRequest, FindingView, parseTimeInRange, spanMs } from '@cgfence/proto';
+import { FindingAcceptRequest, FindingDetailView, FindingsQuery, FindingTransitionRequest, FindingView, parseIsoTime, spanMs } from '@cgfence/proto';
 import { Clock } from '../common/clock';
 import { DomainError } from '../common/errors';
 import type { Actor } from '../common/request-context';
@@ -49,7 +49,7 @@ export class FindingsService {
   accept(id: string, body: FindingAcceptRequest, actor: Actor): Promise<FindingDetailView> {
     const now = this.clock.now();
     const span = spanMs(body.until);
-    const until = new Date(span !== undefined ? now.getTime() + span : parseTimeInRange(body.until)!.getTime());
+    const until = new Date(span !== undefined ? now.getTime() + span : parseIsoTime(body.until)!.getTime());
     return this.transition(id, { type: 'AcceptFinding', note: body.reason, until, now }, actor);
   }
 

@@ -22,6 +22,11 @@ export function parseTimeParam(text: string, now = Date.now()): Date | undefined
   return Number.isFinite(ms) ? new Date(ms) : undefined;
 }
 
+/** An ISO 8601 time (no duration) in the years 1 to 9999. */
+export function parseIsoTime(text: string): Date | undefined {
+  return ISO.test(text) ? parseTimeInRange(text) : undefined;
+}
+
 /** parseTimeParam, and only times in the years 1 to 9999 (what PostgreSQL and ISO 8601 both write). */
 export function parseTimeInRange(text: string, now = Date.now()): Date | undefined {
   const d = parseTimeParam(text, now);

@@ -2,7 +2,7 @@
 // notification targets, and webhook deliveries: the REST requests and views.
 import { z } from 'zod';
 import { IsoTime } from './common';
-import { parseTimeInRange } from './events';
+import { parseIsoTime, parseTimeInRange } from './events';
 
 export const FINDING_STATES = ['new', 'acknowledged', 'resolved', 'accepted'] as const;
 export type FindingState = (typeof FINDING_STATES)[number];
@@ -66,7 +66,7 @@ export const FindingAcceptRequest = z
     until: z
       .string()
       .max(100)
-      .refine((s) => spanMs(s) !== undefined || (!/^\d+[a-z]$/i.test(s) && parseTimeInRange(s) !== undefined), 'a span like 30d or an ISO 8601 time (years 1 to 9999)')
+      .refine((s) => spanMs(s) !== undefined || parseIsoTime(s) !== undefined, 'a span like 30d or an ISO 8601 time (years 1 to 9999)')
       .default('30d'),
   })
   .strict();

@@ -76,8 +76,8 @@ const PROGRAM_OPTIONS: readonly ProgramOptions[] = [
 ];
 
 const SEGMENT_END = new Set([';', '|', '||', '&&', '&']);
-/** A command line naming none of PROGRAM_OPTIONS' programs skips the word pass (one linear scan). */
-const ANY_PROGRAM = /mysql|mariadb|sshpass|-cli|docker|podman|nerdctl|buildah|skopeo|curl/;
+/** A command line naming none of PROGRAM_OPTIONS' programs skips the word pass (one linear scan): their names, unanchored. */
+const ANY_PROGRAM = new RegExp(PROGRAM_OPTIONS.map((p) => p.program.source.replace(/^\^|\$$/g, '')).join('|'));
 
 /** The program a word names, if it is one of PROGRAM_OPTIONS' (`/usr/bin/mysql`, `"mysql`, `(mysql`). */
 function programOf(word: string): ProgramOptions | undefined {
