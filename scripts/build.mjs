@@ -29,7 +29,7 @@ function buildBpf() {
 
 /**
  * Native shared objects loaded through koffi (apps/<app>/native/<name>.c -> apps/<app>
- * /dist/native/<name>.so): the DNS forwarding core of issue 19's benchmark.
+ * /dist/native/<name>.so): the DNS proxy's UDP forwarding core.
  */
 function buildNative() {
   const apps = join(root, 'apps');

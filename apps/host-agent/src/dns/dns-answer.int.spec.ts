@@ -10,6 +10,7 @@ import { compilePolicy, type Policy } from '../policy/policy';
 import type { AddressBlocker } from './address-learner';
 import type { DnsPolicyEvent } from './dns-events';
 import { DnsProxy } from './dns-proxy';
+import { UDP_ENGINES } from './testing/udp-engines';
 import { HEADER_BYTES } from './dns-wire';
 import { answerData, makeQuery, tcpQuery, udpQuery } from './testing/dns-client';
 import { LoopbackUpstream, type UpstreamRecords } from './testing/loopback-upstream';
@@ -41,7 +42,7 @@ class RecordingBlocker implements AddressBlocker {
   }
 }
 
-describe('DnsProxy: CNAME chains to listed names', () => {
+for (const udpEngine of UDP_ENGINES) describe(`DnsProxy: CNAME chains to listed names, udp engine ${udpEngine}`, () => {
   let upstream: LoopbackUpstream;
   let sut: DnsProxy;
   let events: DnsPolicyEvent[];
@@ -56,7 +57,7 @@ describe('DnsProxy: CNAME chains to listed names', () => {
   async function start(mode: 'enforce' | 'audit'): Promise<number> {
     events = [];
     blocker = new RecordingBlocker();
-    sut = new DnsProxy({ upstream: upstream.address, policy: policy(), mode, listenAddresses: ['127.0.0.1'], addressBlocker: blocker, pinResolveNames: false });
+    sut = new DnsProxy({ udpEngine, upstream: upstream.address, policy: policy(), mode, listenAddresses: ['127.0.0.1'], addressBlocker: blocker, pinResolveNames: false });
     sut.onEvent((e) => events.push(e));
     return (await sut.start()).port;
   }
@@ -114,7 +115,7 @@ describe('DnsProxy: CNAME chains to listed names', () => {
   });
 });
 
-describe('DnsProxy: an upstream answer the chain check cannot read', () => {
+for (const udpEngine of UDP_ENGINES) describe(`DnsProxy: an upstream answer the chain check cannot read, udp engine ${udpEngine}`, () => {
   let hostile: dgram.Socket;
   let hostilePort: number;
   let sut: DnsProxy;
@@ -139,7 +140,7 @@ describe('DnsProxy: an upstream answer the chain check cannot read', () => {
 
   for (const mode of ['enforce', 'audit'] as const) {
     it(`${mode}: a pointer loop in the answer gives ${mode === 'enforce' ? 'SERVFAIL' : 'the answer as it came'}, at once, and is counted`, async () => {
-      sut = new DnsProxy({ upstream: `127.0.0.1:${hostilePort}`, policy: policy(), mode, listenAddresses: ['127.0.0.1'], pinResolveNames: false });
+      sut = new DnsProxy({ udpEngine, upstream: `127.0.0.1:${hostilePort}`, policy: policy(), mode, listenAddresses: ['127.0.0.1'], pinResolveNames: false });
       const { port } = await sut.start();
       const raw = await rawUdpExchange(port, makeQuery('anything.example', 'A'));
       assert.equal(raw.readUInt16BE(2) & 0xf, mode === 'enforce' ? 2 : 0);

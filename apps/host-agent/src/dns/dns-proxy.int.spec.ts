@@ -9,6 +9,7 @@ import { compilePolicy, type Policy } from '../policy/policy';
 import type { AddressBlocker } from './address-learner';
 import type { DnsPolicyEvent, DnsQueryNotice } from './dns-events';
 import { DnsProxy } from './dns-proxy';
+import { UDP_ENGINES } from './testing/udp-engines';
 import { tcpFrame } from './dns-wire';
 import type { AttributedProcess, Attribution } from './process-details';
 import { answerData, makeQuery, tcpQuery, udpQuery } from './testing/dns-client';
@@ -84,7 +85,7 @@ function prng(seed: number): () => number {
   };
 }
 
-describe(DnsProxy.name, () => {
+for (const udpEngine of UDP_ENGINES) describe(`${DnsProxy.name}, udp engine ${udpEngine}`, () => {
   let upstream: LoopbackUpstream;
   let sut: DnsProxy;
   let sleeper: ChildProcess;
@@ -97,6 +98,7 @@ describe(DnsProxy.name, () => {
     upstream = await LoopbackUpstream.start(lookup);
     sleeper = spawn('sleep', ['3600'], { stdio: 'ignore' });
     sut = new DnsProxy({
+      udpEngine,
       upstream: upstream.address,
       policy: policy(),
       mode: 'enforce',
@@ -293,7 +295,7 @@ describe(DnsProxy.name, () => {
   it('keeps 4096 queries in flight at once and answers every one with its own answer', async () => {
     // Its own proxy, with a timeout long enough for every query to wait for the last one.
     // No shedding on loop lag: the upstream releases its answers only once all 4096 wait.
-    const proxy = new DnsProxy({ upstream: upstream.address, upstreamTimeoutMs: 30_000, listenAddresses: ['127.0.0.1'], maxLoopLagMs: 60_000 });
+    const proxy = new DnsProxy({ udpEngine, upstream: upstream.address, upstreamTimeoutMs: 30_000, listenAddresses: ['127.0.0.1'], maxLoopLagMs: 60_000 });
     const { port } = await proxy.start();
     try {
       await flood(proxy, port, 4096, 16);
@@ -411,13 +413,13 @@ describe(DnsProxy.name, () => {
   }
 });
 
-describe(`${DnsProxy.name} with an unreachable upstream`, () => {
+for (const udpEngine of UDP_ENGINES) describe(`${DnsProxy.name} with an unreachable upstream, udp engine ${udpEngine}`, () => {
   it('answers SERVFAIL at once when the upstream refuses TCP connections', async () => {
     const closed = net.createServer();
     await new Promise<void>((r) => closed.listen(0, '127.0.0.1', () => r()));
     const port = (closed.address() as net.AddressInfo).port;
     await new Promise<void>((r) => closed.close(() => r()));
-    const sut = new DnsProxy({ upstream: `127.0.0.1:${port}`, upstreamTimeoutMs: 5000, listenAddresses: ['127.0.0.1'] });
+    const sut = new DnsProxy({ udpEngine, upstream: `127.0.0.1:${port}`, upstreamTimeoutMs: 5000, listenAddresses: ['127.0.0.1'] });
     await sut.start();
     try {
       const { answer } = await tcpQuery('127.0.0.1', sut.port, makeQuery('allowed.example', 'A'), 3000);
@@ -429,7 +431,7 @@ describe(`${DnsProxy.name} with an unreachable upstream`, () => {
   });
 
   it('refuses a bad upstream address with a message that names it', () => {
-    assert.throws(() => new DnsProxy({ upstream: 'dns.example:53' }), /upstream "dns.example:53": host must be an IP address/);
-    assert.throws(() => new DnsProxy({ upstream: '127.0.0.1' }), /is not HOST:PORT/);
+    assert.throws(() => new DnsProxy({ udpEngine, upstream: 'dns.example:53' }), /upstream "dns.example:53": host must be an IP address/);
+    assert.throws(() => new DnsProxy({ udpEngine, upstream: '127.0.0.1' }), /is not HOST:PORT/);
   });
 });

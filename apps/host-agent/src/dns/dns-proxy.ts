@@ -16,6 +16,7 @@ import type {
   QueryDecision,
 } from './dns-events';
 import { EDE_OTHER, screenAnswer } from './dns-answer';
+import { ForwardCore, type CoreClient, type ForwardCoreStats } from './forward-core';
 import { answersFormerr, parseQuery } from './dns-query';
 import { EDE, RCODE, buildLocalAnswer, qtypeName, typeName } from './dns-wire';
 import { LoadMonitor } from './load-monitor';
@@ -64,6 +65,14 @@ export interface DnsProxyOptions {
   readonly processReader?: ProcessReader;
   readonly logger?: Logger;
   readonly clock?: () => Date;
+  /**
+   * Who does UDP: 'node' (default) reads and sends every datagram in
+   * JavaScript; 'core' hands the listening sockets to the C forwarding core
+   * (forward-core.ts), which forwards names this proxy allowed before and
+   * their plain answers on a thread of its own and gives this proxy the rest.
+   * The agent runs 'core' (its --dns-udp-engine flag).
+   */
+  readonly udpEngine?: 'node' | 'core';
   /** Listen on UDP. Default true; a ProxyPool's primary answers TCP only. */
   readonly udp?: boolean;
   /** Listen on TCP. Default true; ProxyPool workers answer UDP only. */
@@ -142,6 +151,7 @@ export class DnsProxy {
   private readonly tcpUpstream: TcpUpstream;
   private readonly learner: AddressLearner | undefined;
   private readonly udpSockets: dgram.Socket[] = [];
+  private core: ForwardCore | undefined;
   private readonly tcpServers: net.Server[] = [];
   private readonly tcpClients: TcpClients;
   private readonly load: LoadMonitor;
@@ -205,7 +215,13 @@ export class DnsProxy {
   }
 
   stats(): DnsProxyStats {
-    return { ...this.counters, inFlight: this.inFlight, latencyBuckets: [...this.counters.latencyBuckets] };
+    const out = { ...this.counters, inFlight: this.inFlight, latencyBuckets: [...this.counters.latencyBuckets] };
+    return this.core ? withCoreStats(out, this.core.stats()) : out;
+  }
+
+  /** The forwarding core's own counters ('core' engine, while started). */
+  coreStats(): ForwardCoreStats | undefined {
+    return this.core?.stats();
   }
 
   /** Starts listening on every listen address at one port and returns that port. */
@@ -239,6 +255,8 @@ export class DnsProxy {
   /** Swaps the policy; queries decided from now on use it. */
   setPolicy(policy: Policy): void {
     this.policy = policy;
+    // Names the core cached as allowed were allowed by the policy before this one.
+    this.core?.clear();
     if (this.started) this.pinNames(policy);
   }
 
@@ -274,8 +292,28 @@ export class DnsProxy {
 
   private async listenAll(addresses: readonly string[], wanted: number): Promise<void> {
     let port = wanted;
+    const core = this.options.udpEngine === 'core' && this.options.udp !== false;
+    if (core) {
+      this.core = ForwardCore.open(
+        {
+          listenAddresses: addresses,
+          port,
+          upstreamHost: this.upstream.host,
+          upstreamPort: this.upstream.port,
+          timeoutMs: this.timeoutMs,
+          maxInFlight: this.maxInFlight,
+          maxInFlightPerClient: this.maxInFlightPerClient,
+        },
+        {
+          query: (msg, client, ageMs) => this.onUdpQuery(undefined, msg, client, performance.now() - ageMs),
+          answer: (answer, query, client, ageMs) => this.onCoreAnswer(answer, query, client, performance.now() - ageMs),
+          notice: (query, client) => this.onCoreNotice(query, client),
+        },
+      );
+      port = this.core.port;
+    }
     for (const address of addresses) {
-      if (this.options.udp !== false) {
+      if (this.options.udp !== false && !core) {
         const udp = await this.bindUdp(address, port);
         this.udpSockets.push(udp);
         port = udp.address().port;
@@ -307,7 +345,7 @@ export class DnsProxy {
       socket.bind({ address, port, exclusive: this.options.sharedUdp !== true }, () => {
         socket.off('error', fail);
         socket.on('error', (err) => this.log.warn({ err: err.message, address }, 'udp listener error'));
-        socket.on('message', (msg, rinfo) => this.onUdpQuery(socket, msg, rinfo));
+        socket.on('message', (msg, rinfo) => this.onUdpQuery(socket, msg, rinfo, performance.now()));
         resolve(socket);
       });
     });
@@ -331,6 +369,8 @@ export class DnsProxy {
   }
 
   private closeListeners(): Promise<void> {
+    this.core?.close();
+    this.core = undefined;
     const closing: Promise<void>[] = [];
     for (const s of this.udpSockets.splice(0)) closing.push(new Promise((r) => s.close(() => r())));
     for (const s of this.tcpServers.splice(0)) closing.push(new Promise((r) => s.close(() => r())));
@@ -342,8 +382,7 @@ export class DnsProxy {
    * this tick; a local answer goes back at once; a forwarded query waits in
    * the upstream pool as its own Forwarded record (the pool calls it back).
    */
-  private onUdpQuery(socket: dgram.Socket, msg: Buffer, rinfo: dgram.RemoteInfo): void {
-    const started = performance.now();
+  private onUdpQuery(socket: dgram.Socket | undefined, msg: Buffer, rinfo: DnsClient, started: number): void {
     let decided: Buffer | Forwarded | undefined;
     try {
       decided = this.decide(msg, 'udp', rinfo);
@@ -353,6 +392,8 @@ export class DnsProxy {
     if (decided instanceof Forwarded) {
       decided.socket = socket;
       decided.started = started;
+      // An allowed name: the core forwards its next queries by itself (setPolicy forgets it).
+      if (socket === undefined && decided.entry === undefined) this.core?.allow(msg);
       try {
         this.udpPool.send(msg, decided.questionEnd, this.timeoutMs, decided);
       } catch (err) {
@@ -365,6 +406,44 @@ export class DnsProxy {
     if (decided !== undefined) this.reply(socket, decided, rinfo);
   }
 
+  /**
+   * The answer to a query the core forwarded by itself, handed over because
+   * a record could lead elsewhere: the same check as any forwarded answer
+   * (the query was counted in flight by the core, not here).
+   */
+  private onCoreAnswer(answer: Buffer, query: Buffer, client: CoreClient, started: number): void {
+    let out: Buffer | undefined;
+    try {
+      const parsed = parseQuery(query);
+      if (!parsed.ok) throw new Error(`the core handed an answer to an unreadable query (${parsed.problem})`);
+      const qname = normalizeDomainName(parsed.name);
+      const qtype = qtypeName(parsed.qtype, typeName(parsed.qtype));
+      const origin = this.lookupOrigin(client.port, parsed.id);
+      const asked = new Forwarded(this, query, parsed.questionEnd, parsed.edns?.dnssecOk, 'udp', client, 0, qname, qtype, origin, undefined);
+      this.counters.forwarded++;
+      out = this.inspectAnswer(asked, answer);
+    } catch (err) {
+      this.dropUnexpected(err, client, 'udp');
+    }
+    this.observe(started);
+    if (out !== undefined && this.started) this.core?.reply(client, out);
+  }
+
+  /** A query the core forwarded by itself: counted, and reported with its process like any other (the domains-contacted list). */
+  private onCoreNotice(query: Buffer, client: CoreClient): void {
+    const parsed = parseQuery(query);
+    if (!parsed.ok) return;
+    this.counters.queries++;
+    if (this.queryListeners.size === 0) return;
+    this.emit(this.queryListeners, {
+      qname: normalizeDomainName(parsed.name),
+      qtype: qtypeName(parsed.qtype, typeName(parsed.qtype)),
+      decision: 'allowed',
+      client: plainClient(client),
+      process: this.lookupOrigin(client.port, parsed.id),
+    });
+  }
+
   /** @internal The upstream pool's callback for a UDP query (Forwarded.settle). */
   settleUdp(f: Forwarded, answer: Buffer | undefined, err: UpstreamError | undefined): void {
     let out: Buffer | undefined;
@@ -374,11 +453,16 @@ export class DnsProxy {
       this.dropUnexpected(e, f.client, 'udp');
     }
     this.observe(f.started);
-    if (out !== undefined && f.socket !== undefined) this.reply(f.socket, out, f.client);
+    if (out !== undefined) this.reply(f.socket, out, f.client);
   }
 
-  private reply(socket: dgram.Socket, answer: Buffer, client: DnsClient): void {
+  /** Sends an answer from the listener the query came in on: a dgram socket, or the core's (socket undefined). */
+  private reply(socket: dgram.Socket | undefined, answer: Buffer, client: DnsClient): void {
     if (!this.started) return; // closed meanwhile: the socket is gone
+    if (socket === undefined) {
+      this.core?.reply(client as CoreClient, answer);
+      return;
+    }
     try {
       // No callback (it would cost a nextTick per answer); a failed send is the socket's 'error', logged there.
       socket.send(answer, client.port, client.address);
@@ -628,7 +712,7 @@ export class DnsProxy {
  * so a query in flight is this one object.
  */
 class Forwarded implements UpstreamWaiter {
-  /** UDP: the listener socket the answer goes back on. */
+  /** UDP: the listener socket the answer goes back on (undefined: the core's, client is a CoreClient). */
   socket: dgram.Socket | undefined = undefined;
   /** performance.now() when the query arrived. */
   started = 0;
@@ -691,6 +775,26 @@ interface AskedQuery {
 
 function isTruncated(answer: Buffer): boolean {
   return answer.length >= 4 && (answer[2] & 0x02) !== 0;
+}
+
+/** The proxy's counters with the core's added: what it answered by itself, and the queries it forwarded (counted as their notices arrive). */
+function withCoreStats(s: DnsProxyStats, c: ForwardCoreStats): DnsProxyStats {
+  const shed = c.clientShed + c.queueFull;
+  return {
+    ...s,
+    queries: s.queries + shed + c.inFlightFull + c.tooLarge,
+    forwarded: s.forwarded + c.fastAnswers,
+    servfail: s.servfail + shed + c.inFlightFull + c.timeouts + c.answersUnchecked,
+    upstreamTimeouts: s.upstreamTimeouts + c.timeouts,
+    formerr: s.formerr + c.tooLarge,
+    limitExceeded: s.limitExceeded + c.tooLarge,
+    overloaded: s.overloaded + c.inFlightFull,
+    upstreamStray: s.upstreamStray + c.stray,
+    shed: s.shed + shed,
+    inFlight: s.inFlight + c.inFlight,
+    latencyBuckets: s.latencyBuckets.map((n, i) => n + (c.latencyBuckets[i] ?? 0)),
+    latencySumMs: s.latencySumMs + c.latencySumUs / 1000,
+  };
 }
 
 /** Whose share of the in-flight queries a query counts against: the process the kernel named, else the source address and port. */
