@@ -9,18 +9,17 @@
 //      in the pool's primary), min(4, cores - 1) of them, at least 2 here,
 //      with the same blocklist written in the project's grammar ('*.suffix'
 //      entries);
-//   4. one DnsProxy in one process (--proxy-workers 1);
-//   5. the same with its answer check (CNAME/DNAME chains, dns-answer.ts) off:
-//      the check's cost is the difference between 4 and 5;
+//   4. one DnsProxy in one process with its UDP forwarding core
+//      (native/dns-forward-core.c: the agent's default), and the same with the
+//      'node' UDP engine (every datagram read and sent by JavaScript);
+//   5. the node engine with its answer check (CNAME/DNAME chains,
+//      dns-answer.ts) off: the check's cost is the difference;
 //   6. with CGFENCE_DNS_BENCH_BASELINE, another tree's single process (the
 //      build before a change), in the same rounds;
-//   7. issue 19's prototypes (bench/dns-fastpath/, not the agent's path):
-//      batched recvmmsg/sendmmsg through koffi on a worker thread with
-//      JavaScript deciding a batch at a time, and the C forwarding core
-//      (native/dns-forward-core.c) that forwards cached-allowed names on its
-//      own thread and hands Node the rest. Both decide with the proxy's code
-//      (decoder, matcher, local answers, answer chain check); neither does
-//      attribution, events to a journal, fairness shares or audit mode.
+//   7. issue 19's other design, as a prototype (bench/dns-fastpath/, not
+//      the agent's path): batched recvmmsg/sendmmsg through koffi on a worker
+//      thread with JavaScript deciding a batch at a time, with the proxy's
+//      decision code but no attribution, journal, fairness or audit mode.
 // After the saturation table, the same single-process paths at deploy rates
 // (100, 1,000, 5,000 q/s) from outside any cgroup: the latency one forwarding
 // hop adds, without the kernel redirect and attribution of a run.
@@ -41,7 +40,7 @@
 import { fork, spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import dgram from 'node:dgram';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { availableParallelism, tmpdir } from 'node:os';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { contentHash, parseBlocklistText } from '@cgfence/proto';
 import { freePort, ManagedProcess, median, printTable, quantile, seededRandom, verdict, waitFor } from '@cgfence/devservices';
@@ -50,7 +49,6 @@ import { AGENT_ENV, AGENT_V8_FLAGS, TUNING_ENV } from '../agent/agent-launch';
 import { DnsProxy } from '../dns/dns-proxy';
 import { ProxyPool, type DnsService } from '../dns/proxy-pool';
 import { makeQuery, udpQuery } from '../dns/testing/dns-client';
-import { ForwardCore } from './dns-fastpath/forward-core';
 import { MmsgForwarder, type PrototypeStats } from './dns-fastpath/mmsg-forwarder';
 import { createPolicy } from '../policy/policy';
 import { agentRss, processCpuMs as cpuMs } from '../e2e/load-lab';
@@ -459,8 +457,8 @@ async function saturation(dir: string, suffixes: readonly string[], suffixFile: 
   if (before) await waitAnswering('baseline cgfence proxy', before.port, before.proc);
   const mmsgChild = await startProxyChild(`${HOST}:${upPort}`, blocklistFile, 1, { impl: 'mmsg' });
   await waitAnswering('recvmmsg/sendmmsg prototype', mmsgChild.port, mmsgChild.proc);
-  const coreChild = await startProxyChild(`${HOST}:${upPort}`, blocklistFile, 1, { impl: 'ccore' });
-  await waitAnswering('C forwarding core prototype', coreChild.port, coreChild.proc);
+  const coreChild = await startProxyChild(`${HOST}:${upPort}`, blocklistFile, 1, { impl: 'core' });
+  await waitAnswering('cgfence proxy with its UDP core', coreChild.port, coreChild.proc);
 
   // Every blocker must block and pass the same names, or the comparison means nothing.
   for (const port of [distPort, single.port, pool.port, untuned.port, unchecked.port, mmsgChild.port, coreChild.port, ...(before ? [before.port] : [])]) {
@@ -473,11 +471,12 @@ async function saturation(dir: string, suffixes: readonly string[], suffixFile: 
 
   const direct: PathResult = { name: 'upstream direct', port: upPort, max: [], half: [] };
   const dist: PathResult = { name: 'dnsdist (blocking)', port: distPort, max: [], half: [], pid: blocker.child.pid };
-  const one: PathResult = { name: `cgfence, 1 process${workers === 1 ? ' (default)' : ''}`, port: single.port, max: [], half: [], pid: single.proc.child.pid };
-  const many: PathResult = { name: `cgfence, ${poolWorkers} workers${workers > 1 ? ' (default)' : ''}`, port: pool.port, max: [], half: [], pid: pool.proc.child.pid };
+  const one: PathResult = { name: 'cgfence, 1 process, node UDP engine', port: single.port, max: [], half: [], pid: single.proc.child.pid };
+  const many: PathResult = { name: `cgfence, ${poolWorkers} workers (node UDP engine)`, port: pool.port, max: [], half: [], pid: pool.proc.child.pid };
+  const corePath: PathResult = { name: 'cgfence, 1 process, UDP core (default)', port: coreChild.port, max: [], half: [], pid: coreChild.proc.child.pid };
   /** The agent's default: what the targets are judged on. */
-  const cg = workers > 1 ? many : one;
-  const noCheck: PathResult = { name: 'cgfence, 1 process, answer check off', port: unchecked.port, max: [], half: [], pid: unchecked.proc.child.pid };
+  const cg = corePath;
+  const noCheck: PathResult = { name: 'cgfence, 1 process, node engine, answer check off', port: unchecked.port, max: [], half: [], pid: unchecked.proc.child.pid };
   const baseline: PathResult[] = before ? [{ name: 'baseline build, 1 process', port: before.port, max: [], half: [], pid: before.proc.child.pid }] : [];
   const defaults: PathResult = {
     name: `cgfence, 1 process, node's defaults (no ${[...AGENT_V8_FLAGS, ...Object.keys(AGENT_ENV)].join(', ')})`,
@@ -487,8 +486,7 @@ async function saturation(dir: string, suffixes: readonly string[], suffixFile: 
     pid: untuned.proc.child.pid,
   };
   const mmsgPath: PathResult = { name: 'prototype: recvmmsg/sendmmsg on a worker, JS per batch', port: mmsgChild.port, max: [], half: [], pid: mmsgChild.proc.child.pid };
-  const corePath: PathResult = { name: 'prototype: C forwarding core + Node for new names', port: coreChild.port, max: [], half: [], pid: coreChild.proc.child.pid };
-  const paths = [direct, dist, many, one, defaults, noCheck, ...baseline, mmsgPath, corePath];
+  const paths = [direct, dist, corePath, one, many, defaults, noCheck, ...baseline, mmsgPath];
   for (const p of paths) await dnsperf(p.port, queryFile, WARMUP_SECONDS, { outstanding: MAX_OUTSTANDING });
   for (let round = 0; round < MAX_ROUNDS; round++) {
     for (const p of paths) p.max.push(await dnsperf(p.port, queryFile, MAX_SECONDS, { outstanding: MAX_OUTSTANDING }));
@@ -542,32 +540,32 @@ async function saturation(dir: string, suffixes: readonly string[], suffixFile: 
         ` lost queries are not in them. added p99 = path p99 - upstream direct p99.`,
       `upstream: dnsdist ${distV} answering every query itself (SpoofAction A 192.0.2.1, TTL 300); blocking dnsdist: SuffixMatchNodeRule -> NXDOMAIN,` +
         ` 1 listener + 1 backend (a receiver and a responder thread), no packet cache.`,
-      `cgfence: the proxy in enforce mode as the agent runs it; the default here is --proxy-workers ${workers} (min(4, cores - 1) with ${availableParallelism()} cores).` +
+      `cgfence: the proxy in enforce mode as the agent runs it; the agent's default is one process with the UDP core (--dns-udp-engine core); --proxy-workers ${poolWorkers} is the node engine's pool.` +
         ` Pool: UDP answered by ${poolWorkers} worker processes sharing one socket (node:cluster), block events sent to the primary over IPC;` +
         ` "1 process": one DnsProxy, one JS thread. Policy parsed with @cgfence/proto's grammar (*.suffix entries); no attribution, no journal.`,
       `cgfence paths run with the agent's memory settings (${[...AGENT_V8_FLAGS, ...Object.entries(AGENT_ENV).map(([k, v]) => `${k}=${v}`)].join(' ')}, agent/agent-launch.ts);` +
         ` "node's defaults" is the same single process without them, the baseline of those settings in the same run.`,
-      `answer check (CNAME/DNAME chains to listed names): its cost is "1 process" against "1 process, answer check off" (the upstream's answers are one A record).`,
+      `answer check (CNAME/DNAME chains to listed names): its cost is "node UDP engine" against "node engine, answer check off" (the upstream's answers are one A record).`,
+      `UDP core: ${await coreNote(coreChild.proc)}`,
       `queries: ${QUERY_LINES.toLocaleString('en-US')} A names, 80% allowed, 10% near misses under blocked.test, 10% under listed suffixes.`,
       `all of dnsperf, both dnsdists and the proxy share this machine's CPUs, so the direct path is bounded by dnsperf + upstream.`,
       `CPU µs / query: user + system time of the serving process (and its workers) from /proc over the half-load runs, per answered query;` +
         ` unlike latency it is not inflated by waiting for a CPU on a shared machine (10 ms tick resolution).`,
       `RSS: the serving process and its children (/proc VmRSS) right after its last half-load run.`,
-      `prototypes (issue 19, bench/dns-fastpath/, not in the agent): same policy, same decision code (decoder, matcher, NXDOMAIN answers, answer chain check),` +
-        ` no attribution, journal, fairness shares, load shedding or audit mode; the rows show what the I/O design alone is worth.`,
+      `prototype (issue 19, bench/dns-fastpath/, not in the agent): same policy, same decision code (decoder, matcher, NXDOMAIN answers, answer chain check),` +
+        ` no attribution, journal, fairness shares, load shedding or audit mode; the row shows what that I/O design alone is worth.`,
       `recvmmsg/sendmmsg prototype: ${await prototypeNote(mmsgChild.proc)}`,
-      `C core prototype: ${await prototypeNote(coreChild.proc)}`,
     ],
   });
 
-  await hopLatency(halfRate, queryFile, [direct, dist, one, mmsgPath, corePath]);
+  await hopLatency(halfRate, queryFile, [direct, dist, corePath, one, mmsgPath]);
 }
 
-/** A prototype child's counters (it answers {stats} over IPC), as a note. */
+/** A child's counters (it answers {stats} over IPC), as a note. */
 async function prototypeNote(proc: ManagedProcess): Promise<string> {
-  const stats = await new Promise<PrototypeStats | undefined>((resolve) => {
+  const stats = await new Promise<Record<string, unknown> | undefined>((resolve) => {
     const timer = setTimeout(() => resolve(undefined), 2000);
-    proc.child.once('message', (m: { stats?: PrototypeStats }) => {
+    proc.child.once('message', (m: { stats?: Record<string, unknown> }) => {
       clearTimeout(timer);
       resolve(m.stats);
     });
@@ -575,9 +573,13 @@ async function prototypeNote(proc: ManagedProcess): Promise<string> {
   });
   if (!stats) return 'no counters (child did not answer)';
   return Object.entries(stats)
-    .map(([k, v]) => `${k} ${v.toLocaleString('en-US')}`)
+    .filter(([, v]) => typeof v === 'number')
+    .map(([k, v]) => `${k} ${(v as number).toLocaleString('en-US')}`)
     .join(', ');
 }
+
+/** The UDP core's counters: how much it forwarded by itself. */
+const coreNote = prototypeNote;
 
 /**
  * The latency one forwarding hop adds at deploy rates, outside any cgroup
@@ -701,15 +703,21 @@ async function main(): Promise<void> {
 
 /** The forked proxy process: builds the policy as the agent does from a file, starts the proxy as the agent does, reports its port. */
 async function proxyChild(upstream: string, blocklistFile: string, workers: number, screenAnswers: boolean, impl: ChildImpl = 'proxy'): Promise<void> {
-  if (impl !== 'proxy') return prototypeChild(upstream, blocklistFile, impl);
+  if (impl === 'mmsg') return prototypeChild(upstream, blocklistFile);
   const parsed = parseBlocklistText(readFileSync(blocklistFile, 'utf8'));
   if (parsed.errors.length > 0) throw new Error(`blocklist rejected: ${JSON.stringify(parsed.errors.slice(0, 3))}`);
   const hash = contentHash(parsed.entries);
   const policy = createPolicy(parsed.entries, { version: 'bench', hash });
-  const options = { upstream, listenAddresses: [HOST], policy, mode: 'enforce' as const, screenAnswers };
+  const options = { upstream, listenAddresses: [HOST], policy, mode: 'enforce' as const, screenAnswers, udpEngine: impl === 'core' ? ('core' as const) : ('node' as const) };
   const proxy: DnsService = workers > 1 ? new ProxyPool({ ...options, workers }) : new DnsProxy(options);
-  // The agent journals every block event; here they only cross to the primary.
+  // The agent journals every block event and tallies every query; here they only cross to the primary.
   proxy.onEvent(() => undefined);
+  proxy.onQuery(() => undefined);
+  if (proxy instanceof DnsProxy) {
+    process.on('message', (m: { stats?: boolean }) => {
+      if (m.stats) process.send?.({ stats: proxy.coreStats() });
+    });
+  }
   const { port } = await proxy.start();
   const stop = (): void => {
     void proxy.close().finally(() => process.exit(0));
@@ -719,30 +727,18 @@ async function proxyChild(upstream: string, blocklistFile: string, workers: numb
   process.send?.({ port, entries: policy.matcher.size });
 }
 
-type ChildImpl = 'proxy' | 'mmsg' | 'ccore';
+type ChildImpl = 'proxy' | 'core' | 'mmsg';
 
 /** A prototype of issue 19 (bench/dns-fastpath/) in this process; answers {stats} over IPC with its counters. */
-async function prototypeChild(upstream: string, blocklistFile: string, impl: 'mmsg' | 'ccore'): Promise<void> {
+async function prototypeChild(upstream: string, blocklistFile: string): Promise<void> {
   const colon = upstream.lastIndexOf(':');
   const upstreamHost = upstream.slice(0, colon);
   const upstreamPort = Number(upstream.slice(colon + 1));
   const text = readFileSync(blocklistFile, 'utf8');
-  let stats: () => Promise<PrototypeStats>;
-  let close: () => Promise<void>;
-  let port: number;
-  if (impl === 'mmsg') {
-    const f = await MmsgForwarder.start({ listenHost: HOST, upstreamHost, upstreamPort, blocklistText: text, timeoutMs: 2000 });
-    port = f.port;
-    stats = () => f.stats();
-    close = () => f.close();
-  } else {
-    const parsed = parseBlocklistText(text);
-    const policy = createPolicy(parsed.entries, { version: 'bench', hash: contentHash(parsed.entries) });
-    const core = ForwardCore.open({ listenHost: HOST, upstreamHost, upstreamPort, policy, timeoutMs: 2000, onBlock: () => undefined });
-    port = core.port;
-    stats = async () => core.stats();
-    close = async () => core.close();
-  }
+  const f = await MmsgForwarder.start({ listenHost: HOST, upstreamHost, upstreamPort, blocklistText: text, timeoutMs: 2000 });
+  const port = f.port;
+  const stats = (): Promise<PrototypeStats> => f.stats();
+  const close = (): Promise<void> => f.close();
   process.on('message', (m: { stats?: boolean }) => {
     if (m.stats) void stats().then((s) => process.send?.({ stats: s }));
   });
