@@ -1,5 +1,5 @@
 import { existsSync, readFileSync } from 'node:fs';
-import { availableParallelism, hostname } from 'node:os';
+import { hostname } from 'node:os';
 import { join } from 'node:path';
 import type { GroupEntry } from '../runs/user-lookup';
 import type { ClientRateLimits } from '@cgfence/bpf';
@@ -31,8 +31,10 @@ export interface AgentConfig {
   readonly stateDir: string;
   /** DNS proxy port on 127.0.0.1 and ::1; 0 picks a free one. */
   readonly proxyPort: number;
-  /** DNS proxy processes answering UDP (ProxyPool); 1 (default): the proxy runs in the agent process. */
+  /** DNS proxy processes answering UDP (ProxyPool, 'node' engine only); 1 (default): the proxy runs in the agent process. */
   readonly proxyWorkers?: number;
+  /** Who does the proxy's UDP: 'core' (default), the C forwarding core on a thread of its own; 'node', JavaScript (DnsProxyOptions.udpEngine). */
+  readonly dnsUdpEngine?: 'core' | 'node';
   readonly host: string;
   readonly cohort?: string;
   /** cgroup v2 resource limits of the deploy cgroup, as the kernel files take them. */
@@ -95,14 +97,4 @@ export function pinDirFor(bpffs: string, cgroupName: string): string {
 
 export function defaultHost(): string {
   return hostname();
-}
-
-/**
- * DNS proxy worker processes by default: one per core but one, at most four
- * (on loopback the kernel's share of each query is about as large as the proxy's).
- */
-export function defaultProxyWorkers(): number {
-  // Leave a core to the host's own services (deploy hosts serve customers): on
-  // two cores one process measured faster than two workers (npm run bench).
-  return Math.max(1, Math.min(4, availableParallelism() - 1));
 }

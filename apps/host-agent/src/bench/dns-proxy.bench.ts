@@ -44,7 +44,6 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { contentHash, parseBlocklistText } from '@cgfence/proto';
 import { freePort, ManagedProcess, median, printTable, quantile, seededRandom, verdict, waitFor } from '@cgfence/devservices';
-import { defaultProxyWorkers } from '../agent/agent-config';
 import { AGENT_ENV, AGENT_V8_FLAGS, TUNING_ENV } from '../agent/agent-launch';
 import { DnsProxy } from '../dns/dns-proxy';
 import { ProxyPool, type DnsService } from '../dns/proxy-pool';
@@ -442,9 +441,8 @@ async function saturation(dir: string, suffixes: readonly string[], suffixFile: 
   const blocker = startDnsdist('dnsdist', dir, blockerConf(distPort, upPort, suffixFile));
   await waitAnswering('blocking dnsdist', distPort, blocker, join(dir, 'dnsdist.log'));
 
-  const workers = defaultProxyWorkers();
-  // The pool is measured whatever the default here (with 2 workers where the default is 1 process).
-  const poolWorkers = workers > 1 ? workers : 2;
+  // The node engine's pool (--proxy-workers with --dns-udp-engine node), with two workers.
+  const poolWorkers = 2;
   const pool = await startProxyChild(`${HOST}:${upPort}`, blocklistFile, poolWorkers);
   await waitAnswering('cgfence proxy pool', pool.port, pool.proc);
   const single = await startProxyChild(`${HOST}:${upPort}`, blocklistFile, 1);

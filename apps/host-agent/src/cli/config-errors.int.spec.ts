@@ -24,6 +24,8 @@ describe('cgfence agent: configuration errors', () => {
     ['--metrics-listen', ['--policy-file', policy, '--metrics-listen', 'everywhere'], /--metrics-listen must be HOST:PORT \(\[IPv6\]:PORT\) or none, got "everywhere"/],
     ['--metrics-listen', ['--policy-file', policy, '--metrics-listen', '127.0.0.1:70000'], /--metrics-listen must be HOST:PORT/],
     ['--proxy-workers', ['--policy-file', policy, '--proxy-workers', '0'], /--proxy-workers must be a whole number from 1 to 64/],
+    ['--proxy-workers', ['--policy-file', policy, '--proxy-workers', '2'], /--proxy-workers 2 needs --dns-udp-engine node/],
+    ['--dns-udp-engine', ['--policy-file', policy, '--dns-udp-engine', 'fast'], /--dns-udp-engine <engine>' argument 'fast' is invalid/],
     ['--server-key', ['--server', 'nats://127.0.0.1:4222'], /--server needs --server-key FILE/],
     ['--policy-file', ['--policy-file', policy, '--server', 'nats://127.0.0.1:4222'], /--policy-file and --server exclude each other/],
     ['--mode', ['--policy-file', policy, '--mode', 'block'], /--mode <mode>' argument 'block' is invalid/],

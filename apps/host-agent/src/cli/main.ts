@@ -5,7 +5,7 @@ import pino from 'pino';
 import { DEFAULT_CLIENT_RATE_LIMITS, DEFAULT_UNIX_GUARD_PATHS, SSSD_NSS_SOCKET, sssServesHosts, validateClientRateLimits, validateRefusedDnsPorts, validateUnixGuardPaths, type RateLimit } from '@cgfence/bpf';
 import { NatsAuthError, natsConnectOptions } from '@cgfence/nats-auth';
 import { compileRedactPatterns, MAX_REDACT_PATTERNS, RedactPatternError, type AgentStatus } from '@cgfence/proto';
-import { AgentConfig, DEFAULT_CGROUP, DEFAULT_METRICS_LISTEN, DEFAULT_STATE_DIR, defaultHost, defaultProxyWorkers, parseMetricsListen } from '../agent/agent-config';
+import { AgentConfig, DEFAULT_CGROUP, DEFAULT_METRICS_LISTEN, DEFAULT_STATE_DIR, defaultHost, parseMetricsListen } from '../agent/agent-config';
 import { DEFAULT_SPOOL_MAX_BYTES } from '../events/spool';
 import { FleetConfigError, FleetSettings, parseServers, readServerKeys, resolveHostId, resolveLabels } from '../fleet/fleet-config';
 import { enrollHostWithRetry, readEnrollment, readEnrollToken, type Enrollment } from '../fleet/enrollment';
@@ -72,6 +72,7 @@ interface StartOptions {
   stateDir: string;
   proxyPort: number;
   proxyWorkers: number;
+  dnsUdpEngine: 'core' | 'node';
   host: string;
   cohort?: string;
   cpuMax?: string;
@@ -233,6 +234,9 @@ export function agentSettings(o: StartOptions, enrollment?: Enrollment): { confi
   const upstream = o.upstream ?? defaultUpstream();
   if (!upstream) throw new UsageError('no --upstream given and no nameserver in /etc/resolv.conf');
   let metricsListen: AgentConfig['metricsListen'];
+  if (o.proxyWorkers > 1 && o.dnsUdpEngine !== 'node') {
+    throw new UsageError(`--proxy-workers ${o.proxyWorkers} needs --dns-udp-engine node: the UDP core answers on a thread of the agent, with no worker processes`);
+  }
   try {
     metricsListen = parseMetricsListen(o.metricsListen);
   } catch (err) {
@@ -249,6 +253,7 @@ export function agentSettings(o: StartOptions, enrollment?: Enrollment): { confi
     stateDir: resolve(o.stateDir),
     proxyPort: o.proxyPort,
     proxyWorkers: o.proxyWorkers,
+    dnsUdpEngine: o.dnsUdpEngine,
     // Fleet mode: events carry the host id their NATS subjects are named by.
     host: fleet?.hostId ?? o.host,
     cohort: fleet?.labels.cohort ?? o.cohort,
@@ -406,11 +411,16 @@ export function buildHostProgram(): Command {
     .option('--cgroup <name>', 'deploy cgroup name under the cgroup v2 root', DEFAULT_CGROUP)
     .addOption(stateDirOption())
     .option('--proxy-port <port>', 'DNS proxy port on 127.0.0.1 and ::1 (0: any free port)', int('--proxy-port', 0, 65535), 0)
+    .addOption(
+      new Option('--dns-udp-engine <engine>', "who does the DNS proxy's UDP: core, a C forwarding core on a thread of the agent; node, JavaScript")
+        .choices(['core', 'node'])
+        .default('core'),
+    )
     .option(
       '--proxy-workers <n>',
-      'DNS proxy processes answering UDP (TCP stays in the agent); 1: the proxy runs in the agent process',
+      'DNS proxy processes answering UDP with --dns-udp-engine node (TCP stays in the agent); 1: the proxy runs in the agent process',
       int('--proxy-workers', 1, 64),
-      defaultProxyWorkers(),
+      1,
     )
     .option('--host <id>', 'host name in events', defaultHost())
     .option('--cohort <name>', 'cohort label in events (fleet mode: the label cohort)')

@@ -81,7 +81,7 @@ export class DnsProxyService implements OnModuleInit, BeforeApplicationShutdown 
       logger: this.logger,
     };
     const workers = c.proxyWorkers ?? 1;
-    this.proxy = workers > 1 ? new ProxyPool({ ...options, workers }) : new DnsProxy(options);
+    this.proxy = workers > 1 ? new ProxyPool({ ...options, workers }) : new DnsProxy({ ...options, udpEngine: c.dnsUdpEngine ?? 'core' });
     this.port = (await this.proxy.start()).port;
     this.proxy.onEvent((e) => this.journal.record(recordFromDnsEvent(e, this.journal.context())));
   }

@@ -23,7 +23,7 @@ describe('agent launch: memory settings wherever the agent starts', () => {
     const env = { ...process.env };
     delete env[TUNING_ENV];
     delete env.MALLOC_ARENA_MAX;
-    const sut = await AgentUnderTest.start({ policy: 'blocked.test\n', env, extraArgs: ['--proxy-workers', '2'] });
+    const sut = await AgentUnderTest.start({ policy: 'blocked.test\n', env, extraArgs: ['--proxy-workers', '2', '--dns-udp-engine', 'node'] });
     started.push(sut);
     const pid = sut.proc?.pid as number;
     const args = cmdline(pid);
