@@ -79,6 +79,8 @@ export interface DnsProxyStats {
   chainListed: number;
   /** Upstream answers the chain check could not read within its caps: SERVFAIL in enforce mode (also in servfail), passed in audit mode. */
   answersUnreadable: number;
+  /** Queries the UDP forwarding core forwarded, and answered, without JavaScript (also in queries and forwarded; 0 with the node engine). */
+  coreForwarded: number;
   inFlight: number;
   /** Answers (and drops) per latency bucket, from the query's arrival (LATENCY_BOUNDS_MS; not cumulative). */
   latencyBuckets: number[];

@@ -288,6 +288,8 @@ describe('DnsProxy with its UDP forwarding core: caps and timeouts', () => {
   it('listens on IPv6 and IPv4 at one port and answers each from the address it was asked on', async () => {
     const up6 = await LoopbackUpstream.start(records, '::1');
     const sut = new DnsProxy({ udpEngine: 'core', upstream: up6.address, policy: policyOf(LIST) });
+    const seen: string[] = [];
+    sut.onQuery((q) => seen.push(`${q.client.address} ${q.qname} ${q.decision}`));
     await sut.start();
     try {
       for (const host of ['::1', H]) {
@@ -296,6 +298,16 @@ describe('DnsProxy with its UDP forwarding core: caps and timeouts', () => {
         assert.equal((await ask(host, sut.port, 'v6.bad.test')).rcode, 'NXDOMAIN');
       }
       assert.ok((sut.coreStats()?.fastForwarded ?? 0) >= 2);
+      await waitFor(() => seen.length === 6);
+      // The core's notices name the client as node's own sockets do ('::1', not a long form).
+      assert.deepEqual(seen, [
+        '::1 v6.allowed.test allowed',
+        '::1 v6.allowed.test allowed',
+        '::1 v6.bad.test blocked',
+        '127.0.0.1 v6.allowed.test allowed',
+        '127.0.0.1 v6.allowed.test allowed',
+        '127.0.0.1 v6.bad.test blocked',
+      ]);
     } finally {
       await sut.close();
       await up6.close();

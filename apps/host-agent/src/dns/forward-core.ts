@@ -264,7 +264,7 @@ function decodeClient(sock: number, raw: Buffer): CoreClient {
 }
 
 /** The shortest form of an IPv6 address (the longest run of zero groups as '::'), as node's rinfo gives it. */
-function compressV6(parts: string[]): string {
+export function compressV6(parts: string[]): string {
   let best = -1;
   let bestLen = 0;
   for (let i = 0; i < 8; ) {

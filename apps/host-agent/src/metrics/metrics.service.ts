@@ -126,6 +126,7 @@ export class MetricsService implements OnModuleInit {
     add(pulled('cgfence_agent_dns_tcp_paused_total', 'Times reading from a DNS TCP client was paused (pipelining or unread answers)', 'counter', () => [{ value: dns()?.tcpPaused ?? 0 }]));
     add(pulled('cgfence_agent_dns_tcp_slow_readers_closed_total', 'DNS TCP clients closed for not reading their answers', 'counter', () => [{ value: dns()?.tcpSlowReadersClosed ?? 0 }]));
     add(pulled('cgfence_agent_dns_tcp_oversized_frames_total', 'DNS TCP connections closed for a frame over the message cap', 'counter', () => [{ value: dns()?.tcpOversizedFrames ?? 0 }]));
+    add(pulled('cgfence_agent_dns_core_forwarded_total', 'Queries the UDP forwarding core forwarded and answered without JavaScript (--dns-udp-engine core)', 'counter', () => [{ value: dns()?.coreForwarded ?? 0 }]));
     add(pulled('cgfence_agent_dns_chain_listed_total', 'Answers to allowed names whose CNAME/DNAME chain reached a listed name (NXDOMAIN in enforce, recorded in audit)', 'counter', () => [{ value: dns()?.chainListed ?? 0 }]));
     add(pulled('cgfence_agent_dns_answers_unreadable_total', 'Upstream answers the chain check could not read within its caps (SERVFAIL in enforce, passed in audit)', 'counter', () => [{ value: dns()?.answersUnreadable ?? 0 }]));
     add(pulled('cgfence_agent_dns_in_flight', 'Forwarded queries waiting for the upstream', 'gauge', () => [{ value: dns()?.inFlight ?? 0 }]));
