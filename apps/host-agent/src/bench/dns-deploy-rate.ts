@@ -128,6 +128,11 @@ export async function measureDeployRates(o: DeployRateOptions): Promise<DeployRa
   const suts: Array<{ name: string; sut: AgentUnderTest }> = [];
   try {
     suts.push({ name: 'this build', sut: await AgentUnderTest.start({ ...policy, nodeArgs: [...(o.agentNodeArgs ?? [])] }) });
+    // The same build with every datagram in JavaScript: the UDP core's peer in the same rounds.
+    suts.push({
+      name: 'this build, --dns-udp-engine node',
+      sut: await AgentUnderTest.start({ ...policy, nodeArgs: [...(o.agentNodeArgs ?? [])], extraArgs: ['--dns-udp-engine', 'node'] }),
+    });
     if (o.niceVariant !== undefined) {
       const sut = await AgentUnderTest.start({ ...policy, nodeArgs: [...(o.agentNodeArgs ?? [])] });
       suts.push({ name: `this build, nice ${o.niceVariant}`, sut });

@@ -419,6 +419,40 @@ async function memoryPerQueryInFlight(upstream: string, blocklistFile: string, b
   }
 }
 
+/**
+ * The same for the UDP core: one name decided once by the proxy (so the core
+ * has it cached), then IN_FLIGHT_PROBE queries for it from one client with
+ * distinct ids, each held in one of the core's pending slots. The core's
+ * memory is outside the JS heap: the process's RSS after, minus before (the
+ * slots are allocated at start and touched as used).
+ */
+async function coreMemoryPerQueryInFlight(upstream: string, blocklistFile: string): Promise<InFlightMemory> {
+  const parsed = parseBlocklistText(readFileSync(blocklistFile, 'utf8'));
+  const policy = createPolicy(parsed.entries, { version: 'bench', hash: contentHash(parsed.entries) });
+  const proxy = new DnsProxy({ udpEngine: 'core', upstream, listenAddresses: [HOST], policy, upstreamTimeoutMs: 60_000, maxInFlightPerClient: IN_FLIGHT_PROBE * 2 });
+  const { port } = await proxy.start();
+  const client = dgram.createSocket('udp4');
+  client.on('message', () => undefined);
+  try {
+    await new Promise<void>((r) => client.bind(0, HOST, () => r()));
+    client.send(makeQuery('held.allowed.test', 'A'), port, HOST);
+    await waitFor('the name decided', async () => proxy.stats().inFlight >= 1, 5000);
+    const queries = Array.from({ length: IN_FLIGHT_PROBE }, (_, i) => makeQuery('held.allowed.test', 'A', { id: i }));
+    const before = process.memoryUsage().rss;
+    for (let i = 0; i < queries.length; i++) {
+      client.send(queries[i], port, HOST);
+      if (i % 500 === 499) await new Promise((r) => setTimeout(r, 5));
+    }
+    await waitFor('queries in flight in the core', async () => (proxy.coreStats()?.inFlight ?? 0) >= IN_FLIGHT_PROBE * 0.95, 20_000);
+    const held = proxy.coreStats()?.inFlight ?? 0;
+    const after = process.memoryUsage().rss;
+    return { build: 'this build, UDP core (RSS, outside the JS heap)', queries: held, bytesPerQuery: (after - before) / held, heapPerQuery: 0 };
+  } finally {
+    client.close();
+    await proxy.close();
+  }
+}
+
 function printInFlightMemory(ms: readonly InFlightMemory[]): void {
   printTable({
     title: 'DNS proxy memory per forwarded query in flight',
@@ -682,7 +716,7 @@ async function main(): Promise<void> {
       const upstream = startDnsdist('upstream-blackhole', dir, blackholeConf(upPort));
       await waitFor('black-hole dnsdist', async () => upstream.running);
       await new Promise((r) => setTimeout(r, 1500)); // listening (it answers nothing to probe)
-      const mem = [await memoryPerQueryInFlight(`${HOST}:${upPort}`, blocklistFile)];
+      const mem = [await memoryPerQueryInFlight(`${HOST}:${upPort}`, blocklistFile), await coreMemoryPerQueryInFlight(`${HOST}:${upPort}`, blocklistFile)];
       if (BASELINE_TREE) {
         // eslint-disable-next-line @typescript-eslint/no-require-imports -- another tree's compiled class, chosen at run time
         const before = require(join(BASELINE_TREE, 'apps', 'host-agent', 'dist', 'src', 'dns', 'dns-proxy.js')) as { DnsProxy: typeof DnsProxy };
