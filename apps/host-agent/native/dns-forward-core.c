@@ -51,7 +51,7 @@
 #define QCOPY 320 /* bytes of a query kept while it is in flight (header, question, OPT) */
 #define CACHE_SLOTS (1 << 17) /* power of two; allowed names, wire form, lower case */
 #define NAME_ARENA (8 << 20) /* their bytes; full: no more names cached until the next policy */
-#define CACHE_PROBES 16
+#define CACHE_PROBES 32
 #define QUEUE_SLOTS 1024
 #define BIG_SLOTS 16 /* items over MAX_MSG (answers up to 64 KiB) waiting for Node at once: 1 MiB */
 #define NOTICE_SLOTS 8192
@@ -65,7 +65,7 @@ enum { KIND_QUERY = 1, KIND_ANSWER = 2, KIND_NOTICE = 3 };
 enum {
   ST_RX, ST_FAST_FORWARDED, ST_HANDED_QUERIES, ST_FAST_ANSWERS, ST_HANDED_ANSWERS,
   ST_QUEUE_FULL, ST_CLIENT_SHED, ST_INFLIGHT_FULL, ST_TIMEOUTS, ST_STRAY, ST_TOO_LARGE,
-  ST_NOTICES_FULL, ST_CACHE_FULL, ST_ANSWERS_UNCHECKED, ST_INFLIGHT, ST_LAT_SUM_US, ST_COUNT
+  ST_NOTICES_FULL, ST_CACHE_FULL, ST_ANSWERS_UNCHECKED, ST_QUEUE_FULL_DROPPED, ST_INFLIGHT, ST_LAT_SUM_US, ST_COUNT
 };
 
 struct cache_entry { uint64_t hash; uint32_t off; uint16_t len; };
@@ -240,7 +240,7 @@ static int hand_over(struct dfc *c, uint32_t kind, int sock, const struct sockad
   if (qlen) memcpy(it->q, q, qlen);
   if (big >= 0) { c->big_used[big] = 1; memcpy(c->big + (size_t)big * MAX_ANSWER, m, len); }
   else memcpy(it->data, m, len);
-  int wake = c->qcount++ == 0 && c->ncount == 0;
+  int wake = c->qcount++ == 0;
   pthread_mutex_unlock(&c->qlock);
   if (wake) { uint8_t b = 1; (void)!write(c->notify_wr, &b, 1); }
   return 0;
@@ -253,7 +253,9 @@ static int notice(struct dfc *c, int sock, const struct sockaddr_in6 *addr, sock
   struct notice *n = &c->notices[(c->nhead + c->ncount) % NOTICE_SLOTS];
   n->sock = (uint32_t)sock; n->addr_len = alen; memcpy(&n->addr, addr, alen);
   n->qlen = (uint32_t)keep_query(n->q, m, len, qend); n->t0_ns = t0;
-  int wake = c->ncount++ == 0 && c->qcount == 0;
+  /* Notices are not urgent (Node also takes them every NOTICE_POLL_MS): a wake-up per query would cost
+   * a pipe write, a read and a switch to Node's thread. Woken when the ring is half full. */
+  int wake = ++c->ncount == NOTICE_SLOTS / 2 && c->qcount == 0;
   pthread_mutex_unlock(&c->qlock);
   if (wake) { uint8_t b = 1; (void)!write(c->notify_wr, &b, 1); }
   return 0;
@@ -386,8 +388,9 @@ static void on_queries(struct dfc *c, int sock) {
         if (notice(c, sock, &c->rxaddr[i], alen, m, len, 12 + (size_t)nl + 4, t0) < 0) { c->stats[ST_NOTICES_FULL]++; fast = 0; }
       }
       if (!fast) {
-        if (hand_over(c, KIND_QUERY, sock, &c->rxaddr[i], alen, m, len, NULL, 0, t0) < 0) { c->stats[ST_QUEUE_FULL]++; answer_locally(c, i, &nloc, m, len, 2); }
-        else c->stats[ST_HANDED_QUERIES]++;
+        if (hand_over(c, KIND_QUERY, sock, &c->rxaddr[i], alen, m, len, NULL, 0, t0) == 0) c->stats[ST_HANDED_QUERIES]++;
+        else if (len < 12 || (m[2] & 0x80)) c->stats[ST_QUEUE_FULL_DROPPED]++; /* not a query: never answered */
+        else { c->stats[ST_QUEUE_FULL]++; answer_locally(c, i, &nloc, m, len, 2); }
         continue;
       }
       admit(c, m, len, sock, &c->rxaddr[i], alen, cslot, t0);

@@ -275,6 +275,11 @@ export class DnsProxy {
     return () => this.eventListeners.delete(listener);
   }
 
+  /** Reports now the queries the UDP core forwarded and the proxy has not taken yet (it takes them every 10 ms). */
+  flushQueries(): void {
+    this.core?.drain();
+  }
+
   /** Subscribes to every handled query (for the "domains contacted" list). */
   onQuery(listener: Listener<DnsQueryNotice>): () => void {
     this.queryListeners.add(listener);
@@ -792,6 +797,7 @@ function withCoreStats(s: DnsProxyStats, c: ForwardCoreStats): DnsProxyStats {
     limitExceeded: s.limitExceeded + c.tooLarge,
     overloaded: s.overloaded + c.inFlightFull,
     upstreamStray: s.upstreamStray + c.stray,
+    malformed: s.malformed + c.queueFullDropped,
     shed: s.shed + shed,
     inFlight: s.inFlight + c.inFlight,
     latencyBuckets: s.latencyBuckets.map((n, i) => n + (c.latencyBuckets[i] ?? 0)),

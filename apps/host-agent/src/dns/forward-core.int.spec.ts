@@ -4,7 +4,9 @@
 // domains-contacted notices, the chain check, caps and timeouts), and what it
 // must not decide goes to the proxy.
 import assert from 'node:assert/strict';
+import { execFileSync, fork } from 'node:child_process';
 import dgram from 'node:dgram';
+import { join } from 'node:path';
 import { after, before, beforeEach, describe, it } from 'node:test';
 import dnsPacket from 'dns-packet';
 import { protoBlocklistCodec } from '../policy/entry-types';
@@ -14,6 +16,7 @@ import { DnsProxy } from './dns-proxy';
 import type { AttributedProcess } from './process-details';
 import { makeQuery, udpQuery } from './testing/dns-client';
 import { LoopbackUpstream, type UpstreamRecords } from './testing/loopback-upstream';
+import type { StallReport } from './testing/stall-peer';
 
 const LIST = '*.bad.test\n';
 const policyOf = (text: string): Policy => {
@@ -89,6 +92,7 @@ describe('DnsProxy with its UDP forwarding core', () => {
     await upstream?.close();
   });
   beforeEach(() => {
+    sut.flushQueries();
     events.length = 0;
     notices.length = 0;
     upstream.behaviour = 'answer';
@@ -116,10 +120,32 @@ describe('DnsProxy with its UDP forwarding core', () => {
       assert.equal(answer.rcode, 'NOERROR');
       assert.equal(core().fastForwarded - before, 1);
       await waitFor(() => notices.length === 2);
-      assert.deepEqual(notices[1], { qname: 'tally.allowed.test', qtype: 'AAAA', decision: 'allowed', client: { address: H, port: socket.address().port }, process });
+      assert.deepEqual(notices.find((n) => n.qtype === 'AAAA'), { qname: 'tally.allowed.test', qtype: 'AAAA', decision: 'allowed', client: { address: H, port: socket.address().port }, process });
     } finally {
       socket.close();
     }
+  });
+
+  it('reports a forwarded query at once when asked to (a run ending), not only on its 10 ms round', async () => {
+    await ask(H, sut.port, 'flush.allowed.test');
+    sut.flushQueries();
+    notices.length = 0;
+    const asked = upstream.log.length;
+    // Another process sends the query while this one's loop is held (execFileSync): no timer of this
+    // process runs, the core's thread forwards it and leaves its notice.
+    const script = `const s = require('node:dgram').createSocket('udp4'); s.bind(0, '${H}', () => s.send(Buffer.from('${makeQuery('flush.allowed.test', 'A', { id: 7 }).toString('hex')}', 'hex'), ${sut.port}, '${H}', () => { process.stdout.write(String(s.address().port)); s.close(); }));`;
+    const clientPort = Number(execFileSync(process.execPath, ['-e', script], { encoding: 'utf8' }));
+    const until = Date.now() + 100;
+    while (Date.now() < until) {
+      // held
+    }
+    assert.equal(notices.length, 0, 'nothing was taken while the loop was held');
+    sut.flushQueries();
+    assert.deepEqual(
+      notices.map((n) => [n.qname, n.client.port]),
+      [['flush.allowed.test', clientPort]],
+    );
+    await waitFor(() => upstream.log.length === asked + 1); // its upstream query, read by this process's loop now
   });
 
   it('never caches a listed name: each query for it goes to the proxy, is answered NXDOMAIN and recorded', async () => {
@@ -285,6 +311,44 @@ describe('DnsProxy with its UDP forwarding core: caps and timeouts', () => {
     }
   });
 
+  it('with the event loop held: answers cached names, gives new names SERVFAIL once its queue is full, forwards none undecided', async () => {
+    // Upstream and client in another process: nothing on their side waits for this process's loop.
+    const peer = fork(join(__dirname, 'testing', 'stall-peer.js'), [], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+    let sut: DnsProxy | undefined;
+    try {
+      const upstreamPort = await new Promise<number>((resolve) => peer.once('message', (m: { upstreamPort: number }) => resolve(m.upstreamPort)));
+      sut = new DnsProxy({ udpEngine: 'core', upstream: `127.0.0.1:${upstreamPort}`, policy: policyOf(LIST), listenAddresses: [H], maxLoopLagMs: 60_000 });
+      await sut.start();
+      assert.equal((await ask(H, sut.port, 'cached.allowed.test')).rcode, 'NOERROR');
+      const report = new Promise<StallReport>((resolve) => peer.once('message', (m: StallReport) => resolve(m)));
+      peer.send({ go: { port: sut.port, seconds: 2.5 } });
+      // A busy agent (a long GC pause, a slow policy apply): the loop does nothing for 1.5 s.
+      const stallFrom = Date.now();
+      while (Date.now() - stallFrom < 1500) {
+        // held
+      }
+      const stallTo = Date.now();
+      const r = await report;
+      const during = <T extends { at: number }>(xs: T[]): T[] => xs.filter((x) => x.at < stallTo);
+      const cachedDuring = during(r.cached).filter((a) => a.rcode === 'NOERROR');
+      assert.ok(cachedDuring.length >= 5, `cached name answered ${cachedDuring.length} times during the stall`);
+      const freshDuring = during(r.fresh);
+      assert.ok(freshDuring.length >= 100, `new names answered at once while the queue was full: ${freshDuring.length}`);
+      assert.deepEqual([...new Set(freshDuring.map((a) => a.rcode))], ['SERVFAIL'], 'no new name resolved before it was decided');
+      assert.deepEqual(
+        r.upstreamFreshAt.filter((at) => at < stallTo),
+        [],
+        'the upstream saw no new name during the stall',
+      );
+      const decidedLater = r.fresh.filter((a) => a.at >= stallTo && a.rcode === 'NOERROR').length;
+      assert.ok(decidedLater > 0 && decidedLater <= 1024, `queued names decided after the stall: ${decidedLater} (queue: 1,024)`);
+      assert.ok((sut.coreStats()?.queueFull ?? 0) >= 1000);
+    } finally {
+      peer.kill('SIGKILL');
+      await sut?.close();
+    }
+  });
+
   it('listens on IPv6 and IPv4 at one port and answers each from the address it was asked on', async () => {
     const up6 = await LoopbackUpstream.start(records, '::1');
     const sut = new DnsProxy({ udpEngine: 'core', upstream: up6.address, policy: policyOf(LIST) });
@@ -300,13 +364,14 @@ describe('DnsProxy with its UDP forwarding core: caps and timeouts', () => {
       assert.ok((sut.coreStats()?.fastForwarded ?? 0) >= 2);
       await waitFor(() => seen.length === 6);
       // The core's notices name the client as node's own sockets do ('::1', not a long form).
-      assert.deepEqual(seen, [
-        '::1 v6.allowed.test allowed',
-        '::1 v6.allowed.test allowed',
-        '::1 v6.bad.test blocked',
+      // (In any order: the core's notices are taken every 10 ms, the proxy's own decisions at once.)
+      assert.deepEqual(seen.sort(), [
         '127.0.0.1 v6.allowed.test allowed',
         '127.0.0.1 v6.allowed.test allowed',
         '127.0.0.1 v6.bad.test blocked',
+        '::1 v6.allowed.test allowed',
+        '::1 v6.allowed.test allowed',
+        '::1 v6.bad.test blocked',
       ]);
     } finally {
       await sut.close();

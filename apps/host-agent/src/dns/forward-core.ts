@@ -35,6 +35,8 @@ const KIND_QUERY = 1;
 const KIND_ANSWER = 2;
 const KIND_NOTICE = 3;
 const TAKE_HEADER = 56;
+/** How often the proxy takes notices the core did not wake it for (it wakes it when its ring is half full). */
+const NOTICE_POLL_MS = 10;
 /** What one dfc_take copies out at most: 256 queue items of up to 4 KiB (a bigger answer is taken alone on its own call). */
 const TAKE_BYTES = 256 * (TAKE_HEADER + 4096 + 320);
 const BIG_TAKE_BYTES = TAKE_HEADER + 65536 + 320;
@@ -54,6 +56,7 @@ const CORE_STATS = [
   'noticesFull',
   'cacheFull',
   'answersUnchecked',
+  'queueFullDropped',
   'inFlight',
   'latencySumUs',
 ] as const;
@@ -140,7 +143,10 @@ export class ForwardCore {
   private readonly take = Buffer.alloc(TAKE_BYTES);
   private bigTake: Buffer | undefined;
   private readonly poll: { close(): void };
+  private readonly noticeTimer: NodeJS.Timeout;
   private closed = false;
+  /** The last client seen, reused while the next item comes from the same address (a resolver's one socket). */
+  private lastClient: CoreClient | undefined;
 
   private constructor(
     private readonly lib: CoreLib,
@@ -148,6 +154,7 @@ export class ForwardCore {
     private readonly handler: CoreHandler,
   ) {
     this.poll = koffi.node.poll(lib.dfc_notify_fd(core), { readable: true }, () => this.drain());
+    this.noticeTimer = setInterval(() => this.drain(), NOTICE_POLL_MS).unref();
   }
 
   /** Opens the sockets and starts the thread; throws a ForwardCoreError whose code is the errno name (EADDRINUSE, EADDRNOTAVAIL, EINVAL...). */
@@ -202,8 +209,8 @@ export class ForwardCore {
     return { ...out, latencyBuckets: Array.from(raw.subarray(CORE_STATS.length), Number) };
   }
 
-  /** Everything the core handed over; a handler that throws loses that item only. */
-  private drain(): void {
+  /** Takes everything the core handed over now; a handler that throws loses that item only. */
+  drain(): void {
     const { lib, core, take } = this;
     for (;;) {
       if (this.closed) return;
@@ -228,13 +235,13 @@ export class ForwardCore {
         const dataAt = pos + TAKE_HEADER;
         const queryAt = dataAt + ((len + 3) & ~3);
         pos = queryAt + ((qlen + 3) & ~3);
-        // Copies: the take buffer is reused by the next call, and a forwarded query outlives it.
-        const client = decodeClient(sock, Buffer.from(buf.subarray(start + 12, start + 12 + alen)));
-        const data = Buffer.from(buf.subarray(dataAt, dataAt + len));
+        const client = this.clientAt(buf, sock, start + 12, alen);
         try {
-          if (kind === KIND_QUERY) this.handler.query(data, client, ageMs);
-          else if (kind === KIND_ANSWER) this.handler.answer(data, Buffer.from(buf.subarray(queryAt, queryAt + qlen)), client, ageMs);
-          else if (kind === KIND_NOTICE) this.handler.notice(data, client);
+          // Queries and answers are copied (the take buffer is reused by the next call, and a forwarded
+          // query outlives it); a notice is read in the handler's call and not kept, so it is a view.
+          if (kind === KIND_NOTICE) this.handler.notice(buf.subarray(dataAt, dataAt + len), client);
+          else if (kind === KIND_QUERY) this.handler.query(Buffer.from(buf.subarray(dataAt, dataAt + len)), client, ageMs);
+          else if (kind === KIND_ANSWER) this.handler.answer(Buffer.from(buf.subarray(dataAt, dataAt + len)), Buffer.from(buf.subarray(queryAt, queryAt + qlen)), client, ageMs);
         } catch {
           // The handler's own errors are its to count; the next item must still be handled.
         }
@@ -242,9 +249,18 @@ export class ForwardCore {
     }
   }
 
+  /** The client of the item at `at` (its sockaddr, alen bytes). */
+  private clientAt(buf: Buffer, sock: number, at: number, alen: number): CoreClient {
+    const last = this.lastClient;
+    if (last !== undefined && last.sock === sock && last.raw.length === alen && buf.compare(last.raw, 0, alen, at, at + alen) === 0) return last;
+    this.lastClient = decodeClient(sock, Buffer.from(buf.subarray(at, at + alen)));
+    return this.lastClient;
+  }
+
   close(): void {
     if (this.closed) return;
     this.closed = true;
+    clearInterval(this.noticeTimer);
     this.poll.close();
     this.lib.dfc_close(this.core);
   }

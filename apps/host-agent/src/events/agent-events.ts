@@ -9,6 +9,8 @@ import { buildRunSummary } from './run-summary';
 /** A proxy that reports every query (DnsProxy does; a ProxyPool may not). */
 interface QuerySource {
   onQuery?(listener: (n: DnsQueryNotice) => void): () => void;
+  /** Reports queries it has seen but not reported yet (the UDP core's notices), so a run's summary has them all. */
+  flushQueries?(): void;
 }
 
 export interface AgentEventsOptions extends Omit<EventShipperOptions, 'alert'> {
@@ -28,6 +30,7 @@ export class AgentEvents {
   readonly tally: DomainTally;
   private readonly log: Logger;
   private alertSink: ((message: string) => void) | undefined;
+  private source: QuerySource | undefined;
 
   constructor(private readonly opts: AgentEventsOptions) {
     this.log = opts.logger;
@@ -39,6 +42,7 @@ export class AgentEvents {
   start(wiring: { alert: (message: string) => void; proxy: unknown; runs: RunLookup }): void {
     this.alertSink = wiring.alert;
     const source = wiring.proxy as QuerySource;
+    this.source = source;
     if (typeof source.onQuery === 'function') {
       source.onQuery((n) => this.query(n, wiring.runs));
     } else {
@@ -62,6 +66,7 @@ export class AgentEvents {
 
   /** A run ended (`cgfence run` reported its exit, or it was found abandoned): its summary is shipped. */
   runEnded(run: RunRecord, signal: string | null, policyVersion: string | null): void {
+    if (typeof this.source?.flushQueries === 'function') this.source.flushQueries();
     this.shipper.runSummary(
       buildRunSummary(run, { host: this.opts.hostId, cohort: this.opts.cohort, signal, domains: this.tally.seen(run.runId), policyVersion, endedAt: new Date() }),
     );
