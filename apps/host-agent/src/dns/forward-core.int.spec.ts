@@ -15,8 +15,9 @@ import type { DnsPolicyEvent, DnsQueryNotice } from './dns-events';
 import { DnsProxy } from './dns-proxy';
 import type { AttributedProcess } from './process-details';
 import { makeQuery, udpQuery } from './testing/dns-client';
-import { LoopbackUpstream, type UpstreamRecords } from './testing/loopback-upstream';
+import { LoopbackUpstream } from './testing/loopback-upstream';
 import type { StallReport } from './testing/stall-peer';
+import { coreRecords as records } from './testing/core-records';
 
 const LIST = '*.bad.test\n';
 const policyOf = (text: string): Policy => {
@@ -25,16 +26,6 @@ const policyOf = (text: string): Policy => {
   return compiled.policy;
 };
 
-/** 24 TXT strings of 250 bytes: a 6 KiB answer, over the core's 4 KiB query buffers. */
-const BIG_TXT = Array.from({ length: 24 }, (_, i) => String.fromCharCode(97 + i).repeat(250));
-const records = (name: string): UpstreamRecords =>
-  name === 'chain.allowed.test'
-    ? { CNAME: 'x.bad.test' }
-    : name === 'big.allowed.test'
-      ? { TXT: BIG_TXT }
-      : name === 'big-chain.allowed.test'
-        ? { CNAME: 'big.allowed.test' }
-        : { A: ['192.0.2.7'] };
 
 const H = '127.0.0.1';
 

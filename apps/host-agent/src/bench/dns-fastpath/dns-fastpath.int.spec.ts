@@ -6,6 +6,7 @@ import { after, before, describe, it } from 'node:test';
 import { makeQuery, udpQuery } from '../../dns/testing/dns-client';
 import { LoopbackUpstream } from '../../dns/testing/loopback-upstream';
 import { MmsgForwarder, type PrototypeStats } from './mmsg-forwarder';
+import { coreRecords as records } from '../../dns/testing/core-records';
 
 const LIST = '*.bad.test\n';
 
@@ -15,16 +16,6 @@ interface Running {
   close(): Promise<void>;
 }
 
-/** 24 TXT strings of 250 bytes: a 6 KiB answer, over the 4 KiB query buffers. */
-const BIG_TXT = Array.from({ length: 24 }, (_, i) => String.fromCharCode(97 + i).repeat(250));
-const records = (name: string) =>
-  name === 'chain.allowed.test'
-    ? { CNAME: 'x.bad.test' }
-    : name === 'big.allowed.test'
-      ? { TXT: BIG_TXT }
-      : name === 'big-chain.allowed.test'
-        ? { CNAME: 'big.allowed.test' }
-        : { A: ['192.0.2.7'] };
 
 async function startPrototype(host: string, upstream: LoopbackUpstream, timeoutMs = 2000): Promise<Running> {
   const f = await MmsgForwarder.start({ listenHost: host, upstreamHost: upstream.host, upstreamPort: upstream.port, blocklistText: LIST, timeoutMs });
