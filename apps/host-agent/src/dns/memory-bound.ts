@@ -7,7 +7,8 @@
  * dns-load.e2e peaked at 129-231 MiB over three runs on this shared 2-core
  * machine (node's defaults: rest 145-150, peaks 161-247 in the same runs, and
  * up to 321 in an earlier clean-clone run). 288 MiB leaves a quarter above the
- * highest peak seen. docs/operations.md, "Agent memory", gives the
+ * highest peak seen. With the UDP forwarding core (issue 19, the default since)
+ * the agent-memory benchmark measured rest 125 MiB and peaks 135-236 MiB. docs/operations.md, "Agent memory", gives the
  * breakdown; the dns-load end-to-end test, the dns-flood and agent-memory
  * benchmarks check it.
  */
