@@ -340,6 +340,60 @@ describe('DnsProxy with its UDP forwarding core: caps and timeouts', () => {
     }
   });
 
+  it('hands every answer it cannot pass as plain to the proxy, whose check fails closed on hostile ones (a name it forwards by itself)', async () => {
+    // An upstream that answers plainly first (so the name is cached), then with what a broken or hostile resolver sends.
+    let shape: 'plain' | 'pointer-loop' | 'overrun' | 'too-many' | 'cname-at-question' = 'plain';
+    const rr = (type: number, rdata: Buffer): Buffer => Buffer.concat([Buffer.from([0xc0, 12, type >> 8, type & 0xff, 0, 1, 0, 0, 0, 60, rdata.length >> 8, rdata.length & 0xff]), rdata]);
+    const hostile = dgram.createSocket('udp4');
+    hostile.on('message', (q, rinfo) => {
+      const head = Buffer.from(q);
+      head.writeUInt16BE(0x8180, 2);
+      head.writeUInt16BE(0, 10); // the query's OPT, if any, is not echoed
+      const question = head.subarray(0, q.length);
+      let records: Buffer[] = [];
+      if (shape === 'plain') records = [rr(1, Buffer.from([192, 0, 2, 9]))];
+      else if (shape === 'pointer-loop') {
+        const loop = Buffer.from([0xc0, 0, 0, 1, 0, 1, 0, 0, 0, 60, 0, 4, 192, 0, 2, 9]);
+        loop[1] = question.length; // the owner's pointer points at itself
+        records = [loop];
+      } else if (shape === 'overrun') records = [rr(1, Buffer.alloc(4)).subarray(0, 12 + 2)];
+      else if (shape === 'too-many') records = Array.from({ length: 300 }, () => rr(1, Buffer.from([192, 0, 2, 9])));
+      else records = [rr(5, Buffer.from([1, 120, 3, 98, 97, 100, 4, 116, 101, 115, 116, 0]))]; // CNAME x.bad.test
+      const reply = Buffer.concat([question, ...records]);
+      reply.writeUInt16BE(records.length, 6);
+      hostile.send(reply, rinfo.port, rinfo.address);
+    });
+    await new Promise<void>((r) => hostile.bind(0, H, () => r()));
+    const sut = new DnsProxy({ udpEngine: 'core', upstream: `${H}:${hostile.address().port}`, policy: policyOf(LIST), listenAddresses: [H], pinResolveNames: false });
+    await sut.start();
+    try {
+      const raw = async (): Promise<Buffer> => (await udpQuery(H, sut.port, makeQuery('hostile.allowed.test', 'A'), 3000)).raw;
+      assert.equal((await raw()).readUInt16BE(2) & 0xf, 0, 'the plain answer passes');
+      for (const [next, rcode] of [
+        ['pointer-loop', 2],
+        ['overrun', 2],
+        ['too-many', 2],
+        ['cname-at-question', 3],
+      ] as const) {
+        shape = next;
+        const before = sut.coreStats();
+        const answer = await raw();
+        const after = sut.coreStats();
+        assert.equal(answer.readUInt16BE(2) & 0xf, rcode, `${next}: rcode`);
+        assert.equal(answer.readUInt16BE(6), 0, `${next}: no record reaches the client`);
+        assert.deepEqual(
+          [(after?.fastForwarded ?? 0) - (before?.fastForwarded ?? 0), (after?.handedAnswers ?? 0) - (before?.handedAnswers ?? 0)],
+          [1, 1],
+          `${next}: forwarded by the core, its answer checked by the proxy`,
+        );
+      }
+      assert.equal(sut.stats().answersUnreadable, 3);
+    } finally {
+      await sut.close();
+      hostile.close();
+    }
+  });
+
   it('listens on IPv6 and IPv4 at one port and answers each from the address it was asked on', async () => {
     const up6 = await LoopbackUpstream.start(records, '::1');
     const sut = new DnsProxy({ udpEngine: 'core', upstream: up6.address, policy: policyOf(LIST) });
