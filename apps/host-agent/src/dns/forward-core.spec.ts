@@ -1,6 +1,10 @@
 import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { describe, it } from 'node:test';
-import { compressV6 } from './forward-core';
+import { ANSWER_CAPS } from './dns-answer';
+import { QUERY_CAPS } from './dns-query';
+import { compressV6, FORWARD_CORE_CAPS } from './forward-core';
 
 const groups = (a: string): string[] => a.split(':');
 
@@ -16,4 +20,33 @@ describe('compressV6 (the client address of a datagram the core received, as nod
   ] as const) {
     it(`${full} -> ${short}`, () => assert.equal(compressV6(groups(full)), short));
   }
+});
+
+describe('FORWARD_CORE_CAPS (documented in docs/operations.md)', () => {
+  it('are the caps the C core is compiled with', () => {
+    const source = readFileSync(join(__dirname, '..', '..', '..', 'native', 'dns-forward-core.c'), 'utf8');
+    const define = (name: string): number => {
+      const m = new RegExp(`^#define ${name} (.+?)(?: /\\*.*)?$`, 'm').exec(source);
+      assert.ok(m, `#define ${name} in dns-forward-core.c`);
+      // The values are a literal or (literal << literal).
+      const v = /^\(?(\d+)(?: << (\d+))?\)?$/.exec(m[1]!.trim());
+      assert.ok(v, `${name} is ${m[1]}: a literal or a shift`);
+      return Number(v[1]) * 2 ** Number(v[2] ?? 0);
+    };
+    assert.deepEqual(
+      {
+        batch: define('BATCH'),
+        cacheSlots: define('CACHE_SLOTS'),
+        nameArenaBytes: define('NAME_ARENA'),
+        queueSlots: define('QUEUE_SLOTS'),
+        bigSlots: define('BIG_SLOTS'),
+        noticeSlots: define('NOTICE_SLOTS'),
+        maxListen: define('MAX_LISTEN'),
+      },
+      FORWARD_CORE_CAPS,
+    );
+    // The bounds it shares with the proxy's own decoders.
+    assert.equal(define('MAX_MSG'), QUERY_CAPS.maxMessageBytes);
+    assert.equal(define('MAX_ANSWER_RECORDS'), ANSWER_CAPS.maxRecords);
+  });
 });
