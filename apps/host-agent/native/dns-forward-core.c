@@ -474,7 +474,7 @@ static void sweep(struct dfc *c) {
   uint64_t now = now_ns(), limit = (uint64_t)c->timeout_ms * 1000000ULL;
   uint8_t out[QCOPY + 16];
   pthread_mutex_lock(&c->lock);
-  for (uint32_t s = 0; s < c->max_inflight; s++) {
+  for (uint32_t s = 0; c->stats[ST_INFLIGHT] > 0 && s < c->max_inflight; s++) {
     struct pending *p = &c->pending[s];
     if (c->id_slot[p->id] != s || now - p->t0_ns <= limit) continue;
     c->stats[ST_TIMEOUTS]++;
@@ -645,7 +645,8 @@ void dfc_clear(struct dfc *c) {
  * kind u32, sock u32, addr_len u32, addr[28], len u32, qlen u32, age_us u32,
  * reserved u32, data[len] padded to 4, query[qlen] padded to 4 (for a
  * notice, data is the query and qlen 0); returns the bytes written. Drains
- * the wake-up pipe first.
+ * the wake-up pipe first. cap must hold at least one item of the largest size
+ * (56 + 65,536 + 320 bytes).
  */
 int dfc_take(struct dfc *c, uint8_t *out, int cap) {
   uint8_t drain[64];

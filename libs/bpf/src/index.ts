@@ -8,6 +8,7 @@ export type { NamePolicy } from './name-backstop';
 export { DnsAttributionReader, dnsAttributionPin } from './dns-attribution';
 export type { Mode, FailMode, DataPlaneConfig, ProcessInfo, KernelEvent, DataPlaneCounters } from './codec';
 export { AddressError, parseCidr, parseIp, formatIp } from './addr';
+export { describeErrno } from './libbpf';
 export type { Cidr, Family } from './addr';
 export { compareIpPolicy, ipPolicyDigest, sortLpmKeys } from './ip-digest';
 export { prefilterSlotOf } from './prefilter';

@@ -578,7 +578,7 @@ async function saturation(dir: string, suffixes: readonly string[], suffixFile: 
       `cgfence paths run with the agent's memory settings (${[...AGENT_V8_FLAGS, ...Object.entries(AGENT_ENV).map(([k, v]) => `${k}=${v}`)].join(' ')}, agent/agent-launch.ts);` +
         ` "node's defaults" is the same single process without them, the baseline of those settings in the same run.`,
       `answer check (CNAME/DNAME chains to listed names): its cost is "node UDP engine" against "node engine, answer check off" (the upstream's answers are one A record).`,
-      `UDP core: ${await coreNote(coreChild.proc)}`,
+      `UDP core: ${await childNote(coreChild.proc)}`,
       `queries: ${QUERY_LINES.toLocaleString('en-US')} A names, 80% allowed, 10% near misses under blocked.test, 10% under listed suffixes.`,
       `all of dnsperf, both dnsdists and the proxy share this machine's CPUs, so the direct path is bounded by dnsperf + upstream.`,
       `CPU µs / query: user + system time of the serving process (and its workers) from /proc over the half-load runs, per answered query;` +
@@ -586,7 +586,7 @@ async function saturation(dir: string, suffixes: readonly string[], suffixFile: 
       `RSS: the serving process and its children (/proc VmRSS) right after its last half-load run.`,
       `prototype (issue 19, bench/dns-fastpath/, not in the agent): same policy, same decision code (decoder, matcher, NXDOMAIN answers, answer chain check),` +
         ` no attribution, journal, fairness shares, load shedding or audit mode; the row shows what that I/O design alone is worth.`,
-      `recvmmsg/sendmmsg prototype: ${await prototypeNote(mmsgChild.proc)}`,
+      `recvmmsg/sendmmsg prototype: ${await childNote(mmsgChild.proc)}`,
     ],
   });
 
@@ -594,7 +594,7 @@ async function saturation(dir: string, suffixes: readonly string[], suffixFile: 
 }
 
 /** A child's counters (it answers {stats} over IPC), as a note. */
-async function prototypeNote(proc: ManagedProcess): Promise<string> {
+async function childNote(proc: ManagedProcess): Promise<string> {
   const stats = await new Promise<Record<string, unknown> | undefined>((resolve) => {
     const timer = setTimeout(() => resolve(undefined), 2000);
     proc.child.once('message', (m: { stats?: Record<string, unknown> }) => {
@@ -609,9 +609,6 @@ async function prototypeNote(proc: ManagedProcess): Promise<string> {
     .map(([k, v]) => `${k} ${(v as number).toLocaleString('en-US')}`)
     .join(', ');
 }
-
-/** The UDP core's counters: how much it forwarded by itself. */
-const coreNote = prototypeNote;
 
 /**
  * The latency one forwarding hop adds at deploy rates, outside any cgroup

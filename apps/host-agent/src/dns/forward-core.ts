@@ -7,6 +7,8 @@
 // everything else, and a notice of each query it forwarded, through a queue
 // it signals on a pipe (watched with koffi.node.poll). The proxy decides with
 // its own code (dns-proxy.ts) and answers through reply().
+import { describeErrno } from '@cgfence/bpf';
+import { formatAddress } from '@cgfence/proto';
 import koffi from 'koffi';
 import { existsSync } from 'node:fs';
 import { constants } from 'node:os';
@@ -31,15 +33,15 @@ export const FORWARD_CORE_CAPS = {
   maxListen: 4,
 } as const;
 
+const AF_INET = 2;
 const KIND_QUERY = 1;
 const KIND_ANSWER = 2;
 const KIND_NOTICE = 3;
 const TAKE_HEADER = 56;
 /** How often the proxy takes notices the core did not wake it for (it wakes it when its ring is half full). */
 const NOTICE_POLL_MS = 10;
-/** What one dfc_take copies out at most: 256 queue items of up to 4 KiB (a bigger answer is taken alone on its own call). */
+/** What one dfc_take copies out at most: 256 queue items of up to 4 KiB, so always at least one item of any size (an answer of up to 64 KiB). */
 const TAKE_BYTES = 256 * (TAKE_HEADER + 4096 + 320);
-const BIG_TAKE_BYTES = TAKE_HEADER + 65536 + 320;
 /** dfc_stats's counters, in order (dns-forward-core.c ST_*), then the latency buckets. */
 const CORE_STATS = [
   'received',
@@ -141,7 +143,6 @@ export class ForwardCoreError extends Error {
 /** The C core with its pipe watched; close() stops its thread and closes its sockets. */
 export class ForwardCore {
   private readonly take = Buffer.alloc(TAKE_BYTES);
-  private bigTake: Buffer | undefined;
   private readonly poll: { close(): void };
   private readonly noticeTimer: NodeJS.Timeout;
   private closed = false;
@@ -177,8 +178,8 @@ export class ForwardCore {
     );
     if (core === null) {
       const errno = koffi.errno();
-      const code = errnoName(errno);
-      throw new ForwardCoreError(`dns forwarding core cannot listen on udp ${opts.listenAddresses.join(', ')} port ${opts.port}: ${code}`, code);
+      const code = Object.entries(constants.errno).find(([, v]) => v === errno)?.[0] ?? `errno ${errno}`;
+      throw new ForwardCoreError(`dns forwarding core cannot listen on udp ${opts.listenAddresses.join(', ')} port ${opts.port}: ${describeErrno(errno)}`, code);
     }
     return new ForwardCore(l, core, handler);
   }
@@ -214,15 +215,9 @@ export class ForwardCore {
     const { lib, core, take } = this;
     for (;;) {
       if (this.closed) return;
-      let buf: Buffer = take;
-      let n = lib.dfc_take(core, take, take.length);
-      if (n === 0) {
-        // Either empty, or the next item is an answer bigger than `take`.
-        this.bigTake ??= Buffer.alloc(BIG_TAKE_BYTES);
-        buf = this.bigTake;
-        n = lib.dfc_take(core, buf, buf.length);
-        if (n === 0) return;
-      }
+      const buf = take;
+      const n = lib.dfc_take(core, take, take.length);
+      if (n <= 0) return;
       let pos = 0;
       while (pos < n) {
         const start = pos;
@@ -266,41 +261,9 @@ export class ForwardCore {
   }
 }
 
-/** A sockaddr_in or sockaddr_in6 (28 bytes as the core copies it) as a client. */
-function decodeClient(sock: number, raw: Buffer): CoreClient {
-  const family = raw.readUInt16LE(0);
+/** A sockaddr_in or sockaddr_in6 (as the core copies it) as a client; the address as node's rinfo gives it (RFC 5952). */
+export function decodeClient(sock: number, raw: Buffer): CoreClient {
   const port = raw.readUInt16BE(2);
-  if (family === 2) {
-    const address = `${raw[4]}.${raw[5]}.${raw[6]}.${raw[7]}`;
-    return { sock, raw: raw.subarray(0, 16), address, port };
-  }
-  const parts: string[] = [];
-  for (let i = 0; i < 8; i++) parts.push(raw.readUInt16BE(8 + 2 * i).toString(16));
-  return { sock, raw, address: compressV6(parts), port };
-}
-
-/** The shortest form of an IPv6 address (the longest run of zero groups as '::'), as node's rinfo gives it. */
-export function compressV6(parts: string[]): string {
-  let best = -1;
-  let bestLen = 0;
-  for (let i = 0; i < 8; ) {
-    if (parts[i] !== '0') {
-      i++;
-      continue;
-    }
-    let j = i;
-    while (j < 8 && parts[j] === '0') j++;
-    if (j - i > bestLen && j - i > 1) {
-      best = i;
-      bestLen = j - i;
-    }
-    i = j;
-  }
-  if (best < 0) return parts.join(':');
-  return `${parts.slice(0, best).join(':')}::${parts.slice(best + bestLen).join(':')}`;
-}
-
-function errnoName(errno: number): string {
-  for (const [name, value] of Object.entries(constants.errno)) if (value === errno) return name;
-  return `errno ${errno}`;
+  if (raw.readUInt16LE(0) === AF_INET) return { sock, raw: raw.subarray(0, 16), address: formatAddress(4, raw.subarray(4, 8)), port };
+  return { sock, raw, address: formatAddress(6, raw.subarray(8, 24)), port };
 }
